@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both begin with `make install`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test chaos bench bench-quick lint clean test-worker
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/modelcert dev
+
+test: install
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+chaos: install
+	CHAOS_JOBS=$${CHAOS_JOBS:-2000} $(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+test-worker: install
+	$(BIN)/python scripts/test-worker
+
+lint: install
+	$(BIN)/ruff check app worker tests
+	$(BIN)/ruff format --check app worker tests
+
+clean:
+	rm -rf $(VENV) .modelcert

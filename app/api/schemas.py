@@ -1,0 +1,206 @@
+"""Request and response models; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:/@-]*$"
+REGION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+def _endpoint_url(value: str) -> str:
+    """An absolute http(s) URL without credentials, query or fragment."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; store them with POST /v1/secrets")
+    if parts.fragment or parts.query:
+        raise ValueError("must not have a query or fragment")
+    if port == 0:
+        raise ValueError("port must be from 1 to 65535")
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain whitespace")
+    return value.rstrip("/")
+
+
+EndpointUrl = Annotated[str, Field(min_length=8, max_length=2048), AfterValidator(_endpoint_url)]
+Region = Annotated[str, Field(pattern=REGION_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Capabilities(Strict):
+    context_length: int | None = Field(None, ge=256, le=10_000_000)
+    streaming: bool = True
+    tools: bool = False
+    json_schema: bool = False
+    embeddings: bool = False
+    embedding_model: str | None = Field(None, max_length=300)
+
+
+class RateLimit(Strict):
+    rps: float | None = Field(None, gt=0, le=10_000)
+    max_concurrency: int | None = Field(None, ge=1, le=1024)
+
+
+class TargetCreate(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    provider: Literal["openai_compatible", "anthropic"] = "openai_compatible"
+    model: str = Field(min_length=1, max_length=300)
+    base_url: EndpointUrl | None = None
+    endpoints: dict[Region, EndpointUrl] = Field(default_factory=dict, max_length=50)
+    region_queues: dict[Region, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,200}$")]] = Field(
+        default_factory=dict, max_length=50
+    )
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    secret_id: uuid.UUID | None = None
+    recertify_before_days: int = Field(7, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> TargetCreate:
+        if self.base_url is None and not self.endpoints:
+            raise ValueError("give base_url or at least one entry in endpoints")
+        return self
+
+
+class TargetView(BaseModel):
+    id: uuid.UUID
+    name: str
+    provider: str
+    model: str
+    base_url: str | None
+    endpoints: dict[str, str]
+    region_queues: dict[str, str]
+    capabilities: Capabilities
+    rate_limit: RateLimit
+    secret_id: uuid.UUID | None
+    recertify_before_days: int
+    created_at: datetime
+
+
+class TargetList(BaseModel):
+    items: list[TargetView]
+    next_cursor: str | None = None
+
+
+class CertificationCreate(Strict):
+    target_id: uuid.UUID
+    suite: str = Field("smoke", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    region: Region | None = None
+    priority: Literal["high", "normal", "low"] = "normal"
+
+
+class SuiteRef(BaseModel):
+    name: str
+    version: str
+    content_hash: str
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class Timings(BaseModel):
+    created_at: datetime
+    dispatched_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobError(BaseModel):
+    cause: str
+    message: str
+
+
+class CheckSummary(BaseModel):
+    name: str
+    outcome: str
+    required: bool
+    passed: int
+    failed: int
+    errored: int
+    total: int
+    pass_rate: float | None
+    threshold: float | None
+    lower: float | None
+    upper: float | None
+    duration_seconds: float
+
+
+class CertificationView(BaseModel):
+    id: uuid.UUID
+    target_id: uuid.UUID
+    status: Literal["queued", "running", "retrying", "succeeded", "failed", "timed_out",
+                    "cancelled"]
+    verdict: Literal["certified", "certified_with_warnings", "not_certified",
+                     "inconclusive"] | None
+    score: float | None
+    priority: str
+    region: str | None
+    queue: str
+    reason: str
+    suite: SuiteRef
+    attempt: int
+    max_attempts: int
+    progress: Progress
+    timings: Timings
+    error: JobError | None
+    valid_until: datetime | None
+    checks: list[CheckSummary]
+
+
+class CertificationList(BaseModel):
+    items: list[CertificationView]
+    next_cursor: str | None = None
+
+
+class CertificationFilter(Strict):
+    status: Literal["queued", "running", "retrying", "succeeded", "failed", "timed_out",
+                    "cancelled"] | None = None
+    verdict: Literal["certified", "certified_with_warnings", "not_certified",
+                     "inconclusive"] | None = None
+    target_id: uuid.UUID | None = None
+    since: datetime | None = None
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class PageQuery(Strict):
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class ProblemDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemDetail] | None = None
+    request_id: str | None = None
+
+
+class ProbeView(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

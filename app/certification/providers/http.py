@@ -1,0 +1,237 @@
+"""The aiohttp plumbing every adapter shares: one session per job, timeouts, no redirects,
+precise error causes, and sample-level retries with full jitter that honour Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from app.certification.providers.base import EndpointError, ErrorCause, Gate, no_gate
+
+T = TypeVar("T")
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_connections: int = 16
+    sample_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+
+
+def make_session(
+    policy: HttpPolicy, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=policy.max_connections, limit_per_host=policy.max_connections, resolver=resolver,
+        ttl_dns_cache=60,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
+    )
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        return min(MAX_RETRY_AFTER, max(0.0, when - time.time()))
+
+
+def error_for_status(status: int, body: str, retry_after: float | None, latency_ms: float) -> EndpointError:
+    excerpt = body[:200]
+    if status == 429:
+        cause = ErrorCause.RATE_LIMITED
+    elif status >= 500:
+        cause = ErrorCause.SERVER_ERROR
+    elif status in (401, 403):
+        cause = ErrorCause.AUTH_FAILED
+    elif status == 404:
+        cause = ErrorCause.NOT_FOUND
+    else:
+        cause = ErrorCause.HTTP_STATUS
+    return EndpointError(
+        cause, f"HTTP {status}: {excerpt}", status_code=status, retry_after=retry_after,
+        latency_ms=latency_ms,
+    )
+
+
+def translate_client_error(exc: BaseException, latency_ms: float) -> EndpointError:
+    if isinstance(exc, EndpointError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return EndpointError(ErrorCause.TIMEOUT, f"timed out: {exc!s}"[:300], latency_ms=latency_ms)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = getattr(exc, "os_error", None)
+        if isinstance(os_error, BlockedAddressError):
+            return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(os_error), latency_ms=latency_ms)
+        return EndpointError(ErrorCause.CONNECT_ERROR, f"cannot connect: {exc!s}"[:300],
+                             latency_ms=latency_ms)
+    if isinstance(exc, BlockedAddressError):
+        return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(exc), latency_ms=latency_ms)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return EndpointError(ErrorCause.STREAM_INCOMPLETE, f"connection cut: {exc!s}"[:300],
+                             latency_ms=latency_ms)
+    if isinstance(exc, aiohttp.ClientError):
+        return EndpointError(ErrorCause.CONNECT_ERROR, f"client error: {exc!s}"[:300],
+                             latency_ms=latency_ms)
+    raise exc
+
+
+class BlockedAddressError(OSError):
+    """The endpoint resolved to an address the SSRF guard refuses."""
+
+
+def _wait_honouring_retry_after(policy: HttpPolicy) -> Callable[[RetryCallState], float]:
+    jitter = wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_max)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = jitter(state)
+        if isinstance(exc, EndpointError) and exc.retry_after is not None:
+            return max(delay, exc.retry_after)
+        return delay
+
+    return wait
+
+
+async def with_retries(
+    policy: HttpPolicy,
+    call: Callable[[], Awaitable[T]],
+    on_retry: Callable[[EndpointError], None] | None = None,
+) -> T:
+    """Retry retryable endpoint errors with full jitter, honouring Retry-After."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and isinstance(exc, EndpointError):
+            on_retry(exc)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.sample_retries + 1),
+        wait=_wait_honouring_retry_after(policy),
+        retry=retry_if_exception(lambda e: isinstance(e, EndpointError) and e.retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return await retrying(call)
+
+
+class HttpClient:
+    """JSON and SSE over one aiohttp session, with a gate before every request."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str],
+        policy: HttpPolicy,
+        gate: Gate = no_gate,
+        on_response: Callable[[str, float], None] | None = None,
+        on_retry: Callable[[EndpointError], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.headers = headers
+        self.policy = policy
+        self.gate = gate
+        self.on_response = on_response
+        self.on_retry = on_retry
+
+    def _record(self, outcome: str, started: float) -> None:
+        if self.on_response is not None:
+            self.on_response(outcome, time.perf_counter() - started)
+
+    async def request_json(
+        self, method: str, url: str, payload: dict[str, Any] | None = None
+    ) -> tuple[Any, int, float]:
+        async def once() -> tuple[Any, int, float]:
+            await self.gate()
+            started = time.perf_counter()
+            try:
+                async with self.session.request(
+                    method, url, json=payload, headers=self.headers, allow_redirects=False
+                ) as response:
+                    body = await response.text(errors="replace")
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    if response.status != 200:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise error_for_status(response.status, body, retry_after, latency_ms)
+                    try:
+                        data = json.loads(body)
+                    except ValueError:
+                        raise EndpointError(
+                            ErrorCause.MALFORMED_BODY,
+                            f"response is not JSON: {body[:120]!r}",
+                            status_code=response.status,
+                            latency_ms=latency_ms,
+                        ) from None
+                    self._record("ok", started)
+                    return data, response.status, latency_ms
+            except EndpointError as exc:
+                self._record(exc.cause, started)
+                raise
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                error = translate_client_error(exc, (time.perf_counter() - started) * 1000)
+                self._record(error.cause, started)
+                raise error from None
+
+        return await with_retries(self.policy, once, self.on_retry)
+
+    @asynccontextmanager
+    async def stream_sse(
+        self, url: str, payload: dict[str, Any]
+    ) -> AsyncIterator[tuple[AsyncIterator[str], int, float]]:
+        """Open an SSE response; yields (iterator over `data:` payloads, status, start time)."""
+        await self.gate()
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                url, json=payload, headers=self.headers, allow_redirects=False
+            ) as response:
+                if response.status != 200:
+                    body = await response.text(errors="replace")
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise error_for_status(
+                        response.status, body, retry_after, (time.perf_counter() - started) * 1000
+                    )
+
+                async def events() -> AsyncIterator[str]:
+                    async for raw in response.content:
+                        line = raw.decode("utf-8", errors="replace").strip()
+                        if line.startswith("data:"):
+                            yield line[5:].strip()
+
+                yield events(), response.status, started
+                self._record("ok", started)
+        except EndpointError as exc:
+            self._record(exc.cause, started)
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = translate_client_error(exc, (time.perf_counter() - started) * 1000)
+            self._record(error.cause, started)
+            raise error from None

@@ -1,0 +1,70 @@
+"""Typed results of a certification: sample grades, check outcomes, verdicts."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Grade(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+class CheckOutcome(str, enum.Enum):
+    PASSED = "passed"
+    WARNED = "warned"
+    FAILED = "failed"
+    ERRORED = "errored"
+    SKIPPED = "skipped"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Verdict(str, enum.Enum):
+    CERTIFIED = "certified"
+    CERTIFIED_WITH_WARNINGS = "certified_with_warnings"
+    NOT_CERTIFIED = "not_certified"
+    INCONCLUSIVE = "inconclusive"
+
+
+# The documented cap on stored response text, in characters.
+RESPONSE_EXCERPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One graded request with its evidence."""
+
+    index: int
+    prompt_id: str
+    grade: Grade
+    request_summary: dict[str, Any] = field(default_factory=dict)
+    response_excerpt: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    status_code: int | None = None
+    error: str | None = None
+    error_cause: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The scored outcome of one check over its samples."""
+
+    name: str
+    outcome: CheckOutcome
+    required: bool
+    passed: int
+    failed: int
+    errored: int
+    total: int
+    statistic: float | None
+    threshold: float | None
+    lower: float | None
+    upper: float | None
+    duration_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+    samples: tuple[Sample, ...] = ()

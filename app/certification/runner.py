@@ -1,0 +1,47 @@
+"""Build the provider for a target and run a suite with one aiohttp session (the job's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiohttp
+
+from app.certification.checks import TargetSpec
+from app.certification.engine import EngineHooks, JobFailure, run_suite
+from app.certification.providers.base import EndpointError, ErrorCause, Gate, Provider, no_gate
+from app.certification.providers.http import HttpClient, HttpPolicy, make_session
+from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
+from app.certification.results import CheckResult
+from app.certification.suites import Suite
+
+
+def build_provider(target: TargetSpec, client: HttpClient) -> Provider:
+    if target.provider == "openai_compatible":
+        return OpenAICompatible(client, target.base_url, target.model)
+    if target.provider == "anthropic":
+        from app.certification.providers.anthropic import Anthropic, anthropic_headers
+
+        client.headers = anthropic_headers(client.headers.get("Authorization", "")[7:] or None)
+        return Anthropic(client, target.base_url, target.model)
+    raise JobFailure(ErrorCause.INVALID_TARGET, f"unknown provider {target.provider!r}",
+                     retryable=False)
+
+
+async def execute(
+    suite: Suite,
+    target: TargetSpec,
+    api_key: str | None,
+    hooks: EngineHooks,
+    *,
+    policy: HttpPolicy | None = None,
+    concurrency: int = 4,
+    gate: Gate = no_gate,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
+    on_response: Callable[[str, float], None] | None = None,
+    on_retry: Callable[[EndpointError], None] | None = None,
+) -> list[CheckResult]:
+    policy = policy or HttpPolicy(max_connections=max(concurrency, 1))
+    async with make_session(policy, resolver) as session:
+        client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
+        provider = build_provider(target, client)
+        return await run_suite(suite, target, provider, hooks, concurrency=concurrency)

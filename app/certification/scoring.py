@@ -1,0 +1,87 @@
+"""Statistics of a check and the verdict rules (DESIGN §5)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from app.certification.results import CheckOutcome, Grade, Sample, Verdict
+
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError("successes must be between 0 and trials")
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = p + z2 / (2 * trials)
+    margin = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    lower = (centre - margin) / denominator
+    upper = (centre + margin) / denominator
+    return max(0.0, lower), min(1.0, upper)
+
+
+def count_grades(samples: Iterable[Sample]) -> tuple[int, int, int]:
+    passed = failed = errored = 0
+    for sample in samples:
+        if sample.grade is Grade.PASS:
+            passed += 1
+        elif sample.grade is Grade.FAIL:
+            failed += 1
+        else:
+            errored += 1
+    return passed, failed, errored
+
+
+def outcome_for(
+    passed: int, failed: int, errored: int, threshold: float, max_error_rate: float
+) -> tuple[CheckOutcome, float | None, float, float]:
+    """Pass when the lower bound reaches the threshold, fail when the upper is below it.
+
+    Errors are not failures: they are left out of the pass rate, and when their share of
+    all samples exceeds `max_error_rate` (or nothing could be graded) the check is errored.
+    """
+    total = passed + failed + errored
+    graded = passed + failed
+    if total == 0:
+        return CheckOutcome.SKIPPED, None, 0.0, 1.0
+    lower, upper = wilson_interval(passed, graded)
+    rate = passed / graded if graded else None
+    if graded == 0 or errored / total > max_error_rate:
+        return CheckOutcome.ERRORED, rate, lower, upper
+    if lower >= threshold:
+        return CheckOutcome.PASSED, rate, lower, upper
+    if upper < threshold:
+        return CheckOutcome.FAILED, rate, lower, upper
+    return CheckOutcome.INCONCLUSIVE, rate, lower, upper
+
+
+def decide_verdict(outcomes: Iterable[tuple[CheckOutcome, bool]]) -> Verdict:
+    """(outcome, required) pairs → verdict.
+
+    Any required check failed → not_certified; any required check errored or inconclusive
+    → inconclusive; all required pass and an optional one did not → with warnings.
+    """
+    items = list(outcomes)
+    required = [o for o, req in items if req]
+    optional = [o for o, req in items if not req]
+    if any(o is CheckOutcome.FAILED for o in required):
+        return Verdict.NOT_CERTIFIED
+    if any(o in (CheckOutcome.ERRORED, CheckOutcome.INCONCLUSIVE) for o in required):
+        return Verdict.INCONCLUSIVE
+    if not any(o is CheckOutcome.PASSED for o in required) and required:
+        return Verdict.INCONCLUSIVE
+    if any(o in (CheckOutcome.FAILED, CheckOutcome.ERRORED, CheckOutcome.INCONCLUSIVE,
+                 CheckOutcome.WARNED) for o in optional):
+        return Verdict.CERTIFIED_WITH_WARNINGS
+    return Verdict.CERTIFIED
+
+
+def overall_score(pass_rates: Iterable[float | None]) -> float | None:
+    rates = [r for r in pass_rates if r is not None]
+    return round(sum(rates) / len(rates), 4) if rates else None

@@ -1,0 +1,218 @@
+"""Settings from the environment (DESIGN §9): validated once at start, then passed down."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR_DEFAULT = ".modelcert"
+STACK_FILE = "stack.json"
+
+
+def _range(text: str) -> dict[str, Any]:
+    return {"json_schema_extra": {"range": text}}
+
+
+def _normalise_database_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql"):
+        value = "postgresql+psycopg" + value[len(scheme) :]
+    elif scheme != "postgresql+psycopg":
+        raise ValueError("not a postgresql URL")
+    parts = urlsplit(value)
+    if not parts.path.strip("/"):
+        raise ValueError("names no database")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("names no host")
+    return value
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("not a redis URL")
+    if not parts.hostname:
+        raise ValueError("names no host")
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError as exc:
+        raise ValueError("has a bad port") from exc
+    return value
+
+
+def _check_basic_auth(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    user, sep, password = value.get_secret_value().partition(":")
+    if not sep or not user or not password:
+        raise ValueError("must be user:password")
+    return value
+
+
+DatabaseUrl = Annotated[str | None, AfterValidator(_normalise_database_url)]
+RedisUrl = Annotated[str | None, AfterValidator(_check_redis_url)]
+BasicAuth = Annotated[SecretStr | None, AfterValidator(_check_basic_auth)]
+
+
+class Settings(BaseSettings):
+    """Every setting the processes read; names are the environment variables, no prefix."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=False)
+
+    database_url: DatabaseUrl = Field(None, **_range("a postgresql+psycopg:// URL"))
+    redis_url: RedisUrl = Field(None, **_range("a redis:// URL"))
+    certification_queue_name: str = Field(
+        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$",
+        **_range("a non-empty name of letters, digits, '.', '_' or '-'"),
+    )
+    certification_concurrency: int = Field(3, ge=1, le=50, **_range("an integer from 1 to 50"))
+    certification_timeout: int = Field(300, ge=10, le=3600, **_range("seconds from 10 to 3600"))
+    certification_max_retries: int = Field(3, ge=0, le=10, **_range("an integer from 0 to 10"))
+    certification_lease_seconds: int = Field(60, ge=5, le=600, **_range("seconds from 5 to 600"))
+    certification_validity_days: int = Field(30, ge=1, le=365, **_range("days from 1 to 365"))
+    worker_health_port: int = Field(3002, ge=1, le=65535, **_range("a port from 1 to 65535"))
+    worker_shutdown_grace: int = Field(30, ge=0, le=3600, **_range("seconds from 0 to 3600"))
+    worker_max_tasks_per_child: int = Field(200, ge=1, le=100000, **_range("1 to 100000"))
+    worker_max_memory_per_child: int = Field(
+        400_000, ge=50_000, le=16_000_000, **_range("KiB from 50000 to 16000000")
+    )
+    api_port: int = Field(8000, ge=1, le=65535, **_range("a port from 1 to 65535"))
+    api_workers: int = Field(2, ge=1, le=64, **_range("an integer from 1 to 64"))
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=104_857_600, **_range("bytes from 1024 to 104857600")
+    )
+    flower_port: int = Field(5555, ge=1, le=65535, **_range("a port from 1 to 65535"))
+    flower_basic_auth: BasicAuth = Field(None, **_range("user:password"))
+    broker_publish_timeout: float = Field(
+        2.0, gt=0, le=30, **_range("seconds, more than 0 and at most 30")
+    )
+    sweeper_interval: int = Field(10, ge=1, le=3600, **_range("seconds from 1 to 3600"))
+    modelcert_env: Literal["development", "production"] = Field(
+        "development", **_range("development or production")
+    )
+    modelcert_secret_key: SecretStr | None = Field(None, **_range("a Fernet key"))
+    modelcert_signing_key: SecretStr | None = Field(None, **_range("a base64 Ed25519 seed"))
+    modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
+    modelcert_data_dir: Path = Field(Path(DATA_DIR_DEFAULT), **_range("a directory"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", **_range("DEBUG, INFO, WARNING or ERROR")
+    )
+    log_format: Literal["auto", "json", "text"] = Field("auto", **_range("auto, json or text"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def hard_time_limit(self) -> int:
+        """The child is killed this long after the soft limit fires."""
+        return self.certification_timeout + max(30, self.certification_timeout // 10)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Above the hard limit, so a live task is never redelivered (CELERY-FACTS)."""
+        return self.hard_time_limit + 60
+
+    @property
+    def max_attempts(self) -> int:
+        return self.certification_max_retries + 1
+
+    def require_urls(self) -> Settings:
+        """Fill DATABASE_URL/REDIS_URL from the stack `make run` started, or fail clearly."""
+        stack = read_stack_file(self.modelcert_data_dir)
+        database_url = self.database_url or stack.get("database_url")
+        redis_url = self.redis_url or stack.get("redis_url")
+        missing = [
+            name
+            for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url))
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set and no embedded stack is running "
+                f"(set it, or start one with `make run`)"
+            )
+        return self.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+
+
+class ConfigError(Exception):
+    """A configuration problem to report as one line and exit 2."""
+
+
+def read_stack_file(data_dir: Path) -> dict[str, Any]:
+    path = Path(data_dir) / STACK_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable: name, value, allowed range."""
+    lines = []
+    fields = Settings.model_fields
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        field = fields.get(name)
+        extra = field.json_schema_extra if field is not None else None
+        allowed = extra.get("range") if isinstance(extra, dict) else None
+        value = error.get("input")
+        if field is not None and field.annotation is not None and "SecretStr" in str(
+            field.annotation
+        ):
+            shown = "<hidden>"
+        else:
+            shown = repr(value if not isinstance(value, dict) else "")
+        reason = error["msg"].removeprefix("Value error, ")
+        lines.append(
+            f"config error: {name.upper()}={shown} is invalid ({reason}); allowed: {allowed}"
+        )
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Entry points only: read and validate the environment, or exit 2 with one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(describe_validation_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def settings_for_process() -> Settings:
+    """Settings with database and broker URLs resolved, or exit 2."""
+    settings = get_settings()
+    try:
+        return settings.require_urls()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def env_for_children(settings: Settings) -> dict[str, str]:
+    """The environment a supervised child needs to see the same settings."""
+    env = dict(os.environ)
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env

@@ -1,0 +1,1 @@
+"""The reference endpoint: a small OpenAI-compatible model server with selectable behaviour."""

@@ -1,0 +1,259 @@
+"""aiohttp server speaking the OpenAI wire format, with a behaviour per URL prefix.
+
+`/v1/...` uses the mode given at start; `/m/<mode>/v1/...` picks one per request, so one server
+serves every behaviour: good, wrong, slow[-MS], flaky[-PCT], ratelimit[-RPS], broken, auth.
+`GET /_stats` reports request counts and the peak number of concurrent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from app.reference import brain
+
+MODES = ("good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth")
+EMBED_DIM = 64
+
+
+@dataclass
+class Behaviour:
+    mode: str
+    latency_ms: float = 200.0
+    flaky_rate: float = 0.5
+    rps: float = 5.0
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_scope: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Bucket:
+    rate: float
+    tokens: float
+    updated: float
+
+
+class ReferenceServer:
+    def __init__(self, default: Behaviour, model: str = "reference-model",
+                 api_key: str = "reference-key") -> None:
+        self.default = default
+        self.model = model
+        self.api_key = api_key
+        self.stats = Stats()
+        self.buckets: dict[str, Bucket] = {}
+        self.random = random.Random(1234)
+        self.scope_in_flight: dict[str, int] = {}
+
+    def behaviour(self, request: web.Request) -> Behaviour:
+        spec = request.match_info.get("mode")
+        if not spec:
+            return self.default
+        name, _, arg = spec.partition("-")
+        if name not in MODES:
+            raise web.HTTPNotFound(text=json.dumps({"error": {"message": f"unknown mode {name}"}}),
+                                   content_type="application/json")
+        behaviour = Behaviour(name, self.default.latency_ms, self.default.flaky_rate,
+                              self.default.rps)
+        if arg:
+            try:
+                value = float(arg)
+            except ValueError:
+                raise web.HTTPNotFound(text="bad mode argument") from None
+            if name == "slow":
+                behaviour.latency_ms = value
+            elif name == "flaky":
+                behaviour.flaky_rate = value / 100
+            elif name == "ratelimit":
+                behaviour.rps = value
+        return behaviour
+
+    @web.middleware
+    async def count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/_"):
+            return await handler(request)
+        scope = request.match_info.get("mode") or request.headers.get("X-Scope") or "default"
+        self.stats.total += 1
+        self.stats.in_flight += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+        per = self.stats.by_scope.setdefault(scope, {"total": 0, "peak_in_flight": 0})
+        self.scope_in_flight[scope] = self.scope_in_flight.get(scope, 0) + 1
+        per["total"] += 1
+        per["peak_in_flight"] = max(per["peak_in_flight"], self.scope_in_flight[scope])
+        status = "error"
+        try:
+            response = await handler(request)
+            status = str(response.status)
+            return response
+        except web.HTTPException as exc:
+            status = str(exc.status)
+            raise
+        finally:
+            self.stats.in_flight -= 1
+            self.scope_in_flight[scope] -= 1
+            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+
+    async def gate(self, request: web.Request, behaviour: Behaviour) -> None:
+        """Apply the mode's failure behaviour before answering."""
+        if behaviour.mode == "auth":
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"error": {"message": "invalid api key"}}),
+                    content_type="application/json",
+                )
+        if behaviour.mode == "slow":
+            await asyncio.sleep(behaviour.latency_ms / 1000)
+        if behaviour.mode == "flaky" and self.random.random() < behaviour.flaky_rate:
+            raise web.HTTPInternalServerError(
+                text=json.dumps({"error": {"message": "flaky upstream"}}),
+                content_type="application/json",
+            )
+        if behaviour.mode == "ratelimit":
+            key = request.match_info.get("mode") or "default"
+            now = time.monotonic()
+            bucket = self.buckets.setdefault(key, Bucket(behaviour.rps, behaviour.rps, now))
+            bucket.tokens = min(bucket.rate, bucket.tokens + (now - bucket.updated) * bucket.rate)
+            bucket.updated = now
+            if bucket.tokens < 1:
+                wait = (1 - bucket.tokens) / bucket.rate
+                raise web.HTTPTooManyRequests(
+                    headers={"Retry-After": f"{max(1, round(wait + 0.5))}"},
+                    text=json.dumps({"error": {"message": "rate limited"}}),
+                    content_type="application/json",
+                )
+            bucket.tokens -= 1
+
+    async def models(self, request: web.Request) -> web.Response:
+        behaviour = self.behaviour(request)
+        await self.gate(request, behaviour)
+        if behaviour.mode == "broken":
+            return web.Response(text='{"object": "list", "data": [', content_type="application/json")
+        data = [{"id": m, "object": "model", "owned_by": "modelcert"}
+                for m in (self.model, "reference-embed")]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        behaviour = self.behaviour(request)
+        try:
+            body = await request.json()
+            messages = body["messages"]
+            if not isinstance(messages, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": {"message": "invalid request body"}}, status=400)
+        await self.gate(request, behaviour)
+        text = brain.answer(messages, correct=behaviour.mode != "wrong")
+        if body.get("stream"):
+            return await self.stream(request, behaviour, text)
+        if behaviour.mode == "broken":
+            return web.Response(text='{"id": "chatcmpl-x", "choices": [{"message": ',
+                                content_type="application/json")
+        return web.json_response({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
+                      "total_tokens": 10 + len(text.split())},
+        })
+
+    async def stream(self, request: web.Request, behaviour: Behaviour,
+                     text: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            chunk = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
+                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if behaviour.mode == "broken" and i == 0:
+                await response.write(b"data: {\"choices\": [{\"delta\": \n\n")
+                return response  # cut: no [DONE]
+        final = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(final)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        behaviour = self.behaviour(request)
+        try:
+            body = await request.json()
+            inputs = body["input"]
+            inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": {"message": "invalid request body"}}, status=400)
+        await self.gate(request, behaviour)
+        if behaviour.mode == "broken":
+            return web.Response(text='{"data": [{"embedding": [0.1,', content_type="application/json")
+        data = [{"object": "embedding", "index": i,
+                 "embedding": embed(str(t), wrong=behaviour.mode == "wrong")}
+                for i, t in enumerate(inputs)]
+        return web.json_response({"object": "list", "data": data, "model": "reference-embed"})
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        s = self.stats
+        return web.json_response({"total": s.total, "in_flight": s.in_flight,
+                                  "peak_in_flight": s.peak_in_flight, "by_status": s.by_status,
+                                  "by_scope": s.by_scope})
+
+    async def reset_stats(self, request: web.Request) -> web.Response:
+        self.stats = Stats()
+        self.scope_in_flight = {}
+        self.buckets = {}
+        return web.json_response({"reset": True})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "mode": self.default.mode})
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.count], client_max_size=8 * 1024 * 1024)
+        for prefix in ("", "/m/{mode}"):
+            app.router.add_get(prefix + "/v1/models", self.models)
+            app.router.add_post(prefix + "/v1/chat/completions", self.chat)
+            app.router.add_post(prefix + "/v1/embeddings", self.embeddings)
+        app.router.add_get("/_stats", self.get_stats)
+        app.router.add_post("/_stats/reset", self.reset_stats)
+        app.router.add_get("/_health", self.health)
+        return app
+
+
+def embed(text: str, wrong: bool = False) -> list[float]:
+    """A bag-of-words hashing embedding: texts sharing words are closer, as a real one would be."""
+    import hashlib
+    import math
+
+    vector = [0.0] * EMBED_DIM
+    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    for word in words:
+        if not word:
+            continue
+        h = hashlib.sha256(word.encode()).digest()
+        if wrong:
+            h = hashlib.sha256(uuid.uuid4().bytes).digest()
+        vector[h[0] % EMBED_DIM] += 1.0 if h[1] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [round(x / norm, 6) for x in vector]
+
+
+def serve(host: str, port: int, behaviour: Behaviour, model: str = "reference-model") -> None:
+    server = ReferenceServer(behaviour, model=model)
+    web.run_app(server.app(), host=host, port=port, print=None, access_log=None,
+                handle_signals=True)

@@ -1,0 +1,185 @@
+"""Use cases behind /v1/certifications: create (outbox + publish after commit), read, list."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api.schemas import (
+    CertificationCreate,
+    CertificationFilter,
+    CertificationView,
+    CheckSummary,
+    JobError,
+    Progress,
+    SuiteRef,
+    Timings,
+)
+from app.certification.suites import SuiteError, get_suite
+from app.config import Settings
+from app.db.models import Certification, CheckResultRow, JobStatus, Priority
+from app.db.session import transaction
+from app.services.auth import Principal
+from app.services.errors import IdempotencyMismatch, InvalidField, NotFound
+from app.services.pagination import decode_cursor, encode_cursor
+from app.services.targets import load_target
+
+PublishFn = Callable[[uuid.UUID, str, str], bool]
+
+
+def request_hash(body: CertificationCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def to_view(row: Certification, checks: list[CheckResultRow]) -> CertificationView:
+    return CertificationView(
+        id=row.id, target_id=row.target_id, status=row.status.value,
+        verdict=row.verdict.value if row.verdict else None, score=row.score,
+        priority=row.priority.value, region=row.region, queue=row.queue, reason=row.reason,
+        suite=SuiteRef(name=row.suite_name, version=row.suite_version,
+                       content_hash=row.suite_hash),
+        attempt=row.attempt, max_attempts=row.max_attempts,
+        progress=Progress(done=row.progress_done, total=row.progress_total),
+        timings=Timings(created_at=row.created_at, dispatched_at=row.dispatched_at,
+                        started_at=row.started_at, finished_at=row.finished_at),
+        error=JobError(cause=row.error_cause, message=row.error_message or "")
+        if row.error_cause else None,
+        valid_until=row.valid_until,
+        checks=[CheckSummary(name=c.check_name, outcome=c.outcome.value, required=c.required,
+                             passed=c.passed, failed=c.failed, errored=c.errored, total=c.total,
+                             pass_rate=c.statistic, threshold=c.threshold, lower=c.lower,
+                             upper=c.upper, duration_seconds=c.duration_seconds)
+                for c in checks],
+    )
+
+
+def _checks_for(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[CheckResultRow]]:
+    grouped: dict[uuid.UUID, list[CheckResultRow]] = {i: [] for i in ids}
+    if ids:
+        rows = session.scalars(select(CheckResultRow).where(
+            CheckResultRow.certification_id.in_(ids)).order_by(CheckResultRow.created_at))
+        for row in rows:
+            grouped[row.certification_id].append(row)
+    return grouped
+
+
+def queue_for(settings: Settings, region_queues: dict[str, str], region: str | None) -> str:
+    if region and region in region_queues:
+        return region_queues[region]
+    return settings.certification_queue_name
+
+
+def create_certification(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    publish: PublishFn,
+    who: Principal,
+    body: CertificationCreate,
+    idempotency_key: str | None,
+    reason: str = "requested",
+) -> tuple[CertificationView, bool]:
+    """Insert the job, commit, then publish. Returns (view, replayed)."""
+    digest = request_hash(body)
+    if idempotency_key:
+        existing = _by_idempotency_key(factory, who, idempotency_key)
+        if existing is not None:
+            return _replay(factory, existing, digest)
+    try:
+        suite = get_suite(body.suite)
+    except SuiteError as exc:
+        raise InvalidField(["body", "suite"], str(exc)) from None
+    try:
+        with transaction(factory) as session:
+            target = load_target(session, who, body.target_id)
+            if body.region is not None and body.region not in target.endpoints:
+                raise InvalidField(["body", "region"], "the target declares no endpoint for "
+                                   f"region {body.region!r}")
+            if body.region is None and target.base_url is None:
+                raise InvalidField(["body", "region"], "the target has only per-region endpoints; "
+                                   "name one of: " + ", ".join(sorted(target.endpoints)))
+            row = Certification(
+                organization_id=who.organization_id, target_id=target.id, region=body.region,
+                queue=queue_for(settings, target.region_queues, body.region),
+                suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
+                status=JobStatus.QUEUED, priority=Priority(body.priority), reason=reason,
+                attempt=0, max_attempts=settings.max_attempts,
+                idempotency_key=idempotency_key, request_hash=digest,
+                progress_done=0, progress_total=0,
+            )
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        # Two requests with one key raced; the other one won.
+        existing = _by_idempotency_key(factory, who, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(factory, existing, digest)
+    # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
+    if publish(row.id, row.queue, row.priority.value):
+        with transaction(factory) as session:
+            session.execute(update(Certification).where(
+                Certification.id == row.id, Certification.dispatched_at.is_(None)
+            ).values(dispatched_at=func.now()))
+            row = session.get(Certification, row.id)  # type: ignore[assignment]
+    return to_view(row, []), False
+
+
+def _by_idempotency_key(factory: sessionmaker[Session], who: Principal,
+                        key: str) -> Certification | None:
+    with factory() as session:
+        return session.scalar(select(Certification).where(
+            Certification.organization_id == who.organization_id,
+            Certification.idempotency_key == key))
+
+
+def _replay(factory: sessionmaker[Session], row: Certification,
+            digest: str) -> tuple[CertificationView, bool]:
+    if row.request_hash != digest:
+        raise IdempotencyMismatch(
+            "this Idempotency-Key was already used with a different request body")
+    with factory() as session:
+        checks = _checks_for(session, [row.id])[row.id]
+    return to_view(row, checks), True
+
+
+def get_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificationView:
+    row = load_certification(session, who, cert_id)
+    return to_view(row, _checks_for(session, [row.id])[row.id])
+
+
+def load_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> Certification:
+    row = session.scalar(select(Certification).where(
+        Certification.id == cert_id, Certification.organization_id == who.organization_id))
+    if row is None:
+        raise NotFound("no such certification")
+    return row
+
+
+def list_certifications(session: Session, who: Principal,
+                        query: CertificationFilter) -> tuple[list[CertificationView], str | None]:
+    stmt = select(Certification).where(Certification.organization_id == who.organization_id)
+    if query.status:
+        stmt = stmt.where(Certification.status == JobStatus(query.status))
+    if query.verdict:
+        stmt = stmt.where(Certification.verdict == query.verdict)
+    if query.target_id:
+        stmt = stmt.where(Certification.target_id == query.target_id)
+    if query.since:
+        stmt = stmt.where(Certification.created_at >= query.since)
+    if query.cursor:
+        created, last_id = decode_cursor(query.cursor)
+        stmt = stmt.where((Certification.created_at, Certification.id) < (created, last_id))
+    rows = session.scalars(stmt.order_by(Certification.created_at.desc(),
+                                         Certification.id.desc()).limit(query.limit + 1)).all()
+    page = rows[: query.limit]
+    next_cursor = (encode_cursor(page[-1].created_at, page[-1].id)
+                   if len(rows) > query.limit else None)
+    checks = _checks_for(session, [r.id for r in page])
+    return [to_view(r, checks[r.id]) for r in page], next_cursor

@@ -1,0 +1,33 @@
+"""Domain errors; app/errors.py maps them to HTTP statuses."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    """Unknown id, or another organization's."""
+
+
+class Conflict(DomainError):
+    """The request contradicts the object's state."""
+
+
+class IdempotencyMismatch(DomainError):
+    """The Idempotency-Key was used before with another body."""
+
+
+class InvalidField(DomainError):
+    """A field is well-formed but not acceptable (unknown suite, blocked address, ...)."""
+
+    def __init__(self, loc: list[str | int], detail: str) -> None:
+        super().__init__(detail)
+        self.loc = loc
+
+
+class Unauthenticated(DomainError):
+    """No valid API token."""

@@ -1,0 +1,75 @@
+"""Targets: the endpoints an organization certifies."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.api.schemas import Capabilities, RateLimit, TargetCreate, TargetView
+from app.db.models import Provider, Secret, Target
+from app.services.auth import Principal
+from app.services.errors import Conflict, InvalidField, NotFound
+from app.services.pagination import decode_cursor, encode_cursor
+
+
+def to_view(row: Target) -> TargetView:
+    return TargetView(
+        id=row.id, name=row.name, provider=row.provider.value, model=row.model,
+        base_url=row.base_url, endpoints=row.endpoints, region_queues=row.region_queues,
+        capabilities=Capabilities.model_validate(row.capabilities),
+        rate_limit=RateLimit(rps=row.rate_limit_rps, max_concurrency=row.max_concurrency),
+        secret_id=row.secret_id, recertify_before_days=row.recertify_before_days,
+        created_at=row.created_at,
+    )
+
+
+def create_target(session: Session, who: Principal, body: TargetCreate) -> TargetView:
+    if body.secret_id is not None:
+        owned = session.scalar(select(Secret.id).where(
+            Secret.id == body.secret_id, Secret.organization_id == who.organization_id))
+        if owned is None:
+            raise InvalidField(["body", "secret_id"], "no such secret")
+    row = Target(
+        organization_id=who.organization_id, name=body.name,
+        provider=Provider(body.provider), model=body.model, base_url=body.base_url,
+        endpoints=dict(body.endpoints), region_queues=dict(body.region_queues),
+        capabilities=body.capabilities.model_dump(), rate_limit_rps=body.rate_limit.rps,
+        max_concurrency=body.rate_limit.max_concurrency, secret_id=body.secret_id,
+        recertify_before_days=body.recertify_before_days,
+    )
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a target named {body.name!r} already exists") from None
+    return to_view(row)
+
+
+def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Target:
+    row = session.scalar(select(Target).where(
+        Target.id == target_id, Target.organization_id == who.organization_id,
+        Target.deleted_at.is_(None)))
+    if row is None:
+        raise NotFound("no such target")
+    return row
+
+
+def get_target(session: Session, who: Principal, target_id: uuid.UUID) -> TargetView:
+    return to_view(load_target(session, who, target_id))
+
+
+def list_targets(session: Session, who: Principal, cursor: str | None,
+                 limit: int) -> tuple[list[TargetView], str | None]:
+    query = select(Target).where(Target.organization_id == who.organization_id,
+                                 Target.deleted_at.is_(None))
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where((Target.created_at, Target.id) < (created, last_id))
+    rows = session.scalars(
+        query.order_by(Target.created_at.desc(), Target.id.desc()).limit(limit + 1)).all()
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return [to_view(r) for r in rows[:limit]], next_cursor

@@ -1,0 +1,11 @@
+"""Task names are explicit constants: the API publishes by name and never imports worker code."""
+
+RUN_CERTIFICATION = "modelcert.run_certification"
+SWEEP = "modelcert.sweep"
+DELIVER_WEBHOOK = "modelcert.deliver_webhook"
+
+MAINTENANCE_QUEUE = "modelcert.maintenance"
+
+# Redis priority steps (CELERY-FACTS: lower number runs first, bucketed down to a step).
+PRIORITY_STEPS = [0, 3, 6, 9]
+PRIORITY_VALUES = {"high": 0, "normal": 3, "low": 6}
