@@ -1,0 +1,63 @@
+"""/v1/certifications"""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
+
+from app.api.deps import deps, principal
+from app.api.schemas import (
+    CertificationCreate,
+    CertificationFilter,
+    CertificationList,
+    CertificationView,
+    Problem,
+)
+from app.api.util import json_response, parse_id
+from app.services import certifications
+from app.services.errors import InvalidField
+
+tag = Tag(name="certifications", description="Certification jobs and their results")
+bp = APIBlueprint("certifications", __name__, url_prefix="/v1/certifications", abp_tags=[tag],
+                  abp_security=[{"bearer": []}])
+
+
+class CertificationPath(BaseModel):
+    certification_id: str
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise InvalidField(["header", "Idempotency-Key"], "must be 1 to 255 printable characters")
+    return key
+
+
+@bp.post("", responses={202: CertificationView, 400: Problem, 401: Problem, 404: Problem,
+                        413: Problem, 422: Problem})
+def create_certification(body: CertificationCreate) -> Response:
+    """Queue a certification. Idempotency-Key makes a retried POST return the same job."""
+    d = deps()
+    view, replayed = certifications.create_certification(
+        d.factory, d.settings, d.publisher.publish_run, principal(), body, idempotency_key())
+    headers = {"Location": f"/v1/certifications/{view.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(view, 202, headers)
+
+
+@bp.get("", responses={200: CertificationList, 401: Problem, 422: Problem})
+def list_certifications(query: CertificationFilter) -> Response:
+    with deps().factory() as session:
+        items, cursor = certifications.list_certifications(session, principal(), query)
+    return json_response(CertificationList(items=items, next_cursor=cursor))
+
+
+@bp.get("/<certification_id>", responses={200: CertificationView, 401: Problem, 404: Problem})
+def get_certification(path: CertificationPath) -> Response:
+    cert_id = parse_id(path.certification_id, "certification")
+    with deps().factory() as session:
+        return json_response(certifications.get_certification(session, principal(), cert_id))

@@ -1,0 +1,161 @@
+"""The Flask app factory: OpenAPI from the pydantic models, problem+json errors, token auth."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import redis
+from flask import Response, g, request
+from flask_openapi3 import Info, OpenAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from sqlalchemy import text
+
+from app.api.deps import Deps, deps
+from app.config import Settings, settings_for_process
+from app.db.session import make_engine, make_session_factory
+from app.errors import ProblemError, register_error_handlers, validation_problem
+from app.publish import Publisher
+from app.services.auth import authenticate
+from app.services.errors import Unauthenticated
+
+API_REQUESTS = Counter("modelcert_api_requests_total", "API requests.",
+                       ["route", "method", "status"])
+API_LATENCY = Histogram("modelcert_api_request_duration_seconds", "API request latency.",
+                        ["route", "method"],
+                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+OPEN_PATHS = ("/live", "/ready", "/metrics", "/openapi.json")
+
+
+def build_app(settings: Settings | None = None) -> OpenAPI:
+    settings = settings or settings_for_process()
+    app = OpenAPI(
+        "modelcert",
+        info=Info(title="modelcert", version="0.1.0",
+                  description="Certifies AI model endpoints with statistical verdicts, "
+                              "per-sample evidence and signed certificates."),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=422,
+        validation_error_callback=validation_problem,
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    engine = make_engine(str(settings.database_url), pool_size=5, application_name="modelcert-api")
+    app.extensions["modelcert"] = Deps(
+        settings=settings, engine=engine, factory=make_session_factory(engine),
+        publisher=Publisher(settings),
+        redis=redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=1,
+                                   socket_timeout=1),
+    )
+    register_error_handlers(app)
+    _register_hooks(app)
+    _register_probes(app)
+    from app.api import certifications, targets
+
+    app.register_api(targets.bp)
+    app.register_api(certifications.bp)
+    return app
+
+
+def _register_hooks(app: OpenAPI) -> None:
+    @app.before_request
+    def start_request() -> None:
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        g.started = time.perf_counter()
+        if request.method in ("POST", "PUT", "PATCH"):
+            _check_json_body()
+        if request.path.startswith("/v1/") or request.path == "/v1":
+            _authenticate()
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        API_REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        API_LATENCY.labels(rule, request.method).observe(time.perf_counter() - g.get(
+            "started", time.perf_counter()))
+        return response
+
+
+def _check_json_body() -> None:
+    length = request.content_length
+    max_bytes = deps().settings.api_max_body_bytes
+    if length is not None and length > max_bytes:
+        raise ProblemError(413, "payload-too-large", "Payload too large",
+                           f"the body is {length} bytes; the limit is {max_bytes}")
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise ProblemError(413, "payload-too-large", "Payload too large",
+                           f"the body exceeds {max_bytes} bytes")
+    if not raw:
+        return
+    if request.mimetype != "application/json":
+        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
+                           "send the body as application/json")
+    try:
+        json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON",
+                           f"the body is not valid JSON: {exc}"[:300]) from None
+
+
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an API token as 'Authorization: Bearer <token>'")
+    with deps().factory.begin() as session:
+        who = authenticate(session, token.strip())
+    if who is None:
+        raise Unauthenticated("the API token is unknown or revoked")
+    g.principal = who
+
+
+def _register_probes(app: OpenAPI) -> None:
+    @app.get("/live", doc_ui=False)
+    def live() -> Response:
+        return Response('{"status": "alive"}', mimetype="application/json")
+
+    @app.get("/ready", doc_ui=False)
+    def ready() -> Response:
+        d = deps()
+        checks = {"database": False, "broker": False}
+        try:
+            with d.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            checks["broker"] = bool(d.redis.ping())
+        except redis.RedisError:
+            pass
+        # The API accepts jobs while the broker is down (the outbox); only the database gates.
+        status = 200 if checks["database"] else 503
+        return Response(json.dumps({"status": "ready" if status == 200 else "unavailable",
+                                    "checks": checks}), status=status,
+                        mimetype="application/json")
+
+    @app.get("/metrics", doc_ui=False)
+    def metrics() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry = DEFAULT_REGISTRY
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_json() -> Response:
+        return Response(json.dumps(app.api_doc), mimetype="application/json")

@@ -1,0 +1,42 @@
+"""/v1/targets"""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
+
+from app.api.deps import deps, principal
+from app.api.schemas import PageQuery, Problem, TargetCreate, TargetList, TargetView
+from app.api.util import json_response, parse_id
+from app.db.session import transaction
+from app.services import targets
+
+tag = Tag(name="targets", description="Model endpoints to certify")
+bp = APIBlueprint("targets", __name__, url_prefix="/v1/targets", abp_tags=[tag],
+                  abp_security=[{"bearer": []}])
+
+
+class TargetPath(BaseModel):
+    target_id: str
+
+
+@bp.post("", responses={201: TargetView, 400: Problem, 401: Problem, 409: Problem, 422: Problem})
+def create_target(body: TargetCreate) -> Response:
+    with transaction(deps().factory) as session:
+        view = targets.create_target(session, principal(), body)
+    return json_response(view, 201, {"Location": f"/v1/targets/{view.id}"})
+
+
+@bp.get("", responses={200: TargetList, 401: Problem, 422: Problem})
+def list_targets(query: PageQuery) -> Response:
+    with deps().factory() as session:
+        items, cursor = targets.list_targets(session, principal(), query.cursor, query.limit)
+    return json_response(TargetList(items=items, next_cursor=cursor))
+
+
+@bp.get("/<target_id>", responses={200: TargetView, 401: Problem, 404: Problem})
+def get_target(path: TargetPath) -> Response:
+    target_id = parse_id(path.target_id, "target")
+    with deps().factory() as session:
+        return json_response(targets.get_target(session, principal(), target_id))

@@ -1,0 +1,201 @@
+"""`modelcert`: one entry point per process, each starting from validated settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from app.config import Settings, settings_for_process
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _process_settings() -> Settings:
+    settings = settings_for_process()
+    from app.logging import configure_logging
+
+    configure_logging(settings)
+    return settings
+
+
+def _fresh_metrics_dir(kind: str) -> None:
+    """prometheus_client multiprocess mode: a clean directory per process tree."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix=f"modelcert-{kind}-metrics-")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """modelcert: certify AI model endpoints."""
+
+
+@main.command()
+@click.option("--bind", default=None, help="host:port (default 0.0.0.0:API_PORT)")
+def api(bind: str | None) -> None:
+    """Run the REST API under gunicorn (HUP reloads workers gracefully)."""
+    settings = _process_settings()
+    _fresh_metrics_dir("api")
+    from gunicorn.app.base import BaseApplication
+
+    from app import create_app
+
+    class Api(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind or f"0.0.0.0:{settings.api_port}")
+            self.cfg.set("workers", settings.api_workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("keepalive", 5)
+            self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("proc_name", "modelcert-api")
+            self.cfg.set("child_exit", _gunicorn_child_exit)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return create_app(settings)
+
+    Api().run()
+
+
+def _gunicorn_child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+@main.command()
+@click.option("--queues", "-Q", default=None,
+              help="Comma-separated queues to consume (default: CERTIFICATION_QUEUE_NAME and "
+                   "the maintenance queue).")
+@click.option("--hostname", "-n", default=None, help="Celery node name.")
+def worker(queues: str | None, hostname: str | None) -> None:
+    """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
+    settings = _process_settings()
+    _fresh_metrics_dir("worker")
+    from app.task_names import MAINTENANCE_QUEUE
+    from worker.celery_app import app
+
+    queue_list = queues or f"{settings.certification_queue_name},{MAINTENANCE_QUEUE}"
+    if not all(q.strip() for q in queue_list.split(",")):
+        click.echo(f"config error: --queues={queue_list!r} names an empty queue", err=True)
+        raise SystemExit(2)
+    name = hostname or f"modelcert-{os.getpid()}@{socket.gethostname()}"
+    app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", queue_list, "-n", name,
+                     "--without-gossip", "--without-mingle", "-E"])
+
+
+@main.command()
+def beat() -> None:
+    """Run Celery beat: the sweeper and other periodic work. Run exactly one."""
+    settings = _process_settings()
+    settings.modelcert_data_dir.mkdir(parents=True, exist_ok=True)
+    from worker.celery_app import app
+
+    app.start(["beat", "--loglevel", settings.log_level])
+
+
+@main.command()
+def flower() -> None:
+    """Run Flower; refuses to start without FLOWER_BASIC_AUTH."""
+    settings = _process_settings()
+    if settings.flower_basic_auth is None:
+        click.echo("config error: FLOWER_BASIC_AUTH is not set; Flower never runs open "
+                   "(allowed: user:password)", err=True)
+        raise SystemExit(2)
+    # Flower reads FLOWER_BASIC_AUTH from the environment itself: it never shows in `ps`.
+    os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    from worker.celery_app import app
+
+    app.start(["flower", f"--port={settings.flower_port}", "--address=0.0.0.0",
+               "--purge_offline_workers=60"])
+
+
+@main.command("reference-endpoint")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--mode", default="good", show_default=True,
+              type=click.Choice(["good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth"]))
+@click.option("--latency-ms", default=200.0, show_default=True, type=click.FloatRange(0, 60000))
+@click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
+@click.option("--model", default="reference-model", show_default=True)
+def reference_endpoint(host: str, port: int, mode: str, latency_ms: float, flaky_rate: float,
+                       rps: float, model: str) -> None:
+    """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
+    from app.reference.server import Behaviour, serve
+
+    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    settings = settings_for_process()
+    upgrade_database(str(settings.database_url))
+    click.echo("database is at head")
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.option("--org", required=True, help="Organization name (created if new).")
+@click.option("--name", default="default", show_default=True)
+def tokens_create(org: str, name: str) -> None:
+    """Create an API token; it is shown once and stored hashed."""
+    settings = settings_for_process()
+    from app.db.session import make_engine, make_session_factory, transaction
+    from app.services.auth import create_token
+
+    factory = make_session_factory(make_engine(str(settings.database_url), pool_size=1))
+    with transaction(factory) as session:
+        token, who = create_token(session, org.strip()[:200] or "default", name)
+    click.echo(token)
+    click.echo(f"organization: {who.organization} ({who.organization_id})", err=True)
+
+
+@main.command()
+def dev() -> None:
+    """Start the whole stack locally (what `make run` does)."""
+    from app.devstack import run_dev_stack
+
+    sys.exit(run_dev_stack())
+
+
+def _add_engine_commands() -> None:
+    try:
+        from app.cli_engine import certify, verify
+    except ImportError:
+        return
+    main.add_command(certify)
+    main.add_command(verify)
+
+
+_add_engine_commands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""RFC 9457 problem+json for every non-2xx answer; domain errors mapped to statuses here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, json, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.services.errors import (
+    Conflict,
+    DomainError,
+    IdempotencyMismatch,
+    InvalidField,
+    NotFound,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+PROBLEM_BASE = "https://modelcert.dev/problems/"
+
+
+class ProblemError(Exception):
+    def __init__(self, status: int, kind: str, title: str, detail: str,
+                 errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem(status: int, kind: str, title: str, detail: str,
+            errors: list[dict[str, Any]] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
+        "instance": request.path if request else None,
+        "request_id": getattr(g, "request_id", None),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def validation_errors(exc: ValidationError, where: str = "body") -> list[dict[str, Any]]:
+    return [{"loc": [where, *error["loc"]], "msg": error["msg"]} for error in exc.errors()]
+
+
+def validation_problem(exc: ValidationError) -> Response:
+    """flask-openapi3's validation_error_callback: 422 with per-field errors."""
+    where = "body"
+    title = getattr(exc, "title", "") or ""
+    if "Query" in title or "Filter" in title:
+        where = "query"
+    elif "Path" in title:
+        where = "path"
+    return problem(422, "validation-error", "Request is invalid",
+                   f"{exc.error_count()} field(s) failed validation", validation_errors(exc, where))
+
+
+_DOMAIN = {
+    NotFound: (404, "not-found", "Not found"),
+    Conflict: (409, "conflict", "Conflict"),
+    IdempotencyMismatch: (422, "idempotency-key-reused", "Idempotency-Key reused"),
+    Unauthenticated: (401, "unauthenticated", "Authentication required"),
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ProblemError)
+    def _problem(exc: ProblemError) -> Response:
+        return problem(exc.status, exc.kind, exc.title, exc.detail, exc.errors, exc.headers)
+
+    @app.errorhandler(InvalidField)
+    def _invalid(exc: InvalidField) -> Response:
+        return problem(422, "validation-error", "Request is invalid", exc.detail,
+                       [{"loc": exc.loc, "msg": exc.detail}])
+
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError) -> Response:
+        for cls, (status, kind, title) in _DOMAIN.items():
+            if isinstance(exc, cls):
+                headers = {"WWW-Authenticate": 'Bearer realm="modelcert"'} if status == 401 else None
+                return problem(status, kind, title, exc.detail, headers=headers)
+        return problem(400, "bad-request", "Bad request", exc.detail)
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError) -> Response:
+        return validation_problem(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",
+                                                                            "content-length")}
+        kind = (exc.name or "error").lower().replace(" ", "-")
+        return problem(status, kind, exc.name or "Error", exc.description or exc.name or "",
+                       headers=headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled_exception")
+        return problem(500, "internal-error", "Internal server error",
+                       "an unexpected error occurred; quote the request_id when reporting it")

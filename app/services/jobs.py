@@ -1,0 +1,251 @@
+"""The worker's side of a job: claim with a lease, checkpoint, finish exactly once.
+
+Postgres decides, not the broker: every write after the claim is fenced on
+(status = 'running' AND attempt = the claimed attempt), so a duplicate or stale delivery
+can never write a second result or a second terminal state.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.certification.results import CheckResult, Verdict
+from app.db.models import (
+    CLAIMABLE_STATUSES,
+    Certification,
+    CheckResultRow,
+    DeadLetter,
+    JobStatus,
+    SampleRow,
+)
+from app.db.session import transaction
+
+log = logging.getLogger(__name__)
+REDACTED = "[REDACTED]"
+
+
+@dataclass(frozen=True)
+class Claim:
+    certification_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    organization_id: uuid.UUID
+    target_id: uuid.UUID
+    suite_name: str
+    suite_hash: str
+    region: str | None
+    queue: str
+    priority: str
+
+
+def _owned(claim: Claim):  # type: ignore[no-untyped-def]
+    return and_(Certification.id == claim.certification_id,
+                Certification.status == JobStatus.RUNNING,
+                Certification.attempt == claim.attempt)
+
+
+def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
+              lease_seconds: int) -> Claim | None:
+    """The one conditional UPDATE that turns a delivery into the right to run."""
+    with transaction(factory) as session:
+        row = session.execute(
+            update(Certification)
+            .where(Certification.id == cert_id,
+                   Certification.status.in_(CLAIMABLE_STATUSES),
+                   Certification.attempt < Certification.max_attempts,
+                   Certification.cancel_requested_at.is_(None))
+            .values(status=JobStatus.RUNNING, attempt=Certification.attempt + 1,
+                    lease_until=func.now() + timedelta(seconds=lease_seconds),
+                    started_at=func.coalesce(Certification.started_at, func.now()),
+                    dispatched_at=func.coalesce(Certification.dispatched_at, func.now()),
+                    worker=worker[:300], next_attempt_at=None,
+                    delivery_count=Certification.delivery_count + 1)
+            .returning(Certification.id, Certification.attempt, Certification.max_attempts,
+                       Certification.organization_id, Certification.target_id,
+                       Certification.suite_name, Certification.suite_hash,
+                       Certification.region, Certification.queue, Certification.priority)
+        ).first()
+        if row is not None:
+            return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                         row[9].value)
+        # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
+        exhausted = session.execute(
+            update(Certification)
+            .where(Certification.id == cert_id,
+                   Certification.status.in_(CLAIMABLE_STATUSES),
+                   Certification.attempt >= Certification.max_attempts)
+            .values(status=JobStatus.FAILED, finished_at=func.now(), lease_until=None,
+                    error_cause=func.coalesce(Certification.error_cause, "max_attempts"),
+                    error_message=func.coalesce(Certification.error_message,
+                                                "attempts exhausted"))
+            .returning(Certification.id, Certification.organization_id, Certification.attempt,
+                       Certification.error_cause, Certification.error_message)
+        ).first()
+        if exhausted is not None:
+            _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
+                         exhausted[2])
+        # A queued job whose cancel was requested is cancelled on sight.
+        session.execute(
+            update(Certification)
+            .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
+                   Certification.cancel_requested_at.is_not(None))
+            .values(status=JobStatus.CANCELLED, finished_at=func.now(),
+                    error_cause="cancelled", error_message="cancelled by request"))
+    return None
+
+
+def _dead_letter(session: Session, cert_id: uuid.UUID, org_id: uuid.UUID, cause: str | None,
+                 message: str | None, attempts: int) -> None:
+    session.add(DeadLetter(certification_id=cert_id, organization_id=org_id,
+                           cause=cause or "unknown", last_error=message, attempts=attempts))
+
+
+def renew_lease(factory: sessionmaker[Session], claim: Claim,
+                lease_seconds: int) -> tuple[bool, bool]:
+    """(still ours, cancel requested)."""
+    with transaction(factory) as session:
+        row = session.execute(
+            update(Certification).where(_owned(claim))
+            .values(lease_until=func.now() + timedelta(seconds=lease_seconds))
+            .returning(Certification.cancel_requested_at)
+        ).first()
+    if row is None:
+        return False, False
+    return True, row[0] is not None
+
+
+def completed_checks(factory: sessionmaker[Session], cert_id: uuid.UUID) -> set[str]:
+    with factory() as session:
+        return set(session.scalars(select(CheckResultRow.check_name).where(
+            CheckResultRow.certification_id == cert_id)))
+
+
+def redact(value: str | None, secrets: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
+def _redact_obj(value: object, secrets: tuple[str, ...]) -> object:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _redact_obj(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_obj(v, secrets) for v in value]
+    return value
+
+
+def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult,
+               secrets: tuple[str, ...] = ()) -> bool:
+    """Checkpoint one finished check with its samples; a no-op if the job is no longer ours."""
+    with transaction(factory) as session:
+        owned = session.execute(
+            update(Certification).where(_owned(claim))
+            .values(progress_done=Certification.progress_done + result.total)
+            .returning(Certification.id)).first()
+        if owned is None:
+            return False
+        inserted = session.execute(
+            insert(CheckResultRow).values(
+                id=uuid.uuid4(), certification_id=claim.certification_id, check_name=result.name,
+                outcome=result.outcome, required=result.required, passed=result.passed,
+                failed=result.failed, errored=result.errored, total=result.total,
+                statistic=result.statistic, threshold=result.threshold, lower=result.lower,
+                upper=result.upper, duration_seconds=result.duration_seconds,
+                details=_redact_obj(result.details, secrets), attempt=claim.attempt,
+            ).on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
+            .returning(CheckResultRow.id)).first()
+        if inserted is None:
+            return False
+        if result.samples:
+            session.execute(
+                insert(SampleRow).on_conflict_do_nothing(
+                    index_elements=["certification_id", "check_name", "sample_index"]),
+                [{
+                    "certification_id": claim.certification_id, "check_name": result.name,
+                    "sample_index": s.index, "prompt_id": s.prompt_id[:200],
+                    "grade": s.grade.value,
+                    "request_summary": _redact_obj(s.request_summary, secrets),
+                    "response_excerpt": redact(s.response_excerpt, secrets),
+                    "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
+                    "status_code": s.status_code, "error": redact(s.error, secrets),
+                    "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
+                } for s in result.samples])
+    return True
+
+
+def set_progress_total(factory: sessionmaker[Session], claim: Claim, total: int) -> None:
+    with transaction(factory) as session:
+        session.execute(update(Certification).where(_owned(claim)).values(progress_total=total))
+
+
+def stored_results(factory: sessionmaker[Session], cert_id: uuid.UUID) -> list[CheckResultRow]:
+    with factory() as session:
+        return list(session.scalars(select(CheckResultRow).where(
+            CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)))
+
+
+def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
+           verdict: Verdict | None = None, score: float | None = None,
+           cause: str | None = None, message: str | None = None,
+           valid_until_days: int | None = None, dead_letter: bool = False,
+           session_hook=None) -> bool:  # type: ignore[no-untyped-def]
+    """Set the one terminal state, fenced on our claim. Returns False if someone else did."""
+    with transaction(factory) as session:
+        values = dict(status=status, verdict=verdict, score=score, error_cause=cause,
+                      error_message=(message or "")[:2000] or None, finished_at=func.now(),
+                      lease_until=None)
+        if valid_until_days:
+            values["valid_until"] = func.now() + timedelta(days=valid_until_days)
+        row = session.execute(update(Certification).where(_owned(claim)).values(**values)
+                              .returning(Certification.id)).first()
+        if row is None:
+            return False
+        if dead_letter:
+            _dead_letter(session, claim.certification_id, claim.organization_id, cause, message,
+                         claim.attempt)
+        if session_hook is not None:
+            session_hook(session)
+    return True
+
+
+def backoff_seconds(attempt: int, base: float = 5.0, cap: float = 300.0,
+                    retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, never sooner than Retry-After."""
+    delay = random.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))
+    return max(delay, retry_after or 0.0)
+
+
+def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, message: str,
+                   delay: float) -> JobStatus:
+    """Back to `retrying` for the sweeper to republish after `delay`; failed when exhausted."""
+    if claim.attempt >= claim.max_attempts:
+        finish(factory, claim, JobStatus.FAILED, cause=cause,
+               message=f"{message} (after {claim.attempt} attempts)", dead_letter=True)
+        return JobStatus.FAILED
+    with transaction(factory) as session:
+        session.execute(update(Certification).where(_owned(claim)).values(
+            status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
+            next_attempt_at=func.now() + timedelta(seconds=delay),
+            error_cause=cause, error_message=message[:2000]))
+    return JobStatus.RETRYING
+
+
+def release(factory: sessionmaker[Session], claim: Claim) -> None:
+    """Give an unfinished job back (worker shutting down): the attempt does not count."""
+    with transaction(factory) as session:
+        session.execute(update(Certification).where(_owned(claim)).values(
+            status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
+            attempt=Certification.attempt - 1, next_attempt_at=func.now()))

@@ -1,0 +1,203 @@
+"""run_certification: claim, run the engine with a kept lease, checkpoint, finish once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.certification.checks import StopRequested, TargetSpec
+from app.certification.engine import EngineHooks, JobFailure, planned_samples
+from app.certification.providers.base import EndpointError
+from app.certification.results import CheckOutcome, CheckResult
+from app.certification.runner import execute
+from app.certification.scoring import decide_verdict, overall_score
+from app.certification.suites import SuiteError, get_suite
+from app.config import Settings
+from app.db.models import JobStatus, Secret, Target
+from app.services import jobs
+from app.services.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunHooks:
+    """What the worker plugs in: metrics, shared rate-limit gate, shutdown flag."""
+
+    shutting_down: Callable[[], bool] = lambda: False
+    on_response: Callable[[str, float], None] | None = None
+    on_retry: Callable[[EndpointError], None] | None = None
+    on_finished: Callable[[str, str | None, float | None], None] = lambda s, v, d: None
+    gate_factory: Callable[[TargetSpec], Callable] | None = None  # type: ignore[type-arg]
+    resolver_factory: Callable[[], object] | None = None
+
+
+@dataclass
+class LeaseKeeper:
+    """Renews the lease every few seconds and notices a cancel or a lost claim."""
+
+    factory: sessionmaker[Session]
+    claim: jobs.Claim
+    lease_seconds: int
+    interval: float = 2.0
+    cancel_requested: bool = False
+    lost: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                ours, cancel = jobs.renew_lease(self.factory, self.claim, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - a DB blip: the lease has slack, try again
+                log.warning("lease_renewal_failed", exc_info=True)
+                continue
+            self.lost = not ours
+            self.cancel_requested = cancel
+            if self.lost or cancel:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def target_spec(row: Target, region: str | None) -> TargetSpec:
+    base_url = row.endpoints.get(region) if region else row.base_url
+    if not base_url:
+        raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
+    return TargetSpec(provider=row.provider.value, model=row.model, base_url=base_url,
+                      region=region, capabilities=dict(row.capabilities),
+                      rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
+
+
+def load_context(factory: sessionmaker[Session], settings: Settings,
+                 claim: jobs.Claim) -> tuple[TargetSpec, str | None]:
+    with factory() as session:
+        target = session.scalar(select(Target).where(Target.id == claim.target_id))
+        if target is None or target.deleted_at is not None:
+            raise JobFailure("invalid_target", "the target was deleted", retryable=False)
+        spec = target_spec(target, claim.region)
+        api_key = None
+        if target.secret_id is not None:
+            secret = session.get(Secret, target.secret_id)
+            if secret is None:
+                raise JobFailure("invalid_target", "the target's secret was deleted",
+                                 retryable=False)
+            api_key = SecretBox.from_settings(settings).decrypt(secret.ciphertext)
+    return spec, api_key
+
+
+def verdict_from(rows: list) -> tuple:  # type: ignore[type-arg]
+    verdict = decide_verdict((r.outcome, r.required) for r in rows)
+    return verdict, overall_score(r.statistic for r in rows)
+
+
+def run_certification(factory: sessionmaker[Session], settings: Settings, cert_id: str,
+                      worker_name: str, hooks: RunHooks | None = None) -> str:
+    """One delivery of a job. Returns what happened, for the log."""
+    hooks = hooks or RunHooks()
+    try:
+        job_id = uuid.UUID(cert_id)
+    except ValueError:
+        log.error("malformed_certification_id", extra={"value": cert_id[:80]})
+        return "rejected"
+    claim = jobs.claim_job(factory, job_id, worker_name, settings.certification_lease_seconds)
+    if claim is None:
+        return "not_claimable"
+    keeper = LeaseKeeper(factory, claim, settings.certification_lease_seconds,
+                         interval=min(2.0, settings.certification_lease_seconds / 3))
+    keeper.start()
+    secrets: tuple[str, ...] = ()
+    try:
+        try:
+            suite = get_suite(claim.suite_name)
+        except SuiteError as exc:
+            raise JobFailure("invalid_target", str(exc), retryable=False) from None
+        spec, api_key = load_context(factory, settings, claim)
+        secrets = (api_key,) if api_key else ()
+        jobs.set_progress_total(factory, claim, planned_samples(suite, spec))
+        engine_hooks = EngineHooks(
+            completed=jobs.completed_checks(factory, claim.certification_id),
+            on_check_finished=lambda result: _checkpoint(factory, claim, result, secrets),
+            should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
+        )
+        concurrency = min(8, spec.max_concurrency or 8)
+        gate = hooks.gate_factory(spec) if hooks.gate_factory else None
+        kwargs = {"gate": gate} if gate else {}
+        asyncio.run(execute(suite, spec, api_key, engine_hooks, concurrency=concurrency,
+                            on_response=hooks.on_response, on_retry=hooks.on_retry,
+                            **kwargs))
+    except StopRequested:
+        keeper.stop()
+        if keeper.cancel_requested:
+            jobs.finish(factory, claim, JobStatus.CANCELLED, cause="cancelled",
+                        message="cancelled by request; evidence so far is kept")
+            hooks.on_finished("cancelled", None, None)
+            return "cancelled"
+        if keeper.lost:
+            return "lease_lost"
+        jobs.release(factory, claim)
+        return "released"
+    except JobFailure as failure:
+        keeper.stop()
+        message = jobs.redact(failure.message, secrets) or failure.cause
+        if failure.retryable:
+            delay = jobs.backoff_seconds(claim.attempt, retry_after=failure.retry_after)
+            status = jobs.schedule_retry(factory, claim, failure.cause, message, delay)
+            if status is JobStatus.FAILED:
+                hooks.on_finished("failed", None, None)
+            return status.value
+        jobs.finish(factory, claim, JobStatus.FAILED, cause=failure.cause, message=message)
+        hooks.on_finished("failed", None, None)
+        return "failed"
+    finally:
+        keeper.stop()
+    rows = jobs.stored_results(factory, claim.certification_id)
+    verdict, score = verdict_from(rows)
+    done = jobs.finish(
+        factory, claim, JobStatus.SUCCEEDED, verdict=verdict, score=score,
+        valid_until_days=settings.certification_validity_days
+        if verdict.value.startswith("certified") else None,
+    )
+    if done:
+        hooks.on_finished("succeeded", verdict.value, None)
+    return "succeeded" if done else "lease_lost"
+
+
+def _checkpoint(factory: sessionmaker[Session], claim: jobs.Claim, result: CheckResult,
+                secrets: tuple[str, ...]) -> None:
+    jobs.save_check(factory, claim, result, secrets)
+    log.info("check_finished", extra={"check": result.name, "outcome": result.outcome.value,
+                                      "passed": result.passed, "failed": result.failed,
+                                      "errored": result.errored})
+
+
+def time_out(factory: sessionmaker[Session], claim_id: str) -> None:
+    """Soft time limit: mark the running job timed_out, keeping what it stored."""
+    from sqlalchemy import func, update
+
+    from app.db.models import Certification
+    from app.db.session import transaction
+
+    with transaction(factory) as session:
+        session.execute(update(Certification).where(
+            Certification.id == uuid.UUID(claim_id), Certification.status == JobStatus.RUNNING)
+            .values(status=JobStatus.TIMED_OUT, finished_at=func.now(), lease_until=None,
+                    error_cause="timeout",
+                    error_message="the certification exceeded CERTIFICATION_TIMEOUT"))
+
+
+__all__ = ["RunHooks", "run_certification", "time_out", "CheckOutcome"]

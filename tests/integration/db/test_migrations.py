@@ -1,0 +1,52 @@
+"""upgrade → downgrade → upgrade on an empty real Postgres database; models match migrations."""
+
+from __future__ import annotations
+
+import uuid
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from app.cli import ROOT
+from app.db.models import Base
+from tests.conftest import with_database
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def test_upgrade_downgrade_upgrade(admin_database_url: str) -> None:
+    name = f"mc_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = with_database(admin_database_url, name)
+    engine = create_engine(url)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "head")
+        tables = set(inspect(engine).get_table_names())
+        assert {"targets", "certifications", "check_results", "samples"} <= tables
+        command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}), Base.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+        uniques = {tuple(u["column_names"]) for u in inspect(engine).get_unique_constraints(
+            "check_results")}
+        assert ("certification_id", "check_name") in uniques
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,41 @@
+"""Every metric is defined here (prometheus_client multiprocess mode across prefork children)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CERTIFICATIONS = Counter(
+    "modelcert_certifications_total", "Certifications that ended, by status and verdict.",
+    ["status", "verdict"],
+)
+DURATION = Histogram(
+    "modelcert_certification_duration_seconds", "Wall time of one certification attempt.",
+    ["status"], buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+ACTIVE = Gauge(
+    "modelcert_active_certifications", "Certifications running now.", multiprocess_mode="livesum"
+)
+RETRIES = Counter("modelcert_retries_total", "Retries by cause (sample and job level).", ["cause"])
+DEAD_LETTERS = Counter("modelcert_dead_letters_total", "Jobs moved to the dead-letter table.")
+ENDPOINT_REQUESTS = Counter(
+    "modelcert_endpoint_requests_total", "Requests to model endpoints.", ["provider", "outcome"]
+)
+ENDPOINT_LATENCY = Histogram(
+    "modelcert_endpoint_latency_seconds", "Latency of requests to model endpoints.", ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+# Set by the probe server in the worker's main process.
+QUEUE_DEPTH = Gauge(
+    "modelcert_queue_depth", "Messages waiting in a queue (all priority lists).", ["queue"],
+    multiprocess_mode="livemostrecent",
+)
+OLDEST_QUEUED_AGE = Gauge(
+    "modelcert_oldest_queued_job_age_seconds", "Age of the oldest job not yet started.",
+    multiprocess_mode="livemostrecent",
+)
+WORKER_READY = Gauge("modelcert_worker_ready", "1 when /ready answers 200.",
+                     multiprocess_mode="livemostrecent")
+WORKER_RSS = Gauge("modelcert_worker_rss_bytes", "Resident memory of the worker and its children.",
+                   multiprocess_mode="livemostrecent")
+WORKER_RESTARTS = Counter("modelcert_worker_restarts_total",
+                          "Pool children replaced (recycled or crashed).")

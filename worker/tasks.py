@@ -1,0 +1,121 @@
+"""Thin tasks: one service call each; the service asserts the world (conditional claim)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import make_engine, make_session_factory
+from app.logging import bind_job
+from app.publish import Publisher
+from app.services import run, sweeper
+from app.task_names import PRIORITY_STEPS, RUN_CERTIFICATION, SWEEP
+from worker import metrics
+from worker.celery_app import STOP_JOBS, app, settings
+
+log = logging.getLogger(__name__)
+WORKER_NAME = f"{socket.gethostname()}"
+
+
+@lru_cache(maxsize=1)
+def session_factory() -> sessionmaker[Session]:
+    """Per process (created after fork)."""
+    return make_session_factory(make_engine(str(settings.database_url), pool_size=2,
+                                            application_name="modelcert-worker"))
+
+
+@lru_cache(maxsize=1)
+def publisher() -> Publisher:
+    return Publisher(settings)
+
+
+def queue_depth(client: redis.Redis, queue: str) -> int:
+    """Sum of LLEN over the queue's priority lists (CELERY-FACTS)."""
+    sep = ":"
+    names = [queue] + [f"{queue}{sep}{step}" for step in PRIORITY_STEPS if step]
+    pipe = client.pipeline()
+    for name in names:
+        pipe.llen(name)
+    return int(sum(pipe.execute()))
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=2,
+                                socket_timeout=2)
+
+
+def _endpoint_metrics(provider: str):  # type: ignore[no-untyped-def]
+    def on_response(outcome: str, seconds: float) -> None:
+        metrics.ENDPOINT_REQUESTS.labels(provider, outcome).inc()
+        metrics.ENDPOINT_LATENCY.labels(provider).observe(seconds)
+
+    return on_response
+
+
+def _hooks() -> run.RunHooks:
+    def on_finished(status: str, verdict: str | None, _: float | None) -> None:
+        metrics.CERTIFICATIONS.labels(status, verdict or "none").inc()
+        if status == "failed":
+            pass
+
+    return run.RunHooks(
+        shutting_down=lambda: bool(STOP_JOBS.value),
+        on_response=_endpoint_metrics("openai_compatible"),
+        on_retry=lambda exc: metrics.RETRIES.labels(exc.cause).inc(),
+        on_finished=on_finished,
+    )
+
+
+@app.task(name=RUN_CERTIFICATION, bind=True)
+def run_certification(self, certification_id: str) -> str:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    bind_job(certification_id=certification_id, task_id=self.request.id)
+    metrics.ACTIVE.inc()
+    outcome = "error"
+    try:
+        outcome = run.run_certification(session_factory(), settings, certification_id,
+                                        WORKER_NAME, _hooks())
+    except SoftTimeLimitExceeded:
+        run.time_out(session_factory(), certification_id)
+        metrics.CERTIFICATIONS.labels("timed_out", "none").inc()
+        outcome = "timed_out"
+    except Exception:
+        # A bug or a lost database: the lease expires and the sweeper requeues the job.
+        log.exception("certification_crashed")
+        outcome = "crashed"
+    finally:
+        metrics.ACTIVE.dec()
+        metrics.DURATION.labels(outcome).observe(time.monotonic() - started)
+        log.info("certification_delivery_done", extra={"outcome": outcome})
+        bind_job()
+    return outcome
+
+
+@app.task(name=SWEEP, ignore_result=True)
+def sweep() -> dict[str, int]:
+    client = redis_client()
+
+    def depth(queue: str) -> int | None:
+        try:
+            return queue_depth(client, queue)
+        except redis.RedisError:
+            return None
+
+    report = sweeper.sweep(session_factory(), publisher().publish_run, depth,
+                           lost_after_seconds=max(30.0, settings.sweeper_interval * 3))
+    if report.dead_lettered:
+        metrics.DEAD_LETTERS.inc(report.dead_lettered)
+    return {"published": report.published, "requeued": report.requeued,
+            "dead_lettered": report.dead_lettered, "redispatched": report.redispatched}
+
+
+def redis_host() -> str:
+    return urlsplit(str(settings.redis_url)).hostname or ""
