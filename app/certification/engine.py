@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from app.certification.checks import CheckContext, StopRequested, TargetSpec
 from app.certification.checks.catalog import REGISTRY
-from app.certification.providers.base import ErrorCause, Provider, RETRYABLE_CAUSES
+from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.scoring import count_grades, outcome_for
 from app.certification.suites import CheckEntry, Suite
@@ -123,7 +123,7 @@ async def run_suite(
                 if failure is not None:
                     raise failure
             result = score(entry, samples, time.perf_counter() - started,
-                           suite.definition.max_error_rate)
+                           suite.definition.max_error_rate, getattr(samples, "details", None))
         hooks.on_check_finished(result)
         results.append(result)
     return results
