@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.certification.checks import CheckContext, StopRequested, TargetSpec
 from app.certification.checks.catalog import REGISTRY
@@ -55,7 +56,7 @@ def planned_samples(suite: Suite, target: TargetSpec) -> int:
 
 
 def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_rate: float,
-          details: dict | None = None) -> CheckResult:
+          details: dict[str, Any] | None = None) -> CheckResult:
     passed, failed, errored = count_grades(samples)
     outcome, rate, lower, upper = outcome_for(passed, failed, errored, entry.threshold,
                                               max_error_rate)

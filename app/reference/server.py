@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from app.reference import brain
 from app.reference.anthropic_route import AnthropicRoute
@@ -84,7 +85,7 @@ class ReferenceServer:
         return behaviour
 
     @web.middleware
-    async def count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_"):
             return await handler(request)
         scope = request.match_info.get("mode") or request.headers.get("X-Scope") or "default"
