@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.certification.checks import CheckContext, StopRequested, TargetSpec
 from app.certification.checks.catalog import REGISTRY
-from app.certification.providers.base import ErrorCause, Provider, RETRYABLE_CAUSES
+from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.scoring import count_grades, outcome_for
 from app.certification.suites import CheckEntry, Suite
@@ -55,7 +56,7 @@ def planned_samples(suite: Suite, target: TargetSpec) -> int:
 
 
 def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_rate: float,
-          details: dict | None = None) -> CheckResult:
+          details: dict[str, Any] | None = None) -> CheckResult:
     passed, failed, errored = count_grades(samples)
     outcome, rate, lower, upper = outcome_for(passed, failed, errored, entry.threshold,
                                               max_error_rate)
@@ -123,7 +124,7 @@ async def run_suite(
                 if failure is not None:
                     raise failure
             result = score(entry, samples, time.perf_counter() - started,
-                           suite.definition.max_error_rate)
+                           suite.definition.max_error_rate, getattr(samples, "details", None))
         hooks.on_check_finished(result)
         results.append(result)
     return results

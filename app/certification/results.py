@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Grade(str, enum.Enum):
+class Grade(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"
 
 
-class CheckOutcome(str, enum.Enum):
+class CheckOutcome(enum.StrEnum):
     PASSED = "passed"
     WARNED = "warned"
     FAILED = "failed"
@@ -22,7 +22,7 @@ class CheckOutcome(str, enum.Enum):
     INCONCLUSIVE = "inconclusive"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     CERTIFIED = "certified"
     CERTIFIED_WITH_WARNINGS = "certified_with_warnings"
     NOT_CERTIFIED = "not_certified"

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from app.reference import brain
+from app.reference.anthropic_route import AnthropicRoute
 
 MODES = ("good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth")
 EMBED_DIM = 64
@@ -57,6 +59,7 @@ class ReferenceServer:
         self.buckets: dict[str, Bucket] = {}
         self.random = random.Random(1234)
         self.scope_in_flight: dict[str, int] = {}
+        self.anthropic = AnthropicRoute(self)
 
     def behaviour(self, request: web.Request) -> Behaviour:
         spec = request.match_info.get("mode")
@@ -82,7 +85,7 @@ class ReferenceServer:
         return behaviour
 
     @web.middleware
-    async def count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_"):
             return await handler(request)
         scope = request.match_info.get("mode") or request.headers.get("X-Scope") or "default"
@@ -109,7 +112,8 @@ class ReferenceServer:
     async def gate(self, request: web.Request, behaviour: Behaviour) -> None:
         """Apply the mode's failure behaviour before answering."""
         if behaviour.mode == "auth":
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            if (request.headers.get("Authorization") != f"Bearer {self.api_key}"
+                    and request.headers.get("x-api-key") != self.api_key):
                 raise web.HTTPUnauthorized(
                     text=json.dumps({"error": {"message": "invalid api key"}}),
                     content_type="application/json",
@@ -140,7 +144,8 @@ class ReferenceServer:
         behaviour = self.behaviour(request)
         await self.gate(request, behaviour)
         if behaviour.mode == "broken":
-            return web.Response(text='{"object": "list", "data": [', content_type="application/json")
+            return web.Response(text='{"object": "list", "data": [',
+                                content_type="application/json")
         data = [{"id": m, "object": "model", "owned_by": "modelcert"}
                 for m in (self.model, "reference-embed")]
         return web.json_response({"object": "list", "data": data})
@@ -155,19 +160,29 @@ class ReferenceServer:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": {"message": "invalid request body"}}, status=400)
         await self.gate(request, behaviour)
-        text = brain.answer(messages, correct=behaviour.mode != "wrong")
+        reply = brain.respond(messages, correct=behaviour.mode != "wrong",
+                              tools=openai_tools(body.get("tools")),
+                              json_schema=openai_schema(body.get("response_format")))
+        text = reply.text
         if body.get("stream"):
             return await self.stream(request, behaviour, text)
         if behaviour.mode == "broken":
             return web.Response(text='{"id": "chatcmpl-x", "choices": [{"message": ',
                                 content_type="application/json")
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps(args)}}
+                for name, args in reply.tool_calls
+            ]
         return web.json_response({
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
                       "total_tokens": 10 + len(text.split())},
         })
@@ -202,7 +217,8 @@ class ReferenceServer:
             return web.json_response({"error": {"message": "invalid request body"}}, status=400)
         await self.gate(request, behaviour)
         if behaviour.mode == "broken":
-            return web.Response(text='{"data": [{"embedding": [0.1,', content_type="application/json")
+            return web.Response(text='{"data": [{"embedding": [0.1,',
+                                content_type="application/json")
         data = [{"object": "embedding", "index": i,
                  "embedding": embed(str(t), wrong=behaviour.mode == "wrong")}
                 for i, t in enumerate(inputs)]
@@ -229,10 +245,30 @@ class ReferenceServer:
             app.router.add_get(prefix + "/v1/models", self.models)
             app.router.add_post(prefix + "/v1/chat/completions", self.chat)
             app.router.add_post(prefix + "/v1/embeddings", self.embeddings)
+            app.router.add_post(prefix + "/v1/messages", self.anthropic.messages)
         app.router.add_get("/_stats", self.get_stats)
         app.router.add_post("/_stats/reset", self.reset_stats)
         app.router.add_get("/_health", self.health)
         return app
+
+
+def openai_tools(tools: Any) -> list[brain.Tool] | None:
+    if not isinstance(tools, list):
+        return None
+    found = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            found.append(brain.Tool(str(function["name"]), function.get("parameters") or {}))
+    return found or None
+
+
+def openai_schema(response_format: Any) -> dict[str, Any] | None:
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else {}
 
 
 def embed(text: str, wrong: bool = False) -> list[float]:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from app.certification.providers.base import EndpointError, Provider
+from app.certification.providers.base import ChatResult, EndpointError, Provider
 from app.certification.results import RESPONSE_EXCERPT_CHARS, Grade, Sample
 
 T = TypeVar("T")
@@ -46,6 +46,15 @@ class CheckContext:
     on_sample: Callable[[], None] = lambda: None
 
 
+class SampleList(list[Sample]):
+    """Samples plus check-level details (e.g. latency percentiles) the engine stores with them."""
+
+    def __init__(self, samples: Iterable[Sample] = (), details: dict[str, Any] | None = None):
+        super().__init__(samples)
+        self.details: dict[str, Any] = dict(details or {})
+
+
+# A check returns its samples; a SampleList also carries details for CheckResult.details.
 CheckFn = Callable[[CheckContext], Awaitable[list[Sample]]]
 
 
@@ -122,3 +131,16 @@ async def run_samples(
 def timed() -> Callable[[], float]:
     started = time.perf_counter()
     return lambda: (time.perf_counter() - started) * 1000
+
+
+def chat_sample(
+    index: int, prompt_id: str, passed: bool, summary: dict[str, Any], result: ChatResult,
+    detail: dict[str, Any] | None = None,
+) -> Sample:
+    """A graded sample from a chat result, with its evidence."""
+    return Sample(
+        index=index, prompt_id=prompt_id, grade=Grade.PASS if passed else Grade.FAIL,
+        request_summary=summary, response_excerpt=excerpt(result.text),
+        latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, status_code=result.status_code,
+        detail=detail or {},
+    )

@@ -64,7 +64,9 @@ def parse_retry_after(value: str | None) -> float | None:
         return min(MAX_RETRY_AFTER, max(0.0, when - time.time()))
 
 
-def error_for_status(status: int, body: str, retry_after: float | None, latency_ms: float) -> EndpointError:
+def error_for_status(
+    status: int, body: str, retry_after: float | None, latency_ms: float
+) -> EndpointError:
     excerpt = body[:200]
     if status == 429:
         cause = ErrorCause.RATE_LIMITED
@@ -140,7 +142,12 @@ async def with_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(call)
+
+    async def attempt() -> T:
+        # tenacity only awaits coroutine functions; a lambda returning a coroutine is not one.
+        return await call()
+
+    return await retrying(attempt)
 
 
 class HttpClient:
@@ -195,7 +202,7 @@ class HttpClient:
             except EndpointError as exc:
                 self._record(exc.cause, started)
                 raise
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 error = translate_client_error(exc, (time.perf_counter() - started) * 1000)
                 self._record(error.cause, started)
                 raise error from None
@@ -231,7 +238,7 @@ class HttpClient:
         except EndpointError as exc:
             self._record(exc.cause, started)
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = translate_client_error(exc, (time.perf_counter() - started) * 1000)
             self._record(error.cause, started)
             raise error from None

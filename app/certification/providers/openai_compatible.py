@@ -1,4 +1,6 @@
-"""OpenAI-compatible servers (vLLM, Ollama, llama.cpp, TGI, LiteLLM, OpenAI): base_url ends in /v1."""
+"""OpenAI-compatible servers (vLLM, Ollama, llama.cpp, TGI, LiteLLM, OpenAI).
+
+base_url ends in /v1."""
 
 from __future__ import annotations
 
@@ -122,9 +124,10 @@ class OpenAICompatible:
             finish_reason=finish_reason, chunks=chunks, done_marker=done,
         )
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
+        """Embed texts with `model` (the target's embedding model) or else the chat model."""
         data, status, latency = await self.client.request_json(
-            "POST", f"{self.base_url}/embeddings", {"model": self.model, "input": texts}
+            "POST", f"{self.base_url}/embeddings", {"model": model or self.model, "input": texts}
         )
         try:
             items = sorted(data["data"], key=lambda item: item.get("index", 0))

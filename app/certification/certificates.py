@@ -1,0 +1,204 @@
+"""Signed certificates: canonical JSON, Ed25519, offline verification against published keys.
+
+Canonical JSON (what is signed and hashed): `json.dumps(value, sort_keys=True,
+separators=(",", ":"), ensure_ascii=False, allow_nan=False)` encoded as UTF-8 — keys sorted
+by code point, no whitespace, non-ASCII characters written as themselves. Payloads hold only
+strings, integers, booleans, null, lists and objects: no floats, so every language
+reproduces the same bytes (results_digest writes its ratios as fixed 4-decimal strings).
+
+A certificate is `{"payload": {...}, "signature": "<base64 Ed25519 signature of
+canonical(payload)>"}`; the payload names its `key_id` (first 16 hex digits of the SHA-256
+of the raw 32-byte public key), so verification needs only the published keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from app.certification.results import CheckResult
+
+FORMAT = "modelcert-certificate/1"
+ALGORITHM = "Ed25519"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+PAYLOAD_FIELDS = (
+    "format", "certification_id", "target", "model", "region", "endpoint_fingerprint", "suite",
+    "results_digest", "verdict", "issued_at", "valid_until", "key_id",
+)
+
+
+class CertificateInvalid(Exception):
+    """A certificate that must not be trusted; `reason` is a stable code, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def canonical_json(value: Any) -> bytes:
+    """The bytes that are signed and hashed (see the module docstring)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _ratio(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
+
+
+def check_summary(result: CheckResult) -> dict[str, Any]:
+    """What a certificate vouches for about one check (no samples, no timings)."""
+    return {
+        "name": result.name, "outcome": str(result.outcome), "required": result.required,
+        "passed": result.passed, "failed": result.failed, "errored": result.errored,
+        "total": result.total, "statistic": _ratio(result.statistic),
+        "threshold": _ratio(result.threshold), "lower": _ratio(result.lower),
+        "upper": _ratio(result.upper),
+    }
+
+
+def results_digest(results: Iterable[CheckResult]) -> str:
+    """SHA-256 of the canonical JSON list of per-check summaries, sorted by check name."""
+    summaries = sorted((check_summary(r) for r in results), key=lambda s: s["name"])
+    return sha256_hex(canonical_json(summaries))
+
+
+def endpoint_fingerprint(provider: str, base_url: str, model: str) -> str:
+    """Which endpoint was certified: provider, normalised base URL and model, hashed."""
+    return sha256_hex(canonical_json({"provider": provider, "base_url": base_url.rstrip("/"),
+                                      "model": model}))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+# Keys -----------------------------------------------------------------------------------
+
+
+def generate_seed() -> str:
+    """A new signing key as a base64 32-byte Ed25519 seed."""
+    raw = Ed25519PrivateKey.generate().private_bytes_raw()
+    return base64.b64encode(raw).decode()
+
+
+def load_private_key(seed_b64: str) -> Ed25519PrivateKey:
+    try:
+        seed = base64.b64decode(seed_b64.strip(), validate=True)
+    except ValueError:
+        raise ValueError("signing key is not base64") from None
+    if len(seed) != 32:
+        raise ValueError(f"signing key must be a 32-byte seed, got {len(seed)} bytes")
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def public_key_b64(private_key: Ed25519PrivateKey) -> str:
+    raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def key_id_for(public_b64: str) -> str:
+    """First 16 hex digits of SHA-256 over the raw public key."""
+    return hashlib.sha256(base64.b64decode(public_b64)).hexdigest()[:16]
+
+
+def keys_document(public_keys: Iterable[str]) -> dict[str, Any]:
+    """The published keys file: every key that may have signed a live certificate."""
+    keys = sorted(set(public_keys))
+    return {"keys": [{"key_id": key_id_for(k), "algorithm": ALGORITHM, "public_key": k}
+                     for k in keys]}
+
+
+def parse_keys_document(document: Any) -> dict[str, str]:
+    """key_id → public key from `{"keys": [{key_id, public_key}, ...]}` or `{key_id: key}`."""
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        found = {}
+        for entry in document["keys"]:
+            if isinstance(entry, dict) and isinstance(entry.get("public_key"), str):
+                found[key_id_for(entry["public_key"])] = entry["public_key"]
+        return found
+    if isinstance(document, dict) and all(isinstance(v, str) for v in document.values()):
+        return {str(k): v for k, v in document.items()}
+    raise ValueError("keys document must be {\"keys\": [...]} or {key_id: public_key}")
+
+
+# Certificates ---------------------------------------------------------------------------
+
+
+def build_payload(
+    *, certification_id: str, target_id: str, target_name: str, model: str,
+    region: str | None, endpoint_fingerprint: str, suite_name: str, suite_version: str,
+    suite_hash: str, results: Iterable[CheckResult], verdict: str, key_id: str,
+    issued_at: datetime, valid_for: timedelta = timedelta(days=30),
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "certification_id": certification_id,
+        "target": {"id": target_id, "name": target_name},
+        "model": model,
+        "region": region,
+        "endpoint_fingerprint": endpoint_fingerprint,
+        "suite": {"name": suite_name, "version": suite_version, "content_hash": suite_hash,
+                  "ref": f"{suite_name}@{suite_version}"},
+        "results_digest": results_digest(results),
+        "verdict": verdict,
+        "issued_at": format_time(issued_at),
+        "valid_until": format_time(issued_at + valid_for),
+        "key_id": key_id,
+    }
+
+
+def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The certificate: payload plus base64 signature over its canonical JSON."""
+    expected = key_id_for(public_key_b64(private_key))
+    if payload.get("key_id") != expected:
+        raise ValueError(f"payload key_id {payload.get('key_id')!r} is not the signer's {expected}")
+    signature = private_key.sign(canonical_json(payload))
+    return {"payload": payload, "signature": base64.b64encode(signature).decode()}
+
+
+def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) -> None:
+    """Raise CertificateInvalid unless the certificate is genuine, untampered and in force."""
+    if not isinstance(cert, dict) or not isinstance(cert.get("payload"), dict) \
+            or not isinstance(cert.get("signature"), str):
+        raise CertificateInvalid("malformed", "not a certificate: needs payload and signature")
+    payload = cert["payload"]
+    missing = [f for f in PAYLOAD_FIELDS if f not in payload]
+    if missing:
+        raise CertificateInvalid("malformed", f"payload lacks {', '.join(missing)}")
+    key_id = payload["key_id"]
+    if key_id not in public_keys:
+        raise CertificateInvalid("unknown_key", f"signed by unknown key {key_id!r}")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_keys[key_id]))
+        public.verify(base64.b64decode(cert["signature"], validate=True),
+                      canonical_json(payload))
+    except (InvalidSignature, ValueError, TypeError):
+        raise CertificateInvalid(
+            "bad_signature", "signature does not match the payload (tampered or forged)"
+        ) from None
+    try:
+        issued, until = parse_time(payload["issued_at"]), parse_time(payload["valid_until"])
+    except (TypeError, ValueError):
+        raise CertificateInvalid("malformed", "issued_at/valid_until are not UTC times") from None
+    moment = now or datetime.now(UTC)
+    if moment >= until:
+        raise CertificateInvalid("expired", f"expired at {payload['valid_until']}")
+    if moment < issued - timedelta(minutes=5):
+        raise CertificateInvalid("not_yet_valid", f"issued in the future ({payload['issued_at']})")

@@ -1,0 +1,74 @@
+"""Determinism at temperature 0: one prompt asked k times gives the same answer.
+
+Each reply is a sample; it passes when it equals (after trimming whitespace) the most common
+reply to its prompt, so k identical replies pass k samples and k distinct ones pass one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from app.certification.checks import (
+    CheckContext,
+    CheckFn,
+    SampleList,
+    chat_sample,
+    error_sample,
+    register,
+    run_samples,
+)
+from app.certification.providers.base import ChatRequest, EndpointError
+from app.certification.results import Grade, Sample
+
+PROMPTS = (
+    "Describe a lighthouse in one sentence.",
+    "List three prime numbers greater than 50, separated by commas.",
+    "Write a haiku about autumn rain.",
+    "Explain in one sentence why the sky looks blue.",
+)
+
+
+@register("determinism", planned=lambda prompts=4, repeats=5, **_: prompts * repeats,
+          description="The same prompt at temperature 0 gives the same answer each time.")
+def determinism(prompts: int = 4, repeats: int = 5, max_tokens: int = 64,
+                seed: int | None = 1234) -> CheckFn:
+    async def check(ctx: CheckContext) -> list[Sample]:
+        items = [(p, r) for p in range(prompts) for r in range(repeats)]
+
+        async def grade(index: int, item: tuple[int, int]) -> Sample:
+            prompt = PROMPTS[item[0] % len(PROMPTS)]
+            prompt_id = f"determinism-{item[0]}"
+            summary = {"endpoint": "chat", "prompt_id": prompt_id, "repeat": item[1],
+                       "temperature": 0.0, "seed": seed, "max_tokens": max_tokens,
+                       "prompt": prompt}
+            try:
+                result = await ctx.provider.chat(ChatRequest(
+                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                    temperature=0.0, seed=seed))
+            except EndpointError as exc:
+                return error_sample(index, prompt_id, exc, summary)
+            return chat_sample(index, prompt_id, True, summary, result,
+                               {"reply": result.text.strip()})
+
+        samples = await run_samples(ctx, items, grade)
+        modal: dict[str, str] = {}
+        for prompt_id in {s.prompt_id for s in samples}:
+            replies = Counter(s.detail["reply"] for s in samples
+                              if s.prompt_id == prompt_id and s.grade is not Grade.ERROR)
+            if replies:
+                modal[prompt_id] = replies.most_common(1)[0][0]
+        graded = []
+        for s in samples:
+            if s.grade is Grade.ERROR:
+                graded.append(s)
+                continue
+            same = s.detail["reply"] == modal[s.prompt_id]
+            detail = {"matches_most_common": same}
+            graded.append(dataclasses.replace(
+                s, grade=Grade.PASS if same else Grade.FAIL, detail=detail))
+        distinct = {pid: len({s.response_excerpt for s in samples if s.prompt_id == pid})
+                    for pid in modal}
+        return SampleList(graded, {"distinct_replies": distinct, "repeats": repeats})
+
+    return check

@@ -1,0 +1,170 @@
+"""The Anthropic Messages API.
+
+`base_url` is the API root as in Anthropic's SDKs (`https://api.anthropic.com`); requests go
+to `{base_url}/v1/messages` and `{base_url}/v1/models`. A base_url that already ends in
+`/v1` is accepted too (then `/messages`, `/models`), so a URL copied from an
+OpenAI-compatible habit still works.
+
+Mapping to the provider protocol:
+- `system` messages become the top-level `system` string;
+- OpenAI-style tools (`{"type": "function", "function": {...}}`) become Anthropic tools
+  (`name`, `description`, `input_schema`); `tool_use` blocks come back as OpenAI-style
+  `tool_calls` (`{"id", "type": "function", "function": {"name", "arguments": <JSON>}}`);
+- a `json_schema` response_format is carried the way Anthropic documents for JSON output: a
+  single tool whose `input_schema` is the schema, forced with `tool_choice`; the tool input,
+  serialised, is the reply text;
+- streaming reads `message_start` … `content_block_delta` … `message_stop`; `message_stop`
+  plays the role of OpenAI's `[DONE]` (`ChatResult.done_marker`); an `error` event is a
+  server error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from app.certification.providers.base import (
+    ChatRequest,
+    ChatResult,
+    EmbeddingResult,
+    EndpointError,
+    ErrorCause,
+    ModelList,
+)
+from app.certification.providers.http import HttpClient, with_retries
+
+ANTHROPIC_VERSION = "2023-06-01"
+MAX_TOKENS_CAP = 4096
+SCHEMA_TOOL = "structured_output"
+
+
+def anthropic_headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "modelcert/0.1",
+               "anthropic-version": ANTHROPIC_VERSION}
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
+
+
+def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    if request.response_format and request.response_format.get("type") == "json_schema":
+        spec = request.response_format.get("json_schema") or {}
+        tool = {"name": SCHEMA_TOOL, "description": "Return the answer as structured data.",
+                "input_schema": spec.get("schema") or {"type": "object"}}
+        return [tool], {"type": "tool", "name": SCHEMA_TOOL}
+    tools = []
+    for tool in request.tools or []:
+        function = tool.get("function", tool)
+        tools.append({"name": function["name"], "description": function.get("description", ""),
+                      "input_schema": function.get("parameters") or {"type": "object"}})
+    return tools, None
+
+
+class Anthropic:
+    name = "anthropic"
+
+    def __init__(self, client: HttpClient, base_url: str, model: str) -> None:
+        self.client = client
+        root = base_url.rstrip("/")
+        self.api = root if root.endswith("/v1") else root + "/v1"
+        self.model = model
+
+    async def list_models(self) -> ModelList:
+        data, status, latency = await self.client.request_json("GET", f"{self.api}/models")
+        try:
+            models = [str(item["id"]) for item in data["data"]]
+        except (KeyError, TypeError) as exc:
+            raise EndpointError(ErrorCause.MALFORMED_BODY, f"model list lacks data[].id ({exc!s})",
+                                status_code=status, latency_ms=latency) from None
+        return ModelList(models=models, status_code=status, latency_ms=latency)
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        system = [str(m.get("content", "")) for m in request.messages if m.get("role") == "system"]
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max(1, min(request.max_tokens, MAX_TOKENS_CAP)),
+            "temperature": request.temperature,
+            "messages": [m for m in request.messages if m.get("role") != "system"],
+        }
+        if system:
+            payload["system"] = "\n\n".join(system)
+        tools, choice = _tools(request)
+        if tools:
+            payload["tools"] = tools
+        if choice:
+            payload["tool_choice"] = choice
+        return payload
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        if request.stream:
+            return await with_retries(self.client.policy, lambda: self._chat_stream(request),
+                                      self.client.on_retry)
+        data, status, latency = await self.client.request_json(
+            "POST", f"{self.api}/messages", self._payload(request))
+        try:
+            blocks = data["content"]
+            texts = [str(b["text"]) for b in blocks if b.get("type") == "text"]
+            uses = [b for b in blocks if b.get("type") == "tool_use"]
+            tool_calls = [{"id": b.get("id"), "type": "function",
+                           "function": {"name": b["name"], "arguments": json.dumps(b["input"])}}
+                          for b in uses]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise EndpointError(ErrorCause.MALFORMED_BODY, f"message lacks content[] ({exc!s})",
+                                status_code=status, latency_ms=latency) from None
+        text = "".join(texts)
+        if request.response_format and not request.tools:
+            forced = [c for c in tool_calls if c["function"]["name"] == SCHEMA_TOOL]
+            text = forced[0]["function"]["arguments"] if forced else text
+            tool_calls = []
+        return ChatResult(text=text, status_code=status, latency_ms=latency,
+                          finish_reason=data.get("stop_reason"), tool_calls=tool_calls,
+                          raw_model=data.get("model"))
+
+    async def _chat_stream(self, request: ChatRequest) -> ChatResult:
+        payload = self._payload(request) | {"stream": True}
+        parts: list[str] = []
+        chunks = 0
+        ttft_ms: float | None = None
+        finish_reason = None
+        done = False
+        async with self.client.stream_sse(f"{self.api}/messages", payload) as (
+            events, status, started,
+        ):
+            async for data in events:
+                elapsed = (time.perf_counter() - started) * 1000
+                try:
+                    event = json.loads(data)
+                    kind = event["type"]
+                except (ValueError, KeyError, TypeError):
+                    raise EndpointError(
+                        ErrorCause.MALFORMED_BODY,
+                        f"stream event {chunks + 1} is malformed: {data[:80]!r}",
+                        status_code=status, latency_ms=elapsed) from None
+                chunks += 1
+                if kind == "error":
+                    raise EndpointError(ErrorCause.SERVER_ERROR,
+                                        f"stream error event: {data[:200]}",
+                                        status_code=status, latency_ms=elapsed)
+                if kind == "content_block_delta":
+                    text = (event.get("delta") or {}).get("text")
+                    if text:
+                        ttft_ms = elapsed if ttft_ms is None else ttft_ms
+                        parts.append(str(text))
+                elif kind == "message_delta":
+                    finish_reason = (event.get("delta") or {}).get("stop_reason") or finish_reason
+                elif kind == "message_stop":
+                    done = True
+                    break
+            latency = (time.perf_counter() - started) * 1000
+        if not done:
+            raise EndpointError(ErrorCause.STREAM_INCOMPLETE,
+                                f"stream ended after {chunks} events without message_stop",
+                                status_code=status, latency_ms=latency)
+        return ChatResult(text="".join(parts), status_code=status, latency_ms=latency,
+                          ttft_ms=ttft_ms, finish_reason=finish_reason, chunks=chunks,
+                          done_marker=True)
+
+    async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
+        raise EndpointError(ErrorCause.INVALID_TARGET,
+                            "the Anthropic Messages API offers no embeddings endpoint")

@@ -1,0 +1,233 @@
+"""`modelcert certify` and `modelcert verify`: the engine in process, no server needed.
+
+Exit codes of certify: 0 certified (also with warnings), 1 not certified, 3 inconclusive,
+2 usage or configuration errors (bad URL, unknown suite, unreachable endpoint).
+A certificate is written whatever the verdict: it is a signed statement of the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.certification import certificates as certs
+from app.certification.checks import TargetSpec
+from app.certification.engine import EngineHooks, JobFailure, planned_samples
+from app.certification.results import CheckResult, Verdict
+from app.certification.runner import execute
+from app.certification.scoring import decide_verdict
+from app.certification.suites import Suite, SuiteError, get_suite
+
+EXIT_CODES = {Verdict.CERTIFIED: 0, Verdict.CERTIFIED_WITH_WARNINGS: 0,
+              Verdict.NOT_CERTIFIED: 1, Verdict.INCONCLUSIVE: 3}
+USAGE = 2
+DEFAULT_HOME = Path.home() / ".modelcert"
+
+
+def fail(message: str, code: int = USAGE) -> click.exceptions.Exit:
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+def parse_capability(text: str) -> tuple[str, Any]:
+    """`k=v` → (k, v) with v as int, bool, None or string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r} is not key=value", param_hint="--capability")
+    value: Any = raw.strip()
+    if value.lower() in ("true", "yes", "on"):
+        value = True
+    elif value.lower() in ("false", "no", "off"):
+        value = False
+    elif value.lower() in ("none", "null", ""):
+        value = None
+    elif value.isdigit():
+        value = int(value)
+    return key.strip(), value
+
+
+def load_or_create_key(path: Path) -> str:
+    """The local dev signing seed; created (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed = certs.generate_seed()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(seed + "\n")
+    return seed
+
+
+def write_keys(path: Path, public_b64: str) -> None:
+    """Add the key to a keys file, keeping earlier keys so older certificates still verify."""
+    known: dict[str, str] = {}
+    if path.exists():
+        try:
+            known = certs.parse_keys_document(json.loads(path.read_text()))
+        except ValueError:
+            known = {}
+    path.write_text(json.dumps(certs.keys_document([*known.values(), public_b64]), indent=2)
+                    + "\n")
+
+
+def write_evidence(path: Path, results: list[CheckResult]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for result in results:
+            summary = certs.check_summary(result) | {
+                "type": "check", "duration_seconds": result.duration_seconds,
+                "details": result.details}
+            handle.write(json.dumps(summary, default=str) + "\n")
+            for sample in result.samples:
+                record = {"type": "sample", "check": result.name, **dataclasses.asdict(sample)}
+                handle.write(json.dumps(record, default=str) + "\n")
+
+
+def results_table(results: list[CheckResult]) -> Table:
+    table = Table(title="Checks")
+    for column in ("check", "required", "outcome", "pass/fail/error", "rate", "95% CI",
+                   "threshold"):
+        table.add_column(column)
+    for r in results:
+        rate = "-" if r.statistic is None else f"{r.statistic:.2f}"
+        interval = "-" if r.lower is None else f"{r.lower:.2f}–{r.upper:.2f}"
+        table.add_row(r.name, "yes" if r.required else "no", str(r.outcome),
+                      f"{r.passed}/{r.failed}/{r.errored}", rate, interval,
+                      "-" if r.threshold is None else f"{r.threshold:.2f}")
+    return table
+
+
+def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
+                      concurrency: int, console: Console) -> list[CheckResult]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{suite.name}@{suite.version}",
+                                 total=planned_samples(suite, target))
+        hooks = EngineHooks(
+            on_sample=lambda: progress.advance(task),
+            on_check_finished=lambda r: progress.console.print(f"  {r.name}: {r.outcome}"),
+        )
+        return asyncio.run(execute(suite, target, api_key, hooks, concurrency=concurrency))
+
+
+@click.command("certify")
+@click.option("--base-url", required=True, help="Endpoint URL (OpenAI-compatible: ends in /v1).")
+@click.option("--model", required=True)
+@click.option("--provider", type=click.Choice(["openai_compatible", "anthropic"]),
+              default="openai_compatible", show_default=True)
+@click.option("--suite", "suite_name", default="standard", show_default=True)
+@click.option("--api-key-env", help="Name of the environment variable holding the API key.")
+@click.option("--capability", "capabilities", multiple=True, metavar="K=V",
+              help="Declared capability, e.g. streaming=true, context_length=8192.")
+@click.option("--region", default=None)
+@click.option("--name", "target_name", default=None, help="Target name (default: the model).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--signing-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_HOME / "signing-key", show_default=True)
+@click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_env: str | None,
+            capabilities: tuple[str, ...], region: str | None, target_name: str | None,
+            out_dir: Path, concurrency: int, signing_key_file: Path, valid_days: int) -> None:
+    """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(f"--base-url must be an http(s) URL, got {base_url!r}")
+    try:
+        suite = get_suite(suite_name)
+    except SuiteError as exc:
+        raise fail(str(exc)) from None
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise fail(f"environment variable {api_key_env} is not set")
+    caps = dict(parse_capability(c) for c in capabilities)
+    try:
+        private_key = certs.load_private_key(load_or_create_key(signing_key_file))
+    except (OSError, ValueError) as exc:
+        raise fail(f"signing key {signing_key_file}: {exc}") from None
+    target = TargetSpec(provider=provider, model=model, base_url=base_url, region=region,
+                        capabilities=caps, max_concurrency=concurrency)
+    console = Console(stderr=True)
+    try:
+        results = run_with_progress(suite, target, api_key, concurrency, console)
+    except JobFailure as exc:
+        raise fail(f"endpoint unusable ({exc.cause}): {exc.message}") from None
+    verdict = decide_verdict((r.outcome, r.required) for r in results)
+    Console().print(results_table(results))
+
+    public = certs.public_key_b64(private_key)
+    fingerprint = certs.endpoint_fingerprint(provider, base_url, model)
+    payload = certs.build_payload(
+        certification_id=str(uuid.uuid4()), target_id="local-" + fingerprint[7:23],
+        target_name=target_name or model, model=model, region=region,
+        endpoint_fingerprint=fingerprint, suite_name=suite.name, suite_version=suite.version,
+        suite_hash=suite.content_hash, results=results, verdict=str(verdict),
+        key_id=certs.key_id_for(public), issued_at=datetime.now(UTC),
+        valid_for=timedelta(days=valid_days),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "certificate.json").write_text(
+        json.dumps(certs.sign(payload, private_key), indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    write_keys(out_dir / "keys.json", public)
+    write_evidence(out_dir / "evidence.jsonl", results)
+    click.echo(f"verdict: {verdict}  (certificate: {out_dir / 'certificate.json'})")
+    raise click.exceptions.Exit(EXIT_CODES[verdict])
+
+
+def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
+    """Keys from a URL, a file, keys.json beside the certificate, or ~/.modelcert/keys.json."""
+    if source and source.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            response = httpx.get(source, timeout=10.0, follow_redirects=False)
+            response.raise_for_status()
+            return certs.parse_keys_document(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise fail(f"cannot load keys from {source}: {exc}") from None
+    candidates = [Path(source)] if source else [cert_path.parent / "keys.json",
+                                                DEFAULT_HOME / "keys.json"]
+    for path in candidates:
+        if path.is_file():
+            try:
+                return certs.parse_keys_document(json.loads(path.read_text()))
+            except ValueError as exc:
+                raise fail(f"keys file {path}: {exc}") from None
+    raise fail(f"no keys file found (tried {', '.join(map(str, candidates))})")
+
+
+@click.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--keys", "keys_source", default=None, help="Keys file or URL.")
+def verify(file: Path, keys_source: str | None) -> None:
+    """Verify a certificate offline: signature, known key, validity period."""
+    keys = load_keys(keys_source, file)
+    try:
+        cert = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        cert = None
+    try:
+        certs.verify(cert, keys)
+    except certs.CertificateInvalid as exc:
+        click.echo(f"invalid ({exc.reason}): {exc.message}", err=True)
+        raise click.exceptions.Exit(1) from None
+    payload = cert["payload"]
+    click.echo(f"valid: {payload['verdict']} for {payload['model']} "
+               f"({payload['suite']['ref']}), key {payload['key_id']}, "
+               f"valid until {payload['valid_until']}")

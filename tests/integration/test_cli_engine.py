@@ -1,0 +1,99 @@
+"""`certify` then `verify` against the reference endpoint, and the exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.certification import certificates as certs
+from app.cli_engine import certify, verify
+from tests.integration.reference import running_reference
+
+CAPS = ["--capability", "streaming=true", "--capability", "tools=true",
+        "--capability", "json_schema=true", "--capability", "context_length=4096"]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[str]:
+    with running_reference() as (root, _):
+        yield root
+
+
+def run_certify(root: str, tmp: Path, mode: str, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(certify, [
+        "--base-url", f"{root}/m/{mode}/v1", "--model", "reference-model", *CAPS,
+        "--out", str(tmp / "out"), "--signing-key-file", str(tmp / "signing-key"), *extra])
+    return result.exit_code, result.output
+
+
+def test_certify_then_verify_and_tamper(reference: str, tmp_path: Path) -> None:
+    code, output = run_certify(reference, tmp_path, "good")
+    assert code == 0, output
+    cert_path = tmp_path / "out" / "certificate.json"
+    assert "verdict: certified" in output
+    assert (tmp_path / "out" / "evidence.jsonl").read_text().count('"type": "sample"') > 50
+
+    ok = CliRunner().invoke(verify, [str(cert_path)])
+    assert ok.exit_code == 0 and ok.output.startswith("valid: certified")
+
+    raw = cert_path.read_bytes()
+    position = raw.index(b'"verdict": "certified"') + len(b'"verdict": "c')
+    cert_path.write_bytes(raw[:position] + b"C" + raw[position + 1:])
+    bad = CliRunner().invoke(verify, [str(cert_path)])
+    assert bad.exit_code == 1 and "bad_signature" in bad.output
+
+
+def test_old_certificates_verify_after_key_rotation(reference: str, tmp_path: Path) -> None:
+    assert run_certify(reference, tmp_path, "good", "--suite", "smoke")[0] == 0
+    first = tmp_path / "first.json"
+    (tmp_path / "out" / "certificate.json").rename(first)
+    (tmp_path / "signing-key").unlink()  # rotate: a new key is generated
+    assert run_certify(reference, tmp_path, "good", "--suite", "smoke")[0] == 0
+    keys = str(tmp_path / "out" / "keys.json")
+    assert len(json.loads(Path(keys).read_text())["keys"]) == 2
+    assert CliRunner().invoke(verify, [str(first), "--keys", keys]).exit_code == 0
+    second = tmp_path / "out" / "certificate.json"
+    assert CliRunner().invoke(verify, [str(second), "--keys", keys]).exit_code == 0
+
+
+def test_unknown_key_and_expired_are_rejected(tmp_path: Path) -> None:
+    seed = certs.generate_seed()
+    key = certs.load_private_key(seed)
+    from datetime import UTC, datetime, timedelta
+
+    payload = certs.build_payload(
+        certification_id="c", target_id="t", target_name="n", model="m", region=None,
+        endpoint_fingerprint="sha256:x", suite_name="smoke", suite_version="1.0.0",
+        suite_hash="sha256:y", results=[], verdict="certified",
+        key_id=certs.key_id_for(certs.public_key_b64(key)),
+        issued_at=datetime.now(UTC) - timedelta(days=40), valid_for=timedelta(days=30))
+    cert = tmp_path / "cert.json"
+    cert.write_text(json.dumps(certs.sign(payload, key)))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(certs.keys_document([certs.public_key_b64(key)])))
+    expired = CliRunner().invoke(verify, [str(cert), "--keys", str(keys)])
+    assert expired.exit_code == 1 and "expired" in expired.output
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(certs.keys_document(
+        [certs.public_key_b64(certs.load_private_key(certs.generate_seed()))])))
+    unknown = CliRunner().invoke(verify, [str(cert), "--keys", str(other)])
+    assert unknown.exit_code == 1 and "unknown_key" in unknown.output
+
+
+def test_exit_codes_for_verdicts_and_usage_errors(reference: str, tmp_path: Path) -> None:
+    assert run_certify(reference, tmp_path, "wrong")[0] == 1
+    code, output = run_certify(reference, tmp_path, "flaky-100")
+    assert code == 2 and "endpoint unusable (server_error)" in output
+    assert "Traceback" not in output
+    code, output = run_certify(reference, tmp_path, "good", "--suite", "nope")
+    assert code == 2 and "unknown suite" in output
+    result = CliRunner().invoke(certify, ["--base-url", "ftp://x", "--model", "m"])
+    assert result.exit_code == 2 and "http(s) URL" in result.output
+    result = CliRunner().invoke(certify, ["--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                          "--signing-key-file", str(tmp_path / "k"),
+                                          "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "connect_error" in result.output
