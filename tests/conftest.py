@@ -208,7 +208,7 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def beat(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = Proc([str(BIN / "modelcert"), "beat"], settings_env(settings),
                 tmp_path_factory.mktemp("beat") / "beat.log").start()
