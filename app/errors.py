@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, g, json, request
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.services.errors import (
@@ -102,6 +103,12 @@ def register_error_handlers(app: Flask) -> None:
         kind = (exc.name or "error").lower().replace(" ", "-")
         return problem(status, kind, exc.name or "Error", exc.description or exc.name or "",
                        headers=headers)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> Response:
+        log.warning("database_unavailable", extra={"error": type(exc.orig).__name__})
+        return problem(503, "database-unavailable", "Service unavailable",
+                       "the database is unreachable; retry shortly", headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
