@@ -52,8 +52,20 @@ MODELCERT_METRICS: dict[str, str] = {
 PROMETHEUS_SYNTHETIC = {"up"}
 
 _PROMQL_KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-    "and", "or", "unless", "offset", "inf", "nan", "atan2",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
 }
 _LABEL_LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 
@@ -65,9 +77,7 @@ def metric_names_in_promql(expr: str) -> set[str]:
     text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
     text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables
     # Label lists after by/without/on/ignoring/group_left/group_right: `by (le, queue)`.
-    text = re.sub(
-        r"\b(" + "|".join(_LABEL_LIST_KEYWORDS) + r")\s*\([^)]*\)", " ", text, flags=re.I
-    )
+    text = re.sub(r"\b(" + "|".join(_LABEL_LIST_KEYWORDS) + r")\s*\([^)]*\)", " ", text, flags=re.I)
     names = set()
     for match in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", text):
         name, call = match.group(1), match.group(2)
@@ -81,7 +91,7 @@ def metric_names_in_promql(expr: str) -> set[str]:
 
 
 def unknown_metrics(expr: str) -> set[str]:
-    """Names in `expr` that are neither a modelcert metric (with histogram suffixes) nor synthetic."""
+    """Names in `expr` that are no modelcert metric (histogram suffixes allowed) nor synthetic."""
     unknown = set()
     for name in metric_names_in_promql(expr):
         if name in MODELCERT_METRICS or name in PROMETHEUS_SYNTHETIC:
@@ -119,7 +129,10 @@ def kubectl() -> str | None:
 def render_overlay(overlay: str) -> tuple[dict[str, Any], ...]:
     out = subprocess.run(
         [kubectl() or "kubectl", "kustomize", str(K8S / "overlays" / overlay)],
-        check=True, capture_output=True, text=True, timeout=60,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
@@ -132,7 +145,11 @@ def find(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, An
 
 
 def config_map(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
-    maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("modelcert-config")]
+    maps = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("modelcert-config")
+    ]
     assert len(maps) == 1, "exactly one modelcert-config ConfigMap"
     return maps[0]["data"]
 

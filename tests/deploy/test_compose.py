@@ -19,8 +19,16 @@ def healthcheck_cmd(svc) -> str:
 
 def test_compose_parses_with_the_expected_services():
     assert {
-        "postgres", "redis", "migrate", "api", "worker", "beat", "flower",
-        "prometheus", "grafana", "reference-endpoint",
+        "postgres",
+        "redis",
+        "migrate",
+        "api",
+        "worker",
+        "beat",
+        "flower",
+        "prometheus",
+        "grafana",
+        "reference-endpoint",
     } <= set(services())
 
 
@@ -52,7 +60,9 @@ def test_worker_scales_and_drains():
     assert limits.get("cpus") and limits.get("memory")
     assert worker["restart"] == "unless-stopped"
     grace = seconds(worker["stop_grace_period"])
-    assert grace > settings_default("WORKER_SHUTDOWN_GRACE"), "Docker would SIGKILL a draining worker"
+    assert grace > settings_default("WORKER_SHUTDOWN_GRACE"), (
+        "Docker would SIGKILL a draining worker"
+    )
     env_grace = re.search(r":-(\d+)", str(worker["environment"]["WORKER_SHUTDOWN_GRACE"]))
     assert env_grace and grace > int(env_grace.group(1))
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"

@@ -61,7 +61,9 @@ def test_multi_stage_with_a_builder(dockerfile):
     builder, final = all_stages[0], all_stages[-1]
     assert any("--require-hashes" in arg and "requirements.lock" in arg for _, arg in builder)
     final_text = " ".join(arg for _, arg in final)
-    assert "build-essential" not in final_text and "gcc" not in final_text, "no compilers at runtime"
+    assert "build-essential" not in final_text and "gcc" not in final_text, (
+        "no compilers at runtime"
+    )
     assert "from=builder" in final_text, "the runtime takes the wheels from the builder"
     assert "PIP_NO_CACHE_DIR=1" in final_text or "--no-cache-dir" in final_text
     for word, arg in final:
@@ -92,7 +94,7 @@ def test_healthcheck_stopsignal_and_exec_form_cmd(dockerfile):
 
 
 def test_dockerignore_keeps_the_context_small():
-    lines = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()]
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     assert "**" in lines or {".venv", ".git"} <= set(lines)
     for needed in ("requirements.lock", "pyproject.toml", "app/", "worker/", "migrations/"):
         assert f"!{needed}" in lines or "**" not in lines, needed

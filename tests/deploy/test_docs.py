@@ -14,8 +14,15 @@ def read(name: str) -> str:
 
 @pytest.mark.parametrize(
     "name",
-    ["architecture.md", "getting-started.md", "api.md", "methodology.md",
-     "configuration.md", "operations.md", "security.md"],
+    [
+        "architecture.md",
+        "getting-started.md",
+        "api.md",
+        "methodology.md",
+        "configuration.md",
+        "operations.md",
+        "security.md",
+    ],
 )
 def test_doc_exists(name):
     assert len(read(name)) > 500, name
@@ -34,8 +41,19 @@ def test_getting_started_order():
 
 @pytest.mark.parametrize(
     "needle",
-    ["/v1/targets", "/v1/certifications", "/results", "/evidence", "/certificate", "/cancel",
-     "/retry", "/v1/dead-letters", "/replay", "/v1/signing-keys", "Authorization: Bearer"],
+    [
+        "/v1/targets",
+        "/v1/certifications",
+        "/results",
+        "/evidence",
+        "/certificate",
+        "/cancel",
+        "/retry",
+        "/v1/dead-letters",
+        "/replay",
+        "/v1/signing-keys",
+        "Authorization: Bearer",
+    ],
 )
 def test_api_doc_covers(needle):
     assert needle in read("api.md")

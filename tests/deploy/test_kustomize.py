@@ -37,8 +37,15 @@ def test_output_validates_against_kubernetes_schemas(rendered):
         if doc["apiVersion"].startswith(CRD_GROUPS):
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
-            "ConfigMap", "ScaledObject"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+        "ConfigMap",
+        "ScaledObject",
+    } <= kinds
 
 
 def test_api_rolls_without_losing_capacity(rendered):
@@ -59,14 +66,18 @@ def test_api_rolls_without_losing_capacity(rendered):
 def test_probes_point_at_what_the_processes_serve(rendered):
     data = config_map(rendered)
     expected = {
-        "modelcert-worker": int(data.get("WORKER_HEALTH_PORT", settings_default("WORKER_HEALTH_PORT"))),
+        "modelcert-worker": int(
+            data.get("WORKER_HEALTH_PORT", settings_default("WORKER_HEALTH_PORT"))
+        ),
         "modelcert-api": int(data.get("API_PORT", settings_default("API_PORT"))),
     }
     assert expected["modelcert-worker"] == settings_default("WORKER_HEALTH_PORT")
     assert expected["modelcert-api"] == settings_default("API_PORT")
     for name, port in expected.items():
         container = _container(find(rendered, "Deployment", name))
-        probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+        probes = {
+            kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
         assert probes["livenessProbe"]["httpGet"]["path"] == "/live"
         assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert probes["startupProbe"]["httpGet"]["path"] in {"/live", "/ready"}
@@ -76,7 +87,9 @@ def test_probes_point_at_what_the_processes_serve(rendered):
 
 def test_worker_drains_within_its_grace_period(rendered):
     worker = find(rendered, "Deployment", "modelcert-worker")
-    grace = int(config_map(rendered).get("WORKER_SHUTDOWN_GRACE", settings_default("WORKER_SHUTDOWN_GRACE")))
+    grace = int(
+        config_map(rendered).get("WORKER_SHUTDOWN_GRACE", settings_default("WORKER_SHUTDOWN_GRACE"))
+    )
     assert pod_spec(worker)["terminationGracePeriodSeconds"] > grace
     container = _container(worker)
     assert container["command"][:2] == ["modelcert", "worker"]
@@ -91,7 +104,8 @@ def test_beat_is_a_single_recreated_pod(rendered):
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"]["type"] == "Recreate"
     assert not [
-        d for d in rendered
+        d
+        for d in rendered
         if d["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
         and d["spec"]["scaleTargetRef"]["name"] == "modelcert-beat"
     ]
@@ -130,7 +144,9 @@ def test_keda_scaled_object_scales_the_worker_on_the_queue(rendered):
     find(rendered, "Deployment", spec["scaleTargetRef"]["name"])
     assert isinstance(spec["minReplicaCount"], int) and isinstance(spec["maxReplicaCount"], int)
     assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
-    queue = config_map(rendered).get("CERTIFICATION_QUEUE_NAME", settings_default("CERTIFICATION_QUEUE_NAME"))
+    queue = config_map(rendered).get(
+        "CERTIFICATION_QUEUE_NAME", settings_default("CERTIFICATION_QUEUE_NAME")
+    )
     expected_lists = {queue} | {f"{queue}:{step}" for step in (3, 6, 9)}
     lists, names = set(), set()
     for trigger in spec["triggers"]:

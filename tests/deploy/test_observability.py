@@ -18,15 +18,19 @@ from deploy_helpers import (
 @pytest.mark.parametrize(
     "expr, names",
     [
-        ("sum by (status) (rate(modelcert_certifications_total[5m]))", {"modelcert_certifications_total"}),
         (
-            'histogram_quantile(0.95, sum by (le) (rate(x_bucket{a="b",c=~"d|e"}[$__rate_interval])))',
+            "sum by (status) (rate(modelcert_certifications_total[5m]))",
+            {"modelcert_certifications_total"},
+        ),
+        (
+            "histogram_quantile(0.95, sum by (le) "
+            '(rate(x_bucket{a="b",c=~"d|e"}[$__rate_interval])))',
             {"x_bucket"},
         ),
         ("(sum(modelcert_worker_ready) or vector(0)) < 1", {"modelcert_worker_ready"}),
         ("a / on(job) group_left(version) b > 1e9", {"a", "b"}),
         ('up{job="worker"} == 0 unless c offset 1h', {"up", "c"}),
-        ('max by (instance) (m) > 0.9 * 1536 * 1024', {"m"}),
+        ("max by (instance) (m) > 0.9 * 1536 * 1024", {"m"}),
         ('sum(rate(m{l="sum(fake_metric)"}[5m])) without (le)', {"m"}),
         ("ns:rule:rate5m", {"ns:rule:rate5m"}),
     ],
@@ -51,7 +55,10 @@ def test_dashboard_uses_only_known_metrics():
 def test_dashboard_shows_what_operators_need():
     joined = "\n".join(dashboard_exprs())
     assert "by (status)" in joined and "by (verdict)" in joined
-    assert "histogram_quantile" in joined and "modelcert_certification_duration_seconds_bucket" in joined
+    assert (
+        "histogram_quantile" in joined
+        and "modelcert_certification_duration_seconds_bucket" in joined
+    )
     for metric in (
         "modelcert_queue_depth",
         "modelcert_retries_total",

@@ -7,14 +7,27 @@ import subprocess
 import sys
 
 import pytest
-from deploy_helpers import ROOT, config_map, load_yaml, modelcert_services, pod_spec, settings_fields
+from deploy_helpers import (
+    ROOT,
+    config_map,
+    load_yaml,
+    modelcert_services,
+    pod_spec,
+    settings_fields,
+)
 
 # Settings whose default is right in a container, so a deployment may leave them unset.
 # FLOWER_* only matter to the flower process, which gets them explicitly.
 SAFE_DEFAULTS_COMPOSE: set[str] = set()
 SAFE_DEFAULTS_K8S: set[str] = set()
 ONLY_FOR = {"FLOWER_BASIC_AUTH": "flower"}
-SECRETS = {"DATABASE_URL", "REDIS_URL", "MODELCERT_SECRET_KEY", "MODELCERT_SIGNING_KEY", "FLOWER_BASIC_AUTH"}
+SECRETS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MODELCERT_SECRET_KEY",
+    "MODELCERT_SIGNING_KEY",
+    "FLOWER_BASIC_AUTH",
+}
 DUMMY = {
     "DATABASE_URL": "postgresql+psycopg://u:p@db.invalid:5432/modelcert",
     "REDIS_URL": "redis://:p@redis.invalid:6379/0",
@@ -38,7 +51,9 @@ def _compose_value(value: object) -> object:
 def test_secret_list_is_complete():
     """A new SecretStr field must be added to SECRETS (and to the Secret in deploy/k8s)."""
     secret_fields = {
-        name.upper() for name, field in settings_fields().items() if "SecretStr" in str(field.annotation)
+        name.upper()
+        for name, field in settings_fields().items()
+        if "SecretStr" in str(field.annotation)
     }
     assert secret_fields <= SECRETS
 
@@ -60,7 +75,7 @@ def test_compose_sets_every_setting():
 def test_compose_values_are_valid_settings():
     from app.config import Settings
 
-    for name, svc in modelcert_services().items():
+    for svc in modelcert_services().values():
         env = {k: _compose_value(v) for k, v in svc["environment"].items()}
         env.update({k: DUMMY[k] for k in SECRETS if k in env})
         Settings(**{k.lower(): v for k, v in env.items()})  # raises on a value out of range
@@ -85,14 +100,22 @@ def test_kubernetes_sets_every_setting(rendered):
             continue
         for container in pod_spec(doc)["containers"]:
             names, refs = _container_env(container)
-            sources = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+            sources = [
+                e["configMapRef"]["name"]
+                for e in container.get("envFrom", [])
+                if "configMapRef" in e
+            ]
             assert any(s.startswith("modelcert-config") for s in sources), doc["metadata"]["name"]
             for var, ref in refs.items():
-                assert "secretKeyRef" in ref and ref["secretKeyRef"]["name"] == "modelcert-secrets", var
+                assert (
+                    "secretKeyRef" in ref and ref["secretKeyRef"]["name"] == "modelcert-secrets"
+                ), var
             seen = names | set(data)
-            expected = variables() - SAFE_DEFAULTS_K8S - {
-                v for v, only in ONLY_FOR.items() if only != container["name"]
-            }
+            expected = (
+                variables()
+                - SAFE_DEFAULTS_K8S
+                - {v for v, only in ONLY_FOR.items() if only != container["name"]}
+            )
             missing = expected - seen
             assert not missing, f"{doc['metadata']['name']} misses {sorted(missing)}"
     unknown = set(data) - variables()
@@ -120,6 +143,8 @@ def test_every_setting_is_documented(var):
 def test_configuration_table_is_generated_from_settings():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/gen-config-docs"), "--check"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
