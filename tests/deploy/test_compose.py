@@ -93,6 +93,8 @@ def test_services_from_the_worker_image_do_not_inherit_its_healthcheck():
 def test_exactly_one_beat():
     beat = services()["beat"]
     assert beat["deploy"].get("replicas", 1) == 1
+    if beat.get("read_only"):
+        assert beat.get("working_dir") in beat.get("tmpfs", []), "beat writes its schedule to cwd"
 
 
 def test_flower_auth_comes_from_the_environment():

@@ -103,6 +103,10 @@ def test_beat_is_a_single_recreated_pod(rendered):
     beat = find(rendered, "Deployment", "modelcert-beat")
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"]["type"] == "Recreate"
+    container = _container(beat)
+    mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+    if container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        assert container.get("workingDir") in mounts, "beat writes its schedule to the cwd"
     assert not [
         d
         for d in rendered
