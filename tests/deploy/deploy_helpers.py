@@ -24,7 +24,6 @@ MODELCERT_SUBCOMMANDS: dict[str, set[str]] = {
     "worker": {"--queues"},
     "beat": set(),
     "flower": set(),
-    # --host is assumed: a container must listen beyond loopback.
     "reference-endpoint": {"--host", "--port", "--mode"},
     "migrate": set(),
     "tokens": set(),

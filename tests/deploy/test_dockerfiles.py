@@ -71,6 +71,15 @@ def test_multi_stage_with_a_builder(dockerfile):
             assert not re.match(r"^(--\S+\s+)*\.\s", arg), f"{name}: copy only what is needed"
 
 
+def test_migrations_ship_where_modelcert_migrate_looks(dockerfile):
+    """`modelcert migrate` reads alembic.ini and migrations/ beside the `app` package."""
+    name, path = dockerfile
+    final = stages(path)[-1]
+    copies = " ".join(arg for word, arg in final if word == "COPY")
+    assert "alembic.ini" in copies and "migrations" in copies, name
+    assert any(word == "RUN" and "alembic.ini" in arg and "ROOT" in arg for word, arg in final)
+
+
 def test_runs_as_a_non_root_user(dockerfile):
     name, path = dockerfile
     users = [arg for word, arg in stages(path)[-1] if word == "USER"]
