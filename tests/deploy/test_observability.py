@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
+import yaml
 from deploy_helpers import (
     MODELCERT_METRICS,
     ROOT,
@@ -94,6 +98,29 @@ def test_alert_rules_are_well_formed_and_use_known_metrics():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"].get("summary")
         assert not unknown_metrics(rule["expr"]), f"{rule['alert']}: {rule['expr']}"
+    if shutil.which("promtool"):  # full PromQL and template check where Prometheus is installed
+        subprocess.run(
+            ["promtool", "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def test_dashboard_queries_parse_where_promtool_exists(tmp_path):
+    """With promtool installed, every dashboard query must parse as PromQL."""
+    if not shutil.which("promtool"):
+        return  # the metric-name checks above still run
+    rules = [
+        {"record": f"dashboard:query:{i}", "expr": expr.replace("$__rate_interval", "5m")}
+        for i, expr in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alerts_cover_the_failure_modes():
