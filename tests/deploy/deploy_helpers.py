@@ -1,0 +1,200 @@
+"""Shared facts and parsers for the static deployment tests (no Docker engine, no network)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("dev", "prod")
+
+# TODO(app): replace by introspection of the click group in app/cli.py
+# (`{name: {opt for p in cmd.params for opt in p.opts} for name, cmd in main.commands.items()}`)
+# once it exists. test_commands.py already uses it when `app.cli.main` is a click group.
+MODELCERT_SUBCOMMANDS: dict[str, set[str]] = {
+    "api": set(),
+    "worker": {"--queues"},
+    "beat": set(),
+    "flower": set(),
+    "reference-endpoint": {"--host", "--port", "--mode"},
+    "migrate": set(),
+    "tokens": set(),
+}
+
+# TODO(app): replace by the names scraped from a live worker's and api's /metrics
+# (or collected from worker/metrics.py's registry) once they exist.
+MODELCERT_METRICS: dict[str, str] = {
+    "modelcert_certifications_total": "counter",
+    "modelcert_certification_duration_seconds": "histogram",
+    "modelcert_active_certifications": "gauge",
+    "modelcert_retries_total": "counter",
+    "modelcert_queue_depth": "gauge",
+    "modelcert_oldest_queued_job_age_seconds": "gauge",
+    "modelcert_endpoint_requests_total": "counter",
+    "modelcert_endpoint_latency_seconds": "histogram",
+    "modelcert_dead_letters_total": "counter",
+    "modelcert_worker_ready": "gauge",
+    "modelcert_worker_rss_bytes": "gauge",
+    "modelcert_worker_restarts_total": "counter",
+    "modelcert_api_requests_total": "counter",
+    "modelcert_api_request_duration_seconds": "histogram",
+}
+# Series Prometheus makes itself for every target; not exported by modelcert.
+PROMETHEUS_SYNTHETIC = {"up"}
+
+_PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+}
+_LABEL_LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+
+
+def metric_names_in_promql(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
+    text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables
+    # Label lists after by/without/on/ignoring/group_left/group_right: `by (le, queue)`.
+    text = re.sub(r"\b(" + "|".join(_LABEL_LIST_KEYWORDS) + r")\s*\([^)]*\)", " ", text, flags=re.I)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _PROMQL_KEYWORDS:
+            continue
+        if re.fullmatch(r"\d", name[0]):
+            continue
+        names.add(name)
+    # Duration literals like 5m are digits first and never match; drop bare numbers in e.g. 1e9.
+    return {n for n in names if not re.fullmatch(r"e\d+", n)}
+
+
+def unknown_metrics(expr: str) -> set[str]:
+    """Names in `expr` that are no modelcert metric (histogram suffixes allowed) nor synthetic."""
+    unknown = set()
+    for name in metric_names_in_promql(expr):
+        if name in MODELCERT_METRICS or name in PROMETHEUS_SYNTHETIC:
+            continue
+        base, _, suffix = name.rpartition("_")
+        if suffix in {"bucket", "sum", "count"} and MODELCERT_METRICS.get(base) == "histogram":
+            continue
+        unknown.add(name)
+    return unknown
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return load_yaml(ROOT / "compose.yaml")
+
+
+def modelcert_services() -> dict[str, dict[str, Any]]:
+    """Compose services that run one of our images."""
+    return {
+        name: svc
+        for name, svc in compose()["services"].items()
+        if "modelcert-" in str(svc.get("image", ""))
+    }
+
+
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+@cache
+def render_overlay(overlay: str) -> tuple[dict[str, Any], ...]:
+    out = subprocess.run(
+        [kubectl() or "kubectl", "kustomize", str(K8S / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def find(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    for doc in docs:
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"{kind}/{name} not rendered")
+
+
+def config_map(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    maps = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("modelcert-config")
+    ]
+    assert len(maps) == 1, "exactly one modelcert-config ConfigMap"
+    return maps[0]["data"]
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["template"]["spec"]
+
+
+def seconds(value: str | int) -> float:
+    """Compose durations: '1m30s', '60s', 45."""
+    if isinstance(value, int | float):
+        return float(value)
+    total = 0.0
+    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", value):
+        total += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}[unit]
+    return total
+
+
+def settings_fields() -> dict[str, Any]:
+    from app.config import Settings
+
+    return dict(Settings.model_fields)
+
+
+def settings_default(name: str) -> Any:
+    return settings_fields()[name.lower()].default
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "modelcert.json").read_text())
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    exprs.append(target["expr"])
+            walk(panel.get("panels", []))
+
+    walk(dashboard()["panels"])
+    return exprs
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    doc = load_yaml(ROOT / "deploy" / "prometheus" / "alerts.yml")
+    return [rule for group in doc["groups"] for rule in group["rules"]]

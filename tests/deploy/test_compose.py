@@ -1,0 +1,141 @@
+"""compose.yaml: parses, starts in order, scales workers, and probes what the processes serve."""
+
+from __future__ import annotations
+
+import re
+
+from deploy_helpers import ROOT, compose, load_yaml, modelcert_services, seconds, settings_default
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|SIGNING_KEY|BASIC_AUTH|_AUTH$|TOKEN", re.I)
+
+
+def services():
+    return compose()["services"]
+
+
+def healthcheck_cmd(svc) -> str:
+    return " ".join(svc["healthcheck"]["test"])
+
+
+def test_compose_parses_with_the_expected_services():
+    assert {
+        "postgres",
+        "redis",
+        "migrate",
+        "api",
+        "worker",
+        "beat",
+        "flower",
+        "prometheus",
+        "grafana",
+        "reference-endpoint",
+    } <= set(services())
+
+
+def test_datastores_have_named_volumes_and_healthchecks():
+    volumes = set(compose()["volumes"])
+    for name in ("postgres", "redis"):
+        svc = services()[name]
+        assert "healthcheck" in svc, name
+        mounted = {v.split(":", 1)[0] for v in svc["volumes"]}
+        assert mounted & volumes, f"{name} keeps its data in a named volume"
+
+
+def test_app_services_wait_for_the_migration():
+    assert services()["migrate"]["command"] == ["modelcert", "migrate"]
+    assert services()["migrate"]["restart"] == "no"
+    for name in ("api", "worker", "beat", "flower"):
+        depends = services()[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+    assert services()["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_worker_scales_and_drains():
+    worker = services()["worker"]
+    assert worker["command"][:2] == ["modelcert", "worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert "ports" not in worker, "fixed host ports break `--scale worker=N`"
+    assert "container_name" not in worker
+    limits = worker["deploy"]["resources"]["limits"]
+    assert limits.get("cpus") and limits.get("memory")
+    assert worker["restart"] == "unless-stopped"
+    grace = seconds(worker["stop_grace_period"])
+    assert grace > settings_default("WORKER_SHUTDOWN_GRACE"), (
+        "Docker would SIGKILL a draining worker"
+    )
+    env_grace = re.search(r":-(\d+)", str(worker["environment"]["WORKER_SHUTDOWN_GRACE"]))
+    assert env_grace and grace > int(env_grace.group(1))
+    assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
+
+
+def test_probes_point_at_what_the_processes_serve():
+    port = settings_default("WORKER_HEALTH_PORT")
+    assert f"127.0.0.1:{port}/ready" in healthcheck_cmd(services()["worker"])
+    assert str(services()["worker"]["environment"]["WORKER_HEALTH_PORT"]) == str(port)
+    api_port = settings_default("API_PORT")
+    assert re.search(rf"127\.0\.0\.1:{api_port}/(ready|live)\b", healthcheck_cmd(services()["api"]))
+    assert str(services()["api"]["environment"]["API_PORT"]) == str(api_port)
+    for svc in modelcert_services().values():
+        if "healthcheck" in svc and not svc["healthcheck"].get("disable"):
+            assert "curl" not in healthcheck_cmd(svc), "slim images have no curl"
+
+
+def test_services_from_the_worker_image_do_not_inherit_its_healthcheck():
+    """The worker image's HEALTHCHECK polls :3002/ready, which only `modelcert worker` serves."""
+    for name, svc in modelcert_services().items():
+        if svc["command"][1] in {"worker", "api"}:
+            continue
+        check = svc.get("healthcheck")
+        assert check is not None, f"{name} must disable or replace the image HEALTHCHECK"
+        assert check.get("disable") or "3002" not in healthcheck_cmd(svc), name
+
+
+def test_exactly_one_beat():
+    beat = services()["beat"]
+    assert beat["deploy"].get("replicas", 1) == 1
+    if beat.get("read_only"):
+        assert beat.get("working_dir") in beat.get("tmpfs", []), "beat writes its schedule to cwd"
+
+
+def test_flower_auth_comes_from_the_environment():
+    env = services()["flower"]["environment"]
+    assert env["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH")
+    for port in services()["flower"].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), "Flower is for the operators' machine only"
+
+
+def test_no_secret_is_inlined():
+    for name, svc in services().items():
+        env = svc.get("environment") or {}
+        assert isinstance(env, dict), f"{name}: use a mapping for environment"
+        for key, value in env.items():
+            if SECRET_NAME.search(key) or re.search(r"://[^/]*:[^@/]*@", str(value)):
+                assert "${" in str(value), f"{name}: {key} is inlined; take it from .env"
+
+
+def test_prometheus_discovers_api_and_every_worker():
+    prometheus = services()["prometheus"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"] if v.startswith("./")}
+    config_path = ROOT / mounts["/etc/prometheus/prometheus.yml"]
+    config = load_yaml(config_path)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for job, service, port in (
+        ("worker", "worker", settings_default("WORKER_HEALTH_PORT")),
+        ("api", "api", settings_default("API_PORT")),
+    ):
+        sd = jobs[job]["dns_sd_configs"][0]
+        assert set(sd["names"]) & {service, f"tasks.{service}"}
+        assert sd["port"] == port
+        assert jobs[job].get("metrics_path", "/metrics") == "/metrics"
+    rules = config["rule_files"]
+    assert any(mounts.get(rule) == "./deploy/prometheus/alerts.yml" for rule in rules)
+    for source in mounts.values():
+        assert (ROOT / source).exists(), source
+
+
+def test_grafana_is_provisioned_from_the_repo():
+    grafana = services()["grafana"]
+    sources = {v.split(":")[0] for v in grafana["volumes"]}
+    assert "./deploy/grafana/provisioning" in sources
+    assert "./deploy/grafana/dashboards" in sources
+    assert "${GRAFANA_ADMIN_PASSWORD" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]

@@ -1,0 +1,136 @@
+"""The Grafana dashboard and the alert rules use only metrics modelcert exports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from deploy_helpers import (
+    MODELCERT_METRICS,
+    ROOT,
+    alert_rules,
+    dashboard,
+    dashboard_exprs,
+    load_yaml,
+    metric_names_in_promql,
+    unknown_metrics,
+)
+
+
+@pytest.mark.parametrize(
+    "expr, names",
+    [
+        (
+            "sum by (status) (rate(modelcert_certifications_total[5m]))",
+            {"modelcert_certifications_total"},
+        ),
+        (
+            "histogram_quantile(0.95, sum by (le) "
+            '(rate(x_bucket{a="b",c=~"d|e"}[$__rate_interval])))',
+            {"x_bucket"},
+        ),
+        ("(sum(modelcert_worker_ready) or vector(0)) < 1", {"modelcert_worker_ready"}),
+        ("a / on(job) group_left(version) b > 1e9", {"a", "b"}),
+        ('up{job="worker"} == 0 unless c offset 1h', {"up", "c"}),
+        ("max by (instance) (m) > 0.9 * 1536 * 1024", {"m"}),
+        ('sum(rate(m{l="sum(fake_metric)"}[5m])) without (le)', {"m"}),
+        ("ns:rule:rate5m", {"ns:rule:rate5m"}),
+    ],
+)
+def test_metric_names_in_promql(expr, names):
+    assert metric_names_in_promql(expr) == names
+
+
+def test_unknown_metrics_accepts_histogram_series_only_for_histograms():
+    assert not unknown_metrics("modelcert_endpoint_latency_seconds_bucket")
+    assert unknown_metrics("modelcert_queue_depth_bucket") == {"modelcert_queue_depth_bucket"}
+    assert unknown_metrics("modelcert_nope_total") == {"modelcert_nope_total"}
+
+
+def test_dashboard_uses_only_known_metrics():
+    exprs = dashboard_exprs()
+    assert exprs
+    for expr in exprs:
+        assert not unknown_metrics(expr), f"unknown metric in dashboard: {expr}"
+
+
+def test_dashboard_shows_what_operators_need():
+    joined = "\n".join(dashboard_exprs())
+    assert "by (status)" in joined and "by (verdict)" in joined
+    assert (
+        "histogram_quantile" in joined
+        and "modelcert_certification_duration_seconds_bucket" in joined
+    )
+    for metric in (
+        "modelcert_queue_depth",
+        "modelcert_retries_total",
+        "modelcert_endpoint_latency_seconds_bucket",
+        "modelcert_worker_rss_bytes",
+        "modelcert_oldest_queued_job_age_seconds",
+    ):
+        assert metric in joined, metric
+
+
+def test_dashboard_uses_the_provisioned_datasource():
+    datasources = load_yaml(ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml")
+    uids = {d["uid"] for d in datasources["datasources"]}
+    board = dashboard()
+    assert board["uid"] and board["title"]
+    ids = []
+    for panel in board["panels"]:
+        ids.append(panel["id"])
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] in uids, panel["title"]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    provider = load_yaml(ROOT / "deploy/grafana/provisioning/dashboards/modelcert.yaml")
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_alert_rules_are_well_formed_and_use_known_metrics():
+    rules = alert_rules()
+    assert rules
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names))
+    for rule in rules:
+        assert {"alert", "expr", "labels", "annotations"} <= set(rule), rule.get("alert")
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+        assert rule["annotations"].get("summary")
+        assert not unknown_metrics(rule["expr"]), f"{rule['alert']}: {rule['expr']}"
+    if shutil.which("promtool"):  # full PromQL and template check where Prometheus is installed
+        subprocess.run(
+            ["promtool", "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def test_dashboard_queries_parse_where_promtool_exists(tmp_path):
+    """With promtool installed, every dashboard query must parse as PromQL."""
+    if not shutil.which("promtool"):
+        return  # the metric-name checks above still run
+    rules = [
+        {"record": f"dashboard:query:{i}", "expr": expr.replace("$__rate_interval", "5m")}
+        for i, expr in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_cover_the_failure_modes():
+    used = {name for rule in alert_rules() for name in metric_names_in_promql(rule["expr"])}
+    for metric in (
+        "modelcert_worker_restarts_total",  # crash / restart rate
+        "modelcert_worker_rss_bytes",  # memory near limit
+        "modelcert_oldest_queued_job_age_seconds",  # queue delay
+        "modelcert_certifications_total",  # failure rate
+        "modelcert_worker_ready",  # no ready workers
+    ):
+        assert metric in used, f"no alert on {metric}"
+        assert metric in MODELCERT_METRICS
