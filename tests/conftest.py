@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -66,9 +67,9 @@ def admin_database_url() -> Iterator[str]:
     yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-@pytest.fixture(scope="session")
-def database_url(admin_database_url: str) -> Iterator[str]:
-    """A fresh database per test session, migrated with the real Alembic migrations."""
+@contextlib.contextmanager
+def fresh_database(admin_database_url: str) -> Iterator[str]:
+    """A new database migrated with the real Alembic migrations, dropped afterwards."""
     from app.cli import upgrade_database
 
     name = f"mc_test_{uuid.uuid4().hex[:10]}"
@@ -76,11 +77,20 @@ def database_url(admin_database_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = with_database(admin_database_url, name)
-    upgrade_database(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> Iterator[str]:
+    """A fresh database per test session."""
+    with fresh_database(admin_database_url) as url:
+        yield url
 
 
 def start_redis_server(port: int, workdir: Path) -> subprocess.Popen:
