@@ -178,6 +178,31 @@ def tokens_create(org: str, name: str) -> None:
     click.echo(f"organization: {who.organization} ({who.organization_id})", err=True)
 
 
+@main.group("secrets")
+def secrets_group() -> None:
+    """Endpoint credentials (encrypted with MODELCERT_SECRET_KEY)."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every secret with the newest key in MODELCERT_SECRET_KEY (the first).
+
+    List the new key first and keep the old ones after it until this has finished; then drop
+    the old keys. See docs/security-secrets.md.
+    """
+    settings = settings_for_process()
+    from app.db.session import make_engine, make_session_factory
+    from app.services.secrets import SecretBox, rotate_all
+
+    factory = make_session_factory(make_engine(str(settings.database_url), pool_size=1))
+    try:
+        count = rotate_all(factory, SecretBox.from_settings(settings))
+    except RuntimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"re-encrypted {count} secret(s) with the newest key")
+
+
 @main.command()
 def dev() -> None:
     """Start the whole stack locally (what `make run` does)."""
