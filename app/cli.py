@@ -131,12 +131,16 @@ def flower() -> None:
 @click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
 @click.option("--model", default="reference-model", show_default=True)
+@click.option("--api-key", envvar="REFERENCE_API_KEY", default="reference-key",
+              show_default=True, show_envvar=True,
+              help="The key the `auth` mode expects (Bearer or x-api-key).")
 def reference_endpoint(host: str, port: int, mode: str, latency_ms: float, flaky_rate: float,
-                       rps: float, model: str) -> None:
+                       rps: float, model: str, api_key: str) -> None:
     """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
     from app.reference.server import Behaviour, serve
 
-    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model)
+    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model,
+          api_key=api_key)
 
 
 @main.command()
