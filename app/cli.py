@@ -131,12 +131,16 @@ def flower() -> None:
 @click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
 @click.option("--model", default="reference-model", show_default=True)
+@click.option("--api-key", envvar="REFERENCE_API_KEY", default="reference-key",
+              show_default=True, show_envvar=True,
+              help="The key the `auth` mode expects (Bearer or x-api-key).")
 def reference_endpoint(host: str, port: int, mode: str, latency_ms: float, flaky_rate: float,
-                       rps: float, model: str) -> None:
+                       rps: float, model: str, api_key: str) -> None:
     """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
     from app.reference.server import Behaviour, serve
 
-    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model)
+    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model,
+          api_key=api_key)
 
 
 @main.command()
@@ -176,6 +180,31 @@ def tokens_create(org: str, name: str) -> None:
         token, who = create_token(session, org.strip()[:200] or "default", name)
     click.echo(token)
     click.echo(f"organization: {who.organization} ({who.organization_id})", err=True)
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Endpoint credentials (encrypted with MODELCERT_SECRET_KEY)."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every secret with the newest key in MODELCERT_SECRET_KEY (the first).
+
+    List the new key first and keep the old ones after it until this has finished; then drop
+    the old keys. See docs/security-secrets.md.
+    """
+    settings = settings_for_process()
+    from app.db.session import make_engine, make_session_factory
+    from app.services.secrets import SecretBox, rotate_all
+
+    factory = make_session_factory(make_engine(str(settings.database_url), pool_size=1))
+    try:
+        count = rotate_all(factory, SecretBox.from_settings(settings))
+    except RuntimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"re-encrypted {count} secret(s) with the newest key")
 
 
 @main.command()

@@ -62,9 +62,40 @@ def _check_basic_auth(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_fernet_keys(value: SecretStr | None) -> SecretStr | None:
+    """One or more comma-separated Fernet keys (newest first); never echoed."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    import base64
+    import binascii
+
+    for key in value.get_secret_value().split(","):
+        try:
+            raw = base64.urlsafe_b64decode(key.strip().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("each comma-separated key must be a Fernet key "
+                             "(32 url-safe base64-encoded bytes)")
+    return value
+
+
+def _check_rate_limit(value: str) -> str:
+    from limits import parse_many
+
+    try:
+        if not parse_many(value):
+            raise ValueError
+    except ValueError:
+        raise ValueError("not a rate limit like '600/minute' or '10/second;600/hour'") from None
+    return value
+
+
 DatabaseUrl = Annotated[str | None, AfterValidator(_normalise_database_url)]
 RedisUrl = Annotated[str | None, AfterValidator(_check_redis_url)]
 BasicAuth = Annotated[SecretStr | None, AfterValidator(_check_basic_auth)]
+FernetKeys = Annotated[SecretStr | None, AfterValidator(_check_fernet_keys)]
+RateLimitText = Annotated[str, AfterValidator(_check_rate_limit)]
 
 
 class Settings(BaseSettings):
@@ -103,7 +134,13 @@ class Settings(BaseSettings):
     modelcert_env: Literal["development", "production"] = Field(
         "development", **_range("development or production")
     )
-    modelcert_secret_key: SecretStr | None = Field(None, **_range("a Fernet key"))
+    api_rate_limit: RateLimitText = Field(
+        "600/minute", max_length=200,
+        **_range("limits per token like '600/minute' or '20/second;600/minute'"),
+    )
+    modelcert_secret_key: FernetKeys = Field(
+        None, **_range("one or more comma-separated Fernet keys, newest first")
+    )
     modelcert_signing_key: SecretStr | None = Field(None, **_range("a base64 Ed25519 seed"))
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
     modelcert_data_dir: Path = Field(Path(DATA_DIR_DEFAULT), **_range("a directory"))
@@ -147,6 +184,42 @@ class Settings(BaseSettings):
                 f"(set it, or start one with `make run`)"
             )
         return self.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+
+
+    def require_secret_key(self) -> Settings:
+        """MODELCERT_SECRET_KEY, or in development one kept in MODELCERT_DATA_DIR/secret.key."""
+        if self.modelcert_secret_key is not None:
+            return self
+        if self.modelcert_env == "production":
+            raise ConfigError("MODELCERT_SECRET_KEY is not set; production needs it "
+                              "(allowed: one or more comma-separated Fernet keys)")
+        return self.model_copy(update={
+            "modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))})
+
+
+def dev_secret_key(data_dir: Path) -> str:
+    """The development secret key: generated once, kept 0600 in `data_dir/secret.key`."""
+    from cryptography.fernet import Fernet
+
+    return keep_dev_secret(Path(data_dir), "secret.key", lambda: Fernet.generate_key().decode())
+
+
+def keep_dev_secret(data_dir: Path, name: str, make: Any) -> str:
+    """Read `data_dir/name`, or create it with `make()` (owner-only, never world-readable)."""
+    path = data_dir / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = str(make())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its value
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
 
 
 class ConfigError(Exception):
@@ -202,7 +275,7 @@ def settings_for_process() -> Settings:
     """Settings with database and broker URLs resolved, or exit 2."""
     settings = get_settings()
     try:
-        return settings.require_urls()
+        return settings.require_urls().require_secret_key()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -215,4 +288,6 @@ def env_for_children(settings: Settings) -> dict[str, str]:
         env["DATABASE_URL"] = settings.database_url
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
+    if settings.modelcert_secret_key is not None:
+        env["MODELCERT_SECRET_KEY"] = settings.modelcert_secret_key.get_secret_value()
     return env

@@ -18,9 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
-from app.config import STACK_FILE, Settings, get_settings
+from app.config import STACK_FILE, Settings, dev_secret_key, get_settings, keep_dev_secret
 
 BIN = Path(sys.executable).parent
 
@@ -72,13 +70,7 @@ def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
 
 
 def dev_secret(data_dir: Path, name: str, make: callable) -> str:  # type: ignore[valid-type]
-    path = data_dir / name
-    if path.exists():
-        return path.read_text().strip()
-    value = make()
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
+    return keep_dev_secret(data_dir, name, make)
 
 
 @dataclass
@@ -138,8 +130,7 @@ def run_dev_stack() -> int:
         "LOG_FORMAT": env.get("LOG_FORMAT", "json"),
         "PYTHONUNBUFFERED": "1",
     })
-    env.setdefault("MODELCERT_SECRET_KEY", dev_secret(
-        data_dir, "secret.key", lambda: Fernet.generate_key().decode()))
+    env.setdefault("MODELCERT_SECRET_KEY", dev_secret_key(data_dir))
     generated_flower = "FLOWER_BASIC_AUTH" not in env
     env.setdefault("FLOWER_BASIC_AUTH", dev_secret(
         data_dir, "flower-auth", lambda: "admin:" + secrets.token_urlsafe(12)))

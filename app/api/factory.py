@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import text
 
 from app.api.deps import Deps, deps
+from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import make_engine, make_session_factory
 from app.errors import ProblemError, register_error_handlers, validation_problem
@@ -60,11 +61,13 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     )
     register_error_handlers(app)
     _register_hooks(app)
+    install_limiter(app, settings)
     _register_probes(app)
-    from app.api import certifications, targets
+    from app.api import certifications, secrets, targets
 
     app.register_api(targets.bp)
     app.register_api(certifications.bp)
+    app.register_api(secrets.bp)
     return app
 
 

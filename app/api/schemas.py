@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:/@-]*$"
 REGION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -95,6 +95,26 @@ class TargetView(BaseModel):
 
 class TargetList(BaseModel):
     items: list[TargetView]
+    next_cursor: str | None = None
+
+
+class SecretCreate(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    value: SecretStr = Field(min_length=1, max_length=8192,
+                             description="The credential; stored encrypted, never returned.")
+
+
+class SecretView(BaseModel):
+    """Metadata only: the value is never returned."""
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    rotated_at: datetime | None
+
+
+class SecretList(BaseModel):
+    items: list[SecretView]
     next_cursor: str | None = None
 
 

@@ -23,8 +23,10 @@ class TargetPath(BaseModel):
 
 @bp.post("", responses={201: TargetView, 400: Problem, 401: Problem, 409: Problem, 422: Problem})
 def create_target(body: TargetCreate) -> Response:
-    with transaction(deps().factory) as session:
-        view = targets.create_target(session, principal(), body)
+    d = deps()
+    with transaction(d.factory) as session:
+        view = targets.create_target(session, principal(), body,
+                                     allow_private=d.settings.modelcert_allow_private_targets)
     return json_response(view, 201, {"Location": f"/v1/targets/{view.id}"})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -37,11 +38,12 @@ async def execute(
     concurrency: int = 4,
     gate: Gate = no_gate,
     resolver: aiohttp.abc.AbstractResolver | None = None,
+    socket_factory: Callable[[Any], Any] | None = None,
     on_response: Callable[[str, float], None] | None = None,
     on_retry: Callable[[EndpointError], None] | None = None,
 ) -> list[CheckResult]:
     policy = policy or HttpPolicy(max_connections=max(concurrency, 1))
-    async with make_session(policy, resolver) as session:
+    async with make_session(policy, resolver, socket_factory) as session:
         client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
         provider = build_provider(target, client)
         return await run_suite(suite, target, provider, hooks, concurrency=concurrency)

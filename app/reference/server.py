@@ -289,7 +289,8 @@ def embed(text: str, wrong: bool = False) -> list[float]:
     return [round(x / norm, 6) for x in vector]
 
 
-def serve(host: str, port: int, behaviour: Behaviour, model: str = "reference-model") -> None:
-    server = ReferenceServer(behaviour, model=model)
+def serve(host: str, port: int, behaviour: Behaviour, model: str = "reference-model",
+          api_key: str = "reference-key") -> None:
+    server = ReferenceServer(behaviour, model=model, api_key=api_key)
     web.run_app(server.app(), host=host, port=port, print=None, access_log=None,
                 handle_signals=True)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples
+from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
 from app.certification.providers.base import EndpointError
 from app.certification.results import CheckOutcome, CheckResult
 from app.certification.runner import execute
@@ -36,6 +37,8 @@ class RunHooks:
     on_retry: Callable[[EndpointError], None] | None = None
     on_finished: Callable[[str, str | None, float | None], None] = lambda s, v, d: None
     gate_factory: Callable[[TargetSpec], Callable] | None = None  # type: ignore[type-arg]
+    # Where DNS answers come from (default: aiohttp's threaded resolver); the SSRF guard
+    # always wraps it, see network_guard().
     resolver_factory: Callable[[], object] | None = None
 
 
@@ -96,8 +99,25 @@ def load_context(factory: sessionmaker[Session], settings: Settings,
             if secret is None:
                 raise JobFailure("invalid_target", "the target's secret was deleted",
                                  retryable=False)
-            api_key = SecretBox.from_settings(settings).decrypt(secret.ciphertext)
+            api_key = decrypt_secret(settings, secret.ciphertext)
     return spec, api_key
+
+
+def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
+    try:
+        return SecretBox.from_settings(settings).decrypt(ciphertext)
+    except (RuntimeError, ValueError) as exc:
+        raise JobFailure("invalid_target", f"the target's secret cannot be used: {exc}; "
+                         "check MODELCERT_SECRET_KEY (it must list the key that encrypted it)",
+                         retryable=False) from None
+
+
+def network_guard(settings: Settings, hooks: RunHooks) -> dict[str, object]:
+    """SSRF guard for one job: every resolved address and every connected socket is checked."""
+    policy = AddressPolicy(allow_private=settings.modelcert_allow_private_targets)
+    inner = hooks.resolver_factory() if hooks.resolver_factory else None
+    return {"resolver": GuardedResolver(policy, inner),  # type: ignore[arg-type]
+            "socket_factory": guarded_socket_factory(policy)}
 
 
 def verdict_from(rows: list) -> tuple:  # type: ignore[type-arg]
@@ -136,7 +156,8 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         )
         concurrency = min(8, spec.max_concurrency or 8)
         gate = hooks.gate_factory(spec) if hooks.gate_factory else None
-        kwargs = {"gate": gate} if gate else {}
+        kwargs: dict[str, object] = {"gate": gate} if gate else {}
+        kwargs.update(network_guard(settings, hooks))
         asyncio.run(execute(suite, spec, api_key, engine_hooks, concurrency=concurrency,
                             on_response=hooks.on_response, on_retry=hooks.on_retry,
                             **kwargs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy import select
@@ -9,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.schemas import Capabilities, RateLimit, TargetCreate, TargetView
+from app.certification.netguard import AddressPolicy, check_url, resolve
+from app.certification.providers.http import BlockedAddressError
 from app.db.models import Provider, Secret, Target
 from app.services.auth import Principal
 from app.services.errors import Conflict, InvalidField, NotFound
@@ -26,7 +29,34 @@ def to_view(row: Target) -> TargetView:
     )
 
 
-def create_target(session: Session, who: Principal, body: TargetCreate) -> TargetView:
+# DNS at creation is a courtesy (the worker checks what it connects to): bounded per request.
+RESOLVE_BUDGET_SECONDS = 3.0
+
+
+def check_endpoints(body: TargetCreate, allow_private: bool) -> None:
+    """SSRF guard at creation: 422 naming the field whose host is or resolves to a blocked
+    address (the worker checks again on the address it actually connects to)."""
+    policy = AddressPolicy(allow_private=allow_private)
+    deadline = time.monotonic() + RESOLVE_BUDGET_SECONDS
+
+    def resolve_within_budget(host: str, port: int) -> list[str] | None:
+        left = deadline - time.monotonic()
+        return resolve(host, port, timeout=min(2.0, left)) if left > 0 else None
+
+    urls: list[tuple[list[str | int], str]] = []
+    if body.base_url is not None:
+        urls.append((["body", "base_url"], body.base_url))
+    urls += [(["body", "endpoints", region], url) for region, url in body.endpoints.items()]
+    for loc, url in urls:
+        try:
+            check_url(url, policy, resolver=resolve_within_budget)
+        except BlockedAddressError as exc:
+            raise InvalidField(loc, str(exc)) from None
+
+
+def create_target(session: Session, who: Principal, body: TargetCreate, *,
+                  allow_private: bool = False) -> TargetView:
+    check_endpoints(body, allow_private)
     if body.secret_id is not None:
         owned = session.scalar(select(Secret.id).where(
             Secret.id == body.secret_id, Secret.organization_id == who.organization_id))

@@ -37,11 +37,13 @@ class HttpPolicy:
 
 
 def make_session(
-    policy: HttpPolicy, resolver: aiohttp.abc.AbstractResolver | None = None
+    policy: HttpPolicy,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
+    socket_factory: Callable[[Any], Any] | None = None,
 ) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=policy.max_connections, limit_per_host=policy.max_connections, resolver=resolver,
-        ttl_dns_cache=60,
+        ttl_dns_cache=60, socket_factory=socket_factory,
     )
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout

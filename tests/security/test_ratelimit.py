@@ -1,0 +1,82 @@
+"""Per-token rate limits: 429 problem+json with Retry-After, probes exempt, tokens apart;
+Redis down -> requests go through (fail open, logged), never a 500. Body limit 413 kept."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from app.config import Settings
+from tests.conftest import free_port, make_token, start_redis_server
+
+
+@pytest.fixture(scope="module")
+def limited_app(settings: Settings):  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    return create_app(settings.model_copy(update={"api_rate_limit": "5/minute"}))
+
+
+def token_header(factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"Authorization": f"Bearer {make_token(factory, f'rl-{uuid.uuid4().hex[:8]}')}"}
+
+
+def test_token_over_its_limit_gets_429_with_retry_after(limited_app, factory) -> None:  # type: ignore[no-untyped-def]
+    client = limited_app.test_client()
+    first, second = token_header(factory), token_header(factory)
+    statuses = [client.get("/v1/targets", headers=first).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    r = client.get("/v1/secrets", headers=first)  # the limit is per token, across routes
+    assert r.status_code == 429
+    assert r.mimetype == "application/problem+json"
+    assert r.get_json()["status"] == 429
+    assert int(r.headers["Retry-After"]) > 0
+    assert client.get("/v1/targets", headers=second).status_code == 200
+
+
+def test_probes_are_exempt(limited_app) -> None:  # type: ignore[no-untyped-def]
+    client = limited_app.test_client()
+    for _ in range(12):
+        assert client.get("/live").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
+
+
+def test_body_over_the_limit_is_413(limited_app, factory) -> None:  # type: ignore[no-untyped-def]
+    client = limited_app.test_client()
+    big = b'{"name": "' + b"x" * (limited_app.config["MAX_CONTENT_LENGTH"] + 10) + b'"}'
+    r = client.post("/v1/targets", data=big, content_type="application/json",
+                    headers=token_header(factory))
+    assert r.status_code == 413 and r.mimetype == "application/problem+json"
+
+
+def test_bad_rate_limit_setting_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from app.config import describe_validation_error
+
+    with pytest.raises(ValidationError) as exc:
+        Settings(api_rate_limit="lots")
+    assert "API_RATE_LIMIT='lots' is invalid" in describe_validation_error(exc.value)
+
+
+def test_redis_down_fails_open(settings: Settings, factory, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    port = free_port()
+    proc = start_redis_server(port, tmp_path / "redis")
+    try:
+        app = create_app(settings.model_copy(update={
+            "redis_url": f"redis://127.0.0.1:{port}/0", "api_rate_limit": "1000/minute"}))
+        client = app.test_client()
+        headers = token_header(factory)
+        assert client.get("/v1/targets", headers=headers).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            r = client.get("/v1/targets", headers=headers)
+            assert r.status_code == 200, r.get_data()[:300]
+    assert any("rate limit" in record.getMessage().lower() for record in caplog.records)
