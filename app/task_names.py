@@ -2,6 +2,7 @@
 
 RUN_CERTIFICATION = "modelcert.run_certification"
 SWEEP = "modelcert.sweep"
+RECERTIFY = "modelcert.recertify"
 DELIVER_WEBHOOK = "modelcert.deliver_webhook"
 
 MAINTENANCE_QUEUE = "modelcert.maintenance"
