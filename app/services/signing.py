@@ -77,11 +77,18 @@ def signer_for(settings: Settings) -> Signer:
 
 
 def register_keys(session: Session, signer: Signer) -> None:
-    """Idempotent: insert every configured key; keys listed after the newest are retired."""
+    """Idempotent: insert every configured key; keys listed after the newest are retired.
+
+    Reads first, so the steady state (every key known, older ones retired) writes nothing.
+    """
     rows = [{"key_id": certs.key_id_for(k), "public_key": k} for k in signer.public_keys]
+    known = dict(session.execute(select(SigningKey.key_id, SigningKey.retired_at).where(
+        SigningKey.key_id.in_([r["key_id"] for r in rows]))).tuples().all())
+    older = [row["key_id"] for row in rows[1:]]
+    if len(known) == len(rows) and all(known[k] is not None for k in older):
+        return
     session.execute(insert(SigningKey).values(rows).on_conflict_do_nothing(
         index_elements=["key_id"]))
-    older = [row["key_id"] for row in rows[1:]]
     if older:
         session.execute(update(SigningKey).where(
             SigningKey.key_id.in_(older), SigningKey.retired_at.is_(None))

@@ -164,3 +164,28 @@ def test_openapi_documents_the_new_routes(client) -> None:  # type: ignore[no-un
         assert path in paths, path
     evidence = paths["/v1/certifications/{certification_id}/evidence"]["get"]
     assert "application/x-ndjson" in evidence["responses"]["200"]["content"]
+
+
+def test_rotated_keys_stay_published_and_verify(client, factory) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from app.db.session import transaction
+    from app.services.signing import _signer, register_keys
+
+    old_seed, new_seed = certs.generate_seed(), certs.generate_seed()
+    old, new = _signer((old_seed,)), _signer((new_seed, old_seed))
+    with transaction(factory) as session:
+        register_keys(session, old)
+    payload = certs.build_payload(
+        certification_id="c", target_id="t", target_name="n", model="m", region=None,
+        endpoint_fingerprint="sha256:x", suite_name="smoke", suite_version="1.0.0",
+        suite_hash="sha256:y", results=[], verdict="certified", key_id=old.key_id,
+        issued_at=datetime.now(UTC))
+    signed_by_old = old.sign(payload)
+    for _ in range(2):  # idempotent
+        with transaction(factory) as session:
+            register_keys(session, new)
+    keys = {k["key_id"]: k for k in client.get("/v1/signing-keys").get_json()["keys"]}
+    assert keys[old.key_id]["retired_at"] is not None
+    assert keys[new.key_id]["retired_at"] is None
+    certs.verify(signed_by_old, certs.parse_keys_document({"keys": list(keys.values())}))
