@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     )
     modelcert_secret_key: SecretStr | None = Field(None, **_range("a Fernet key"))
     modelcert_signing_key: SigningKeys = Field(
-        None, validate_default=True,
+        default=None, validate_default=True,
         **_range("base64 32-byte Ed25519 seeds, comma-separated, newest first"),
     )
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))

@@ -83,7 +83,9 @@ def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UU
     document = signer.sign(payload)
     register_keys(session, signer)
     certified = verdict.value in CERTIFIED
-    queued = _on_fingerprint(session, settings, target, job, fp, issued_at, certified)
+    # Without a model listing (no connectivity check ran) there is nothing to compare.
+    queued = (_on_fingerprint(session, settings, target, job, fp, issued_at, certified)
+              if listing is not None else [])
     if certified:
         # The newest certified certificate for this target, region and suite replaces the older.
         session.execute(update(Certificate).where(
@@ -97,7 +99,7 @@ def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UU
         certification_id=job.id, target_id=target.id, organization_id=job.organization_id,
         payload=document["payload"], signature=document["signature"], key_id=signer.key_id,
         issued_at=issued_at, valid_until=issued_at + validity))
-    if target.endpoint_fingerprint != fp:
+    if listing is not None and target.endpoint_fingerprint != fp:
         target.endpoint_fingerprint = fp
     session.flush()
     return queued

@@ -57,5 +57,5 @@ def model_listing(session: Session, cert_id: uuid.UUID) -> list[str] | None:
         return None
     models: set[str] = set()
     for excerpt in excerpts:
-        models.update(m for m in excerpt.split(LISTING_SEPARATOR) if m)
+        models.update(m for m in (excerpt or "").split(LISTING_SEPARATOR) if m)
     return sorted(models)
