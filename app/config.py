@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR_DEFAULT = ".modelcert"
@@ -50,6 +58,22 @@ def _check_redis_url(value: str | None) -> str | None:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError as exc:
         raise ValueError("has a bad port") from exc
+    return value
+
+
+def _check_signing_keys(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    """Comma-separated base64 32-byte Ed25519 seeds, newest first; required in production."""
+    if value is None or not value.get_secret_value().strip():
+        if info.data.get("modelcert_env") == "production":
+            raise ValueError("required when MODELCERT_ENV=production")
+        return None
+    for seed in value.get_secret_value().split(","):
+        try:
+            raw = base64.b64decode(seed.strip(), validate=True)
+        except ValueError:
+            raise ValueError("a key is not base64") from None
+        if len(raw) != 32:
+            raise ValueError("a key is not a 32-byte seed")
     return value
 
 
@@ -96,6 +120,7 @@ RedisUrl = Annotated[str | None, AfterValidator(_check_redis_url)]
 BasicAuth = Annotated[SecretStr | None, AfterValidator(_check_basic_auth)]
 FernetKeys = Annotated[SecretStr | None, AfterValidator(_check_fernet_keys)]
 RateLimitText = Annotated[str, AfterValidator(_check_rate_limit)]
+SigningKeys = Annotated[SecretStr | None, AfterValidator(_check_signing_keys)]
 
 
 class Settings(BaseSettings):
@@ -141,7 +166,10 @@ class Settings(BaseSettings):
     modelcert_secret_key: FernetKeys = Field(
         None, **_range("one or more comma-separated Fernet keys, newest first")
     )
-    modelcert_signing_key: SecretStr | None = Field(None, **_range("a base64 Ed25519 seed"))
+    modelcert_signing_key: SigningKeys = Field(
+        default=None, validate_default=True,
+        **_range("base64 32-byte Ed25519 seeds, comma-separated, newest first"),
+    )
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
     modelcert_data_dir: Path = Field(Path(DATA_DIR_DEFAULT), **_range("a directory"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

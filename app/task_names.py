@@ -2,9 +2,15 @@
 
 RUN_CERTIFICATION = "modelcert.run_certification"
 SWEEP = "modelcert.sweep"
+RECERTIFY = "modelcert.recertify"
 DELIVER_WEBHOOK = "modelcert.deliver_webhook"
 
-MAINTENANCE_QUEUE = "modelcert.maintenance"
+
+
+def maintenance_queue(certification_queue: str) -> str:
+    """Sweeps, re-certification and webhooks: one maintenance queue per certification queue,
+    so two deployments (or two test runs) sharing a Redis never run each other's sweeps."""
+    return f"{certification_queue}.maintenance"
 
 # Redis priority steps (CELERY-FACTS: lower number runs first, bucketed down to a step).
 PRIORITY_STEPS = [0, 3, 6, 9]

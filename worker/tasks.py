@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.session import make_engine, make_session_factory
 from app.logging import bind_job
 from app.publish import Publisher
+from app.services import recertify as recertify_service
 from app.services import run, sweeper
-from app.task_names import PRIORITY_STEPS, RUN_CERTIFICATION, SWEEP
+from app.task_names import PRIORITY_STEPS, RECERTIFY, RUN_CERTIFICATION, SWEEP
 from worker import metrics
 from worker.celery_app import STOP_JOBS, app, settings
 
@@ -71,6 +72,7 @@ def _hooks() -> run.RunHooks:
         on_response=_endpoint_metrics("openai_compatible"),
         on_retry=lambda exc: metrics.RETRIES.labels(exc.cause).inc(),
         on_finished=on_finished,
+        publish=publisher().publish_run,
     )
 
 
@@ -115,6 +117,13 @@ def sweep() -> dict[str, int]:
         metrics.DEAD_LETTERS.inc(report.dead_lettered)
     return {"published": report.published, "requeued": report.requeued,
             "dead_lettered": report.dead_lettered, "redispatched": report.redispatched}
+
+
+@app.task(name=RECERTIFY, ignore_result=True)
+def recertify() -> dict[str, int]:
+    report = recertify_service.recertify(session_factory(), settings, publisher().publish_run)
+    return {"expiring": report.expiring, "queued": len(report.queued),
+            "published": report.published}
 
 
 def redis_host() -> str:

@@ -36,6 +36,7 @@ API_LATENCY = Histogram("modelcert_api_request_duration_seconds", "API request l
                         ["route", "method"],
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 OPEN_PATHS = ("/live", "/ready", "/metrics", "/openapi.json")
+PUBLIC_V1_PATHS = ("/v1/signing-keys",)  # public keys for offline verification
 
 
 def build_app(settings: Settings | None = None) -> OpenAPI:
@@ -63,11 +64,15 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     _register_hooks(app)
     install_limiter(app, settings)
     _register_probes(app)
-    from app.api import certifications, secrets, targets
+    from app.api import certificates, certifications, results, secrets, suites, targets
 
     app.register_api(targets.bp)
     app.register_api(certifications.bp)
     app.register_api(secrets.bp)
+    app.register_api(results.bp)
+    app.register_api(certificates.bp)
+    app.register_api(certificates.keys_bp)
+    app.register_api(suites.bp)
     return app
 
 
@@ -78,7 +83,8 @@ def _register_hooks(app: OpenAPI) -> None:
         g.started = time.perf_counter()
         if request.method in ("POST", "PUT", "PATCH"):
             _check_json_body()
-        if request.path.startswith("/v1/") or request.path == "/v1":
+        if (request.path.startswith("/v1/") or request.path == "/v1") \
+                and request.path.rstrip("/") not in PUBLIC_V1_PATHS:
             _authenticate()
 
     @app.after_request

@@ -22,7 +22,8 @@ from app.certification.scoring import decide_verdict, overall_score
 from app.certification.suites import SuiteError, get_suite
 from app.config import Settings
 from app.db.models import JobStatus, Secret, Target
-from app.services import jobs
+from app.services import certificates, jobs, signing
+from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class RunHooks:
     # Where DNS answers come from (default: aiohttp's threaded resolver); the SSRF guard
     # always wraps it, see network_guard().
     resolver_factory: Callable[[], object] | None = None
+    # Publishes follow-up jobs (fingerprint change) after commit; else the sweeper does.
+    publish: Callable[[uuid.UUID, str, str], bool] | None = None
 
 
 @dataclass
@@ -188,14 +191,26 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         keeper.stop()
     rows = jobs.stored_results(factory, claim.certification_id)
     verdict, score = verdict_from(rows)
+    signer = signing.signer_for(settings)
+    follow_ups: list[Queued] = []
+    # The certificate (and valid_until when certified) commits with the terminal status.
     done = jobs.finish(
         factory, claim, JobStatus.SUCCEEDED, verdict=verdict, score=score,
-        valid_until_days=settings.certification_validity_days
-        if verdict.value.startswith("certified") else None,
+        session_hook=lambda session: follow_ups.extend(certificates.issue(
+            session, settings, signer, claim.certification_id, verdict)),
     )
     if done:
         hooks.on_finished("succeeded", verdict.value, None)
+        _publish(factory, hooks, follow_ups)
     return "succeeded" if done else "lease_lost"
+
+
+def _publish(factory: sessionmaker[Session], hooks: RunHooks, queued: list[Queued]) -> None:
+    for item in queued:
+        log.info("certification_queued", extra={"queued_id": str(item.id),
+                                                "reason": "fingerprint_change"})
+    if hooks.publish is not None:
+        publish_queued(factory, hooks.publish, queued)  # a miss is the sweeper's
 
 
 def _checkpoint(factory: sessionmaker[Session], claim: jobs.Claim, result: CheckResult,

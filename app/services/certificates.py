@@ -1,0 +1,194 @@
+"""Certificates: issued with the terminal status, read back, and what "current" means.
+
+Every succeeded certification gets a signed certificate, whatever its verdict (a signed
+`not_certified` is still a statement). Only `certified` and `certified_with_warnings`
+certificates count as a target's current valid certificate: not revoked, not superseded,
+valid_until in the future. A newer certified certificate for the same target, region and
+suite supersedes the older one; a changed endpoint fingerprint supersedes the target's
+current certificates in that region and queues a new certification.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy.orm import Session
+
+from app.api.result_schemas import CertificateView, SigningKeyList, SigningKeyView
+from app.certification import certificates as certs
+from app.certification.results import CheckResult, Verdict
+from app.config import Settings
+from app.db.models import Certificate, Certification, CheckResultRow, Target
+from app.services import fingerprint
+from app.services.auth import Principal
+from app.services.certifications import load_certification
+from app.services.enqueue import Queued, enqueue
+from app.services.errors import NotFound
+from app.services.signing import Signer, published_keys, register_keys
+from app.services.targets import load_target
+
+CERTIFIED = (Verdict.CERTIFIED.value, Verdict.CERTIFIED_WITH_WARNINGS.value)
+FINGERPRINT_CHANGE = "fingerprint_change"
+
+
+def as_result(row: CheckResultRow) -> CheckResult:
+    return CheckResult(
+        name=row.check_name, outcome=row.outcome, required=row.required, passed=row.passed,
+        failed=row.failed, errored=row.errored, total=row.total, statistic=row.statistic,
+        threshold=row.threshold, lower=row.lower, upper=row.upper,
+        duration_seconds=row.duration_seconds, details=dict(row.details or {}))
+
+
+def valid_now(now: datetime | None = None) -> ColumnElement[bool]:
+    """A certificate that counts: certified, not revoked, not superseded, not expired."""
+    moment = now if now is not None else func.now()
+    return and_(Certificate.revoked_at.is_(None), Certificate.superseded_at.is_(None),
+                Certificate.valid_until > moment,
+                Certificate.payload["verdict"].astext.in_(CERTIFIED))
+
+
+def _same_region(region: str | None) -> ColumnElement[bool]:
+    return Certification.region.is_(None) if region is None else Certification.region == region
+
+
+def endpoint_url(target: Target, region: str | None) -> str:
+    return (target.endpoints.get(region) if region else target.base_url) or ""
+
+
+def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UUID,
+          verdict: Verdict, now: datetime | None = None) -> list[Queued]:
+    """Sign and store the certificate of a job that just succeeded (in its transaction).
+
+    Returns the certifications it queued (fingerprint change), to publish after commit.
+    """
+    job = session.get(Certification, cert_id)
+    target = session.get(Target, job.target_id) if job is not None else None
+    if job is None or target is None:
+        raise LookupError(f"certification {cert_id} or its target vanished mid-transaction")
+    rows = session.scalars(select(CheckResultRow).where(
+        CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)).all()
+    listing = fingerprint.model_listing(session, cert_id)
+    fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
+                             target.model, listing)
+    issued_at = (now or datetime.now(UTC)).replace(microsecond=0)
+    validity = timedelta(days=settings.certification_validity_days)
+    payload = certs.build_payload(
+        certification_id=str(job.id), target_id=str(target.id), target_name=target.name,
+        model=target.model, region=job.region, endpoint_fingerprint=fp,
+        suite_name=job.suite_name, suite_version=job.suite_version, suite_hash=job.suite_hash,
+        results=[as_result(r) for r in rows], verdict=verdict.value, key_id=signer.key_id,
+        issued_at=issued_at, valid_for=validity)
+    document = signer.sign(payload)
+    register_keys(session, signer)
+    certified = verdict.value in CERTIFIED
+    # Without a model listing (no connectivity check ran) there is nothing to compare.
+    queued = (_on_fingerprint(session, settings, target, job, fp, issued_at, certified)
+              if listing is not None else [])
+    if certified:
+        # The newest certified certificate for this target, region and suite replaces the older.
+        session.execute(update(Certificate).where(
+            Certificate.target_id == target.id, valid_now(issued_at),
+            Certificate.certification_id.in_(select(Certification.id).where(
+                Certification.target_id == target.id, _same_region(job.region),
+                Certification.suite_name == job.suite_name)))
+            .values(superseded_at=issued_at))
+        job.valid_until = issued_at + validity
+    session.add(Certificate(
+        certification_id=job.id, target_id=target.id, organization_id=job.organization_id,
+        payload=document["payload"], signature=document["signature"], key_id=signer.key_id,
+        issued_at=issued_at, valid_until=issued_at + validity))
+    if listing is not None and target.endpoint_fingerprint != fp:
+        target.endpoint_fingerprint = fp
+    session.flush()
+    return queued
+
+
+def _on_fingerprint(session: Session, settings: Settings, target: Target, job: Certification,
+                    fp: str, now: datetime, certified: bool) -> list[Queued]:
+    """Supersede current certificates of another fingerprint; queue their re-certification."""
+    stale = session.scalars(
+        select(Certificate).join(Certification, Certification.id == Certificate.certification_id)
+        .where(Certificate.target_id == target.id, _same_region(job.region), valid_now(now),
+               Certificate.payload["endpoint_fingerprint"].astext != fp)
+        .with_for_update(of=Certificate)).all()
+    queued: list[Queued] = []
+    for old in stale:
+        old.superseded_at = now
+        suite = old.payload.get("suite", {}).get("name")
+        if not suite or (certified and suite == job.suite_name):
+            continue  # this job's own certificate is the new current one
+        item = enqueue(session, settings, target, suite_name=suite, region=job.region,
+                       reason=FINGERPRINT_CHANGE, idempotency_key=f"{FINGERPRINT_CHANGE}:{old.id}")
+        if item is not None:
+            queued.append(item)
+    return queued
+
+
+def document(row: Certificate) -> dict[str, object]:
+    return {"payload": row.payload, "signature": row.signature}
+
+
+def for_certification(session: Session, org_id: uuid.UUID,
+                      cert_id: uuid.UUID) -> Certificate | None:
+    return session.scalar(select(Certificate).where(
+        Certificate.certification_id == cert_id, Certificate.organization_id == org_id))
+
+
+def current_for_target(session: Session, target_id: uuid.UUID,
+                       region: str | None = None, any_region: bool = True) -> Certificate | None:
+    """The newest valid certified certificate of the target (in one region if asked)."""
+    stmt = (select(Certificate).join(Certification,
+                                     Certification.id == Certificate.certification_id)
+            .where(Certificate.target_id == target_id, valid_now()))
+    if not any_region:
+        stmt = stmt.where(_same_region(region))
+    return session.scalar(stmt.order_by(Certificate.issued_at.desc(), Certificate.id).limit(1))
+
+
+def status_of(row: Certificate, now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.superseded_at is not None:
+        return "superseded"
+    if row.valid_until <= moment:
+        return "expired"
+    return "valid" if row.payload.get("verdict") in CERTIFIED else "not_certified"
+
+
+# Reading ----------------------------------------------------------------------------------
+
+
+def to_view(row: Certificate) -> CertificateView:
+    return CertificateView(
+        payload=row.payload, signature=row.signature, id=row.id,
+        status=status_of(row),  # type: ignore[arg-type]
+        issued_at=row.issued_at, valid_until=row.valid_until, revoked_at=row.revoked_at,
+        superseded_at=row.superseded_at)
+
+
+def certificate_of(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificateView:
+    job = load_certification(session, who, cert_id)
+    row = for_certification(session, who.organization_id, job.id)
+    if row is None:
+        raise NotFound("this certification has no certificate (yet): one is issued when it "
+                       "succeeds")
+    return to_view(row)
+
+
+def current_of_target(session: Session, who: Principal, target_id: uuid.UUID,
+                      region: str | None = None) -> CertificateView:
+    target = load_target(session, who, target_id)
+    row = current_for_target(session, target.id, region, any_region=region is None)
+    if row is None:
+        raise NotFound("the target has no current valid certificate")
+    return to_view(row)
+
+
+def signing_keys(session: Session, signer: Signer) -> SigningKeyList:
+    register_keys(session, signer)
+    return SigningKeyList(keys=[
+        SigningKeyView(key_id=k.key_id, public_key=k.public_key, created_at=k.created_at,
+                       retired_at=k.retired_at) for k in published_keys(session)])

@@ -1,0 +1,91 @@
+"""Queue a certification on the system's behalf (re-certification, fingerprint change).
+
+Inserted in the caller's transaction as an outbox row; published after commit, or by the
+sweeper. The Idempotency-Key makes a second attempt for the same cause a no-op.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api.schemas import CertificationCreate
+from app.certification.suites import SuiteError, get_suite
+from app.config import Settings
+from app.db.models import Certification, JobStatus, Priority, Target
+from app.db.session import transaction
+from app.services.certifications import queue_for, request_hash
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A job to publish after commit."""
+
+    id: uuid.UUID
+    queue: str
+    priority: str
+
+
+def active_exists(session: Session, target_id: uuid.UUID, region: str | None,
+                  suite_name: str) -> bool:
+    region_match = (Certification.region.is_(None) if region is None
+                    else Certification.region == region)
+    return bool(session.scalar(select(exists().where(
+        Certification.target_id == target_id, region_match,
+        Certification.suite_name == suite_name,
+        Certification.status.in_(ACTIVE_STATUSES)))))
+
+
+def enqueue(session: Session, settings: Settings, target: Target, *, suite_name: str,
+            region: str | None, reason: str, idempotency_key: str,
+            priority: str = "normal") -> Queued | None:
+    """Insert a queued certification unless one is active or this key was used already."""
+    if target.deleted_at is not None:
+        return None
+    if region is not None and region not in target.endpoints:
+        return None
+    try:
+        suite = get_suite(suite_name)
+    except SuiteError:
+        return None  # the suite was removed since: nothing to re-run
+    if active_exists(session, target.id, region, suite.name):
+        return None
+    body = CertificationCreate(target_id=target.id, suite=suite.name, region=region,
+                               priority=priority)  # type: ignore[arg-type]
+    queue = queue_for(settings, target.region_queues, region)
+    row = session.execute(
+        insert(Certification).values(
+            id=uuid.uuid4(), organization_id=target.organization_id, target_id=target.id,
+            region=region, queue=queue, suite_name=suite.name, suite_version=suite.version,
+            suite_hash=suite.content_hash, status=JobStatus.QUEUED,
+            priority=Priority(priority), reason=reason, attempt=0,
+            max_attempts=settings.max_attempts, idempotency_key=idempotency_key[:255],
+            request_hash=request_hash(body), progress_done=0, progress_total=0,
+            delivery_count=0,
+        ).on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(Certification.id)).first()
+    if row is None:
+        return None
+    return Queued(row[0], queue, priority)
+
+
+def publish_queued(factory: sessionmaker[Session], publish: Callable[[uuid.UUID, str, str], bool],
+                   queued: Iterable[Queued]) -> int:
+    """After commit: publish and mark dispatched; what fails stays for the sweeper."""
+    sent = 0
+    for item in queued:
+        if not publish(item.id, item.queue, item.priority):
+            break  # the broker is down: the sweeper publishes the rest
+        with transaction(factory) as session:
+            session.execute(update(Certification).where(
+                Certification.id == item.id, Certification.dispatched_at.is_(None))
+                .values(dispatched_at=func.now()))
+        sent += 1
+    return sent

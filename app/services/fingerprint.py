@@ -1,0 +1,61 @@
+"""Endpoint fingerprint: which endpoint a certification saw, from its stored evidence.
+
+sha256 over canonical JSON of the provider, the normalised base URL, the declared model and
+the sorted model listing that the connectivity check received. The listing comes from the
+stored samples (so a resumed job fingerprints what its earlier attempt saw); it is the
+excerpt the check keeps, at most the first 20 models of the listing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.certification.certificates import canonical_json, sha256_hex
+from app.db.models import CheckResultRow, SampleRow
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+LISTING_SEPARATOR = ", "
+
+
+def normalise_base_url(url: str) -> str:
+    """Lower-case scheme and host, no default port, no trailing slash."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:
+    return sha256_hex(canonical_json({
+        "provider": provider, "base_url": normalise_base_url(base_url), "model": model,
+        "models": sorted(set(listing)) if listing is not None else None,
+    }))
+
+
+def model_listing(session: Session, cert_id: uuid.UUID) -> list[str] | None:
+    """The models the connectivity check saw (None when it did not run or never got one)."""
+    names = session.scalars(select(CheckResultRow.check_name).where(
+        CheckResultRow.certification_id == cert_id,
+        CheckResultRow.details["check"].astext == "connectivity")).all()
+    if not names:
+        return None
+    excerpts = session.scalars(select(SampleRow.response_excerpt).where(
+        SampleRow.certification_id == cert_id, SampleRow.check_name.in_(names),
+        SampleRow.status_code == 200, SampleRow.response_excerpt.is_not(None))).all()
+    if not excerpts:
+        return None
+    models: set[str] = set()
+    for excerpt in excerpts:
+        models.update(m for m in (excerpt or "").split(LISTING_SEPARATOR) if m)
+    return sorted(models)

@@ -1,0 +1,56 @@
+"""Per-check results and the evidence stream of one certification (organization-scoped)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api.result_schemas import CheckResultView, EvidenceLine, ResultsView
+from app.db.models import CheckResultRow, SampleRow
+from app.services.auth import Principal
+from app.services.certifications import load_certification
+
+EVIDENCE_BATCH = 500
+
+
+def results(session: Session, who: Principal, cert_id: uuid.UUID) -> ResultsView:
+    job = load_certification(session, who, cert_id)
+    rows = session.scalars(select(CheckResultRow).where(
+        CheckResultRow.certification_id == job.id).order_by(CheckResultRow.created_at,
+                                                            CheckResultRow.check_name))
+    checks = [CheckResultView(
+        name=r.check_name, check=(r.details or {}).get("check"), outcome=r.outcome.value,
+        required=r.required, passed=r.passed, failed=r.failed, errored=r.errored,
+        total=r.total, statistic=r.statistic, lower=r.lower, upper=r.upper,
+        threshold=r.threshold, duration_seconds=r.duration_seconds, attempt=r.attempt,
+        details=dict(r.details or {})) for r in rows]
+    return ResultsView(certification_id=job.id, status=job.status.value,
+                       verdict=job.verdict.value if job.verdict else None,
+                       suite=f"{job.suite_name}@{job.suite_version}", checks=checks)
+
+
+def evidence_lines(factory: sessionmaker[Session], who: Principal,
+                   cert_id: uuid.UUID) -> Iterator[str]:
+    """Check ownership now (so a 404 comes before the stream), then stream lazily."""
+    with factory() as session:
+        job_id = load_certification(session, who, cert_id).id
+    return _stream(factory, job_id)
+
+
+def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
+    # yield_per streams from a server-side cursor: memory stays flat for any evidence size.
+    with factory() as session:
+        rows = session.execute(
+            select(SampleRow).where(SampleRow.certification_id == job_id)
+            .order_by(SampleRow.id).execution_options(yield_per=EVIDENCE_BATCH)).scalars()
+        for s in rows:
+            line = EvidenceLine(
+                check=s.check_name, index=s.sample_index, prompt_id=s.prompt_id,
+                grade=s.grade, request_summary=s.request_summary or {},  # type: ignore[arg-type]
+                response_excerpt=s.response_excerpt, latency_ms=s.latency_ms, ttft_ms=s.ttft_ms,
+                status_code=s.status_code, error=s.error, error_cause=s.error_cause)
+            yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"

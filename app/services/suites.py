@@ -1,0 +1,31 @@
+"""The shipped suites, as the API shows them."""
+
+from __future__ import annotations
+
+from app.api.result_schemas import SuiteCheck, SuiteDetail, SuiteList, SuiteSummary
+from app.certification.checks.catalog import REGISTRY
+from app.certification.suites import Suite, SuiteError, available_suites, get_suite
+from app.services.errors import NotFound
+
+
+def _summary(suite: Suite) -> SuiteSummary:
+    return SuiteSummary(name=suite.name, version=suite.version, content_hash=suite.content_hash,
+                        description=suite.definition.description)
+
+
+def list_suites() -> SuiteList:
+    return SuiteList(items=[_summary(s) for s in available_suites().values()])
+
+
+def describe_suite(name: str) -> SuiteDetail:
+    try:
+        suite = get_suite(name)
+    except SuiteError:
+        raise NotFound(f"no such suite {name[:100]!r}") from None
+    checks = [SuiteCheck(key=c.key, name=c.name, description=REGISTRY[c.name].description,
+                         required=c.required, threshold=c.threshold, params=dict(c.params),
+                         requires=REGISTRY[c.name].requires)
+              for c in suite.definition.checks]
+    return SuiteDetail(**_summary(suite).model_dump(),
+                       max_error_rate=suite.definition.max_error_rate,
+                       datasets=list(suite.datasets), checks=checks)

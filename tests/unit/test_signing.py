@@ -1,0 +1,56 @@
+"""Signing keys: the development key file, MODELCERT_SIGNING_KEY rotation, production refusal."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.certification import certificates as certs
+from app.config import Settings, describe_validation_error
+from app.services.signing import KEY_FILE, signer_for
+
+
+def test_development_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    settings = Settings(modelcert_data_dir=tmp_path)
+    first = signer_for(settings)
+    path = tmp_path / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert signer_for(Settings(modelcert_data_dir=tmp_path)).key_id == first.key_id
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_rotation_newest_signs_and_older_keys_stay_published(tmp_path: Path) -> None:
+    old, new = certs.generate_seed(), certs.generate_seed()
+    signer = signer_for(Settings(modelcert_signing_key=f"{new}, {old}",
+                                 modelcert_data_dir=tmp_path))
+    assert signer.key_id == certs.key_id_for(certs.public_key_b64(certs.load_private_key(new)))
+    assert len(signer.public_keys) == 2
+    assert not (tmp_path / KEY_FILE).exists()  # a configured key never touches the file
+
+
+@pytest.mark.parametrize("value", ["not base64!", "c2hvcnQ=", f"{'A' * 43}=,x"])
+def test_malformed_keys_are_a_config_error(value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(modelcert_signing_key=value)
+    line = describe_validation_error(info.value)
+    assert line.startswith("config error: MODELCERT_SIGNING_KEY=<hidden>") and "\n" not in line
+    assert value not in line
+
+
+def test_production_without_a_signing_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCERT_")}
+    env.update(MODELCERT_ENV="production", MODELCERT_DATA_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("config error: MODELCERT_SIGNING_KEY=")
+    assert "required when MODELCERT_ENV=production" in lines[0]
+    seed = certs.generate_seed()
+    assert Settings(modelcert_env="production", modelcert_signing_key=seed)
