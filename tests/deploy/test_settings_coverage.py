@@ -31,8 +31,8 @@ SECRETS = {
 DUMMY = {
     "DATABASE_URL": "postgresql+psycopg://u:p@db.invalid:5432/modelcert",
     "REDIS_URL": "redis://:p@redis.invalid:6379/0",
-    "MODELCERT_SECRET_KEY": "x",
-    "MODELCERT_SIGNING_KEY": "x",
+    "MODELCERT_SECRET_KEY": "bW9kZWxjZXJ0LWRlcGxveS10ZXN0LWR1bW15LWtleSE=",
+    "MODELCERT_SIGNING_KEY": "bW9kZWxjZXJ0LWRlcGxveS10ZXN0LWR1bW15LWtleSE=",
     "FLOWER_BASIC_AUTH": "user:password",
 }
 
