@@ -33,7 +33,10 @@ def make_publisher_app(settings: Settings) -> Celery:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options=broker_transport_options(settings),
+        # Fail fast: one quick reconnect, then give the row to the sweeper (kombu otherwise
+        # sleeps 2 s before its first retry even when the connection is refused at once).
+        broker_transport_options=broker_transport_options(settings)
+        | {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
         broker_connection_timeout=settings.broker_publish_timeout,
         broker_connection_retry=False,
         broker_connection_max_retries=0,

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import schemathesis
+from hypothesis.errors import Unsatisfiable
 from hypothesis import HealthCheck, given, settings
 
 from app.config import Settings
@@ -60,6 +61,8 @@ def test_api_never_5xx_and_matches_its_schema(api_schema, fuzz_token) -> None:  
 
         try:
             run()
+        except Unsatisfiable:
+            continue  # no invalid input exists for an operation without parameters
         except Exception as exc:  # noqa: BLE001 - gather every operation's failure
             failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): "
                             f"{exc}"[:3000])

@@ -4,6 +4,8 @@ fails the job with cause invalid_target."""
 
 from __future__ import annotations
 
+import base64
+
 import os
 import stat
 import subprocess
@@ -77,7 +79,8 @@ def test_rotation_reencrypts_with_the_newest_key(settings: Settings, factory) ->
 
 
 def test_production_without_a_key_exits_2(settings: Settings) -> None:
-    env = settings_env(settings, MODELCERT_ENV="production")
+    seed = base64.b64encode(b"s" * 32).decode()  # a signing key, so only the secret key is missing
+    env = settings_env(settings, MODELCERT_ENV="production", MODELCERT_SIGNING_KEY=seed)
     env.pop("MODELCERT_SECRET_KEY", None)
     result = subprocess.run([sys.executable, "-m", "app.cli", "api"], env=env,
                             capture_output=True, text=True, timeout=60)
