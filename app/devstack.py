@@ -171,11 +171,13 @@ def run_dev_stack() -> int:
     for child in children:
         child.start()
 
+    flower_credentials = (f"generated, {env['FLOWER_BASIC_AUTH']}" if generated_flower
+                          else "from FLOWER_BASIC_AUTH")
     print(f"""
 modelcert is starting (logs in {logs}):
   API                {stack['api_url']}   (docs: {stack['api_url']}/docs/swagger)
   worker probes      {stack['worker_health_url']}/live  /ready  /health  /metrics
-  Flower             {stack['flower_url']}  (user:password {'generated, ' if generated_flower else ''}{env['FLOWER_BASIC_AUTH'] if generated_flower else 'from FLOWER_BASIC_AUTH'})
+  Flower             {stack['flower_url']}  (user:password {flower_credentials})
   reference endpoint {stack['reference_url']}
   Postgres           {'embedded' if pg_server else 'from DATABASE_URL'}
   Redis              {'embedded ' + redis_url if redis_proc else 'from REDIS_URL'}

@@ -87,7 +87,8 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError) -> Response:
         for cls, (status, kind, title) in _DOMAIN.items():
             if isinstance(exc, cls):
-                headers = {"WWW-Authenticate": 'Bearer realm="modelcert"'} if status == 401 else None
+                challenge = {"WWW-Authenticate": 'Bearer realm="modelcert"'}
+                headers = challenge if status == 401 else None
                 return problem(status, kind, title, exc.detail, headers=headers)
         return problem(400, "bad-request", "Bad request", exc.detail)
 

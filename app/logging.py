@@ -15,8 +15,9 @@ from typing import Any
 
 from app.config import Settings
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context",
-                                                                          default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_context", default=None
+)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -26,12 +27,12 @@ def bind_job(**values: Any) -> None:
 
 
 def bind(**values: Any) -> None:
-    _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    _context.set({**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}})
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
-    return {**_context.get(), **extra}
+    return {**(_context.get() or {}), **extra}
 
 
 class JsonFormatter(logging.Formatter):

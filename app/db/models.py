@@ -28,7 +28,7 @@ from app.certification.results import CheckOutcome, Verdict
 from app.db.base import Base, enum_column, now_column, uuid_pk
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -47,13 +47,13 @@ TERMINAL_STATUSES = (
 CLAIMABLE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
 
 
-class Priority(str, enum.Enum):
+class Priority(enum.StrEnum):
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
 
 
-class Provider(str, enum.Enum):
+class Provider(enum.StrEnum):
     OPENAI_COMPATIBLE = "openai_compatible"
     ANTHROPIC = "anthropic"
 

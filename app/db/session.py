@@ -9,7 +9,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str, *, pool_size: int = 5, application_name: str = "modelcert") -> Engine:
+def make_engine(
+    database_url: str, *, pool_size: int = 5, application_name: str = "modelcert"
+) -> Engine:
     return create_engine(
         database_url,
         pool_size=pool_size,

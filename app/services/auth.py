@@ -35,7 +35,9 @@ def get_or_create_organization(session: Session, name: str) -> Organization:
     return org
 
 
-def create_token(session: Session, organization: str, name: str = "default") -> tuple[str, Principal]:
+def create_token(
+    session: Session, organization: str, name: str = "default"
+) -> tuple[str, Principal]:
     org = get_or_create_organization(session, organization)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(organization_id=org.id, name=name, token_hash=hash_token(token),

@@ -101,5 +101,6 @@ def list_targets(session: Session, who: Principal, cursor: str | None,
         query = query.where((Target.created_at, Target.id) < (created, last_id))
     rows = session.scalars(
         query.order_by(Target.created_at.desc(), Target.id.desc()).limit(limit + 1)).all()
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
     return [to_view(r) for r in rows[:limit]], next_cursor

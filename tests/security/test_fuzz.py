@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 import schemathesis
-from hypothesis.errors import Unsatisfiable
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 
 from app.config import Settings
 from tests.conftest import make_token

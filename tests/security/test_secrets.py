@@ -5,7 +5,6 @@ fails the job with cause invalid_target."""
 from __future__ import annotations
 
 import base64
-
 import os
 import stat
 import subprocess
