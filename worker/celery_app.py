@@ -9,7 +9,7 @@ from kombu import Queue
 
 from app.config import Settings, settings_for_process
 from app.publish import broker_transport_options
-from app.task_names import MAINTENANCE_QUEUE, SWEEP
+from app.task_names import DELIVER_WEBHOOK, MAINTENANCE_QUEUE, SWEEP
 
 # Shared with pool children forked later: set when the grace period after SIGTERM runs out,
 # so running jobs stop at the next sample boundary and go back to the queue.
@@ -46,7 +46,8 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=queue,
         task_queues=[Queue(queue), Queue(MAINTENANCE_QUEUE)],
         task_create_missing_queues=True,
-        task_routes={SWEEP: {"queue": MAINTENANCE_QUEUE}},
+        task_routes={SWEEP: {"queue": MAINTENANCE_QUEUE},
+                     DELIVER_WEBHOOK: {"queue": MAINTENANCE_QUEUE}},
         beat_schedule={
             "sweep": {
                 "task": SWEEP,

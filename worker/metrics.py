@@ -39,3 +39,5 @@ WORKER_RSS = Gauge("modelcert_worker_rss_bytes", "Resident memory of the worker 
                    multiprocess_mode="livemostrecent")
 WORKER_RESTARTS = Counter("modelcert_worker_restarts_total",
                           "Pool children replaced (recycled or crashed).")
+WEBHOOK_DELIVERIES = Counter("modelcert_webhook_deliveries_total",
+                             "Webhook delivery attempts by outcome.", ["outcome"])

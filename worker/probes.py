@@ -17,8 +17,7 @@ from typing import Any
 import psutil
 import redis
 from celery import Celery, bootsteps, signals
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from app.config import Settings

@@ -61,10 +61,12 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     register_error_handlers(app)
     _register_hooks(app)
     _register_probes(app)
-    from app.api import certifications, targets
+    from app.api import certifications, dead_letters, targets, webhooks
 
     app.register_api(targets.bp)
     app.register_api(certifications.bp)
+    app.register_api(dead_letters.bp)
+    app.register_api(webhooks.bp)
     return app
 
 
