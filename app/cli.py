@@ -84,10 +84,10 @@ def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
     settings = _process_settings()
     _fresh_metrics_dir("worker")
-    from app.task_names import MAINTENANCE_QUEUE
     from worker.celery_app import app
 
-    queue_list = queues or f"{settings.certification_queue_name},{MAINTENANCE_QUEUE}"
+    queue_list = queues or ",".join((settings.certification_queue_name,
+                                     settings.maintenance_queue_name))
     if not all(q.strip() for q in queue_list.split(",")):
         click.echo(f"config error: --queues={queue_list!r} names an empty queue", err=True)
         raise SystemExit(2)

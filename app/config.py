@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         return self.hard_time_limit + 60
 
     @property
+    def maintenance_queue_name(self) -> str:
+        """Sweeps and webhook deliveries. Named after the certification queue so that two
+        deployments (or test sessions) sharing one Redis never run each other's upkeep."""
+        return f"{self.certification_queue_name}.maintenance"
+
+    @property
     def max_attempts(self) -> int:
         return self.certification_max_retries + 1
 

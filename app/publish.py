@@ -10,7 +10,6 @@ from celery import Celery
 from app.config import Settings
 from app.task_names import (
     DELIVER_WEBHOOK,
-    MAINTENANCE_QUEUE,
     PRIORITY_STEPS,
     PRIORITY_VALUES,
     RUN_CERTIFICATION,
@@ -75,8 +74,8 @@ class Publisher:
     def publish_delivery(self, delivery_id: uuid.UUID) -> bool:
         """`deliver_webhook(delivery_id)` on the maintenance queue; False when Redis is down."""
         try:
-            self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)], queue=MAINTENANCE_QUEUE,
-                               retry=False)
+            self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)],
+                               queue=self.settings.maintenance_queue_name, retry=False)
         except Exception as exc:  # noqa: BLE001 - the delivery row stays pending for the sweeper
             log.warning("publish_failed", extra={"delivery_id": str(delivery_id),
                                                  "error": type(exc).__name__})

@@ -4,6 +4,8 @@ RUN_CERTIFICATION = "modelcert.run_certification"
 SWEEP = "modelcert.sweep"
 DELIVER_WEBHOOK = "modelcert.deliver_webhook"
 
+# Deprecated: the maintenance queue is now Settings.maintenance_queue_name
+# ("<CERTIFICATION_QUEUE_NAME>.maintenance"), so deployments sharing a Redis stay apart.
 MAINTENANCE_QUEUE = "modelcert.maintenance"
 
 # Redis priority steps (CELERY-FACTS: lower number runs first, bucketed down to a step).

@@ -9,7 +9,7 @@ from kombu import Queue
 
 from app.config import Settings, settings_for_process
 from app.publish import broker_transport_options
-from app.task_names import DELIVER_WEBHOOK, MAINTENANCE_QUEUE, SWEEP
+from app.task_names import DELIVER_WEBHOOK, SWEEP
 
 # Shared with pool children forked later: set when the grace period after SIGTERM runs out,
 # so running jobs stop at the next sample boundary and go back to the queue.
@@ -21,6 +21,7 @@ def make_celery(settings: Settings) -> Celery:
         raise SystemExit("config error: the broker visibility timeout must exceed the hard limit")
     app = Celery("modelcert", broker=settings.redis_url, include=["worker.tasks"])
     queue = settings.certification_queue_name
+    maintenance = settings.maintenance_queue_name
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -44,15 +45,15 @@ def make_celery(settings: Settings) -> Celery:
         worker_max_memory_per_child=settings.worker_max_memory_per_child,
         worker_hijack_root_logger=False,
         task_default_queue=queue,
-        task_queues=[Queue(queue), Queue(MAINTENANCE_QUEUE)],
+        task_queues=[Queue(queue), Queue(maintenance)],
         task_create_missing_queues=True,
-        task_routes={SWEEP: {"queue": MAINTENANCE_QUEUE},
-                     DELIVER_WEBHOOK: {"queue": MAINTENANCE_QUEUE}},
+        task_routes={SWEEP: {"queue": maintenance},
+                     DELIVER_WEBHOOK: {"queue": maintenance}},
         beat_schedule={
             "sweep": {
                 "task": SWEEP,
                 "schedule": float(settings.sweeper_interval),
-                "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.sweeper_interval * 3},
+                "options": {"queue": maintenance, "expires": settings.sweeper_interval * 3},
             }
         },
         beat_schedule_filename=str(settings.modelcert_data_dir / "celerybeat-schedule"),

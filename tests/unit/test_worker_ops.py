@@ -63,4 +63,6 @@ def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -
     assert options["visibility_timeout"] > app.conf.task_time_limit > app.conf.task_soft_time_limit
     assert app.conf.worker_max_tasks_per_child == 200
     assert app.conf.worker_max_memory_per_child == 400_000
-    assert app.conf.task_routes["modelcert.deliver_webhook"] == {"queue": "modelcert.maintenance"}
+    assert app.conf.task_routes["modelcert.deliver_webhook"] == {
+        "queue": "certification.maintenance"}
+    assert app.conf.task_routes["modelcert.sweep"] == {"queue": "certification.maintenance"}
