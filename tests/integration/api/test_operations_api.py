@@ -149,3 +149,33 @@ def _drop_idle_queue(redis_url: str):  # type: ignore[no-untyped-def]
 
     client = redis.Redis.from_url(redis_url)
     client.delete(IDLE_QUEUE, *(f"{IDLE_QUEUE}:{step}" for step in (3, 6, 9)))
+
+
+def test_sweeper_ages_a_starving_low_priority_job_to_normal(client, auth, factory,
+                                                             settings) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from app.publish import Publisher
+    from app.services import sweeper
+
+    target = idle_target(client, auth)
+    r = client.post("/v1/certifications", json={"target_id": target, "region": "eu-west-1",
+                                                "priority": "low"}, headers=auth)
+    cert = r.get_json()["id"]
+    publisher = Publisher(settings)
+    sent: list[tuple[str, str]] = []
+
+    def publish(cert_id, queue, priority):  # type: ignore[no-untyped-def]
+        sent.append((str(cert_id), priority))
+        return publisher.publish_run(cert_id, queue, priority)
+
+    sweeper.sweep(factory, publish, low_aging_seconds=600)
+    assert (cert, "normal") not in sent  # dispatched just now: not starving yet
+    with factory.begin() as session:
+        session.execute(text("UPDATE certifications SET dispatched_at = now() - interval "
+                             "'11 minutes' WHERE id = :id"), {"id": cert})
+    sweeper.sweep(factory, publish, low_aging_seconds=600)
+    assert (cert, "normal") in sent
+    sent.clear()
+    sweeper.sweep(factory, publish, low_aging_seconds=600)
+    assert (cert, "normal") not in sent  # once per aging period, not every sweep
