@@ -212,6 +212,8 @@ def install(app: Celery, settings: Settings) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.mark_process_dead(pid or os.getpid())
 
+    received = {"signals": 0}
+
     @signals.worker_shutting_down.connect(weak=False)
     def drain(**_: Any) -> None:
         from worker.celery_app import STOP_JOBS
@@ -219,6 +221,13 @@ def install(app: Celery, settings: Settings) -> None:
         if STATE is not None:
             STATE.draining = True
             STATE._cache = None
+        received["signals"] += 1
+        if received["signals"] > 1:
+            # A second SIGTERM/SIGINT: stop now. Running jobs stop at the next sample boundary
+            # and are released (back to the queue, resumed from checkpoints), never lost.
+            STOP_JOBS.value = 1
+            log.info("second_signal_stopping_now")
+            return
         grace = settings.worker_shutdown_grace
         log.info("worker_draining", extra={"grace_seconds": grace})
 

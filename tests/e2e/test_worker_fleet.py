@@ -7,7 +7,6 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -104,10 +103,11 @@ def test_two_workers_never_exceed_the_declared_concurrency(
 
 
 @pytest.fixture()
-def shutdown_queue(settings, redis_url) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    yield f"{settings.certification_queue_name}.shutdown"
+def shutdown_queue(settings) -> str:  # type: ignore[no-untyped-def]
+    return f"{settings.certification_queue_name}.shutdown"
 
 
+@pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
 def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
         client, auth, reference_url, settings, factory, shutdown_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
     first, port = queue_worker(settings, tmp_path / "first.log", shutdown_queue,
