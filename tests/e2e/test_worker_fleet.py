@@ -4,33 +4,19 @@ limits across two workers, graceful shutdown. Real processes, no mocks."""
 from __future__ import annotations
 
 import signal
-import socket
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.e2e.workers import node_name, queue_worker
 
 pytestmark = pytest.mark.usefixtures("beat")
 REGION = "eu-west-1"
-
-
-def queue_worker(settings, log: Path, queues: str | None = None, **env: str) -> tuple[Proc, int]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    argv = [str(BIN / "modelcert"), "worker"] + (["--queues", queues] if queues else [])
-    proc = Proc(argv, settings_env(settings, WORKER_HEALTH_PORT=str(port), **env), log).start()
-    wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
-    return proc, port
-
-
-def node_name(proc: Proc) -> str:
-    return f"modelcert-{proc.pid}@{socket.gethostname()}"
 
 
 def regional_target(client, auth, base_url: str, queue: str) -> str:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import BIN, Proc, free_port, settings_env, start_redis_server, wait_http
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.e2e.workers import queue_worker
 
 
 def wait_status(url: str, status: int, timeout: float) -> float:
@@ -34,13 +35,10 @@ def test_ready_follows_a_stopped_and_a_hung_redis_while_live_stays_200(settings,
                                                                        tmp_path) -> None:  # type: ignore[no-untyped-def]
     redis_port = free_port()
     redis_proc = start_redis_server(redis_port, tmp_path / "redis")
-    port = free_port()
-    env = settings_env(settings, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                       WORKER_HEALTH_PORT=str(port))
-    worker = Proc([str(BIN / "modelcert"), "worker"], env, tmp_path / "worker.log").start()
+    worker, port = queue_worker(settings, tmp_path / "worker.log",
+                                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
     ready = f"http://127.0.0.1:{port}/ready"
     try:
-        wait_http(ready, 90, proc=worker.popen)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
         took = wait_status(ready, 503, 30)
