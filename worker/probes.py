@@ -107,6 +107,22 @@ class WorkerState:
         except psutil.Error:
             return 0
 
+    def counts(self) -> dict[str, int]:
+        """Certifications this worker ended, by status (summed over its pool children)."""
+        totals = {"succeeded": 0, "failed": 0, "timed_out": 0, "cancelled": 0}
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return totals
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for family in registry.collect():
+            if family.name != "modelcert_certifications":
+                continue
+            for sample in family.samples:
+                status = sample.labels.get("status", "")
+                if sample.name.endswith("_total") and status in totals:
+                    totals[status] += int(sample.value)
+        return totals
+
     def health(self) -> dict[str, Any]:
         facts = self.snapshot()
         pool = getattr(self.worker, "pool", None)
@@ -122,6 +138,7 @@ class WorkerState:
             "pool_size": len(processes) or self.settings.certification_concurrency,
             "active_jobs": len(worker_state.active_requests),
             "processed": worker_state.total_count.get("modelcert.run_certification", 0),
+            "counts": self.counts(),
             "broker": "connected" if facts["broker"] else "unreachable",
             "database": "connected" if facts["database"] else "unreachable",
             "consumer_connected": facts["consumer_connected"],

@@ -223,11 +223,14 @@ def test_metrics_have_every_name_and_the_real_provider_label(
         assert name in families, name
     assert families["modelcert_certification_duration_seconds"].type == "histogram"
     providers = {s.labels.get("provider") for s in families["modelcert_endpoint_requests"].samples}
-    assert {"anthropic", "openai_compatible"} <= providers
+    assert "anthropic" in providers and "unknown" not in providers  # the target's provider
     statuses = {(s.labels["status"], s.labels["verdict"])
                 for s in families["modelcert_certifications"].samples if s.value > 0}
     assert ("succeeded", "certified") in statuses
     health = httpx.get(f"{base}/health").json()
     for key in ("version", "uptime_seconds", "pool_size", "active_jobs", "processed", "broker",
-                "database", "queue_depth"):
+                "database", "queue_depth", "counts"):
         assert key in health, key
+    assert health["counts"]["succeeded"] >= 1 and health["processed"] >= 1
+    assert set(health["queue_depth"]) == {settings.certification_queue_name,
+                                          settings.maintenance_queue_name}
