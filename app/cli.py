@@ -84,11 +84,10 @@ def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
     settings = _process_settings()
     _fresh_metrics_dir("worker")
-    from app.task_names import maintenance_queue
     from worker.celery_app import app
 
-    default_queue = settings.certification_queue_name
-    queue_list = queues or f"{default_queue},{maintenance_queue(default_queue)}"
+    queue_list = queues or ",".join((settings.certification_queue_name,
+                                     settings.maintenance_queue_name))
     if not all(q.strip() for q in queue_list.split(",")):
         click.echo(f"config error: --queues={queue_list!r} names an empty queue", err=True)
         raise SystemExit(2)

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     certification_timeout: int = Field(300, ge=10, le=3600, **_range("seconds from 10 to 3600"))
     certification_max_retries: int = Field(3, ge=0, le=10, **_range("an integer from 0 to 10"))
     certification_lease_seconds: int = Field(60, ge=5, le=600, **_range("seconds from 5 to 600"))
+    certification_low_priority_aging: int = Field(
+        600, ge=10, le=86400, **_range("seconds from 10 to 86400")
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=20, **_range("an integer from 1 to 20"))
+    webhook_backoff_seconds: float = Field(
+        10.0, ge=0.1, le=3600, **_range("seconds from 0.1 to 3600")
+    )
     certification_validity_days: int = Field(30, ge=1, le=365, **_range("days from 1 to 365"))
     worker_health_port: int = Field(3002, ge=1, le=65535, **_range("a port from 1 to 65535"))
     worker_shutdown_grace: int = Field(30, ge=0, le=3600, **_range("seconds from 0 to 3600"))
@@ -191,6 +198,12 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         """Above the hard limit, so a live task is never redelivered (CELERY-FACTS)."""
         return self.hard_time_limit + 60
+
+    @property
+    def maintenance_queue_name(self) -> str:
+        """Sweeps and webhook deliveries. Named after the certification queue so that two
+        deployments (or test sessions) sharing one Redis never run each other's upkeep."""
+        return f"{self.certification_queue_name}.maintenance"
 
     @property
     def max_attempts(self) -> int:

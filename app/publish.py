@@ -8,7 +8,12 @@ import uuid
 from celery import Celery
 
 from app.config import Settings
-from app.task_names import PRIORITY_STEPS, PRIORITY_VALUES, RUN_CERTIFICATION
+from app.task_names import (
+    DELIVER_WEBHOOK,
+    PRIORITY_STEPS,
+    PRIORITY_VALUES,
+    RUN_CERTIFICATION,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,17 @@ class Publisher:
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for the sweeper
             log.warning("publish_failed", extra={"certification_id": str(certification_id),
+                                                 "error": type(exc).__name__})
+            return False
+        return True
+
+    def publish_delivery(self, delivery_id: uuid.UUID) -> bool:
+        """`deliver_webhook(delivery_id)` on the maintenance queue; False when Redis is down."""
+        try:
+            self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)],
+                               queue=self.settings.maintenance_queue_name, retry=False)
+        except Exception as exc:  # noqa: BLE001 - the delivery row stays pending for the sweeper
+            log.warning("publish_failed", extra={"delivery_id": str(delivery_id),
                                                  "error": type(exc).__name__})
             return False
         return True

@@ -9,7 +9,7 @@ from kombu import Queue
 
 from app.config import Settings, settings_for_process
 from app.publish import broker_transport_options
-from app.task_names import RECERTIFY, SWEEP, maintenance_queue
+from app.task_names import DELIVER_WEBHOOK, RECERTIFY, SWEEP
 
 # Shared with pool children forked later: set when the grace period after SIGTERM runs out,
 # so running jobs stop at the next sample boundary and go back to the queue.
@@ -22,7 +22,7 @@ def make_celery(settings: Settings) -> Celery:
         raise SystemExit("config error: the broker visibility timeout must exceed the hard limit")
     app = Celery("modelcert", broker=settings.redis_url, include=["worker.tasks"])
     queue = settings.certification_queue_name
-    maintenance = maintenance_queue(queue)
+    maintenance = settings.maintenance_queue_name
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -49,7 +49,8 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(queue), Queue(maintenance)],
         task_create_missing_queues=True,
         task_routes={SWEEP: {"queue": maintenance},
-                     RECERTIFY: {"queue": maintenance}},
+                     RECERTIFY: {"queue": maintenance},
+                     DELIVER_WEBHOOK: {"queue": maintenance}},
         beat_schedule={
             "sweep": {
                 "task": SWEEP,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.certification.providers.base import RETRYABLE_CAUSES
+
 CERTIFICATIONS = Counter(
     "modelcert_certifications_total", "Certifications that ended, by status and verdict.",
     ["status", "verdict"],
@@ -16,6 +18,8 @@ ACTIVE = Gauge(
     "modelcert_active_certifications", "Certifications running now.", multiprocess_mode="livesum"
 )
 RETRIES = Counter("modelcert_retries_total", "Retries by cause (sample and job level).", ["cause"])
+for _cause in sorted(RETRYABLE_CAUSES):  # known label values start at 0, so rate() works at once
+    RETRIES.labels(_cause)
 DEAD_LETTERS = Counter("modelcert_dead_letters_total", "Jobs moved to the dead-letter table.")
 ENDPOINT_REQUESTS = Counter(
     "modelcert_endpoint_requests_total", "Requests to model endpoints.", ["provider", "outcome"]
@@ -39,3 +43,5 @@ WORKER_RSS = Gauge("modelcert_worker_rss_bytes", "Resident memory of the worker 
                    multiprocess_mode="livemostrecent")
 WORKER_RESTARTS = Counter("modelcert_worker_restarts_total",
                           "Pool children replaced (recycled or crashed).")
+WEBHOOK_DELIVERIES = Counter("modelcert_webhook_deliveries_total",
+                             "Webhook delivery attempts by outcome.", ["outcome"])

@@ -17,8 +17,7 @@ from typing import Any
 import psutil
 import redis
 from celery import Celery, bootsteps, signals
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from app.config import Settings
@@ -108,6 +107,22 @@ class WorkerState:
         except psutil.Error:
             return 0
 
+    def counts(self) -> dict[str, int]:
+        """Certifications this worker ended, by status (summed over its pool children)."""
+        totals = {"succeeded": 0, "failed": 0, "timed_out": 0, "cancelled": 0}
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return totals
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for family in registry.collect():
+            if family.name != "modelcert_certifications":
+                continue
+            for sample in family.samples:
+                status = sample.labels.get("status", "")
+                if sample.name.endswith("_total") and status in totals:
+                    totals[status] += int(sample.value)
+        return totals
+
     def health(self) -> dict[str, Any]:
         facts = self.snapshot()
         pool = getattr(self.worker, "pool", None)
@@ -123,6 +138,7 @@ class WorkerState:
             "pool_size": len(processes) or self.settings.certification_concurrency,
             "active_jobs": len(worker_state.active_requests),
             "processed": worker_state.total_count.get("modelcert.run_certification", 0),
+            "counts": self.counts(),
             "broker": "connected" if facts["broker"] else "unreachable",
             "database": "connected" if facts["database"] else "unreachable",
             "consumer_connected": facts["consumer_connected"],
@@ -213,6 +229,8 @@ def install(app: Celery, settings: Settings) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.mark_process_dead(pid or os.getpid())
 
+    received = {"signals": 0}
+
     @signals.worker_shutting_down.connect(weak=False)
     def drain(**_: Any) -> None:
         from worker.celery_app import STOP_JOBS
@@ -220,6 +238,13 @@ def install(app: Celery, settings: Settings) -> None:
         if STATE is not None:
             STATE.draining = True
             STATE._cache = None
+        received["signals"] += 1
+        if received["signals"] > 1:
+            # A second SIGTERM/SIGINT: stop now. Running jobs stop at the next sample boundary
+            # and are released (back to the queue, resumed from checkpoints), never lost.
+            STOP_JOBS.value = 1
+            log.info("second_signal_stopping_now")
+            return
         grace = settings.worker_shutdown_grace
         log.info("worker_draining", extra={"grace_seconds": grace})
 

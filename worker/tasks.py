@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import uuid
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.certification.checks import TargetSpec
 from app.db.session import make_engine, make_session_factory
 from app.logging import bind_job
 from app.publish import Publisher
+from app.services import events, ratelimit, run, sweeper, webhooks
 from app.services import recertify as recertify_service
-from app.services import run, sweeper
-from app.task_names import PRIORITY_STEPS, RECERTIFY, RUN_CERTIFICATION, SWEEP
+from app.task_names import DELIVER_WEBHOOK, PRIORITY_STEPS, RECERTIFY, RUN_CERTIFICATION, SWEEP
 from worker import metrics
 from worker.celery_app import STOP_JOBS, app, settings
 
@@ -53,27 +56,42 @@ def redis_client() -> redis.Redis:
                                 socket_timeout=2)
 
 
-def _endpoint_metrics(provider: str):  # type: ignore[no-untyped-def]
-    def on_response(outcome: str, seconds: float) -> None:
-        metrics.ENDPOINT_REQUESTS.labels(provider, outcome).inc()
-        metrics.ENDPOINT_LATENCY.labels(provider).observe(seconds)
-
-    return on_response
-
-
 def _hooks() -> run.RunHooks:
+    """Per job. The gate factory sees the target first, so the endpoint metrics carry its real
+    provider label and the shared limiter hears about 429s (AIMD)."""
+    seen: dict[str, Any] = {"provider": "unknown", "gate": None}
+
+    def gate_factory(spec: TargetSpec) -> ratelimit.EndpointLimiter | None:
+        seen["provider"] = spec.provider
+        seen["gate"] = ratelimit.gate_for(redis_client(), spec.base_url, spec.region,
+                                          spec.rate_limit_rps, spec.max_concurrency)
+        return seen["gate"]  # type: ignore[no-any-return]
+
+    def on_response(outcome: str, seconds: float) -> None:
+        metrics.ENDPOINT_REQUESTS.labels(seen["provider"], outcome).inc()
+        metrics.ENDPOINT_LATENCY.labels(seen["provider"]).observe(seconds)
+        if seen["gate"] is not None:
+            seen["gate"].observe(outcome)
+
     def on_finished(status: str, verdict: str | None, _: float | None) -> None:
         metrics.CERTIFICATIONS.labels(status, verdict or "none").inc()
-        if status == "failed":
-            pass
 
     return run.RunHooks(
         shutting_down=lambda: bool(STOP_JOBS.value),
-        on_response=_endpoint_metrics("openai_compatible"),
+        on_response=on_response,
         on_retry=lambda exc: metrics.RETRIES.labels(exc.cause).inc(),
         on_finished=on_finished,
         publish=publisher().publish_run,
+        gate_factory=gate_factory,
     )
+
+
+def _dispatch_deliveries() -> None:
+    """Publish the webhook deliveries a job recorded; never lets a failure reach the job."""
+    try:
+        events.dispatch_pending(session_factory(), publisher().publish_delivery)
+    except Exception:  # noqa: BLE001 - the sweeper publishes what is left
+        log.warning("webhook_dispatch_failed", exc_info=True)
 
 
 @app.task(name=RUN_CERTIFICATION, bind=True)
@@ -84,7 +102,7 @@ def run_certification(self, certification_id: str) -> str:  # type: ignore[no-un
     outcome = "error"
     try:
         outcome = run.run_certification(session_factory(), settings, certification_id,
-                                        WORKER_NAME, _hooks())
+                                        self.request.hostname or WORKER_NAME, _hooks())
     except SoftTimeLimitExceeded:
         run.time_out(session_factory(), certification_id)
         metrics.CERTIFICATIONS.labels("timed_out", "none").inc()
@@ -98,7 +116,23 @@ def run_certification(self, certification_id: str) -> str:  # type: ignore[no-un
         metrics.DURATION.labels(outcome).observe(time.monotonic() - started)
         log.info("certification_delivery_done", extra={"outcome": outcome})
         bind_job()
+        _dispatch_deliveries()
     return outcome
+
+
+@app.task(name=DELIVER_WEBHOOK, bind=True, ignore_result=True, soft_time_limit=30,
+          time_limit=60)
+def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        parsed = uuid.UUID(delivery_id)
+    except ValueError:
+        return "rejected"
+    outcome = webhooks.deliver(session_factory(), settings, parsed)
+    metrics.WEBHOOK_DELIVERIES.labels(outcome.status).inc()
+    if outcome.status == "retry":
+        raise self.retry(countdown=webhooks.retry_delay(settings, outcome.attempts),
+                         max_retries=settings.webhook_max_attempts)
+    return outcome.status
 
 
 @app.task(name=SWEEP, ignore_result=True)
@@ -112,7 +146,9 @@ def sweep() -> dict[str, int]:
             return None
 
     report = sweeper.sweep(session_factory(), publisher().publish_run, depth,
-                           lost_after_seconds=max(30.0, settings.sweeper_interval * 3))
+                           lost_after_seconds=max(30.0, settings.sweeper_interval * 3),
+                           low_aging_seconds=settings.certification_low_priority_aging)
+    _dispatch_deliveries()
     if report.dead_lettered:
         metrics.DEAD_LETTERS.inc(report.dead_lettered)
     return {"published": report.published, "requeued": report.requeued,

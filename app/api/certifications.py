@@ -15,7 +15,7 @@ from app.api.schemas import (
     Problem,
 )
 from app.api.util import json_response, parse_id
-from app.services import certifications
+from app.services import certifications, control
 from app.services.errors import InvalidField
 
 tag = Tag(name="certifications", description="Certification jobs and their results")
@@ -61,3 +61,33 @@ def get_certification(path: CertificationPath) -> Response:
     cert_id = parse_id(path.certification_id, "certification")
     with deps().factory() as session:
         return json_response(certifications.get_certification(session, principal(), cert_id))
+
+
+@bp.post("/<certification_id>/cancel",
+         responses={200: CertificationView, 202: CertificationView, 401: Problem, 404: Problem,
+                    409: Problem})
+def cancel_certification(path: CertificationPath) -> Response:
+    """Queued: cancelled at once (200). Running: stops at the next sample boundary (202)."""
+    cert_id = parse_id(path.certification_id, "certification")
+    d = deps()
+    view, now = control.cancel(d.factory, principal(), cert_id)
+    if now:
+        events_dispatch(d)
+    return json_response(view, 200 if now else 202)
+
+
+@bp.post("/<certification_id>/retry",
+         responses={202: CertificationView, 401: Problem, 404: Problem, 409: Problem})
+def retry_certification(path: CertificationPath) -> Response:
+    """Start a new attempt of a failed, timed_out or cancelled certification."""
+    cert_id = parse_id(path.certification_id, "certification")
+    d = deps()
+    view = control.retry(d.factory, d.settings, d.publisher.publish_run, principal(), cert_id)
+    return json_response(view, 202, {"Location": f"/v1/certifications/{view.id}"})
+
+
+def events_dispatch(d) -> None:  # type: ignore[no-untyped-def]
+    """Publish the webhook deliveries the cancel recorded (the sweeper repairs a failure)."""
+    from app.services.events import dispatch_pending
+
+    dispatch_pending(d.factory, d.publisher.publish_delivery)

@@ -64,7 +64,16 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     _register_hooks(app)
     install_limiter(app, settings)
     _register_probes(app)
-    from app.api import certificates, certifications, results, secrets, suites, targets
+    from app.api import (
+        certificates,
+        certifications,
+        dead_letters,
+        results,
+        secrets,
+        suites,
+        targets,
+        webhooks,
+    )
 
     app.register_api(targets.bp)
     app.register_api(certifications.bp)
@@ -73,6 +82,8 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     app.register_api(certificates.bp)
     app.register_api(certificates.keys_bp)
     app.register_api(suites.bp)
+    app.register_api(dead_letters.bp)
+    app.register_api(webhooks.bp)
     return app
 
 

@@ -27,6 +27,7 @@ from app.db.models import (
     SampleRow,
 )
 from app.db.session import transaction
+from app.services import events
 
 log = logging.getLogger(__name__)
 REDACTED = "[REDACTED]"
@@ -92,20 +93,26 @@ def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
         if exhausted is not None:
             _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
                          exhausted[2])
+            events.certification_ended(session, cert_id)
         # A queued job whose cancel was requested is cancelled on sight.
-        session.execute(
+        cancelled = session.execute(
             update(Certification)
             .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
                    Certification.cancel_requested_at.is_not(None))
             .values(status=JobStatus.CANCELLED, finished_at=func.now(),
-                    error_cause="cancelled", error_message="cancelled by request"))
+                    error_cause="cancelled", error_message="cancelled by request")
+            .returning(Certification.id)).first()
+        if cancelled is not None:
+            events.certification_ended(session, cert_id)
     return None
 
 
 def _dead_letter(session: Session, cert_id: uuid.UUID, org_id: uuid.UUID, cause: str | None,
                  message: str | None, attempts: int) -> None:
-    session.add(DeadLetter(certification_id=cert_id, organization_id=org_id,
-                           cause=cause or "unknown", last_error=message, attempts=attempts))
+    letter = DeadLetter(certification_id=cert_id, organization_id=org_id,
+                        cause=cause or "unknown", last_error=message, attempts=attempts)
+    session.add(letter)
+    events.dead_letter_created(session, letter)
 
 
 def renew_lease(factory: sessionmaker[Session], claim: Claim,
@@ -216,6 +223,7 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
         if dead_letter:
             _dead_letter(session, claim.certification_id, claim.organization_id, cause, message,
                          claim.attempt)
+        events.certification_ended(session, claim.certification_id)
         if session_hook is not None:
             session_hook(session)
     return True

@@ -22,6 +22,7 @@ from app.certification.scoring import decide_verdict, overall_score
 from app.certification.suites import SuiteError, get_suite
 from app.config import Settings
 from app.db.models import JobStatus, Secret, Target
+from app.logging import bind
 from app.services import certificates, jobs, signing
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
@@ -140,6 +141,9 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     claim = jobs.claim_job(factory, job_id, worker_name, settings.certification_lease_seconds)
     if claim is None:
         return "not_claimable"
+    bind(attempt=claim.attempt, target_id=str(claim.target_id))
+    log.info("certification_claimed", extra={"queue": claim.queue, "priority": claim.priority,
+                                             "max_attempts": claim.max_attempts})
     keeper = LeaseKeeper(factory, claim, settings.certification_lease_seconds,
                          interval=min(2.0, settings.certification_lease_seconds / 3))
     keeper.start()
@@ -227,13 +231,17 @@ def time_out(factory: sessionmaker[Session], claim_id: str) -> None:
 
     from app.db.models import Certification
     from app.db.session import transaction
+    from app.services import events
 
     with transaction(factory) as session:
-        session.execute(update(Certification).where(
+        row = session.execute(update(Certification).where(
             Certification.id == uuid.UUID(claim_id), Certification.status == JobStatus.RUNNING)
             .values(status=JobStatus.TIMED_OUT, finished_at=func.now(), lease_until=None,
                     error_cause="timeout",
-                    error_message="the certification exceeded CERTIFICATION_TIMEOUT"))
+                    error_message="the certification exceeded CERTIFICATION_TIMEOUT")
+            .returning(Certification.id)).first()
+        if row is not None:
+            events.certification_ended(session, row[0])
 
 
 __all__ = ["RunHooks", "run_certification", "time_out", "CheckOutcome"]

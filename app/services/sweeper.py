@@ -12,8 +12,9 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import CLAIMABLE_STATUSES, Certification, DeadLetter, JobStatus
+from app.db.models import CLAIMABLE_STATUSES, Certification, DeadLetter, JobStatus, Priority
 from app.db.session import transaction
+from app.services import events
 
 log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x6D6F64656C  # pg advisory lock key: one sweeper at a time
@@ -28,6 +29,7 @@ class SweepReport:
     requeued: int = 0
     dead_lettered: int = 0
     redispatched: int = 0
+    aged: int = 0
     skipped_locked: bool = False
     ids: list[str] = field(default_factory=list)
 
@@ -51,15 +53,43 @@ def _expire_leases(session: Session, report: SweepReport) -> None:
                 error_message="the worker was lost on every attempt (poison job?)")
         .returning(Certification.id, Certification.organization_id, Certification.attempt)).all()
     for cert_id, org_id, attempts in exhausted:
-        session.add(DeadLetter(certification_id=cert_id, organization_id=org_id,
-                               cause="lease_expired", attempts=attempts,
-                               last_error="the worker was lost on every attempt"))
+        letter = DeadLetter(certification_id=cert_id, organization_id=org_id,
+                            cause="lease_expired", attempts=attempts,
+                            last_error="the worker was lost on every attempt")
+        session.add(letter)
+        events.dead_letter_created(session, letter)
+        events.certification_ended(session, cert_id)
     report.dead_lettered += len(exhausted)
+
+
+def _age_low_priority(session: Session, publish: PublishFn, report: SweepReport,
+                      aging_seconds: float, batch: int) -> None:
+    """Low must not starve: a low job waiting longer than `aging_seconds` since its last
+    dispatch gets a second message at normal priority. The first message stays; whichever
+    arrives first claims the job and the other is dropped by the claim."""
+    aged = session.execute(
+        select(Certification.id, Certification.queue)
+        .where(Certification.status.in_(CLAIMABLE_STATUSES),
+               Certification.priority == Priority.LOW,
+               Certification.dispatched_at.is_not(None),
+               Certification.dispatched_at < func.now() - timedelta(seconds=aging_seconds),
+               or_(Certification.next_attempt_at.is_(None),
+                   Certification.next_attempt_at <= func.now()))
+        .order_by(Certification.created_at).limit(batch)
+        .with_for_update(skip_locked=True)).all()
+    for cert_id, queue in aged:
+        if not publish(cert_id, queue, Priority.NORMAL.value):
+            report.publish_failed += 1
+            return
+        session.execute(update(Certification).where(Certification.id == cert_id)
+                        .values(dispatched_at=func.now()))
+        report.aged += 1
+        report.ids.append(str(cert_id))
 
 
 def sweep(factory: sessionmaker[Session], publish: PublishFn, queue_depth: DepthFn | None = None,
           *, publish_grace_seconds: float = 2.0, lost_after_seconds: float = 30.0,
-          batch: int = 500) -> SweepReport:
+          batch: int = 500, low_aging_seconds: float | None = None) -> SweepReport:
     report = SweepReport()
     with transaction(factory) as session:
         if not session.scalar(text(f"SELECT pg_try_advisory_xact_lock({SWEEP_LOCK})")):
@@ -98,9 +128,13 @@ def sweep(factory: sessionmaker[Session], publish: PublishFn, queue_depth: Depth
             else:
                 report.publish_failed += 1
                 break  # the broker is down: the next sweep tries again
-    if report.published or report.requeued or report.dead_lettered or report.redispatched:
+        if low_aging_seconds and not report.publish_failed:
+            _age_low_priority(session, publish, report, low_aging_seconds, batch)
+    if (report.published or report.requeued or report.dead_lettered or report.redispatched
+            or report.aged):
         log.info("sweep_finished", extra={"published": report.published,
                                           "requeued": report.requeued,
                                           "dead_lettered": report.dead_lettered,
-                                          "redispatched": report.redispatched})
+                                          "redispatched": report.redispatched,
+                                          "aged": report.aged})
     return report

@@ -105,7 +105,8 @@ class Provider(Protocol):
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult: ...
 
 
-Gate = Callable[[], Awaitable[None]]
+# Awaited before every request; may return a slot with `async release()` (held until done).
+Gate = Callable[[], Awaitable[Any]]
 
 
 async def no_gate() -> None:

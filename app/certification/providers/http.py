@@ -152,6 +152,13 @@ async def with_retries(
     return await retrying(attempt)
 
 
+async def release_slot(slot: object) -> None:
+    """A gate may return a held slot (shared concurrency limit); give it back."""
+    release = getattr(slot, "release", None)
+    if release is not None:
+        await release()
+
+
 class HttpClient:
     """JSON and SSE over one aiohttp session, with a gate before every request."""
 
@@ -179,7 +186,6 @@ class HttpClient:
         self, method: str, url: str, payload: dict[str, Any] | None = None
     ) -> tuple[Any, int, float]:
         async def once() -> tuple[Any, int, float]:
-            await self.gate()
             started = time.perf_counter()
             try:
                 async with self.session.request(
@@ -209,14 +215,31 @@ class HttpClient:
                 self._record(error.cause, started)
                 raise error from None
 
-        return await with_retries(self.policy, once, self.on_retry)
+        async def gated() -> tuple[Any, int, float]:
+            slot = await self.gate()
+            try:
+                return await once()
+            finally:
+                await release_slot(slot)
+
+        return await with_retries(self.policy, gated, self.on_retry)
 
     @asynccontextmanager
     async def stream_sse(
         self, url: str, payload: dict[str, Any]
     ) -> AsyncIterator[tuple[AsyncIterator[str], int, float]]:
         """Open an SSE response; yields (iterator over `data:` payloads, status, start time)."""
-        await self.gate()
+        slot = await self.gate()
+        try:
+            async with self._stream_sse(url, payload) as opened:
+                yield opened
+        finally:
+            await release_slot(slot)
+
+    @asynccontextmanager
+    async def _stream_sse(
+        self, url: str, payload: dict[str, Any]
+    ) -> AsyncIterator[tuple[AsyncIterator[str], int, float]]:
         started = time.perf_counter()
         try:
             async with self.session.post(

@@ -1,0 +1,90 @@
+"""Webhook events, recorded as `webhook_deliveries` rows in the transaction that sets the state.
+
+The rows are an outbox: `dispatch_pending` publishes `deliver_webhook` for each after commit
+(the worker after a job, the sweeper for anything left behind).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
+from app.db.session import transaction
+
+CERTIFICATION_EVENTS = ("succeeded", "failed", "timed_out", "cancelled")
+EVENTS = tuple(f"certification.{s}" for s in CERTIFICATION_EVENTS) + ("dead_letter.created",)
+PublishDelivery = Callable[[uuid.UUID], bool]
+
+
+def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, event: str,
+            event_id: str, data: dict[str, Any]) -> int:
+    hooks = session.scalars(select(Webhook).where(
+        Webhook.organization_id == org_id, Webhook.active.is_(True),
+        or_(Webhook.target_id.is_(None), Webhook.target_id == target_id))).all()
+    count = 0
+    for hook in hooks:
+        if event not in (hook.events or []):
+            continue
+        payload = {"id": event_id, "type": event,
+                   "created_at": datetime.now(UTC).isoformat(), "data": data}
+        session.execute(insert(WebhookDelivery).values(
+            id=uuid.uuid4(), webhook_id=hook.id, event_id=event_id, event=event,
+            payload=payload, status="pending", attempts=0,
+        ).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
+        count += 1
+    return count
+
+
+def certification_ended(session: Session, cert_id: uuid.UUID) -> int:
+    """Call in the transaction that set the terminal status (after the UPDATE)."""
+    row = session.execute(select(
+        Certification.organization_id, Certification.target_id, Certification.status,
+        Certification.verdict, Certification.attempt, Certification.error_cause,
+        Certification.error_message, Certification.score,
+    ).where(Certification.id == cert_id)).first()
+    if row is None or row.status.value not in CERTIFICATION_EVENTS:
+        return 0
+    data = {"certification_id": str(cert_id), "target_id": str(row.target_id),
+            "status": row.status.value, "verdict": row.verdict.value if row.verdict else None,
+            "score": row.score, "attempt": row.attempt,
+            "error": {"cause": row.error_cause, "message": row.error_message}
+            if row.error_cause else None}
+    event = f"certification.{row.status.value}"
+    return _record(session, row.organization_id, row.target_id, event,
+                   f"{cert_id}:{event}:{row.attempt}", data)
+
+
+def dead_letter_created(session: Session, letter: DeadLetter) -> int:
+    session.flush()
+    target_id = session.scalar(select(Certification.target_id).where(
+        Certification.id == letter.certification_id))
+    data = {"dead_letter_id": str(letter.id), "certification_id": str(letter.certification_id),
+            "target_id": str(target_id) if target_id else None, "cause": letter.cause,
+            "last_error": letter.last_error, "attempts": letter.attempts}
+    return _record(session, letter.organization_id, target_id, "dead_letter.created",
+                   f"dead_letter:{letter.id}", data)
+
+
+def dispatch_pending(factory: sessionmaker[Session], publish: PublishDelivery,
+                     batch: int = 100) -> int:
+    """Publish `deliver_webhook` for recorded, undispatched deliveries; False leaves them."""
+    sent = 0
+    with transaction(factory) as session:
+        ids = session.scalars(select(WebhookDelivery.id)
+                              .where(WebhookDelivery.status == "pending")
+                              .order_by(WebhookDelivery.created_at).limit(batch)
+                              .with_for_update(skip_locked=True)).all()
+        for delivery_id in ids:
+            if not publish(delivery_id):
+                break  # broker down: the sweeper tries again
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                            .values(status="sending"))
+            sent += 1
+    return sent

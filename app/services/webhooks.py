@@ -1,0 +1,168 @@
+"""Webhooks: per organization (optionally per target), signed, delivered with retries.
+
+Signature: `X-Modelcert-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, so a
+receiver can refuse stale or replayed bodies. The secret is shown once and stored encrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
+from app.config import Settings
+from app.db.models import Target, Webhook, WebhookDelivery
+from app.db.session import transaction
+from app.services.auth import Principal
+from app.services.errors import InvalidField, NotFound
+from app.services.pagination import decode_cursor, encode_cursor
+from app.services.secrets import SecretBox
+
+SIGNATURE_HEADER = "X-Modelcert-Signature"
+DELIVERY_TIMEOUT = 5.0
+
+
+def to_view(row: Webhook) -> WebhookView:
+    return WebhookView(id=row.id, url=row.url, events=list(row.events), target_id=row.target_id,
+                       active=row.active, created_at=row.created_at)
+
+
+def create_webhook(session: Session, settings: Settings, who: Principal,
+                   body: WebhookCreate) -> WebhookCreated:
+    if body.target_id is not None:
+        owned = session.scalar(select(Target.id).where(
+            Target.id == body.target_id, Target.organization_id == who.organization_id,
+            Target.deleted_at.is_(None)))
+        if owned is None:
+            raise InvalidField(["body", "target_id"], "no such target")
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    row = Webhook(organization_id=who.organization_id, target_id=body.target_id, url=body.url,
+                  secret_ciphertext=SecretBox.from_settings(settings).encrypt(secret),
+                  events=sorted(set(body.events)), active=True)
+    session.add(row)
+    session.flush()
+    return WebhookCreated(**to_view(row).model_dump(), secret=secret)
+
+
+def load_webhook(session: Session, who: Principal, webhook_id: uuid.UUID) -> Webhook:
+    row = session.scalar(select(Webhook).where(Webhook.id == webhook_id,
+                                               Webhook.organization_id == who.organization_id,
+                                               Webhook.active.is_(True)))
+    if row is None:
+        raise NotFound("no such webhook")
+    return row
+
+
+def list_webhooks(session: Session, who: Principal, cursor: str | None,
+                  limit: int) -> tuple[list[WebhookView], str | None]:
+    query = select(Webhook).where(Webhook.organization_id == who.organization_id,
+                                  Webhook.active.is_(True))
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where((Webhook.created_at, Webhook.id) < (created, last_id))
+    rows = session.scalars(query.order_by(Webhook.created_at.desc(), Webhook.id.desc())
+                           .limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return [to_view(r) for r in page], next_cursor
+
+
+def delete_webhook(session: Session, who: Principal, webhook_id: uuid.UUID) -> None:
+    """Deactivate (the delivery log stays readable for audits; pending deliveries stop)."""
+    row = load_webhook(session, who, webhook_id)
+    row.active = False
+
+
+def list_deliveries(session: Session, who: Principal, webhook_id: uuid.UUID, cursor: str | None,
+                    limit: int) -> tuple[list[DeliveryView], str | None]:
+    hook = session.scalar(select(Webhook.id).where(
+        Webhook.id == webhook_id, Webhook.organization_id == who.organization_id))
+    if hook is None:
+        raise NotFound("no such webhook")
+    query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where((WebhookDelivery.created_at, WebhookDelivery.id) < (created, last_id))
+    rows = session.scalars(query.order_by(WebhookDelivery.created_at.desc(),
+                                          WebhookDelivery.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return [DeliveryView(id=r.id, event_id=r.event_id, event=r.event, status=r.status,
+                         attempts=r.attempts, last_status_code=r.last_status_code,
+                         last_error=r.last_error, created_at=r.created_at,
+                         delivered_at=r.delivered_at, payload=r.payload) for r in page], next_cursor
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    status: str  # delivered | retry | failed | gone
+    attempts: int = 0
+
+
+def deliver(factory: sessionmaker[Session], settings: Settings,
+            delivery_id: uuid.UUID) -> DeliveryOutcome:
+    """One delivery attempt; never raises for a receiver's failure."""
+    with factory() as session:
+        found = session.execute(select(WebhookDelivery, Webhook).join(
+            Webhook, Webhook.id == WebhookDelivery.webhook_id).where(
+            WebhookDelivery.id == delivery_id)).first()
+    if found is None:
+        return DeliveryOutcome("gone")
+    delivery, hook = found
+    if delivery.status in ("delivered", "failed"):
+        return DeliveryOutcome("gone", delivery.attempts)
+    if not hook.active:
+        _settle(factory, delivery_id, "failed", None, "the webhook was deleted")
+        return DeliveryOutcome("failed", delivery.attempts)
+    secret = SecretBox.from_settings(settings).decrypt(hook.secret_ciphertext)
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "modelcert-webhooks/1",
+               "X-Modelcert-Event": delivery.event, "X-Modelcert-Delivery": str(delivery.id),
+               SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
+    code: int | None = None
+    error: str | None = None
+    try:
+        with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False,
+                          trust_env=False) as client:
+            code = client.post(hook.url, content=body, headers=headers).status_code
+        if not 200 <= code < 300:
+            error = f"the receiver answered HTTP {code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    if error is None:
+        attempts = _settle(factory, delivery_id, "delivered", code, None)
+        return DeliveryOutcome("delivered", attempts)
+    give_up = delivery.attempts + 1 >= settings.webhook_max_attempts
+    attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error)
+    return DeliveryOutcome("failed" if give_up else "retry", attempts)
+
+
+def _settle(factory: sessionmaker[Session], delivery_id: uuid.UUID, status: str,
+            code: int | None, error: str | None) -> int:
+    with transaction(factory) as session:
+        attempts = session.scalar(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+            .values(status=status, attempts=WebhookDelivery.attempts + 1, last_status_code=code,
+                    last_error=error,
+                    delivered_at=func.now() if status == "delivered" else None)
+            .returning(WebhookDelivery.attempts))
+    return int(attempts or 0)
+
+
+def retry_delay(settings: Settings, attempts: int) -> float:
+    """Exponential backoff: base, 2×base, 4×base … capped at an hour."""
+    return min(3600.0, settings.webhook_backoff_seconds * 2 ** max(0, attempts - 1))

@@ -1,0 +1,68 @@
+"""Pure pieces of worker operations: backoff, signatures, limits config, time limits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from app.config import Settings
+from app.services.jobs import backoff_seconds
+from app.services.ratelimit import endpoint_key
+from app.services.webhooks import retry_delay, sign
+
+
+def test_backoff_cap_grows_with_attempts_and_honours_retry_after() -> None:
+    for attempt in range(1, 6):
+        cap = min(300.0, 5.0 * 2 ** (attempt - 1))
+        delays = [backoff_seconds(attempt) for _ in range(300)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap / 2  # full jitter spreads over the whole window
+    assert all(backoff_seconds(1, retry_after=42) >= 42 for _ in range(50))
+
+
+def test_webhook_signature_is_hmac_of_timestamp_and_body() -> None:
+    header = sign("whsec_x", 1700000000, b'{"a":1}')
+    t, v1 = (part.split("=", 1)[1] for part in header.split(","))
+    assert t == "1700000000"
+    assert v1 == hmac.new(b"whsec_x", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
+
+
+def test_webhook_backoff_is_exponential_and_capped() -> None:
+    settings = Settings(webhook_backoff_seconds=2)
+    assert [retry_delay(settings, n) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert retry_delay(settings, 30) == 3600
+
+
+def test_endpoint_key_is_host_and_region() -> None:
+    a = endpoint_key("https://api.example.com/v1", "eu-west-1")
+    assert a == endpoint_key("https://api.example.com/other", "eu-west-1")
+    assert a != endpoint_key("https://api.example.com/v1", "us-east-1")
+    assert a != endpoint_key("https://api.example.org/v1", "eu-west-1")
+
+
+@pytest.mark.parametrize("timeout", [10, 60, 300, 3600])
+def test_visibility_timeout_is_above_the_hard_limit(timeout: int) -> None:
+    s = Settings(certification_timeout=timeout)
+    assert s.certification_timeout < s.hard_time_limit < s.visibility_timeout
+
+
+def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -> None:
+    from worker.celery_app import make_celery
+
+    class Broken(Settings):
+        @property
+        def visibility_timeout(self) -> int:
+            return self.hard_time_limit
+
+    with pytest.raises(SystemExit, match="visibility timeout"):
+        make_celery(Broken(redis_url="redis://127.0.0.1:6379/0"))
+    app = make_celery(Settings(redis_url="redis://127.0.0.1:6379/0", certification_timeout=10))
+    options = app.conf.broker_transport_options
+    assert options["visibility_timeout"] > app.conf.task_time_limit > app.conf.task_soft_time_limit
+    assert app.conf.worker_max_tasks_per_child == 200
+    assert app.conf.worker_max_memory_per_child == 400_000
+    assert app.conf.task_routes["modelcert.deliver_webhook"] == {
+        "queue": "certification.maintenance"}
+    assert app.conf.task_routes["modelcert.sweep"] == {"queue": "certification.maintenance"}
