@@ -16,9 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
-# TODO(app): replace by introspection of the click group in app/cli.py
-# (`{name: {opt for p in cmd.params for opt in p.opts} for name, cmd in main.commands.items()}`)
-# once it exists. test_commands.py already uses it when `app.cli.main` is a click group.
+# A floor: test_commands.py introspects the real click group in app/cli.py and checks these too.
 MODELCERT_SUBCOMMANDS: dict[str, set[str]] = {
     "api": set(),
     "worker": {"--queues"},
@@ -29,8 +27,8 @@ MODELCERT_SUBCOMMANDS: dict[str, set[str]] = {
     "tokens": set(),
 }
 
-# TODO(app): replace by the names scraped from a live worker's and api's /metrics
-# (or collected from worker/metrics.py's registry) once they exist.
+# Kept equal to what a live worker's and the API's /metrics expose by
+# tests/e2e/test_dashboard_metrics_live.py, which scrapes them after a real certification.
 MODELCERT_METRICS: dict[str, str] = {
     "modelcert_certifications_total": "counter",
     "modelcert_certification_duration_seconds": "histogram",
