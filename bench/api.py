@@ -8,6 +8,7 @@ Peak: `wrk -t2 -c20` (20 keep-alive connections). wrk2 (constant rate) is not in
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -73,8 +74,9 @@ def parse_wrk(out: str) -> dict[str, float | int | None]:
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) -> dict:
     threads = max(1, min(2, connections))
-    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+            "-s", str(script), url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     result = parse_wrk(out.stdout)
     result["connections"] = connections
     return result
@@ -82,7 +84,7 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) ->
 
 def script_for(bench: Bench, token: str, target_id: uuid.UUID) -> Path:
     path = bench.workdir / f"post-{uuid.uuid4().hex[:6]}.lua"
-    body = '{"target_id": "%s", "suite": "bench-trivial"}' % target_id
+    body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
     path.write_text(LUA % {"run": uuid.uuid4().hex[:12], "token": token, "body": body})
     return path
 

@@ -16,13 +16,13 @@ from functools import lru_cache
 import redis
 from celery import Celery
 
-from app.config import settings_for_process
+from app.config import Settings, settings_for_process
 
 NOOP = "bench.noop"
 
 
-def make_app() -> Celery:
-    settings = settings_for_process()
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or settings_for_process()
     app = Celery("bench-baseline", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
         task_serializer="json", accept_content=["json"], event_serializer="json",
@@ -36,15 +36,11 @@ def make_app() -> Celery:
     return app
 
 
-app = make_app()
-
-
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(str(app.conf.broker_url))
+    return redis.Redis.from_url(str(settings_for_process().redis_url))
 
 
-@app.task(name=NOOP, ignore_result=True)
 def noop(run: str, sent_at: float = 0.0) -> None:
     _redis().rpush(f"bench-baseline:{run}", json.dumps([sent_at, time.time()]))
 
@@ -54,6 +50,8 @@ def results(client: redis.Redis, run: str) -> list[tuple[float, float]]:
 
 
 if __name__ == "__main__":
+    app = make_app()
+    app.task(name=NOOP, ignore_result=True)(noop)
     app.worker_main(["worker", "--loglevel", "WARNING", "-Q", sys.argv[1], "-n",
                      f"bench-baseline-{time.time_ns()}@localhost", "--without-gossip",
                      "--without-mingle", "-E"])

@@ -34,7 +34,7 @@ async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
                     async with session.post(f"{base_url}/chat/completions", json=body) as r:
                         data = await r.json()
                         ok = r.status == 200 and bool(data["choices"][0]["message"]["content"])
-                except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError):
+                except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
                     ok = False
             counts["ok" if ok else "errors"] += 1
 

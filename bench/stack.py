@@ -163,7 +163,8 @@ class Services:
                 cleanup()
 
 
-def bench_settings(database_url: str, redis_url: str, workdir: Path, **overrides: object) -> Settings:
+def bench_settings(database_url: str, redis_url: str, workdir: Path,
+                   **overrides: object) -> Settings:
     values: dict[str, object] = dict(
         database_url=database_url, redis_url=redis_url,
         certification_queue_name=f"bench-{uuid.uuid4().hex[:8]}",
