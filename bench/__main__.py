@@ -51,7 +51,7 @@ def table(results: dict[str, dict]) -> Table:
         if "skipped" in r or "error" in r:
             out.add_row(name, "—", "—", "—", "", "", r.get("skipped") or r.get("error", ""))
             continue
-        notes = ", ".join(f"{k}={fmt(v)}" for k, v in (r.get("extra") or {}).items())
+        notes = "\n".join(f"{k}={fmt(v)}" for k, v in (r.get("extra") or {}).items())
         out.add_row(name, fmt(r["ours"]), fmt(r["baseline"]), fmt(r["ratio"]), r["units"],
                     r.get("target", ""), notes)
     return out
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(benchmarks)}",
               file=sys.stderr)
         return 2
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     results: dict[str, dict] = {}
     description = machine()
     bench = Bench()
