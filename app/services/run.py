@@ -28,6 +28,14 @@ from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 
 log = logging.getLogger(__name__)
+# Requests in flight per job: the target's declared rate_limit.max_concurrency, up to a cap;
+# DEFAULT when it declares none. The HTTP connector's limit follows (runner.execute).
+DEFAULT_JOB_CONCURRENCY = 8
+MAX_JOB_CONCURRENCY = 512
+
+
+def job_concurrency(spec: TargetSpec) -> int:
+    return max(1, min(MAX_JOB_CONCURRENCY, spec.max_concurrency or DEFAULT_JOB_CONCURRENCY))
 
 
 @dataclass
@@ -161,7 +169,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
             on_check_finished=lambda result: _checkpoint(factory, claim, result, secrets),
             should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
         )
-        concurrency = min(8, spec.max_concurrency or 8)
+        concurrency = job_concurrency(spec)
         gate = hooks.gate_factory(spec) if hooks.gate_factory else None
         kwargs: dict[str, object] = {"gate": gate} if gate else {}
         kwargs.update(network_guard(settings, hooks))

@@ -1,0 +1,145 @@
+"""Helpers the benchmarks share: tenant and targets, waiting for jobs, process figures, stats."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psutil
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api.schemas import RateLimit, TargetCreate
+from app.config import Settings
+from app.db.models import TERMINAL_STATUSES, Certification
+from app.db.session import make_engine, make_session_factory, transaction
+from app.services.auth import Principal, create_token
+from app.services.targets import create_target
+from bench.stack import Proc
+
+
+@dataclass
+class Tenant:
+    factory: sessionmaker[Session]
+    token: str
+    who: Principal
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+
+    def target(self, base_url: str, *, max_concurrency: int | None = None,
+               rps: float | None = None) -> uuid.UUID:
+        body = TargetCreate(name=f"bench-{uuid.uuid4().hex[:8]}", model="reference-model",
+                            base_url=base_url,
+                            rate_limit=RateLimit(rps=rps, max_concurrency=max_concurrency))
+        with transaction(self.factory) as session:
+            return create_target(session, self.who, body, allow_private=True).id
+
+
+def tenant(settings: Settings) -> Tenant:
+    factory = make_session_factory(make_engine(str(settings.database_url), pool_size=2,
+                                               application_name="modelcert-bench"))
+    with transaction(factory) as session:
+        token, who = create_token(session, f"bench-{uuid.uuid4().hex[:8]}")
+    return Tenant(factory, token, who)
+
+
+def wait_terminal(factory: sessionmaker[Session], ids: Sequence[uuid.UUID],
+                  timeout: float) -> int:
+    """Poll until every job is terminal (or the timeout); returns how many are."""
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        with factory() as session:
+            done = session.scalar(select(func.count()).select_from(Certification).where(
+                Certification.id.in_(ids), Certification.status.in_(TERMINAL_STATUSES))) or 0
+        if done >= len(ids):
+            return done
+        time.sleep(0.2)
+    return done
+
+
+def job_rows(factory: sessionmaker[Session], ids: Iterable[uuid.UUID]) -> list[Certification]:
+    with factory() as session:
+        return list(session.scalars(select(Certification).where(
+            Certification.id.in_(list(ids)))))
+
+
+def xact_counts(factory: sessionmaker[Session]) -> tuple[int, int]:
+    """(commits, rollbacks) of this database, from fresh statistics."""
+    with factory() as session:
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        row = session.execute(text(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()")).one()
+    return int(row[0]), int(row[1])
+
+
+def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def memory_mb(proc: Proc) -> dict[str, float | int | None]:
+    """RSS and PSS (when readable) of a process tree, in MB."""
+    rss = pss = 0.0
+    has_pss = True
+    tree = proc.tree()
+    for p in tree:
+        try:
+            info = p.memory_full_info()
+            rss += info.rss
+            if getattr(info, "pss", None) is None:
+                has_pss = False
+            else:
+                pss += info.pss
+        except psutil.AccessDenied:
+            has_pss = False
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                pass
+        except psutil.Error:
+            pass
+    return {"rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1) if has_pss else None,
+            "processes": len(tree)}
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def machine() -> dict[str, object]:
+    mem = psutil.virtual_memory()
+    return {
+        "platform": platform.platform(), "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus_logical": psutil.cpu_count(), "cpus_physical": psutil.cpu_count(logical=False),
+        "memory_gb": round(mem.total / 2**30, 1), "loadavg_at_start": os.getloadavg(),
+        "note": "shared machine: other engineers' tests may run at the same time",
+    }
+
+
+def load_now() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def ratio(ours: float | None, baseline: float | None) -> float | None:
+    if ours is None or baseline is None or baseline == 0:
+        return None
+    return round(ours / baseline, 3)

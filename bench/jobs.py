@@ -1,0 +1,234 @@
+"""e2e_throughput, dispatch_latency and memory: jobs through the API and real workers,
+against a bare Celery no-op task (bench/baseline_celery.py) on the same Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import aiohttp
+import redis
+
+from app.config import Settings
+from bench import baseline_celery
+from bench.common import (
+    Tenant,
+    job_rows,
+    load_now,
+    memory_mb,
+    percentile,
+    ratio,
+    tenant,
+    wait_terminal,
+    xact_counts,
+)
+from bench.stack import Bench, Proc
+
+WORKERS = 2  # pool processes of one worker node, for ours and for the baseline
+
+
+async def post_jobs(api: str, t: Tenant, target_id: uuid.UUID, n: int, *,
+                    rate: float | None = None, clients: int = 8) -> list[tuple[uuid.UUID, float]]:
+    """POST n certifications; as fast as `clients` connections go, or open-loop at `rate`/s.
+    Returns (id, time.time() when the 202 came back)."""
+    body = {"target_id": str(target_id), "suite": "bench-trivial"}
+    out: list[tuple[uuid.UUID, float]] = []
+    limit = asyncio.Semaphore(clients)
+    connector = aiohttp.TCPConnector(limit=clients if rate is None else 64)
+    async with aiohttp.ClientSession(connector=connector, headers=t.headers) as session:
+        started = time.perf_counter()
+
+        async def one(i: int) -> None:
+            if rate is not None:
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            async with limit if rate is None else _null():
+                async with session.post(f"{api}/v1/certifications", json=body) as r:
+                    data = await r.json()
+                    if r.status != 202:
+                        raise RuntimeError(f"POST answered {r.status}: {data}")
+            out.append((uuid.UUID(data["id"]), time.time()))
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return out
+
+
+class _null:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+def publish_noops(settings: Settings, queue: str, run: str, n: int,
+                  rate: float | None = None) -> float:
+    """apply_async n no-ops (by name, like our API); returns the time.time() of the first."""
+    app = baseline_celery.make_app(settings)
+    first = time.time()
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            if rate is not None:
+                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            app.send_task(baseline_celery.NOOP, args=[run], kwargs={"sent_at": time.time()},
+                          queue=queue, producer=producer)
+    return first
+
+
+def wait_noops(client: redis.Redis, run: str, n: int, timeout: float) -> list[tuple[float, float]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and client.llen(f"bench-baseline:{run}") < n:
+        time.sleep(0.05)
+    return baseline_celery.results(client, run)
+
+
+def start_baseline_worker(bench: Bench, settings: Settings, queue: str) -> Proc:
+    proc = bench.start_module("bench.baseline_celery", [queue], settings, "baseline-celery")
+    client = redis.Redis.from_url(str(settings.redis_url))
+    app = baseline_celery.make_app(settings)
+    run = f"warm-{uuid.uuid4().hex[:6]}"  # wait until it consumes (and warm its children)
+    app.send_task(baseline_celery.NOOP, args=[run], queue=queue)
+    if not wait_noops(client, run, 1, 90):
+        raise RuntimeError(f"baseline worker did not start: {proc.log.read_text()[-2000:]}")
+    return proc
+
+
+def warm_ours(api: str, t: Tenant, target_id: uuid.UUID, n: int = 4) -> None:
+    ids = [i for i, _ in asyncio.run(post_jobs(api, t, target_id, n))]
+    wait_terminal(t.factory, ids, 120)
+
+
+def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
+    n = 20 if tiny else (200 if quick else 1000)
+    settings = bench.settings(certification_concurrency=WORKERS)
+    queue = settings.certification_queue_name + "-baseline"
+    client = redis.Redis.from_url(str(settings.redis_url))
+    # Baseline first: bare no-ops, same worker settings, same Redis.
+    base_proc = start_baseline_worker(bench, settings, queue)
+    run = uuid.uuid4().hex[:8]
+    loads = [load_now()]
+    first = publish_noops(settings, queue, run, n)
+    done = wait_noops(client, run, n, 300)
+    base_rate = n / (max(end for _, end in done) - first) if len(done) == n else None
+    bench.stop(base_proc)
+    # Ours: POST through the API, run by `modelcert worker`, to the terminal status.
+    t = tenant(settings)
+    target_id = t.target(f"{bench.reference_url}/m/good/v1")
+    # Idle backends flush their statistics late; count from before the processes start to
+    # after they stop (backends flush at exit), over the warm-up jobs and the measured ones.
+    commits0, rollbacks0 = xact_counts(t.factory)
+    api = bench.start_api(settings)
+    worker = bench.start_worker(settings)
+    url = f"http://127.0.0.1:{settings.api_port}"
+    warm = 4
+    warm_ours(url, t, target_id, warm)
+    loads.append(load_now())
+    first = time.time()
+    ids = [i for i, _ in asyncio.run(post_jobs(url, t, target_id, n))]
+    finished = wait_terminal(t.factory, ids, 600)
+    rows = job_rows(t.factory, ids)
+    last = max((r.finished_at.timestamp() for r in rows if r.finished_at), default=None)
+    loads.append(load_now())
+    bench.stop(worker)
+    bench.stop(api)
+    time.sleep(1.0)
+    commits1, rollbacks1 = xact_counts(t.factory)
+    ours = n / (last - first) if last and finished == n else None
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
+    return {
+        "ours": round(ours, 1) if ours else None,
+        "baseline": round(base_rate, 1) if base_rate else None,
+        "ratio": ratio(ours, base_rate), "units": "jobs/s",
+        "target": "ratio >= 0.3; commits per job <= 4",
+        "extra": {"commits_per_job": round((commits1 - commits0 - 2) / (n + warm), 2),
+                  "rollbacks_per_job": round((rollbacks1 - rollbacks0) / (n + warm), 2)},
+        "parameters": {"jobs": n, "worker_processes": WORKERS, "suite": "bench-trivial",
+                       "post_clients": 8, "statuses": statuses, "loadavg": loads,
+                       "commits_note": "pg_stat_database.xact_commit delta of the bench "
+                                       "database over the run / jobs: API (auth, insert, "
+                                       "dispatched_at) and worker (claim, progress, "
+                                       "checkpoint, finish, lease renewals) together"},
+    }
+
+
+def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:
+    rate = 50.0
+    seconds = 1 if tiny else (6 if quick else 20)
+    n = int(rate * seconds)
+    settings = bench.settings(certification_concurrency=WORKERS)
+    queue = settings.certification_queue_name + "-baseline"
+    client = redis.Redis.from_url(str(settings.redis_url))
+    base_proc = start_baseline_worker(bench, settings, queue)
+    run = uuid.uuid4().hex[:8]
+    publish_noops(settings, queue, run, n, rate=rate)
+    done = wait_noops(client, run, n, 300)
+    base = [(end - sent) * 1000 for sent, end in done]
+    bench.stop(base_proc)
+    t = tenant(settings)
+    target_id = t.target(f"{bench.reference_url}/m/good/v1")
+    api = bench.start_api(settings)
+    worker = bench.start_worker(settings)
+    url = f"http://127.0.0.1:{settings.api_port}"
+    warm_ours(url, t, target_id)
+    posted = asyncio.run(post_jobs(url, t, target_id, n, rate=rate))
+    wait_terminal(t.factory, [i for i, _ in posted], 600)
+    rows = {r.id: r for r in job_rows(t.factory, [i for i, _ in posted])}
+    ours = [(rows[i].started_at.timestamp() - returned) * 1000
+            for i, returned in posted if rows[i].started_at is not None]
+    span = max(r for _, r in posted) - min(r for _, r in posted)
+    bench.stop(worker)
+    bench.stop(api)
+    p50, p99 = percentile(ours, 50), percentile(ours, 99)
+    b50, b99 = percentile(base, 50), percentile(base, 99)
+    return {
+        "ours": _r(p99), "baseline": _r(b99), "ratio": ratio(p99, b99),
+        "units": "ms p99 (POST returned -> task started)", "target": "p99 ratio <= 2",
+        "extra": {"ours_p50_ms": _r(p50), "baseline_p50_ms": _r(b50)},
+        "parameters": {"rate_per_s": rate, "jobs": n, "worker_processes": WORKERS,
+                       "achieved_post_rate": round(n / span, 1) if span else None,
+                       "started": len(ours),
+                       "clock": "ours: certifications.started_at (Postgres now() at claim) "
+                                "minus time.time() when the 202 arrived; baseline: "
+                                "time.time() in the task minus after apply_async returned"},
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def memory(bench: Bench, quick: bool, tiny: bool = False) -> dict:
+    n = 20 if tiny else (200 if quick else 1000)
+    # Recycling children every 200 tasks (the default) would hide growth; measure without it.
+    settings = bench.settings(certification_concurrency=3, worker_max_tasks_per_child=100000)
+    t = tenant(settings)
+    target_id = t.target(f"{bench.reference_url}/m/good/v1")
+    api = bench.start_api(settings)
+    worker = bench.start_worker(settings)
+    url = f"http://127.0.0.1:{settings.api_port}"
+    time.sleep(1.0)
+    idle = {"api": memory_mb(api), "worker": memory_mb(worker)}
+    warm = max(3, n // 10)
+    ids = [i for i, _ in asyncio.run(post_jobs(url, t, target_id, warm))]
+    wait_terminal(t.factory, ids, 300)
+    warmed = {"api": memory_mb(api), "worker": memory_mb(worker)}
+    ids = [i for i, _ in asyncio.run(post_jobs(url, t, target_id, n))]
+    finished = wait_terminal(t.factory, ids, 600)
+    after = {"api": memory_mb(api), "worker": memory_mb(worker)}
+    bench.stop(worker)
+    bench.stop(api)
+    key = "pss_mb" if after["worker"]["pss_mb"] is not None else "rss_mb"
+    growth = (after["worker"][key] / warmed["worker"][key] - 1) if warmed["worker"][key] else None
+    return {
+        "ours": after["worker"][key], "baseline": None, "ratio": None,
+        "units": f"MB worker total ({key[:3].upper()}) after {n} jobs, concurrency 3",
+        "target": "worker total <= 400 MB; growth over the jobs <= 10 %",
+        "extra": {"growth_after_warmup_pct": None if growth is None else round(growth * 100, 1),
+                  "worker_idle_mb": idle["worker"][key], "api_after_mb": after["api"][key]},
+        "parameters": {"jobs": n, "warmup_jobs": warm, "finished": finished,
+                       "worker_concurrency": 3, "worker_max_tasks_per_child": 100000,
+                       "idle": idle, "after_warmup": warmed, "after": after},
+    }

@@ -1,0 +1,86 @@
+"""One client process sending N chat requests at concurrency C; prints wall and CPU seconds.
+
+`plain`: the baseline, a bare asyncio + aiohttp loop (one session, connector limit C).
+`engine`: our engine in process (`runner.execute` with a one-check latency suite), no database.
+Run as a subprocess so its CPU time is its own: `python -m bench.loadclient plain URL N C`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import aiohttp
+
+from app.certification.checks.chat import chat_prompt
+
+MODEL = "reference-model"
+
+
+async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
+    counts = {"ok": 0, "errors": 0}
+    limit = asyncio.Semaphore(c)
+    connector = aiohttp.TCPConnector(limit=c, limit_per_host=c)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def one(index: int) -> None:
+            prompt, _ = chat_prompt(index)
+            body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}],
+                    "max_tokens": 16, "temperature": 0.0}
+            async with limit:
+                try:
+                    async with session.post(f"{base_url}/chat/completions", json=body) as r:
+                        data = await r.json()
+                        ok = r.status == 200 and bool(data["choices"][0]["message"]["content"])
+                except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
+                    ok = False
+            counts["ok" if ok else "errors"] += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return counts
+
+
+def latency_suite(n: int, c: int):  # type: ignore[no-untyped-def]
+    from app.certification.suites import CheckEntry, Suite, SuiteFile
+
+    definition = SuiteFile(name="bench-inprocess", version="1", max_error_rate=0.5, checks=[
+        CheckEntry(name="latency", threshold=0.5, params={
+            "requests": n, "concurrency": c, "p95_slo_ms": 60000, "max_tokens": 16})])
+    return Suite(definition, "sha256:none")
+
+
+async def engine(base_url: str, n: int, c: int) -> dict[str, int]:
+    from app.certification.checks import TargetSpec
+    from app.certification.engine import EngineHooks
+    from app.certification.runner import execute
+
+    spec = TargetSpec(provider="openai_compatible", model=MODEL, base_url=base_url,
+                      max_concurrency=c)
+    results = await execute(latency_suite(n, c), spec, None, EngineHooks(), concurrency=c)
+    result = results[0]
+    return {"ok": result.passed + result.failed, "errors": result.errored}
+
+
+def main(argv: list[str]) -> None:
+    mode, base_url, n, c = argv[0], argv[1], int(argv[2]), int(argv[3])
+    run = {"plain": plain, "engine": engine}[mode]
+    profile = len(argv) > 4 and argv[4] == "--profile"
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="enabled")
+        profiler.start()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    counts = asyncio.run(run(base_url, n, c))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    if profiler is not None:
+        profiler.stop()
+        sys.stderr.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    print(json.dumps({"mode": mode, "n": n, "c": c, "wall_s": wall, "cpu_s": cpu, **counts}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

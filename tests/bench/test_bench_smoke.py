@@ -1,0 +1,33 @@
+"""The benchmark harness keeps working: a tiny run writes the JSON every benchmark writes.
+
+Asserts only keys and types, never a speed (benchmarks are measurements, not tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_memory_run_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CERTIFICATION_", "WORKER_", "API_"))}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "memory", "--tiny",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"memory"}
+    memory = results["memory"]
+    assert {"ours", "baseline", "ratio", "units", "parameters", "machine"} <= set(memory)
+    assert isinstance(memory["ours"], float) and memory["ours"] > 0
+    assert isinstance(memory["units"], str)
+    assert memory["parameters"]["finished"] == memory["parameters"]["jobs"]
+    assert {"platform", "cpus_logical", "memory_gb"} <= set(memory["machine"])
+    assert "memory" in proc.stdout  # the table was printed
