@@ -17,9 +17,11 @@ pytestmark = pytest.mark.slow
 
 def test_hup_twice_and_sigterm_a_worker(settings, auth, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    api = Proc([str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"],
-               settings_env(settings, API_WORKERS="2", API_RATE_LIMIT="100000/minute"), tmp_path / "api.log").start()
-    worker_a = start_worker(settings, tmp_path / "worker-a.log", WORKER_HEALTH_PORT=str(free_port()))
+    env = settings_env(settings, API_WORKERS="2", API_RATE_LIMIT="100000/minute")
+    api = Proc([str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"], env,
+               tmp_path / "api.log").start()
+    worker_a = start_worker(settings, tmp_path / "worker-a.log",
+                            WORKER_HEALTH_PORT=str(free_port()))
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", 60, proc=api.popen)
         base = f"http://127.0.0.1:{port}"
