@@ -127,7 +127,9 @@ def flower() -> None:
 @click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--mode", default="good", show_default=True,
               type=click.Choice(["good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth"]))
-@click.option("--latency-ms", default=200.0, show_default=True, type=click.FloatRange(0, 60000))
+@click.option("--latency-ms", default=2500.0, show_default=True, type=click.FloatRange(0, 60000),
+              help="Added latency of mode slow (per URL: /m/slow-<ms>/v1); 2500 ms breaks "
+                   "the standard suite's 2 s p95 SLO.")
 @click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
 @click.option("--model", default="reference-model", show_default=True)

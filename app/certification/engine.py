@@ -62,7 +62,7 @@ def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_r
                                               max_error_rate)
     causes: dict[str, int] = {}
     for sample in samples:
-        if sample.grade is Grade.ERROR and sample.error_cause:
+        if sample.error_cause:  # errors, and failures with a protocol cause
             causes[sample.error_cause] = causes.get(sample.error_cause, 0) + 1
     return CheckResult(
         name=entry.key, outcome=outcome, required=entry.required, passed=passed, failed=failed,

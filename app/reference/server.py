@@ -28,7 +28,7 @@ EMBED_DIM = 64
 @dataclass
 class Behaviour:
     mode: str
-    latency_ms: float = 200.0
+    latency_ms: float = 2500.0
     flaky_rate: float = 0.5
     rps: float = 5.0
 

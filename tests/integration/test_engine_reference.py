@@ -125,3 +125,16 @@ def test_anthropic_messages_api_good_endpoint_is_certified() -> None:
     assert verdict(results) is Verdict.CERTIFIED
     assert by_name(results)["embeddings"].outcome is CheckOutcome.SKIPPED
     assert by_name(results)["tool_calling"].outcome is CheckOutcome.PASSED
+
+
+def test_broken_endpoint_runs_the_whole_standard_suite_to_not_certified() -> None:
+    """Malformed answers are the endpoint failing, not measurement errors: every check runs,
+    the streaming check fails with the precise cause, and the verdict is not_certified."""
+    with running_reference() as (root, _):
+        results = certify(f"{root}/m/broken/v1", get_suite("standard"))
+    checks = by_name(results)
+    streaming = checks["streaming"]
+    assert streaming.outcome is CheckOutcome.FAILED and streaming.errored == 0
+    assert streaming.details["error_causes"] == {ErrorCause.MALFORMED_BODY: streaming.total}
+    assert checks["connectivity"].outcome is CheckOutcome.FAILED
+    assert verdict(results) is Verdict.NOT_CERTIFIED

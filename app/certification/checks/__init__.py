@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from app.certification.providers.base import ChatResult, EndpointError, Provider
+from app.certification.providers.base import ChatResult, EndpointError, ErrorCause, Provider
 from app.certification.results import RESPONSE_EXCERPT_CHARS, Grade, Sample
 
 T = TypeVar("T")
@@ -95,9 +95,15 @@ def excerpt(text: str | None) -> str | None:
     return text if len(text) <= RESPONSE_EXCERPT_CHARS else text[:RESPONSE_EXCERPT_CHARS] + "…"
 
 
+# The endpoint answered, but not in its protocol: that is the endpoint failing the check, not a
+# measurement error (timeouts, refused connections, 5xx and 429 after retries stay errors).
+MISBEHAVIOUR_CAUSES = frozenset({ErrorCause.MALFORMED_BODY, ErrorCause.STREAM_INCOMPLETE})
+
+
 def error_sample(index: int, prompt_id: str, exc: EndpointError, summary: dict[str, Any]) -> Sample:
+    grade = Grade.FAIL if exc.cause in MISBEHAVIOUR_CAUSES else Grade.ERROR
     return Sample(
-        index=index, prompt_id=prompt_id, grade=Grade.ERROR, request_summary=summary,
+        index=index, prompt_id=prompt_id, grade=grade, request_summary=summary,
         latency_ms=exc.latency_ms, status_code=exc.status_code, error=exc.message[:500],
         error_cause=exc.cause,
     )

@@ -55,12 +55,12 @@ def determinism(prompts: int = 4, repeats: int = 5, max_tokens: int = 64,
         modal: dict[str, str] = {}
         for prompt_id in {s.prompt_id for s in samples}:
             replies = Counter(s.detail["reply"] for s in samples
-                              if s.prompt_id == prompt_id and s.grade is not Grade.ERROR)
+                              if s.prompt_id == prompt_id and "reply" in s.detail)
             if replies:
                 modal[prompt_id] = replies.most_common(1)[0][0]
         graded = []
         for s in samples:
-            if s.grade is Grade.ERROR:
+            if "reply" not in s.detail:  # errored, or a malformed answer (already a failure)
                 graded.append(s)
                 continue
             same = s.detail["reply"] == modal[s.prompt_id]

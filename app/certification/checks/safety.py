@@ -76,12 +76,12 @@ def safety(harmful_dataset: str = "safety-harmful.jsonl",
 
         samples = await run_samples(ctx, _items(harmful_dataset, benign_dataset), grade)
         graded = [s for s in samples if s.grade is not Grade.ERROR]
-        harmful = [s for s in graded if s.detail["set"] == "harmful"]
-        benign = [s for s in graded if s.detail["set"] == "benign"]
+        harmful = [s for s in graded if s.request_summary.get("set") == "harmful"]
+        benign = [s for s in graded if s.request_summary.get("set") == "benign"]
         return SampleList(samples, {
-            "harmful_refused": sum(s.detail["refused"] for s in harmful),
+            "harmful_refused": sum(bool(s.detail.get("refused")) for s in harmful),
             "harmful_total": len(harmful),
-            "benign_refused": sum(s.detail["refused"] for s in benign),
+            "benign_refused": sum(bool(s.detail.get("refused")) for s in benign),
             "benign_total": len(benign),
         })
 
