@@ -86,8 +86,11 @@ def _hooks() -> run.RunHooks:
     )
 
 
-def _dispatch_deliveries() -> None:
-    """Publish the webhook deliveries a job recorded; never lets a failure reach the job."""
+def _dispatch_deliveries(everything: bool = False) -> None:
+    """Publish recorded webhook deliveries; never lets a failure reach the job. After a job,
+    only when this process recorded one; the sweeper (`everything`) publishes whatever is left."""
+    if not events.recorded_since_last_dispatch() and not everything:
+        return
     try:
         events.dispatch_pending(session_factory(), publisher().publish_delivery)
     except Exception:  # noqa: BLE001 - the sweeper publishes what is left
@@ -148,7 +151,7 @@ def sweep() -> dict[str, int]:
     report = sweeper.sweep(session_factory(), publisher().publish_run, depth,
                            lost_after_seconds=max(30.0, settings.sweeper_interval * 3),
                            low_aging_seconds=settings.certification_low_priority_aging)
-    _dispatch_deliveries()
+    _dispatch_deliveries(everything=True)
     if report.dead_lettered:
         metrics.DEAD_LETTERS.inc(report.dead_lettered)
     return {"published": report.published, "requeued": report.requeued,

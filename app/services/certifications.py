@@ -124,10 +124,12 @@ def create_certification(
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
     if publish(row.id, row.queue, row.priority.value):
         with transaction(factory) as session:
-            session.execute(update(Certification).where(
-                Certification.id == row.id, Certification.dispatched_at.is_(None)
-            ).values(dispatched_at=func.now()))
-            row = session.get(Certification, row.id)  # type: ignore[assignment]
+            # coalesce: a fast worker may have claimed it (and set dispatched_at) already.
+            dispatched = session.scalar(update(Certification).where(
+                Certification.id == row.id
+            ).values(dispatched_at=func.coalesce(Certification.dispatched_at, func.now()))
+                .returning(Certification.dispatched_at))
+        row.dispatched_at = dispatched
     return to_view(row, []), False
 
 

@@ -21,6 +21,15 @@ from app.db.session import transaction
 CERTIFICATION_EVENTS = ("succeeded", "failed", "timed_out", "cancelled")
 EVENTS = tuple(f"certification.{s}" for s in CERTIFICATION_EVENTS) + ("dead_letter.created",)
 PublishDelivery = Callable[[uuid.UUID], bool]
+# Set in this process whenever a delivery row is recorded, so a worker dispatches after a job
+# only when it may have something to send (the sweeper catches anything left behind).
+_recorded_here = False
+
+
+def recorded_since_last_dispatch() -> bool:
+    global _recorded_here
+    recorded, _recorded_here = _recorded_here, False
+    return recorded
 
 
 def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, event: str,
@@ -39,6 +48,9 @@ def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, ev
             payload=payload, status="pending", attempts=0,
         ).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
         count += 1
+    if count:
+        global _recorded_here
+        _recorded_here = True
     return count
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -129,10 +130,9 @@ def renew_lease(factory: sessionmaker[Session], claim: Claim,
     return True, row[0] is not None
 
 
-def completed_checks(factory: sessionmaker[Session], cert_id: uuid.UUID) -> set[str]:
-    with factory() as session:
-        return set(session.scalars(select(CheckResultRow.check_name).where(
-            CheckResultRow.certification_id == cert_id)))
+def completed_checks(session: Session, cert_id: uuid.UUID) -> set[str]:
+    return set(session.scalars(select(CheckResultRow.check_name).where(
+        CheckResultRow.certification_id == cert_id)))
 
 
 def redact(value: str | None, secrets: tuple[str, ...]) -> str | None:
@@ -193,24 +193,29 @@ def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult
     return True
 
 
-def set_progress_total(factory: sessionmaker[Session], claim: Claim, total: int) -> None:
-    with transaction(factory) as session:
-        session.execute(update(Certification).where(_owned(claim)).values(progress_total=total))
+def set_progress_total(session: Session, claim: Claim, total: int) -> None:
+    session.execute(update(Certification).where(_owned(claim)).values(progress_total=total))
 
 
-def stored_results(factory: sessionmaker[Session], cert_id: uuid.UUID) -> list[CheckResultRow]:
-    with factory() as session:
-        return list(session.scalars(select(CheckResultRow).where(
-            CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)))
+def stored_results(session: Session, cert_id: uuid.UUID) -> list[CheckResultRow]:
+    return list(session.scalars(select(CheckResultRow).where(
+        CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)))
 
 
 def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
            verdict: Verdict | None = None, score: float | None = None,
            cause: str | None = None, message: str | None = None,
            valid_until_days: int | None = None, dead_letter: bool = False,
-           session_hook=None) -> bool:  # type: ignore[no-untyped-def]
-    """Set the one terminal state, fenced on our claim. Returns False if someone else did."""
+           decide: Callable[[Session], tuple[Verdict, float | None]] | None = None,
+           session_hook: Callable[[Session, Verdict | None], None] | None = None) -> bool:
+    """Set the one terminal state, fenced on our claim. Returns False if someone else did.
+
+    `decide` computes (verdict, score) inside the same transaction; `session_hook` runs there
+    too, after the UPDATE (certificates, follow-up jobs).
+    """
     with transaction(factory) as session:
+        if decide is not None:
+            verdict, score = decide(session)
         values = dict(status=status, verdict=verdict, score=score, error_cause=cause,
                       error_message=(message or "")[:2000] or None, finished_at=func.now(),
                       lease_until=None)
@@ -225,7 +230,7 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
                          claim.attempt)
         events.certification_ended(session, claim.certification_id)
         if session_hook is not None:
-            session_hook(session)
+            session_hook(session, verdict)
     return True
 
 

@@ -16,12 +16,13 @@ from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
 from app.certification.providers.base import EndpointError
-from app.certification.results import CheckOutcome, CheckResult
+from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict, overall_score
-from app.certification.suites import SuiteError, get_suite
+from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
 from app.db.models import JobStatus, Secret, Target
+from app.db.session import transaction
 from app.logging import bind
 from app.services import certificates, jobs, signing
 from app.services.enqueue import Queued, publish_queued
@@ -98,9 +99,10 @@ def target_spec(row: Target, region: str | None) -> TargetSpec:
                       rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
 
 
-def load_context(factory: sessionmaker[Session], settings: Settings,
-                 claim: jobs.Claim) -> tuple[TargetSpec, str | None]:
-    with factory() as session:
+def prepare(factory: sessionmaker[Session], settings: Settings, claim: jobs.Claim,
+            suite: Suite) -> tuple[TargetSpec, str | None, set[str]]:
+    """One transaction after the claim: target, secret, planned total, checks already done."""
+    with transaction(factory) as session:
         target = session.scalar(select(Target).where(Target.id == claim.target_id))
         if target is None or target.deleted_at is not None:
             raise JobFailure("invalid_target", "the target was deleted", retryable=False)
@@ -112,7 +114,9 @@ def load_context(factory: sessionmaker[Session], settings: Settings,
                 raise JobFailure("invalid_target", "the target's secret was deleted",
                                  retryable=False)
             api_key = decrypt_secret(settings, secret.ciphertext)
-    return spec, api_key
+        jobs.set_progress_total(session, claim, planned_samples(suite, spec))
+        completed = jobs.completed_checks(session, claim.certification_id)
+    return spec, api_key, completed
 
 
 def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
@@ -161,11 +165,10 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
             suite = get_suite(claim.suite_name)
         except SuiteError as exc:
             raise JobFailure("invalid_target", str(exc), retryable=False) from None
-        spec, api_key = load_context(factory, settings, claim)
+        spec, api_key, completed = prepare(factory, settings, claim, suite)
         secrets = (api_key,) if api_key else ()
-        jobs.set_progress_total(factory, claim, planned_samples(suite, spec))
         engine_hooks = EngineHooks(
-            completed=jobs.completed_checks(factory, claim.certification_id),
+            completed=completed,
             on_check_finished=lambda result: _checkpoint(factory, claim, result, secrets),
             should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
         )
@@ -201,18 +204,25 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         return "failed"
     finally:
         keeper.stop()
-    rows = jobs.stored_results(factory, claim.certification_id)
-    verdict, score = verdict_from(rows)
     signer = signing.signer_for(settings)
     follow_ups: list[Queued] = []
-    # The certificate (and valid_until when certified) commits with the terminal status.
+    decided: list[Verdict] = []
+
+    def issue(session: Session, verdict: Verdict | None) -> None:
+        assert verdict is not None
+        decided.append(verdict)
+        follow_ups.extend(certificates.issue(session, settings, signer,
+                                             claim.certification_id, verdict))
+
+    # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
+    # in the same transaction as the terminal status.
     done = jobs.finish(
-        factory, claim, JobStatus.SUCCEEDED, verdict=verdict, score=score,
-        session_hook=lambda session: follow_ups.extend(certificates.issue(
-            session, settings, signer, claim.certification_id, verdict)),
+        factory, claim, JobStatus.SUCCEEDED, decide=lambda session: verdict_from(
+            jobs.stored_results(session, claim.certification_id)),
+        session_hook=issue,
     )
     if done:
-        hooks.on_finished("succeeded", verdict.value, None)
+        hooks.on_finished("succeeded", decided[0].value, None)
         _publish(factory, hooks, follow_ups)
     return "succeeded" if done else "lease_lost"
 
