@@ -19,6 +19,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
+from app.certification.netguard import AddressPolicy, check_url
+from app.certification.providers.http import BlockedAddressError
 from app.config import Settings
 from app.db.models import Target, Webhook, WebhookDelivery
 from app.db.session import transaction
@@ -44,6 +46,10 @@ def create_webhook(session: Session, settings: Settings, who: Principal,
             Target.deleted_at.is_(None)))
         if owned is None:
             raise InvalidField(["body", "target_id"], "no such target")
+    try:  # the same SSRF guard as targets; checked again before every delivery
+        check_url(body.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
+    except BlockedAddressError as exc:
+        raise InvalidField(["body", "url"], str(exc)) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
     row = Webhook(organization_id=who.organization_id, target_id=body.target_id, url=body.url,
                   secret_ciphertext=SecretBox.from_settings(settings).encrypt(secret),
@@ -135,6 +141,13 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
                SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
     code: int | None = None
     error: str | None = None
+    try:
+        # Resolved again right before sending: a name that now points inside is refused.
+        # (httpx cannot check the connected socket; the window is the DNS TTL, documented.)
+        check_url(hook.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
+    except BlockedAddressError as exc:
+        _settle(factory, delivery_id, "failed", None, f"blocked_address: {exc}"[:500])
+        return DeliveryOutcome("failed", delivery.attempts + 1)
     try:
         with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False,
                           trust_env=False) as client:

@@ -253,3 +253,12 @@ def test_redirect_is_never_followed(redirecting_endpoint) -> None:  # type: igno
         asyncio.run(execute(get_suite("smoke"), spec, None, EngineHooks()))
     assert "302" in failure.value.message
     assert hits["redirector"] >= 1 and hits["landing"] == 0
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/hook", "http://127.0.0.1:9/hook",
+                                 "http://[::ffff:10.0.0.1]/hook", "http://0x7f.1/hook"])
+def test_webhook_urls_get_the_same_guard(strict_client, auth, url: str) -> None:  # type: ignore[no-untyped-def]
+    r = strict_client.post("/v1/webhooks", json={"url": url, "events": ["certification.succeeded"]},
+                    headers=auth)
+    assert r.status_code == 422, r.get_data(as_text=True)
+    assert r.get_json()["errors"][0]["loc"] == ["body", "url"]
