@@ -79,7 +79,7 @@ class Stack:
             certification_lease_seconds=5, sweeper_interval=1, worker_shutdown_grace=5,
             modelcert_secret_key=Fernet.generate_key().decode(),
             modelcert_allow_private_targets=True, modelcert_data_dir=root / "data",
-            log_format="json")
+            log_format="json", api_rate_limit="1000000/minute")
         settings = Settings(**(values | overrides))
         (root / "data").mkdir(parents=True, exist_ok=True)
         return cls(root, settings)
