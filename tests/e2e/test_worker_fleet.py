@@ -131,3 +131,39 @@ def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
         assert sorted(names) == ["chat", "connectivity"]  # one row per check, none twice
         assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
             CheckResultRow.certification_id == uuid.UUID(cert_id))) == 2
+
+
+@pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
+def test_second_signal_stops_at_once_and_the_job_is_not_lost(
+        client, auth, reference_url, settings, factory, shutdown_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A long grace (60 s), then a second SIGTERM: the worker releases the job and exits
+    without waiting out the grace; another worker finishes it exactly once."""
+    first, _ = queue_worker(settings, tmp_path / "first2.log", shutdown_queue,
+                            WORKER_SHUTDOWN_GRACE="60", CERTIFICATION_CONCURRENCY="1")
+    target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", shutdown_queue)
+    cert_id = certify(client, auth, target, region=REGION)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
+            if body["status"] == "running" and body["checks"]:
+                break
+            time.sleep(0.05)
+        assert body["status"] == "running", body
+        first.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        first.popen.send_signal(signal.SIGTERM)  # the second signal: stop now
+        signalled = time.monotonic()
+        first.popen.wait(timeout=50)  # well under the 60 s grace
+        print(f"worker exited {time.monotonic() - signalled:.1f}s after the second signal")
+        with factory() as session:
+            row = session.get(Certification, uuid.UUID(cert_id))
+            assert row.status.value == "retrying", row.status  # released, not lost
+    finally:
+        first.stop()
+    second, _ = queue_worker(settings, tmp_path / "second2.log", shutdown_queue)
+    try:
+        cert = wait_terminal(client, auth, cert_id, timeout=120)
+    finally:
+        second.stop()
+    assert cert["status"] == "succeeded" and cert["attempt"] == 1
