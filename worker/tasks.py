@@ -93,6 +93,8 @@ def _dispatch_deliveries(everything: bool = False) -> None:
         return
     try:
         events.dispatch_pending(session_factory(), publisher().publish_delivery)
+        if everything:
+            events.redispatch_lost(session_factory(), publisher().publish_delivery)
     except Exception:  # noqa: BLE001 - the sweeper publishes what is left
         log.warning("webhook_dispatch_failed", exc_info=True)
 

@@ -321,3 +321,6 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = now_column()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the message for the next attempt is due; a `sending` row far past it lost its
+    # message (worker killed, broker restarted) and the sweeper publishes it again.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -97,6 +97,28 @@ def dispatch_pending(factory: sessionmaker[Session], publish: PublishDelivery,
             if not publish(delivery_id):
                 break  # broker down: the sweeper tries again
             session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                            .values(status="sending"))
+                            .values(status="sending", next_attempt_at=func.now()))
+            sent += 1
+    return sent
+
+
+def redispatch_lost(factory: sessionmaker[Session], publish: PublishDelivery,
+                    lost_after_seconds: float = 120.0, batch: int = 100) -> int:
+    """Publish again the `sending` deliveries whose next attempt is long overdue: their message
+    was lost (a killed worker held its countdown, or the broker restarted). Delivery is
+    at-least-once; receivers deduplicate on X-Modelcert-Delivery."""
+    sent = 0
+    with transaction(factory) as session:
+        ids = session.scalars(select(WebhookDelivery.id).where(
+            WebhookDelivery.status == "sending",
+            WebhookDelivery.next_attempt_at
+            < func.now() - timedelta(seconds=lost_after_seconds))
+            .order_by(WebhookDelivery.next_attempt_at).limit(batch)
+            .with_for_update(skip_locked=True)).all()
+        for delivery_id in ids:
+            if not publish(delivery_id):
+                break
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                            .values(next_attempt_at=func.now()))
             sent += 1
     return sent

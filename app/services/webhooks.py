@@ -13,6 +13,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select, update
@@ -160,18 +161,21 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
         attempts = _settle(factory, delivery_id, "delivered", code, None)
         return DeliveryOutcome("delivered", attempts)
     give_up = delivery.attempts + 1 >= settings.webhook_max_attempts
-    attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error)
+    attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error,
+                       retry_in=retry_delay(settings, delivery.attempts + 1))
     return DeliveryOutcome("failed" if give_up else "retry", attempts)
 
 
 def _settle(factory: sessionmaker[Session], delivery_id: uuid.UUID, status: str,
-            code: int | None, error: str | None) -> int:
+            code: int | None, error: str | None, retry_in: float | None = None) -> int:
     with transaction(factory) as session:
         attempts = session.scalar(
             update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
             .values(status=status, attempts=WebhookDelivery.attempts + 1, last_status_code=code,
                     last_error=error,
-                    delivered_at=func.now() if status == "delivered" else None)
+                    delivered_at=func.now() if status == "delivered" else None,
+                    next_attempt_at=func.now() + timedelta(seconds=retry_in)
+                    if retry_in is not None else None)
             .returning(WebhookDelivery.attempts))
     return int(attempts or 0)
 

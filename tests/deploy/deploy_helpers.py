@@ -42,6 +42,7 @@ MODELCERT_METRICS: dict[str, str] = {
     "modelcert_worker_ready": "gauge",
     "modelcert_worker_rss_bytes": "gauge",
     "modelcert_worker_restarts_total": "counter",
+    "modelcert_webhook_deliveries_total": "counter",
     "modelcert_api_requests_total": "counter",
     "modelcert_api_request_duration_seconds": "histogram",
 }
