@@ -63,7 +63,7 @@ def _hooks() -> run.RunHooks:
 
     def gate_factory(spec: TargetSpec) -> ratelimit.EndpointLimiter | None:
         seen["provider"] = spec.provider
-        seen["gate"] = ratelimit.gate_for(redis_client(), spec.base_url, spec.region,
+        seen["gate"] = ratelimit.gate_for(str(settings.redis_url), spec.base_url, spec.region,
                                           spec.rate_limit_rps, spec.max_concurrency)
         return seen["gate"]  # type: ignore[no-any-return]
 

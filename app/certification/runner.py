@@ -43,7 +43,13 @@ async def execute(
     on_retry: Callable[[EndpointError], None] | None = None,
 ) -> list[CheckResult]:
     policy = policy or HttpPolicy(max_connections=max(concurrency, 1))
-    async with make_session(policy, resolver, socket_factory) as session:
-        client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
-        provider = build_provider(target, client)
-        return await run_suite(suite, target, provider, hooks, concurrency=concurrency)
+    try:
+        async with make_session(policy, resolver, socket_factory) as session:
+            client = HttpClient(session, auth_headers(api_key), policy, gate, on_response,
+                                on_retry)
+            provider = build_provider(target, client)
+            return await run_suite(suite, target, provider, hooks, concurrency=concurrency)
+    finally:
+        aclose = getattr(gate, "aclose", None)  # a gate may hold connections of its own
+        if aclose is not None:
+            await aclose()

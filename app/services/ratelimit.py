@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "modelcert:endpoint"
@@ -78,73 +80,110 @@ class Slot:
     member: str
 
     async def release(self) -> None:
-        await self.limiter._call(self.limiter.client.zrem, self.limiter.key + ":slots",
-                                 self.member)
+        client = await self.limiter.client()
+        if client is not None:
+            await self.limiter._call(client.zrem(self.limiter.key + ":slots", self.member))
 
 
 class EndpointLimiter:
-    """The gate awaited before every request; returns a Slot to release when one is held."""
+    """The gate awaited before every request; returns a Slot to release when one is held.
 
-    def __init__(self, client: redis.Redis, key: str, rps: float | None,
+    Talks to Redis with redis.asyncio on the job's own event loop (no thread hop per request);
+    the client is created on first use inside the loop and closed by `aclose` at the job's end.
+    """
+
+    def __init__(self, redis_url: str, key: str, rps: float | None,
                  max_concurrency: int | None, lease_seconds: int = SLOT_LEASE_SECONDS) -> None:
-        self.client = client
+        self.redis_url = redis_url
         self.key = key
         self.rps = rps
         self.max_concurrency = max_concurrency
         self.lease_seconds = lease_seconds
-        self._take = client.register_script(TAKE_TOKEN)
-        self._acquire = client.register_script(ACQUIRE_SLOT)
-        self._adjust = client.register_script(ADJUST)
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
         self.throttled = False  # set after a 429 until the next success (avoids Redis calls)
+        self._pending: set[asyncio.Task[object]] = set()
 
-    async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object) -> object:
+    async def client(self) -> aioredis.Redis | None:
+        if self._client is None:
+            try:
+                self._client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1,
+                                                       socket_timeout=2)
+            except (redis.RedisError, ValueError) as exc:
+                log.warning("rate_limit_unavailable", extra={"error": type(exc).__name__})
+                return None
+            self._scripts = {name: self._client.register_script(text) for name, text in
+                             (("take", TAKE_TOKEN), ("acquire", ACQUIRE_SLOT),
+                              ("adjust", ADJUST))}
+        return self._client
+
+    async def _call(self, awaitable: Awaitable[object]) -> object:
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await awaitable
         except redis.RedisError as exc:
             log.warning("rate_limit_unavailable", extra={"error": type(exc).__name__})
             return None
 
     async def __call__(self) -> Slot | None:
+        if await self.client() is None:
+            return None
         slot = None
         if self.max_concurrency:
             member = uuid.uuid4().hex
             while True:
-                got = await self._call(self._acquire, keys=[self.key + ":slots"],
-                                       args=[self.max_concurrency, member, self.lease_seconds])
+                got = await self._call(self._scripts["acquire"](
+                    keys=[self.key + ":slots"],
+                    args=[self.max_concurrency, member, self.lease_seconds]))
                 if got is None or int(got) == 1:  # type: ignore[call-overload]
                     slot = Slot(self, member) if got is not None else None
                     break
                 await asyncio.sleep(0.05 + random.random() * 0.1)
         if self.rps:
             rate = self.rps
-            wait = await self._call(self._take, keys=[self.key + ":bucket", self.key + ":aimd"],
-                                    args=[rate, max(1.0, rate)])
+            wait = await self._call(self._scripts["take"](
+                keys=[self.key + ":bucket", self.key + ":aimd"], args=[rate, max(1.0, rate)]))
             if wait is not None and float(wait) > 0:  # type: ignore[arg-type]
                 await asyncio.sleep(min(60.0, float(wait)))  # type: ignore[arg-type]
         return slot
 
     def observe(self, outcome: str) -> None:
-        """Fed from the response hook (sync, in the event loop thread): AIMD on 429s."""
+        """Fed from the response hook (in the event loop thread): AIMD on 429s, in the
+        background so a request never waits for it."""
         if outcome == "rate_limited":
             self.throttled = True
-            self._adjust_now("down")
+            self._adjust_soon("down")
         elif outcome == "ok" and self.throttled:
-            if self._adjust_now("up") in (None, "1"):
+            self._adjust_soon("up")
+
+    def _adjust_soon(self, direction: str) -> None:
+        if self._client is None or "adjust" not in self._scripts:
+            return
+
+        async def adjust() -> None:
+            value = await self._call(self._scripts["adjust"](
+                keys=[self.key + ":aimd"], args=[direction, PENALTY_SECONDS]))
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            if direction == "up" and text in ("None", "1"):
                 self.throttled = False
 
-    def _adjust_now(self, direction: str) -> str | None:
-        try:
-            value = self._adjust(keys=[self.key + ":aimd"], args=[direction, PENALTY_SECONDS])
-        except redis.RedisError:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        task = asyncio.get_running_loop().create_task(adjust())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        """End of the job: let pending adjustments finish, close the connection pool."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
-def gate_for(client: redis.Redis, base_url: str, region: str | None, rps: float | None,
+def gate_for(redis_url: str, base_url: str, region: str | None, rps: float | None,
              max_concurrency: int | None) -> EndpointLimiter | None:
     if not rps and not max_concurrency:
         return None
-    return EndpointLimiter(client, endpoint_key(base_url, region), rps, max_concurrency)
+    return EndpointLimiter(redis_url, endpoint_key(base_url, region), rps, max_concurrency)
 
 
 Gate = Callable[[], Awaitable[Slot | None]]

@@ -88,6 +88,22 @@ def test_two_workers_never_exceed_the_declared_concurrency(
         second.stop()
 
 
+def test_declared_rps_keeps_the_endpoint_from_rate_limiting_us(
+        client, auth, reference_url, worker) -> None:  # type: ignore[no-untyped-def]
+    """The shared token bucket spaces requests at the declared rate: an endpoint that allows
+    5 req/s never has to answer 429 to a target declaring 4 req/s."""
+    scope = "ratelimit-5"
+    httpx.post(f"{reference_url}/_stats/reset")
+    target = create_target(client, auth, f"{reference_url}/m/{scope}/v1",
+                           rate_limit={"rps": 4})
+    cert = wait_terminal(client, auth, certify(client, auth, target), timeout=120)
+    assert cert["status"] == "succeeded" and cert["verdict"] == "certified"
+    stats = httpx.get(f"{reference_url}/_stats").json()
+    print("reference answered", stats["by_status"])
+    assert stats["by_scope"][scope]["total"] == 15
+    assert stats["by_status"].get("429", 0) == 0
+
+
 @pytest.fixture()
 def shutdown_queue(settings) -> str:  # type: ignore[no-untyped-def]
     return f"{settings.certification_queue_name}.shutdown"
