@@ -76,11 +76,18 @@ def _hooks() -> run.RunHooks:
     def on_finished(status: str, verdict: str | None, _: float | None) -> None:
         metrics.CERTIFICATIONS.labels(status, verdict or "none").inc()
 
+    def on_job_retry(kind: str, cause: str) -> None:
+        if kind == "retry":
+            metrics.RETRIES.labels(f"job_{cause}").inc()
+        else:
+            metrics.DEAD_LETTERS.inc()
+
     return run.RunHooks(
         shutting_down=lambda: bool(STOP_JOBS.value),
         on_response=on_response,
         on_retry=lambda exc: metrics.RETRIES.labels(exc.cause).inc(),
         on_finished=on_finished,
+        on_job_retry=on_job_retry,
         publish=publisher().publish_run,
         gate_factory=gate_factory,
     )

@@ -47,6 +47,8 @@ class RunHooks:
     on_response: Callable[[str, float], None] | None = None
     on_retry: Callable[[EndpointError], None] | None = None
     on_finished: Callable[[str, str | None, float | None], None] = lambda s, v, d: None
+    # A job-level outcome by cause: "retry" (scheduled again) or "dead_letter" (exhausted).
+    on_job_retry: Callable[[str, str], None] = lambda kind, cause: None
     gate_factory: Callable[[TargetSpec], Callable] | None = None  # type: ignore[type-arg]
     # Where DNS answers come from (default: aiohttp's threaded resolver); the SSRF guard
     # always wraps it, see network_guard().
@@ -197,7 +199,10 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
             delay = jobs.backoff_seconds(claim.attempt, retry_after=failure.retry_after)
             status = jobs.schedule_retry(factory, claim, failure.cause, message, delay)
             if status is JobStatus.FAILED:
+                hooks.on_job_retry("dead_letter", failure.cause)
                 hooks.on_finished("failed", None, None)
+            else:
+                hooks.on_job_retry("retry", failure.cause)
             return status.value
         jobs.finish(factory, claim, JobStatus.FAILED, cause=failure.cause, message=message)
         hooks.on_finished("failed", None, None)
