@@ -13,7 +13,12 @@ from sqlalchemy import func, select
 from app.api.factory import build_app
 from app.db.models import Certification, CheckResultRow
 from tests.conftest import BIN, Proc, free_port, settings_env, start_redis_server
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.e2e.test_certification_flow import (
+    certify,
+    create_target,
+    wait_running_with_a_checkpoint,
+    wait_terminal,
+)
 from tests.e2e.workers import queue_worker
 
 pytestmark = pytest.mark.chaos
@@ -34,13 +39,7 @@ def test_worker_lost_in_a_redis_outage_is_restarted_and_the_job_is_not_lost(
     try:
         target = create_target(client, auth, f"{reference_url}/m/slow-1000/v1")
         cert_id = certify(client, auth, target, suite="standard")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-            if body["status"] == "running" and body["checks"]:
-                break
-            time.sleep(0.1)
-        assert body["status"] == "running", body
+        wait_running_with_a_checkpoint(client, auth, cert_id)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
         time.sleep(5)

@@ -38,6 +38,17 @@ def wait_terminal(client, auth, cert_id: str, timeout: float = 90) -> dict:  # t
     raise AssertionError(f"certification {cert_id} not terminal after {timeout}s: {body}")
 
 
+def wait_running_with_a_checkpoint(client, auth, cert_id: str, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
+    """Until the job runs and has committed at least one check (a mid-job moment)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
+        if body["status"] == "running" and body["checks"]:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"certification {cert_id} not running with a checkpoint: {body}")
+
+
 @pytest.mark.usefixtures("worker")
 def test_good_endpoint_is_certified(client, auth, reference_url, factory) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/v1")

@@ -12,7 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.e2e.test_certification_flow import (
+    certify,
+    create_target,
+    wait_running_with_a_checkpoint,
+    wait_terminal,
+)
 from tests.e2e.workers import node_name, queue_worker
 
 pytestmark = pytest.mark.usefixtures("beat")
@@ -117,13 +122,7 @@ def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
     target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", shutdown_queue)
     cert_id = certify(client, auth, target, region=REGION)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-            if body["status"] == "running" and body["checks"]:
-                break
-            time.sleep(0.05)
-        assert body["status"] == "running" and body["checks"], body
+        wait_running_with_a_checkpoint(client, auth, cert_id)
         first.popen.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
         assert ready.status_code == 503 and ready.json()["draining"] is True
@@ -159,13 +158,7 @@ def test_second_signal_stops_at_once_and_the_job_is_not_lost(
     target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", shutdown_queue)
     cert_id = certify(client, auth, target, region=REGION)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-            if body["status"] == "running" and body["checks"]:
-                break
-            time.sleep(0.05)
-        assert body["status"] == "running", body
+        wait_running_with_a_checkpoint(client, auth, cert_id)
         first.popen.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         first.popen.send_signal(signal.SIGTERM)  # the second signal: stop now

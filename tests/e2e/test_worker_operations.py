@@ -17,7 +17,12 @@ from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow, DeadLetter
 from tests.conftest import free_port
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.e2e.test_certification_flow import (
+    certify,
+    create_target,
+    wait_running_with_a_checkpoint,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.usefixtures("worker", "beat")
 
@@ -78,13 +83,7 @@ def test_cancel_running_job_stops_at_a_sample_boundary_keeping_evidence(
         client, auth, reference_url, factory) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/m/slow-500/v1")
     cert_id = certify(client, auth, target, suite="standard")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-        if body["status"] == "running" and body["checks"]:
-            break
-        time.sleep(0.1)
-    assert body["status"] == "running" and body["checks"], body
+    wait_running_with_a_checkpoint(client, auth, cert_id)
     asked = time.monotonic()
     r = client.post(f"/v1/certifications/{cert_id}/cancel", headers=auth)
     assert r.status_code == 202, r.get_json()
