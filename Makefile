@@ -33,8 +33,8 @@ test-worker: install
 	$(BIN)/python scripts/test-worker
 
 lint: install
-	$(BIN)/ruff check app worker tests
-	$(BIN)/ruff format --check app worker tests
+	$(BIN)/ruff check app worker tests bench
+	$(BIN)/mypy app/certification
 
 clean:
 	rm -rf $(VENV) .modelcert
