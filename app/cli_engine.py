@@ -171,7 +171,8 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
     Console().print(results_table(results))
 
     public = certs.public_key_b64(private_key)
-    fingerprint = certs.endpoint_fingerprint(provider, base_url, model)
+    fingerprint = certs.endpoint_fingerprint(provider, base_url, model,
+                                             certs.listing_from(results))
     payload = certs.build_payload(
         certification_id=str(uuid.uuid4()), target_id="local-" + fingerprint[7:23],
         target_name=target_name or model, model=model, region=region,

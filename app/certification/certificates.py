@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -75,10 +76,47 @@ def results_digest(results: Iterable[CheckResult]) -> str:
     return sha256_hex(canonical_json(summaries))
 
 
-def endpoint_fingerprint(provider: str, base_url: str, model: str) -> str:
-    """Which endpoint was certified: provider, normalised base URL and model, hashed."""
-    return sha256_hex(canonical_json({"provider": provider, "base_url": base_url.rstrip("/"),
-                                      "model": model}))
+DEFAULT_PORTS = {"http": 80, "https": 443}
+LISTING_SEPARATOR = ", "  # how the connectivity check keeps the listing in its evidence
+
+
+def normalise_base_url(url: str) -> str:
+    """Lower-case scheme and host, no default port, no trailing slash."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def endpoint_fingerprint(provider: str, base_url: str, model: str,
+                         listing: list[str] | None) -> str:
+    """Which endpoint was certified: provider, normalised base URL, declared model and the
+    sorted model listing the connectivity check saw (None when it did not run), hashed.
+    The server and `modelcert certify` compute it alike."""
+    return sha256_hex(canonical_json({
+        "provider": provider, "base_url": normalise_base_url(base_url), "model": model,
+        "models": sorted(set(listing)) if listing is not None else None,
+    }))
+
+
+def listing_from(results: Iterable[CheckResult]) -> list[str] | None:
+    """The models the connectivity check's successful samples listed, from its evidence."""
+    models: set[str] | None = None
+    for result in results:
+        if result.details.get("check") != "connectivity":
+            continue
+        for sample in result.samples:
+            if sample.status_code == 200 and sample.response_excerpt:
+                models = (models or set()) | {
+                    m for m in sample.response_excerpt.split(LISTING_SEPARATOR) if m}
+    return sorted(models) if models is not None else None
 
 
 def format_time(moment: datetime) -> str:

@@ -9,38 +9,16 @@ excerpt the check keeps, at most the first 20 models of the listing.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.certification.certificates import canonical_json, sha256_hex
+from app.certification.certificates import LISTING_SEPARATOR, endpoint_fingerprint
 from app.db.models import CheckResultRow, SampleRow
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-LISTING_SEPARATOR = ", "
-
-
-def normalise_base_url(url: str) -> str:
-    """Lower-case scheme and host, no default port, no trailing slash."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port in (None, DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:
-    return sha256_hex(canonical_json({
-        "provider": provider, "base_url": normalise_base_url(base_url), "model": model,
-        "models": sorted(set(listing)) if listing is not None else None,
-    }))
+    return endpoint_fingerprint(provider, base_url, model, listing)
 
 
 def model_listing(session: Session, cert_id: uuid.UUID) -> list[str] | None:

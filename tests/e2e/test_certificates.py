@@ -62,6 +62,8 @@ def test_api_and_cli_agree_and_the_certificate_verifies(client, auth, reference_
     keys_file.write_bytes(client.get("/v1/signing-keys").data)
     ok = modelcert("verify", str(cert_file), "--keys", str(keys_file), timeout=60)
     assert ok.returncode == 0, ok.stderr
+    api_payload = json.loads(cert_file.read_text())["payload"]
+    assert api_payload["endpoint_fingerprint"] == cli_cert["payload"]["endpoint_fingerprint"]
     assert ok.stdout.startswith("valid: certified")
 
     raw = cert_file.read_bytes()

@@ -23,7 +23,8 @@ def make_cert(seed: str, issued: datetime = NOW, verdict: str = "certified") -> 
     key = certs.load_private_key(seed)
     payload = certs.build_payload(
         certification_id="c-1", target_id="t-1", target_name="ref", model="m", region="eu",
-        endpoint_fingerprint=certs.endpoint_fingerprint("openai_compatible", "http://x/v1", "m"),
+        endpoint_fingerprint=certs.endpoint_fingerprint("openai_compatible", "http://x/v1", "m",
+                                                     ["m"]),
         suite_name="standard", suite_version="1.0.0", suite_hash="sha256:ab",
         results=[result("chat"), result("connectivity")], verdict=verdict,
         key_id=certs.key_id_for(certs.public_key_b64(key)), issued_at=issued,
@@ -110,3 +111,11 @@ def test_signing_with_a_key_other_than_the_payloads_is_refused() -> None:
     cert = make_cert(certs.generate_seed())
     with pytest.raises(ValueError):
         certs.sign(cert["payload"], certs.load_private_key(certs.generate_seed()))
+
+
+def test_fingerprint_normalises_the_url_and_sorts_the_listing() -> None:
+    a = certs.endpoint_fingerprint("openai_compatible", "HTTP://Host:80/v1/", "m", ["b", "a"])
+    b = certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", ["a", "b", "a"])
+    assert a == b
+    assert a != certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", ["a"])
+    assert a != certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", None)
