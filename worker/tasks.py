@@ -93,6 +93,16 @@ def _hooks() -> run.RunHooks:
     )
 
 
+def caused_by_soft_limit(exc: BaseException | None) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SoftTimeLimitExceeded):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _dispatch_deliveries(everything: bool = False) -> None:
     """Publish recorded webhook deliveries; never lets a failure reach the job. After a job,
     only when this process recorded one; the sweeper (`everything`) publishes whatever is left."""
@@ -115,14 +125,17 @@ def run_certification(self, certification_id: str) -> str:  # type: ignore[no-un
     try:
         outcome = run.run_certification(session_factory(), settings, certification_id,
                                         self.request.hostname or WORKER_NAME, _hooks())
-    except SoftTimeLimitExceeded:
-        run.time_out(session_factory(), certification_id)
-        metrics.CERTIFICATIONS.labels("timed_out", "none").inc()
-        outcome = "timed_out"
-    except Exception:
-        # A bug or a lost database: the lease expires and the sweeper requeues the job.
-        log.exception("certification_crashed")
-        outcome = "crashed"
+    except Exception as exc:
+        if caused_by_soft_limit(exc):
+            # The soft limit may land inside a database call; the driver then reports its own
+            # error (e.g. a rollback refused mid-query) with SoftTimeLimitExceeded as context.
+            run.time_out(session_factory(), certification_id)
+            metrics.CERTIFICATIONS.labels("timed_out", "none").inc()
+            outcome = "timed_out"
+        else:
+            # A bug or a lost database: the lease expires and the sweeper requeues the job.
+            log.exception("certification_crashed")
+            outcome = "crashed"
     finally:
         metrics.ACTIVE.dec()
         metrics.DURATION.labels(outcome).observe(time.monotonic() - started)

@@ -176,3 +176,34 @@ def test_second_signal_stops_at_once_and_the_job_is_not_lost(
     finally:
         second.stop()
     assert cert["status"] == "succeeded" and cert["attempt"] == 1
+
+
+@pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
+def test_hard_time_limit_kills_a_child_stuck_past_the_soft_limit(
+        client, auth, reference_url, settings, factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A child that cannot finish its soft-limit handling (here: its UPDATE waits on a row lock
+    the test holds) is killed at the hard limit; the job is not lost and ends exactly once."""
+    queue = f"{settings.certification_queue_name}.hardlimit"
+    log = tmp_path / "hardlimit.log"
+    proc, _ = queue_worker(settings, log, queue, CERTIFICATION_CONCURRENCY="1",
+                           CERTIFICATION_TIMEOUT="10")
+    target = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1", queue)
+    cert_id = certify(client, auth, target, region=REGION, suite="standard")
+    try:
+        wait_running_with_a_checkpoint(client, auth, cert_id)
+        with factory() as session, session.begin():
+            session.execute(select(Certification.id).where(
+                Certification.id == uuid.UUID(cert_id)).with_for_update())
+            deadline = time.monotonic() + 90  # soft limit 10 s, hard limit 40 s
+            while time.monotonic() < deadline and "Hard time limit" not in log.read_text(
+                    errors="replace"):
+                time.sleep(0.5)
+            assert "Hard time limit" in log.read_text(errors="replace")
+        cert = wait_terminal(client, auth, cert_id, timeout=180)
+    finally:
+        proc.stop()
+    assert cert["status"] == "timed_out", cert  # the next attempt hit the soft limit again
+    with factory() as session:
+        names = session.scalars(select(CheckResultRow.check_name).where(
+            CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+    assert len(names) == len(set(names))
