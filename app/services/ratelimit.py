@@ -145,6 +145,7 @@ class EndpointLimiter:
         self._retry_at = 0.0
         self._lent_back = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def client(self) -> aioredis.Redis | None:
         if self._client is None:
@@ -232,8 +233,10 @@ class EndpointLimiter:
 
     async def _renew_forever(self) -> None:
         """Keep the block's lease alive; shrink to a smaller share as free slots come back."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(RENEW_SECONDS)
+            if self._closing:
+                return
             share = await self._call(self._scripts["renew"](keys=self._keys, args=[
                 self.holder, self.lease_seconds, HOLDER_LEASE_SECONDS, self.max_concurrency,
                 *self._members]))
@@ -283,10 +286,12 @@ class EndpointLimiter:
     async def aclose(self) -> None:
         """End of the job: stop renewing, give the leased slots back, let pending adjustments
         finish, close the connection pool."""
+        self._closing = True
         if self._renewer is not None:
+            # Bounded: a cancel that lands inside a Redis call's own timeout can be turned into
+            # a (swallowed) timeout error, so never wait on the task without a limit.
             self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            await asyncio.wait({self._renewer}, timeout=RENEW_SECONDS + 3)
             self._renewer = None
         if self._client is not None and self.max_concurrency:
             pipe = self._client.pipeline(transaction=False)
