@@ -2,6 +2,8 @@
 
 `plain`: the baseline, a bare asyncio + aiohttp loop (one session, connector limit C).
 `engine`: our engine in process (`runner.execute` with a one-check latency suite), no database.
+`engine-gated`: the same with the worker's shared Redis limiter as the gate (`REDIS_URL`), the
+target declaring `max_concurrency` = C, as `modelcert worker` runs it.
 Run as a subprocess so its CPU time is its own: `python -m bench.loadclient plain URL N C`.
 """
 
@@ -51,21 +53,29 @@ def latency_suite(n: int, c: int):  # type: ignore[no-untyped-def]
     return Suite(definition, "sha256:none")
 
 
-async def engine(base_url: str, n: int, c: int) -> dict[str, int]:
+async def engine(base_url: str, n: int, c: int, gated: bool = False) -> dict[str, int]:
+    import os
+
     from app.certification.checks import TargetSpec
     from app.certification.engine import EngineHooks
     from app.certification.runner import execute
+    from app.services import ratelimit
 
     spec = TargetSpec(provider="openai_compatible", model=MODEL, base_url=base_url,
                       max_concurrency=c)
-    results = await execute(latency_suite(n, c), spec, None, EngineHooks(), concurrency=c)
+    kwargs = {}
+    if gated:
+        kwargs["gate"] = ratelimit.gate_for(os.environ["REDIS_URL"], base_url, None, None, c)
+    results = await execute(latency_suite(n, c), spec, None, EngineHooks(), concurrency=c,
+                            **kwargs)
     result = results[0]
     return {"ok": result.passed + result.failed, "errors": result.errored}
 
 
 def main(argv: list[str]) -> None:
     mode, base_url, n, c = argv[0], argv[1], int(argv[2]), int(argv[3])
-    run = {"plain": plain, "engine": engine}[mode]
+    run = {"plain": plain, "engine": engine,
+           "engine-gated": lambda u, n, c: engine(u, n, c, gated=True)}[mode]
     profile = len(argv) > 4 and argv[4] == "--profile"
     profiler = None
     if profile:

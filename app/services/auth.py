@@ -52,18 +52,19 @@ def create_token(
 def authenticate(session: Session, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
+    stale = or_(ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION))
     row = session.execute(
-        select(ApiToken.id, ApiToken.organization_id, Organization.name)
+        select(ApiToken.id, ApiToken.organization_id, Organization.name, stale.label("stale"))
         .join(Organization, Organization.id == ApiToken.organization_id)
         .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
     ).first()
     if row is None:
         return None
     # last_used_at is informational: written at most once a minute, so concurrent requests with
-    # one token do not queue on that row's lock and commit a write each (bench api_create).
-    session.execute(update(ApiToken).where(
-        ApiToken.id == row.id,
-        or_(ApiToken.last_used_at.is_(None),
-            ApiToken.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION)),
-    ).values(last_used_at=func.now()))
+    # one token do not queue on that row's lock and commit a write each (bench api_create);
+    # the UPDATE is only sent when the SELECT saw it stale (and re-checks that, for races).
+    if row.stale:
+        session.execute(update(ApiToken).where(ApiToken.id == row.id, stale)
+                        .values(last_used_at=func.now()))
     return Principal(row.organization_id, row.name, row.id)

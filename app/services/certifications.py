@@ -87,16 +87,17 @@ def create_certification(
 ) -> tuple[CertificationView, bool]:
     """Insert the job, commit, then publish. Returns (view, replayed)."""
     digest = request_hash(body)
-    if idempotency_key:
-        existing = _by_idempotency_key(factory, who, idempotency_key)
-        if existing is not None:
-            return _replay(factory, existing, digest)
     try:
-        suite = get_suite(body.suite)
-    except SuiteError as exc:
-        raise InvalidField(["body", "suite"], str(exc)) from None
-    try:
+        # One transaction for the idempotency lookup and the insert (one pool checkout).
         with transaction(factory) as session:
+            if idempotency_key:
+                existing = _find_by_idempotency_key(session, who, idempotency_key)
+                if existing is not None:
+                    return _replay_in(session, existing, digest)
+            try:
+                suite = get_suite(body.suite)
+            except SuiteError as exc:
+                raise InvalidField(["body", "suite"], str(exc)) from None
             target = load_target(session, who, body.target_id)
             if body.region is not None and body.region not in target.endpoints:
                 raise InvalidField(["body", "region"], "the target declares no endpoint for "
@@ -133,22 +134,31 @@ def create_certification(
     return to_view(row, []), False
 
 
+def _find_by_idempotency_key(session: Session, who: Principal,
+                             key: str) -> Certification | None:
+    return session.scalar(select(Certification).where(
+        Certification.organization_id == who.organization_id,
+        Certification.idempotency_key == key))
+
+
 def _by_idempotency_key(factory: sessionmaker[Session], who: Principal,
                         key: str) -> Certification | None:
     with factory() as session:
-        return session.scalar(select(Certification).where(
-            Certification.organization_id == who.organization_id,
-            Certification.idempotency_key == key))
+        return _find_by_idempotency_key(session, who, key)
+
+
+def _replay_in(session: Session, row: Certification,
+               digest: str) -> tuple[CertificationView, bool]:
+    if row.request_hash != digest:
+        raise IdempotencyMismatch(
+            "this Idempotency-Key was already used with a different request body")
+    return to_view(row, _checks_for(session, [row.id])[row.id]), True
 
 
 def _replay(factory: sessionmaker[Session], row: Certification,
             digest: str) -> tuple[CertificationView, bool]:
-    if row.request_hash != digest:
-        raise IdempotencyMismatch(
-            "this Idempotency-Key was already used with a different request body")
     with factory() as session:
-        checks = _checks_for(session, [row.id])[row.id]
-    return to_view(row, checks), True
+        return _replay_in(session, row, digest)
 
 
 def get_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificationView:

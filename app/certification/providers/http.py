@@ -130,7 +130,17 @@ async def with_retries(
     call: Callable[[], Awaitable[T]],
     on_retry: Callable[[EndpointError], None] | None = None,
 ) -> T:
-    """Retry retryable endpoint errors with full jitter, honouring Retry-After."""
+    """Retry retryable endpoint errors with full jitter, honouring Retry-After.
+
+    The first attempt runs outside tenacity (most requests succeed: no retry machinery per
+    request); after a retryable failure tenacity takes over, replaying that failure as its
+    attempt 1, so the schedule, the callbacks and the stop are exactly tenacity's."""
+    try:
+        return await call()
+    except EndpointError as exc:
+        if not exc.retryable:
+            raise
+        first: EndpointError | None = exc
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -147,6 +157,10 @@ async def with_retries(
 
     async def attempt() -> T:
         # tenacity only awaits coroutine functions; a lambda returning a coroutine is not one.
+        nonlocal first
+        if first is not None:
+            replayed, first = first, None
+            raise replayed
         return await call()
 
     return await retrying(attempt)
