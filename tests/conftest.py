@@ -231,7 +231,9 @@ def beat(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def app(settings: Settings):  # type: ignore[no-untyped-def]
     from app import create_app
 
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    app.extensions["modelcert"].dispatch.close()  # its last marks, before the database goes
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from app.api.deps import deps, principal
+from app.api.deps import SHARED_AUTH_TRANSACTION, auth_session, deps, principal
 from app.api.schemas import (
     CertificationCreate,
     CertificationFilter,
@@ -42,11 +42,15 @@ def create_certification(body: CertificationCreate) -> Response:
     """Queue a certification. Idempotency-Key makes a retried POST return the same job."""
     d = deps()
     view, replayed = certifications.create_certification(
-        d.factory, d.settings, d.publisher.publish_run, principal(), body, idempotency_key())
+        d.factory, d.settings, d.publisher.publish_run, principal(), body, idempotency_key(),
+        mark_dispatched=d.dispatch.mark, session=auth_session())
     headers = {"Location": f"/v1/certifications/{view.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(view, 202, headers)
+
+
+SHARED_AUTH_TRANSACTION.add(f"{bp.name}.{create_certification.__name__}")
 
 
 @bp.get("", responses={200: CertificationList, 401: Problem, 422: Problem})

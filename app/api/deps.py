@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.publish import Publisher
 from app.services.auth import Principal
+from app.services.dispatch import DispatchMarks
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Deps:
     factory: sessionmaker[Session]
     publisher: Publisher
     redis: Any
+    dispatch: DispatchMarks
 
 
 def deps() -> Deps:
@@ -29,3 +31,14 @@ def deps() -> Deps:
 
 def principal() -> Principal:
     return g.principal  # type: ignore[no-any-return]
+
+
+# Endpoints whose unit of work continues the authentication's transaction: the token lookup
+# and the view's writes commit once (POST /v1/certifications: bench api_create). The request
+# keeps that session open until the view commits; teardown closes it (rolling back) if not.
+SHARED_AUTH_TRANSACTION: set[str] = set()
+
+
+def auth_session() -> Session | None:
+    """The open session authentication used, for an endpoint in SHARED_AUTH_TRANSACTION."""
+    return g.get("auth_session")

@@ -21,13 +21,14 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import text
 
-from app.api.deps import Deps, deps
+from app.api.deps import SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import make_engine, make_session_factory
 from app.errors import ProblemError, register_error_handlers, validation_problem
 from app.publish import Publisher
 from app.services.auth import authenticate
+from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated
 
 API_REQUESTS = Counter("modelcert_api_requests_total", "API requests.",
@@ -54,8 +55,9 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     engine = make_engine(str(settings.database_url), pool_size=5, application_name="modelcert-api")
+    factory = make_session_factory(engine)
     app.extensions["modelcert"] = Deps(
-        settings=settings, engine=engine, factory=make_session_factory(engine),
+        settings=settings, engine=engine, factory=factory, dispatch=DispatchMarks(factory),
         publisher=Publisher(settings),
         redis=redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=1,
                                    socket_timeout=1),
@@ -98,6 +100,12 @@ def _register_hooks(app: OpenAPI) -> None:
                 and request.path.rstrip("/") not in PUBLIC_V1_PATHS:
             _authenticate()
 
+    @app.teardown_request
+    def close_auth_session(_: BaseException | None) -> None:
+        session = g.pop("auth_session", None)
+        if session is not None:
+            session.close()  # rolls back what the view did not commit
+
     @app.after_request
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
@@ -135,8 +143,16 @@ def _authenticate() -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an API token as 'Authorization: Bearer <token>'")
-    with deps().factory.begin() as session:
+    session = deps().factory()
+    try:
         who = authenticate(session, token.strip())
+        if who is not None and request.endpoint in SHARED_AUTH_TRANSACTION:
+            g.auth_session, session = session, None  # the view commits it
+        else:
+            session.commit()
+    finally:
+        if session is not None:
+            session.close()
     if who is None:
         raise Unauthenticated("the API token is unknown or revoked")
     g.principal = who

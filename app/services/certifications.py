@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,11 +28,13 @@ from app.config import Settings
 from app.db.models import Certification, CheckResultRow, JobStatus, Priority
 from app.db.session import transaction
 from app.services.auth import Principal
+from app.services.dispatch import mark_now
 from app.services.errors import IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
 from app.services.targets import load_target
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
+MarkFn = Callable[[uuid.UUID], datetime]
 
 
 def request_hash(body: CertificationCreate) -> str:
@@ -84,12 +88,19 @@ def create_certification(
     body: CertificationCreate,
     idempotency_key: str | None,
     reason: str = "requested",
+    mark_dispatched: MarkFn | None = None,
+    session: Session | None = None,
 ) -> tuple[CertificationView, bool]:
-    """Insert the job, commit, then publish. Returns (view, replayed)."""
+    """Insert the job, commit, then publish. Returns (view, replayed).
+
+    `mark_dispatched` records `dispatched_at` after a publish: the API passes its batched
+    DispatchMarks (one UPDATE per batch, see app/services/dispatch.py); without it the mark
+    is written at once in its own transaction. `session`: an open transaction to continue
+    (the request's authentication) and commit, instead of a new one."""
     digest = request_hash(body)
     try:
         # One transaction for the idempotency lookup and the insert (one pool checkout).
-        with transaction(factory) as session:
+        with _unit_of_work(factory, session) as session:
             if idempotency_key:
                 existing = _find_by_idempotency_key(session, who, idempotency_key)
                 if existing is not None:
@@ -124,14 +135,23 @@ def create_certification(
         return _replay(factory, existing, digest)
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
     if publish(row.id, row.queue, row.priority.value):
-        with transaction(factory) as session:
-            # coalesce: a fast worker may have claimed it (and set dispatched_at) already.
-            dispatched = session.scalar(update(Certification).where(
-                Certification.id == row.id
-            ).values(dispatched_at=func.coalesce(Certification.dispatched_at, func.now()))
-                .returning(Certification.dispatched_at))
-        row.dispatched_at = dispatched
+        row.dispatched_at = (mark_dispatched(row.id) if mark_dispatched
+                             else mark_now(factory, row.id))
     return to_view(row, []), False
+
+
+@contextmanager
+def _unit_of_work(factory: sessionmaker[Session], session: Session | None) -> Iterator[Session]:
+    if session is None:
+        with transaction(factory) as fresh:
+            yield fresh
+        return
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def _find_by_idempotency_key(session: Session, who: Principal,

@@ -58,53 +58,59 @@ def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
               lease_seconds: int) -> Claim | None:
     """The one conditional UPDATE that turns a delivery into the right to run."""
     with transaction(factory) as session:
-        row = session.execute(
-            update(Certification)
-            .where(Certification.id == cert_id,
-                   Certification.status.in_(CLAIMABLE_STATUSES),
-                   Certification.attempt < Certification.max_attempts,
-                   Certification.cancel_requested_at.is_(None))
-            .values(status=JobStatus.RUNNING, attempt=Certification.attempt + 1,
-                    lease_until=func.now() + timedelta(seconds=lease_seconds),
-                    started_at=func.coalesce(Certification.started_at, func.now()),
-                    dispatched_at=func.coalesce(Certification.dispatched_at, func.now()),
-                    worker=worker[:300], next_attempt_at=None,
-                    delivery_count=Certification.delivery_count + 1)
-            .returning(Certification.id, Certification.attempt, Certification.max_attempts,
-                       Certification.organization_id, Certification.target_id,
-                       Certification.suite_name, Certification.suite_hash,
-                       Certification.region, Certification.queue, Certification.priority)
-        ).first()
-        if row is not None:
-            return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                         row[9].value)
-        # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
-        exhausted = session.execute(
-            update(Certification)
-            .where(Certification.id == cert_id,
-                   Certification.status.in_(CLAIMABLE_STATUSES),
-                   Certification.attempt >= Certification.max_attempts)
-            .values(status=JobStatus.FAILED, finished_at=func.now(), lease_until=None,
-                    error_cause=func.coalesce(Certification.error_cause, "max_attempts"),
-                    error_message=func.coalesce(Certification.error_message,
-                                                "attempts exhausted"))
-            .returning(Certification.id, Certification.organization_id, Certification.attempt,
-                       Certification.error_cause, Certification.error_message)
-        ).first()
-        if exhausted is not None:
-            _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
-                         exhausted[2])
-            events.certification_ended(session, cert_id)
-        # A queued job whose cancel was requested is cancelled on sight.
-        cancelled = session.execute(
-            update(Certification)
-            .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
-                   Certification.cancel_requested_at.is_not(None))
-            .values(status=JobStatus.CANCELLED, finished_at=func.now(),
-                    error_cause="cancelled", error_message="cancelled by request")
-            .returning(Certification.id)).first()
-        if cancelled is not None:
-            events.certification_ended(session, cert_id)
+        return claim_in(session, cert_id, worker, lease_seconds)
+
+
+def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
+             lease_seconds: int) -> Claim | None:
+    """claim_job in the caller's transaction (the worker reads its inputs in the same one)."""
+    row = session.execute(
+        update(Certification)
+        .where(Certification.id == cert_id,
+               Certification.status.in_(CLAIMABLE_STATUSES),
+               Certification.attempt < Certification.max_attempts,
+               Certification.cancel_requested_at.is_(None))
+        .values(status=JobStatus.RUNNING, attempt=Certification.attempt + 1,
+                lease_until=func.now() + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Certification.started_at, func.now()),
+                dispatched_at=func.coalesce(Certification.dispatched_at, func.now()),
+                worker=worker[:300], next_attempt_at=None,
+                delivery_count=Certification.delivery_count + 1)
+        .returning(Certification.id, Certification.attempt, Certification.max_attempts,
+                   Certification.organization_id, Certification.target_id,
+                   Certification.suite_name, Certification.suite_hash,
+                   Certification.region, Certification.queue, Certification.priority)
+    ).first()
+    if row is not None:
+        return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                     row[9].value)
+    # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
+    exhausted = session.execute(
+        update(Certification)
+        .where(Certification.id == cert_id,
+               Certification.status.in_(CLAIMABLE_STATUSES),
+               Certification.attempt >= Certification.max_attempts)
+        .values(status=JobStatus.FAILED, finished_at=func.now(), lease_until=None,
+                error_cause=func.coalesce(Certification.error_cause, "max_attempts"),
+                error_message=func.coalesce(Certification.error_message,
+                                            "attempts exhausted"))
+        .returning(Certification.id, Certification.organization_id, Certification.attempt,
+                   Certification.error_cause, Certification.error_message)
+    ).first()
+    if exhausted is not None:
+        _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
+                     exhausted[2])
+        events.certification_ended(session, cert_id)
+    # A queued job whose cancel was requested is cancelled on sight.
+    cancelled = session.execute(
+        update(Certification)
+        .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
+               Certification.cancel_requested_at.is_not(None))
+        .values(status=JobStatus.CANCELLED, finished_at=func.now(),
+                error_cause="cancelled", error_message="cancelled by request")
+        .returning(Certification.id)).first()
+    if cancelled is not None:
+        events.certification_ended(session, cert_id)
     return None
 
 
@@ -158,38 +164,44 @@ def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult
                secrets: tuple[str, ...] = ()) -> bool:
     """Checkpoint one finished check with its samples; a no-op if the job is no longer ours."""
     with transaction(factory) as session:
-        owned = session.execute(
-            update(Certification).where(_owned(claim))
-            .values(progress_done=Certification.progress_done + result.total)
-            .returning(Certification.id)).first()
-        if owned is None:
-            return False
-        inserted = session.execute(
-            insert(CheckResultRow).values(
-                id=uuid.uuid4(), certification_id=claim.certification_id, check_name=result.name,
-                outcome=result.outcome, required=result.required, passed=result.passed,
-                failed=result.failed, errored=result.errored, total=result.total,
-                statistic=result.statistic, threshold=result.threshold, lower=result.lower,
-                upper=result.upper, duration_seconds=result.duration_seconds,
-                details=_redact_obj(result.details, secrets), attempt=claim.attempt,
-            ).on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
-            .returning(CheckResultRow.id)).first()
-        if inserted is None:
-            return False
-        if result.samples:
-            session.execute(
-                insert(SampleRow).on_conflict_do_nothing(
-                    index_elements=["certification_id", "check_name", "sample_index"]),
-                [{
-                    "certification_id": claim.certification_id, "check_name": result.name,
-                    "sample_index": s.index, "prompt_id": s.prompt_id[:200],
-                    "grade": s.grade.value,
-                    "request_summary": _redact_obj(s.request_summary, secrets),
-                    "response_excerpt": redact(s.response_excerpt, secrets),
-                    "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
-                    "status_code": s.status_code, "error": redact(s.error, secrets),
-                    "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
-                } for s in result.samples])
+        return save_check_in(session, claim, result, secrets)
+
+
+def save_check_in(session: Session, claim: Claim, result: CheckResult,
+                  secrets: tuple[str, ...] = ()) -> bool:
+    """save_check in the caller's transaction (the last check is saved with the finish)."""
+    owned = session.execute(
+        update(Certification).where(_owned(claim))
+        .values(progress_done=Certification.progress_done + result.total)
+        .returning(Certification.id)).first()
+    if owned is None:
+        return False
+    inserted = session.execute(
+        insert(CheckResultRow).values(
+            id=uuid.uuid4(), certification_id=claim.certification_id, check_name=result.name,
+            outcome=result.outcome, required=result.required, passed=result.passed,
+            failed=result.failed, errored=result.errored, total=result.total,
+            statistic=result.statistic, threshold=result.threshold, lower=result.lower,
+            upper=result.upper, duration_seconds=result.duration_seconds,
+            details=_redact_obj(result.details, secrets), attempt=claim.attempt,
+        ).on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
+        .returning(CheckResultRow.id)).first()
+    if inserted is None:
+        return False
+    if result.samples:
+        session.execute(
+            insert(SampleRow).on_conflict_do_nothing(
+                index_elements=["certification_id", "check_name", "sample_index"]),
+            [{
+                "certification_id": claim.certification_id, "check_name": result.name,
+                "sample_index": s.index, "prompt_id": s.prompt_id[:200],
+                "grade": s.grade.value,
+                "request_summary": _redact_obj(s.request_summary, secrets),
+                "response_excerpt": redact(s.response_excerpt, secrets),
+                "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
+                "status_code": s.status_code, "error": redact(s.error, secrets),
+                "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
+            } for s in result.samples])
     return True
 
 
@@ -207,13 +219,18 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
            cause: str | None = None, message: str | None = None,
            valid_until_days: int | None = None, dead_letter: bool = False,
            decide: Callable[[Session], tuple[Verdict, float | None]] | None = None,
-           session_hook: Callable[[Session, Verdict | None], None] | None = None) -> bool:
+           session_hook: Callable[[Session, Verdict | None], None] | None = None,
+           final_check: CheckResult | None = None, secrets: tuple[str, ...] = ()) -> bool:
     """Set the one terminal state, fenced on our claim. Returns False if someone else did.
 
-    `decide` computes (verdict, score) inside the same transaction; `session_hook` runs there
-    too, after the UPDATE (certificates, follow-up jobs).
+    `final_check` (the suite's last check) is checkpointed first in the same transaction, so
+    the last check and the end of the job cost one commit. `decide` computes (verdict, score)
+    inside the same transaction; `session_hook` runs there too, after the UPDATE
+    (certificates, follow-up jobs).
     """
     with transaction(factory) as session:
+        if final_check is not None:
+            save_check_in(session, claim, final_check, secrets)  # the UPDATE below decides
         if decide is not None:
             verdict, score = decide(session)
         values = dict(status=status, verdict=verdict, score=score, error_cause=cause,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -101,24 +102,49 @@ def target_spec(row: Target, region: str | None) -> TargetSpec:
                       rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
 
 
-def prepare(factory: sessionmaker[Session], settings: Settings, claim: jobs.Claim,
-            suite: Suite) -> tuple[TargetSpec, str | None, set[str]]:
-    """One transaction after the claim: target, secret, planned total, checks already done."""
+@dataclass(frozen=True)
+class Prepared:
+    suite: Suite
+    spec: TargetSpec
+    api_key: str | None
+    completed: set[str]
+
+
+def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
+                      worker_name: str) -> tuple[jobs.Claim | None, Prepared | JobFailure]:
+    """One transaction: the claim, then target, secret, planned total and checks already done.
+
+    A JobFailure while preparing (target or secret deleted, suite gone) is returned, not
+    raised, so the claim still commits and the caller fails the job it owns.
+    """
     with transaction(factory) as session:
-        target = session.scalar(select(Target).where(Target.id == claim.target_id))
-        if target is None or target.deleted_at is not None:
-            raise JobFailure("invalid_target", "the target was deleted", retryable=False)
-        spec = target_spec(target, claim.region)
-        api_key = None
-        if target.secret_id is not None:
-            secret = session.get(Secret, target.secret_id)
-            if secret is None:
-                raise JobFailure("invalid_target", "the target's secret was deleted",
-                                 retryable=False)
-            api_key = decrypt_secret(settings, secret.ciphertext)
-        jobs.set_progress_total(session, claim, planned_samples(suite, spec))
-        completed = jobs.completed_checks(session, claim.certification_id)
-    return spec, api_key, completed
+        claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds)
+        if claim is None:
+            return None, JobFailure("not_claimable", "", retryable=False)
+        try:
+            return claim, prepare_in(session, settings, claim)
+        except JobFailure as failure:
+            return claim, failure
+
+
+def prepare_in(session: Session, settings: Settings, claim: jobs.Claim) -> Prepared:
+    try:
+        suite = get_suite(claim.suite_name)
+    except SuiteError as exc:
+        raise JobFailure("invalid_target", str(exc), retryable=False) from None
+    target = session.scalar(select(Target).where(Target.id == claim.target_id))
+    if target is None or target.deleted_at is not None:
+        raise JobFailure("invalid_target", "the target was deleted", retryable=False)
+    spec = target_spec(target, claim.region)
+    api_key = None
+    if target.secret_id is not None:
+        secret = session.get(Secret, target.secret_id)
+        if secret is None:
+            raise JobFailure("invalid_target", "the target's secret was deleted",
+                             retryable=False)
+        api_key = decrypt_secret(settings, secret.ciphertext)
+    jobs.set_progress_total(session, claim, planned_samples(suite, spec))
+    return Prepared(suite, spec, api_key, jobs.completed_checks(session, claim.certification_id))
 
 
 def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
@@ -152,7 +178,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     except ValueError:
         log.error("malformed_certification_id", extra={"value": cert_id[:80]})
         return "rejected"
-    claim = jobs.claim_job(factory, job_id, worker_name, settings.certification_lease_seconds)
+    claim, prepared = claim_and_prepare(factory, settings, job_id, worker_name)
     if claim is None:
         return "not_claimable"
     bind(attempt=claim.attempt, target_id=str(claim.target_id))
@@ -162,16 +188,29 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
                          interval=min(2.0, settings.certification_lease_seconds / 3))
     keeper.start()
     secrets: tuple[str, ...] = ()
+    # The suite's last check is not checkpointed on its own: it is saved in the transaction
+    # that sets the terminal state (one commit fewer per job). Any other way out saves it.
+    held: list[CheckResult] = []
+
+    def save_held() -> None:
+        while held:
+            _checkpoint(factory, claim, held.pop(), secrets)
+
     try:
-        try:
-            suite = get_suite(claim.suite_name)
-        except SuiteError as exc:
-            raise JobFailure("invalid_target", str(exc), retryable=False) from None
-        spec, api_key, completed = prepare(factory, settings, claim, suite)
+        if isinstance(prepared, JobFailure):
+            raise prepared
+        suite, spec, api_key = prepared.suite, prepared.spec, prepared.api_key
         secrets = (api_key,) if api_key else ()
+        last_check = suite.definition.checks[-1].key if suite.definition.checks else None
+
+        def on_check_finished(result: CheckResult) -> None:
+            if result.name == last_check:
+                held.append(result)
+            else:
+                _checkpoint(factory, claim, result, secrets)
+
         engine_hooks = EngineHooks(
-            completed=completed,
-            on_check_finished=lambda result: _checkpoint(factory, claim, result, secrets),
+            completed=prepared.completed, on_check_finished=on_check_finished,
             should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
         )
         concurrency = job_concurrency(spec)
@@ -183,6 +222,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
                             **kwargs))
     except StopRequested:
         keeper.stop()
+        save_held()
         if keeper.cancel_requested:
             jobs.finish(factory, claim, JobStatus.CANCELLED, cause="cancelled",
                         message="cancelled by request; evidence so far is kept")
@@ -194,6 +234,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         return "released"
     except JobFailure as failure:
         keeper.stop()
+        save_held()
         message = jobs.redact(failure.message, secrets) or failure.cause
         if failure.retryable:
             delay = jobs.backoff_seconds(claim.attempt, retry_after=failure.retry_after)
@@ -207,6 +248,11 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         jobs.finish(factory, claim, JobStatus.FAILED, cause=failure.cause, message=message)
         hooks.on_finished("failed", None, None)
         return "failed"
+    except BaseException:
+        # Unexpected (a bug, the soft time limit): keep the evidence if the database lets us.
+        with contextlib.suppress(Exception):
+            save_held()
+        raise
     finally:
         keeper.stop()
     signer = signing.signer_for(settings)
@@ -224,7 +270,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     done = jobs.finish(
         factory, claim, JobStatus.SUCCEEDED, decide=lambda session: verdict_from(
             jobs.stored_results(session, claim.certification_id)),
-        session_hook=issue,
+        session_hook=issue, final_check=held.pop() if held else None, secrets=secrets,
     )
     if done:
         hooks.on_finished("succeeded", decided[0].value, None)

@@ -1,0 +1,85 @@
+"""POST /v1/certifications costs one transaction (token lookup + idempotency + insert); every
+request, whatever its outcome, gives its connection back."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import event
+
+from app.api.factory import build_app
+
+
+@pytest.fixture()
+def counted(settings):  # type: ignore[no-untyped-def]
+    """An app of its own (its own pool) that counts transactions begun on this thread."""
+    app = build_app(settings.model_copy(
+        update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"}))
+    engine = app.extensions["modelcert"].engine
+    me = threading.get_ident()
+    seen = {"begin": 0}
+
+    def on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        if threading.get_ident() == me:  # not the dispatch-marks batch thread
+            seen["begin"] += 1
+
+    event.listen(engine, "begin", on_begin)
+    yield app, seen
+    app.extensions["modelcert"].dispatch.close()
+    engine.dispose()
+
+
+def test_create_is_one_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    app, seen = counted
+    client = app.test_client()
+    target = client.post("/v1/targets", json={"name": "tx", "model": "m",
+                                              "base_url": "http://127.0.0.1:9/v1"},
+                         headers=auth).get_json()["id"]
+    seen["begin"] = 0
+    for _ in range(3):
+        r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
+        assert r.status_code == 202
+    assert seen["begin"] == 3
+    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"target_id": str(uuid.uuid4())}, 404),       # the view raises inside the shared txn
+    ({"target_id": "not-a-uuid"}, 422),             # validation fails before the view runs
+    ({"target_id": str(uuid.uuid4()), "suite": "no-such-suite"}, 422),
+])
+def test_failed_creates_give_the_connection_back(counted, auth, body, status) -> None:  # type: ignore[no-untyped-def]
+    app, _ = counted
+    client = app.test_client()
+    r = client.post("/v1/certifications", json=body, headers=auth)
+    assert r.status_code == status, r.get_json()
+    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+
+
+def test_bad_token_is_401_before_validation(counted) -> None:  # type: ignore[no-untyped-def]
+    app, _ = counted
+    client = app.test_client()
+    r = client.post("/v1/certifications", json={"target_id": "x"},
+                    headers={"Authorization": "Bearer mc_nope"})
+    assert r.status_code == 401
+    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+
+
+def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    app, seen = counted
+    client = app.test_client()
+    target = client.post("/v1/targets", json={"name": "tx2", "model": "m",
+                                              "base_url": "http://127.0.0.1:9/v1"},
+                         headers=auth).get_json()["id"]
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
+    again = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
+    other = client.post("/v1/certifications", json={"target_id": target, "priority": "high"},
+                        headers=auth | key)
+    assert first.status_code == again.status_code == 202
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert other.status_code == 422  # the key was used with another body
+    assert app.extensions["modelcert"].engine.pool.checkedout() == 0

@@ -1,0 +1,52 @@
+"""The pool refuses connections the server closed, without a ping per checkout."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from app.db.session import make_engine
+
+
+def backend_pid(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_the_server_terminated_is_replaced_on_checkout(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=1)
+    admin = make_engine(database_url, pool_size=1)
+    try:
+        first = backend_pid(engine)  # now idle in the pool
+        assert backend_pid(engine) == first  # reused while healthy
+        with admin.begin() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}).scalar()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the backend is gone once pg_stat_activity says so
+            with admin.connect() as conn:
+                if not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                                    {"p": first}).scalar():
+                    break
+            time.sleep(0.05)
+        # No error reaches the caller: the checkout saw the closed socket and reconnected.
+        second = backend_pid(engine)
+        assert second != first
+        assert backend_pid(engine) == second
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_checkout_sends_nothing_to_the_server(database_url: str) -> None:
+    """No pre-ping: checking out a pooled connection costs no round trip (and no transaction)."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        assert not engine.pool._pre_ping  # noqa: SLF001 - the setting under test
+        backend_pid(engine)
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            before = raw.pgconn.transaction_status
+            assert before == 0  # idle: the checkout began no transaction
+    finally:
+        engine.dispose()
