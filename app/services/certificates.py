@@ -11,6 +11,7 @@ current certificates in that region and queues a new certification.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, select, update
@@ -58,7 +59,8 @@ def endpoint_url(target: Target, region: str | None) -> str:
 
 
 def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UUID,
-          verdict: Verdict, now: datetime | None = None) -> list[Queued]:
+          verdict: Verdict, now: datetime | None = None,
+          rows: Sequence[CheckResultRow] | None = None) -> list[Queued]:
     """Sign and store the certificate of a job that just succeeded (in its transaction).
 
     Returns the certifications it queued (fingerprint change), to publish after commit.
@@ -67,9 +69,10 @@ def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UU
     target = session.get(Target, job.target_id) if job is not None else None
     if job is None or target is None:
         raise LookupError(f"certification {cert_id} or its target vanished mid-transaction")
-    rows = session.scalars(select(CheckResultRow).where(
-        CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)).all()
-    listing = fingerprint.model_listing(session, cert_id)
+    if rows is None:  # else: the check results the caller read in this transaction
+        rows = session.scalars(select(CheckResultRow).where(
+            CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)).all()
+    listing = fingerprint.model_listing(session, cert_id, rows)
     fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
                              target.model, listing)
     issued_at = (now or datetime.now(UTC)).replace(microsecond=0)

@@ -54,13 +54,18 @@ def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, ev
     return count
 
 
-def certification_ended(session: Session, cert_id: uuid.UUID) -> int:
-    """Call in the transaction that set the terminal status (after the UPDATE)."""
-    row = session.execute(select(
-        Certification.organization_id, Certification.target_id, Certification.status,
-        Certification.verdict, Certification.attempt, Certification.error_cause,
-        Certification.error_message, Certification.score,
-    ).where(Certification.id == cert_id)).first()
+ENDED_COLUMNS = (
+    Certification.organization_id, Certification.target_id, Certification.status,
+    Certification.verdict, Certification.attempt, Certification.error_cause,
+    Certification.error_message, Certification.score,
+)
+
+
+def certification_ended(session: Session, cert_id: uuid.UUID, row: Any = None) -> int:
+    """Call in the transaction that set the terminal status (after the UPDATE). `row`: the
+    ENDED_COLUMNS of the job when that UPDATE returned them (saves reading them again)."""
+    if row is None:
+        row = session.execute(select(*ENDED_COLUMNS).where(Certification.id == cert_id)).first()
     if row is None or row.status.value not in CERTIFICATION_EVENTS:
         return 0
     data = {"certification_id": str(cert_id), "target_id": str(row.target_id),

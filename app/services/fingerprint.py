@@ -9,6 +9,7 @@ excerpt the check keeps, at most the first 20 models of the listing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,11 +22,16 @@ def compute(provider: str, base_url: str, model: str, listing: list[str] | None)
     return endpoint_fingerprint(provider, base_url, model, listing)
 
 
-def model_listing(session: Session, cert_id: uuid.UUID) -> list[str] | None:
-    """The models the connectivity check saw (None when it did not run or never got one)."""
-    names = session.scalars(select(CheckResultRow.check_name).where(
-        CheckResultRow.certification_id == cert_id,
-        CheckResultRow.details["check"].astext == "connectivity")).all()
+def model_listing(session: Session, cert_id: uuid.UUID,
+                  rows: Sequence[CheckResultRow] | None = None) -> list[str] | None:
+    """The models the connectivity check saw (None when it did not run or never got one).
+    `rows`: the job's check results when the caller has them already."""
+    if rows is not None:
+        names = [r.check_name for r in rows if (r.details or {}).get("check") == "connectivity"]
+    else:
+        names = list(session.scalars(select(CheckResultRow.check_name).where(
+            CheckResultRow.certification_id == cert_id,
+            CheckResultRow.details["check"].astext == "connectivity")).all())
     if not names:
         return None
     excerpts = session.scalars(select(SampleRow.response_excerpt).where(

@@ -46,6 +46,7 @@ class Claim:
     region: str | None
     queue: str
     priority: str
+    deliveries: int = 1  # claims of this job so far, this one included
 
 
 def _owned(claim: Claim):  # type: ignore[no-untyped-def]
@@ -79,11 +80,12 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
         .returning(Certification.id, Certification.attempt, Certification.max_attempts,
                    Certification.organization_id, Certification.target_id,
                    Certification.suite_name, Certification.suite_hash,
-                   Certification.region, Certification.queue, Certification.priority)
+                   Certification.region, Certification.queue, Certification.priority,
+                   Certification.delivery_count)
     ).first()
     if row is not None:
         return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                     row[9].value)
+                     row[9].value, row[10])
     # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
     exhausted = session.execute(
         update(Certification)
@@ -239,13 +241,13 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
         if valid_until_days:
             values["valid_until"] = func.now() + timedelta(days=valid_until_days)
         row = session.execute(update(Certification).where(_owned(claim)).values(**values)
-                              .returning(Certification.id)).first()
+                              .returning(*events.ENDED_COLUMNS)).first()
         if row is None:
             return False
         if dead_letter:
             _dead_letter(session, claim.certification_id, claim.organization_id, cause, message,
                          claim.attempt)
-        events.certification_ended(session, claim.certification_id)
+        events.certification_ended(session, claim.certification_id, row)
         if session_hook is not None:
             session_hook(session, verdict)
     return True

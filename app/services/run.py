@@ -144,7 +144,10 @@ def prepare_in(session: Session, settings: Settings, claim: jobs.Claim) -> Prepa
                              retryable=False)
         api_key = decrypt_secret(settings, secret.ciphertext)
     jobs.set_progress_total(session, claim, planned_samples(suite, spec))
-    return Prepared(suite, spec, api_key, jobs.completed_checks(session, claim.certification_id))
+    # Checkpoints exist only if an earlier delivery ran: the first one need not look.
+    completed = (jobs.completed_checks(session, claim.certification_id)
+                 if claim.deliveries > 1 else set())
+    return Prepared(suite, spec, api_key, completed)
 
 
 def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
@@ -259,17 +262,22 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     follow_ups: list[Queued] = []
     decided: list[Verdict] = []
 
+    stored: list = []  # type: ignore[type-arg]
+
+    def decide(session: Session) -> tuple:  # type: ignore[type-arg]
+        stored.extend(jobs.stored_results(session, claim.certification_id))
+        return verdict_from(stored)
+
     def issue(session: Session, verdict: Verdict | None) -> None:
         assert verdict is not None
         decided.append(verdict)
         follow_ups.extend(certificates.issue(session, settings, signer,
-                                             claim.certification_id, verdict))
+                                             claim.certification_id, verdict, rows=stored))
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
     done = jobs.finish(
-        factory, claim, JobStatus.SUCCEEDED, decide=lambda session: verdict_from(
-            jobs.stored_results(session, claim.certification_id)),
+        factory, claim, JobStatus.SUCCEEDED, decide=decide,
         session_hook=issue, final_check=held.pop() if held else None, secrets=secrets,
     )
     if done:

@@ -76,16 +76,24 @@ def signer_for(settings: Settings) -> Signer:
     return _signer(tuple(seeds_for(settings)))
 
 
+# Key sets this process saw fully registered: keys are never deleted and a retirement is
+# never undone, so once seen committed, the steady state needs no further read.
+_REGISTERED: set[tuple[str, ...]] = set()
+
+
 def register_keys(session: Session, signer: Signer) -> None:
     """Idempotent: insert every configured key; keys listed after the newest are retired.
 
-    Reads first, so the steady state (every key known, older ones retired) writes nothing.
+    Reads first (once per process and key set), so the steady state writes nothing.
     """
+    if signer.public_keys in _REGISTERED:
+        return
     rows = [{"key_id": certs.key_id_for(k), "public_key": k} for k in signer.public_keys]
     known = dict(session.execute(select(SigningKey.key_id, SigningKey.retired_at).where(
         SigningKey.key_id.in_([r["key_id"] for r in rows]))).tuples().all())
     older = [row["key_id"] for row in rows[1:]]
     if len(known) == len(rows) and all(known[k] is not None for k in older):
+        _REGISTERED.add(signer.public_keys)
         return
     session.execute(insert(SigningKey).values(rows).on_conflict_do_nothing(
         index_elements=["key_id"]))
