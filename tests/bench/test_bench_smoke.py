@@ -6,20 +6,19 @@ Asserts only keys and types, never a speed (benchmarks are measurements, not tes
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from app.harness import inherited_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tiny_memory_run_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CERTIFICATION_", "WORKER_", "API_"))}
     proc = subprocess.run([sys.executable, "-m", "bench", "--only", "memory", "--tiny",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True,
+                           "--out", str(out)], cwd=ROOT, env=inherited_env(), capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())

@@ -5,31 +5,29 @@ from __future__ import annotations
 import random
 import signal
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from cryptography.fernet import Fernet
 
 from app.config import Settings
-from tests.conftest import BIN, Proc, free_port, settings_env, start_redis_server, wait_http
+from app.harness import (
+    BIN,
+    Proc,
+    free_port,
+    local_settings,
+    settings_env,
+    start_embedded_postgres,
+    start_redis_server,
+    wait_http,
+)
 
 
 class PrivatePostgres:
     """pgserver in a temporary directory; restartable."""
 
     def __init__(self, root: Path) -> None:
-        import os
-        import tempfile
-
-        import pgserver
-
-        # Outside pytest's 0700 temp tree: as root, pgserver runs Postgres as another user.
-        base = Path(tempfile.mkdtemp(prefix="modelcert-pg-"))
-        os.chmod(base, 0o755)
-        self.server = pgserver.get_server(str(base / "pg"), cleanup_mode="delete")
-        self.url = self.server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        self.url, self.server = start_embedded_postgres()
 
     def restart(self) -> None:
         """Fast shutdown (SIGINT to the postmaster, as pg_ctl -m fast does), then start again."""
@@ -52,8 +50,7 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def restart(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.stop()
         self.proc = start_redis_server(self.port, self.root)
 
     def stop(self) -> None:
@@ -73,16 +70,11 @@ class Stack:
     @classmethod
     def create(cls, root: Path, database_url: str, redis_url: str, **overrides: object) -> Stack:
         values: dict[str, object] = dict(
-            database_url=database_url, redis_url=redis_url,
-            certification_queue_name=f"chaos-{uuid.uuid4().hex[:6]}",
             certification_concurrency=2, certification_max_retries=5, certification_timeout=60,
             certification_lease_seconds=5, sweeper_interval=1, worker_shutdown_grace=5,
-            modelcert_secret_key=Fernet.generate_key().decode(),
-            modelcert_allow_private_targets=True, modelcert_data_dir=root / "data",
-            log_format="json", api_rate_limit="1000000/minute")
-        settings = Settings(**(values | overrides))
-        (root / "data").mkdir(parents=True, exist_ok=True)
-        return cls(root, settings)
+            api_rate_limit="1000000/minute")
+        return cls(root, local_settings(database_url, redis_url, root / "data", "chaos",
+                                        **(values | overrides)))
 
     def start_worker(self) -> Proc:
         port = free_port()

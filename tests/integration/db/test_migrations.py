@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
 from app.cli import ROOT
 from app.db.models import Base
-from tests.conftest import with_database
+from app.harness import new_database
 
 
 def alembic_config(url: str) -> Config:
@@ -23,12 +24,14 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def test_upgrade_downgrade_upgrade(admin_database_url: str) -> None:
-    name = f"mc_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = with_database(admin_database_url, name)
+@pytest.fixture()
+def empty_database_url(admin_database_url: str) -> Iterator[str]:
+    with new_database(admin_database_url, "mc_mig") as url:
+        yield url
+
+
+def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
+    url = empty_database_url
     engine = create_engine(url)
     try:
         config = alembic_config(url)
@@ -47,6 +50,3 @@ def test_upgrade_downgrade_upgrade(admin_database_url: str) -> None:
         assert ("certification_id", "check_name") in uniques
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
