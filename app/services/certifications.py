@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.schemas import (
@@ -29,7 +29,7 @@ from app.db.models import Certification, CheckResultRow, JobStatus, Priority
 from app.db.session import transaction
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
-from app.services.errors import IdempotencyMismatch, InvalidField, NotFound
+from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
 from app.services.targets import load_target
 
@@ -98,46 +98,58 @@ def create_certification(
     is written at once in its own transaction. `session`: an open transaction to continue
     (the request's authentication) and commit, instead of a new one."""
     digest = request_hash(body)
-    try:
-        # One transaction for the idempotency lookup and the insert (one pool checkout).
-        with _unit_of_work(factory, session) as session:
-            if idempotency_key:
-                existing = _find_by_idempotency_key(session, who, idempotency_key)
-                if existing is not None:
-                    return _replay_in(session, existing, digest)
-            try:
-                suite = get_suite(body.suite)
-            except SuiteError as exc:
-                raise InvalidField(["body", "suite"], str(exc)) from None
-            target = load_target(session, who, body.target_id)
-            if body.region is not None and body.region not in target.endpoints:
-                raise InvalidField(["body", "region"], "the target declares no endpoint for "
-                                   f"region {body.region!r}")
-            if body.region is None and target.base_url is None:
-                raise InvalidField(["body", "region"], "the target has only per-region endpoints; "
-                                   "name one of: " + ", ".join(sorted(target.endpoints)))
-            row = Certification(
-                organization_id=who.organization_id, target_id=target.id, region=body.region,
-                queue=queue_for(settings, target.region_queues, body.region),
-                suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
-                status=JobStatus.QUEUED, priority=Priority(body.priority), reason=reason,
-                attempt=0, max_attempts=settings.max_attempts,
-                idempotency_key=idempotency_key, request_hash=digest,
-                progress_done=0, progress_total=0,
-            )
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # Two requests with one key raced; the other one won.
-        existing = _by_idempotency_key(factory, who, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(factory, existing, digest)
+    # One transaction for the validation reads, the insert and (only when the key was used
+    # before) the idempotency lookup: a new key costs no extra round trip.
+    with _unit_of_work(factory, session) as session:
+        try:
+            values = _job_values(session, settings, who, body, reason)
+        except (InvalidField, NotFound):
+            # A retried POST replays its job even if the target or suite changed since.
+            existing = (_find_by_idempotency_key(session, who, idempotency_key)
+                        if idempotency_key else None)
+            if existing is None:
+                raise
+            return _replay_in(session, existing, digest)
+        insert_job = insert(Certification).values(
+            **values, idempotency_key=idempotency_key, request_hash=digest)
+        if idempotency_key:
+            # A concurrent POST with the key makes this wait for its commit, then do nothing.
+            insert_job = insert_job.on_conflict_do_nothing(
+                index_elements=["organization_id", "idempotency_key"])
+        row = session.scalar(insert_job.returning(Certification))
+        if row is None:
+            existing = _find_by_idempotency_key(session, who, idempotency_key or "")
+            if existing is None:  # the other request rolled back: nothing to replay
+                raise Conflict("a concurrent request with this Idempotency-Key failed; retry")
+            return _replay_in(session, existing, digest)
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
     if publish(row.id, row.queue, row.priority.value):
         row.dispatched_at = (mark_dispatched(row.id) if mark_dispatched
                              else mark_now(factory, row.id))
     return to_view(row, []), False
+
+
+def _job_values(session: Session, settings: Settings, who: Principal, body: CertificationCreate,
+                reason: str) -> dict[str, object]:
+    """Validate the body against the suite and the target; the new row's columns."""
+    try:
+        suite = get_suite(body.suite)
+    except SuiteError as exc:
+        raise InvalidField(["body", "suite"], str(exc)) from None
+    target = load_target(session, who, body.target_id)
+    if body.region is not None and body.region not in target.endpoints:
+        raise InvalidField(["body", "region"], "the target declares no endpoint for "
+                           f"region {body.region!r}")
+    if body.region is None and target.base_url is None:
+        raise InvalidField(["body", "region"], "the target has only per-region endpoints; "
+                           "name one of: " + ", ".join(sorted(target.endpoints)))
+    return dict(
+        organization_id=who.organization_id, target_id=target.id, region=body.region,
+        queue=queue_for(settings, target.region_queues, body.region),
+        suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
+        status=JobStatus.QUEUED, priority=Priority(body.priority), reason=reason,
+        attempt=0, max_attempts=settings.max_attempts, progress_done=0, progress_total=0,
+    )
 
 
 @contextmanager
@@ -161,24 +173,12 @@ def _find_by_idempotency_key(session: Session, who: Principal,
         Certification.idempotency_key == key))
 
 
-def _by_idempotency_key(factory: sessionmaker[Session], who: Principal,
-                        key: str) -> Certification | None:
-    with factory() as session:
-        return _find_by_idempotency_key(session, who, key)
-
-
 def _replay_in(session: Session, row: Certification,
                digest: str) -> tuple[CertificationView, bool]:
     if row.request_hash != digest:
         raise IdempotencyMismatch(
             "this Idempotency-Key was already used with a different request body")
     return to_view(row, _checks_for(session, [row.id])[row.id]), True
-
-
-def _replay(factory: sessionmaker[Session], row: Certification,
-            digest: str) -> tuple[CertificationView, bool]:
-    with factory() as session:
-        return _replay_in(session, row, digest)
 
 
 def get_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificationView:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Update, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +49,13 @@ class Claim:
     deliveries: int = 1  # claims of this job so far, this one included
 
 
+def _update() -> Update:
+    """UPDATE certifications without the ORM's identity-map sync: these sessions never hold a
+    loaded Certification before the statement (the sync's evaluator cost more than the
+    round trip in the worker's profile)."""
+    return update(Certification).execution_options(synchronize_session=False)
+
+
 def _owned(claim: Claim):  # type: ignore[no-untyped-def]
     return and_(Certification.id == claim.certification_id,
                 Certification.status == JobStatus.RUNNING,
@@ -66,7 +73,7 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
              lease_seconds: int) -> Claim | None:
     """claim_job in the caller's transaction (the worker reads its inputs in the same one)."""
     row = session.execute(
-        update(Certification)
+        _update()
         .where(Certification.id == cert_id,
                Certification.status.in_(CLAIMABLE_STATUSES),
                Certification.attempt < Certification.max_attempts,
@@ -88,7 +95,7 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
                      row[9].value, row[10])
     # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
     exhausted = session.execute(
-        update(Certification)
+        _update()
         .where(Certification.id == cert_id,
                Certification.status.in_(CLAIMABLE_STATUSES),
                Certification.attempt >= Certification.max_attempts)
@@ -105,7 +112,7 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
         events.certification_ended(session, cert_id)
     # A queued job whose cancel was requested is cancelled on sight.
     cancelled = session.execute(
-        update(Certification)
+        _update()
         .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
                Certification.cancel_requested_at.is_not(None))
         .values(status=JobStatus.CANCELLED, finished_at=func.now(),
@@ -129,7 +136,7 @@ def renew_lease(factory: sessionmaker[Session], claim: Claim,
     """(still ours, cancel requested)."""
     with transaction(factory) as session:
         row = session.execute(
-            update(Certification).where(_owned(claim))
+            _update().where(_owned(claim))
             .values(lease_until=func.now() + timedelta(seconds=lease_seconds))
             .returning(Certification.cancel_requested_at)
         ).first()
@@ -173,7 +180,7 @@ def save_check_in(session: Session, claim: Claim, result: CheckResult,
                   secrets: tuple[str, ...] = ()) -> bool:
     """save_check in the caller's transaction (the last check is saved with the finish)."""
     owned = session.execute(
-        update(Certification).where(_owned(claim))
+        _update().where(_owned(claim))
         .values(progress_done=Certification.progress_done + result.total)
         .returning(Certification.id)).first()
     if owned is None:
@@ -208,7 +215,7 @@ def save_check_in(session: Session, claim: Claim, result: CheckResult,
 
 
 def set_progress_total(session: Session, claim: Claim, total: int) -> None:
-    session.execute(update(Certification).where(_owned(claim)).values(progress_total=total))
+    session.execute(_update().where(_owned(claim)).values(progress_total=total))
 
 
 def stored_results(session: Session, cert_id: uuid.UUID) -> list[CheckResultRow]:
@@ -240,7 +247,7 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
                       lease_until=None)
         if valid_until_days:
             values["valid_until"] = func.now() + timedelta(days=valid_until_days)
-        row = session.execute(update(Certification).where(_owned(claim)).values(**values)
+        row = session.execute(_update().where(_owned(claim)).values(**values)
                               .returning(*events.ENDED_COLUMNS)).first()
         if row is None:
             return False
@@ -268,7 +275,7 @@ def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, mes
                message=f"{message} (after {claim.attempt} attempts)", dead_letter=True)
         return JobStatus.FAILED
     with transaction(factory) as session:
-        session.execute(update(Certification).where(_owned(claim)).values(
+        session.execute(_update().where(_owned(claim)).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
             next_attempt_at=func.now() + timedelta(seconds=delay),
             error_cause=cause, error_message=message[:2000]))
@@ -278,6 +285,6 @@ def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, mes
 def release(factory: sessionmaker[Session], claim: Claim) -> None:
     """Give an unfinished job back (worker shutting down): the attempt does not count."""
     with transaction(factory) as session:
-        session.execute(update(Certification).where(_owned(claim)).values(
+        session.execute(_update().where(_owned(claim)).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
             attempt=Certification.attempt - 1, next_attempt_at=func.now()))

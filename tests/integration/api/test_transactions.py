@@ -83,3 +83,57 @@ def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # 
     assert again.get_json()["id"] == first.get_json()["id"]
     assert other.status_code == 422  # the key was used with another body
     assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+
+
+def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from app.db.models import Certification
+
+    app, _ = counted
+    target = app.test_client().post("/v1/targets", json={
+        "name": "race", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+        headers=auth).get_json()["id"]
+    key = uuid.uuid4().hex
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, str, str | None]] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        r = client.post("/v1/certifications", json={"target_id": target},
+                        headers=auth | {"Idempotency-Key": key})
+        answers.append((r.status_code, r.get_json()["id"], r.headers.get("Idempotent-Replayed")))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == 8 and {a[0] for a in answers} == {202}
+    assert len({a[1] for a in answers}) == 1
+    assert sum(1 for a in answers if a[2] is None) == 1  # one created, seven replayed
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Certification).where(
+            Certification.idempotency_key == key)) == 1
+
+
+def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, update
+
+    from app.db.models import Target
+
+    app, _ = counted
+    client = app.test_client()
+    target = client.post("/v1/targets", json={"name": "gone", "model": "m",
+                                              "base_url": "http://127.0.0.1:9/v1"},
+                         headers=auth).get_json()["id"]
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
+    with factory.begin() as session:
+        session.execute(update(Target).where(Target.id == uuid.UUID(target))
+                        .values(deleted_at=func.now()))
+    again = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
+    assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
+    fresh = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
+    assert fresh.status_code == 404  # without the key: the deleted target is not found
