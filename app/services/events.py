@@ -62,8 +62,8 @@ ENDED_COLUMNS = (
 
 
 def certification_ended(session: Session, cert_id: uuid.UUID, row: Any = None) -> int:
-    """Call in the transaction that set the terminal status (after the UPDATE). `row`: the
-    ENDED_COLUMNS of the job when that UPDATE returned them (saves reading them again)."""
+    """Call in the transaction that set the terminal status (after the UPDATE). `row`: the job
+    (or its ENDED_COLUMNS) when that UPDATE returned it (saves reading it again)."""
     if row is None:
         row = session.execute(select(*ENDED_COLUMNS).where(Certification.id == cert_id)).first()
     if row is None or row.status.value not in CERTIFICATION_EVENTS:

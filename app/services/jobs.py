@@ -178,13 +178,19 @@ def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult
 
 def save_check_in(session: Session, claim: Claim, result: CheckResult,
                   secrets: tuple[str, ...] = ()) -> bool:
-    """save_check in the caller's transaction (the last check is saved with the finish)."""
+    """save_check in the caller's transaction."""
     owned = session.execute(
         _update().where(_owned(claim))
         .values(progress_done=Certification.progress_done + result.total)
         .returning(Certification.id)).first()
     if owned is None:
         return False
+    return _insert_check(session, claim, result, secrets)
+
+
+def _insert_check(session: Session, claim: Claim, result: CheckResult,
+                  secrets: tuple[str, ...]) -> bool:
+    """The check's row and its samples, unfenced: the caller's transaction holds the fence."""
     inserted = session.execute(
         insert(CheckResultRow).values(
             id=uuid.uuid4(), certification_id=claim.certification_id, check_name=result.name,
@@ -232,32 +238,42 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
            final_check: CheckResult | None = None, secrets: tuple[str, ...] = ()) -> bool:
     """Set the one terminal state, fenced on our claim. Returns False if someone else did.
 
-    `final_check` (the suite's last check) is checkpointed first in the same transaction, so
-    the last check and the end of the job cost one commit. `decide` computes (verdict, score)
-    inside the same transaction; `session_hook` runs there too, after the UPDATE
-    (certificates, follow-up jobs).
+    `final_check` (the suite's last check) is saved in the same transaction, so the last
+    check and the end of the job cost one commit. `decide` computes (verdict, score) inside
+    the same transaction; `session_hook` runs there too, after the UPDATE (certificates,
+    follow-up jobs), and finds the job in the session (the UPDATE returns it).
     """
-    with transaction(factory) as session:
-        if final_check is not None:
-            save_check_in(session, claim, final_check, secrets)  # the UPDATE below decides
-        if decide is not None:
-            verdict, score = decide(session)
-        values = dict(status=status, verdict=verdict, score=score, error_cause=cause,
-                      error_message=(message or "")[:2000] or None, finished_at=func.now(),
-                      lease_until=None)
-        if valid_until_days:
-            values["valid_until"] = func.now() + timedelta(days=valid_until_days)
-        row = session.execute(_update().where(_owned(claim)).values(**values)
-                              .returning(*events.ENDED_COLUMNS)).first()
-        if row is None:
-            return False
-        if dead_letter:
-            _dead_letter(session, claim.certification_id, claim.organization_id, cause, message,
-                         claim.attempt)
-        events.certification_ended(session, claim.certification_id, row)
-        if session_hook is not None:
-            session_hook(session, verdict)
+    try:
+        with transaction(factory) as session:
+            progress = {}
+            if final_check is not None:
+                # Unfenced: the fenced UPDATE below rolls it back when the job is not ours.
+                _insert_check(session, claim, final_check, secrets)
+                progress = {"progress_done": Certification.progress_done + final_check.total}
+            if decide is not None:
+                verdict, score = decide(session)
+            values = dict(status=status, verdict=verdict, score=score, error_cause=cause,
+                          error_message=(message or "")[:2000] or None,
+                          finished_at=func.now(), lease_until=None, **progress)
+            if valid_until_days:
+                values["valid_until"] = func.now() + timedelta(days=valid_until_days)
+            job = session.scalar(_update().where(_owned(claim)).values(**values)
+                                 .returning(Certification))
+            if job is None:
+                raise _NotOurs
+            if dead_letter:
+                _dead_letter(session, claim.certification_id, claim.organization_id, cause,
+                             message, claim.attempt)
+            events.certification_ended(session, claim.certification_id, job)
+            if session_hook is not None:
+                session_hook(session, verdict)
+    except _NotOurs:
+        return False
     return True
+
+
+class _NotOurs(Exception):
+    """Raised inside finish's transaction to roll it back: another claim owns the job."""
 
 
 def backoff_seconds(attempt: int, base: float = 5.0, cap: float = 300.0,
