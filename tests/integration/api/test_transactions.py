@@ -31,12 +31,17 @@ def counted(settings):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
+def idle_target(app, auth, name: str) -> str:  # type: ignore[no-untyped-def]
+    """A target nothing listens on (its jobs stay queued: no worker reads this app's queue)."""
+    return app.test_client().post("/v1/targets", json={
+        "name": name, "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+        headers=auth).get_json()["id"]
+
+
 def test_create_is_one_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
     app, seen = counted
     client = app.test_client()
-    target = client.post("/v1/targets", json={"name": "tx", "model": "m",
-                                              "base_url": "http://127.0.0.1:9/v1"},
-                         headers=auth).get_json()["id"]
+    target = idle_target(app, auth, "tx")
     seen["begin"] = 0
     for _ in range(3):
         r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
@@ -70,9 +75,7 @@ def test_bad_token_is_401_before_validation(counted) -> None:  # type: ignore[no
 def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
     app, seen = counted
     client = app.test_client()
-    target = client.post("/v1/targets", json={"name": "tx2", "model": "m",
-                                              "base_url": "http://127.0.0.1:9/v1"},
-                         headers=auth).get_json()["id"]
+    target = idle_target(app, auth, "tx2")
     key = {"Idempotency-Key": uuid.uuid4().hex}
     first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
     again = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
@@ -91,9 +94,7 @@ def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:
     from app.db.models import Certification
 
     app, _ = counted
-    target = app.test_client().post("/v1/targets", json={
-        "name": "race", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-        headers=auth).get_json()["id"]
+    target = idle_target(app, auth, "race")
     key = uuid.uuid4().hex
     barrier = threading.Barrier(8)
     answers: list[tuple[int, str, str | None]] = []
@@ -125,9 +126,7 @@ def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> Non
 
     app, _ = counted
     client = app.test_client()
-    target = client.post("/v1/targets", json={"name": "gone", "model": "m",
-                                              "base_url": "http://127.0.0.1:9/v1"},
-                         headers=auth).get_json()["id"]
+    target = idle_target(app, auth, "gone")
     key = {"Idempotency-Key": uuid.uuid4().hex}
     first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
     with factory.begin() as session:
