@@ -28,8 +28,21 @@ def make_engine(
         connect_args={"connect_timeout": 5, "application_name": application_name}
         | KEEPALIVES,
     )
+    event.listen(engine, "connect", watch_for_fatal)
     event.listen(engine, "checkout", drop_if_closed_by_server)
     return engine
+
+
+def watch_for_fatal(dbapi_connection: Any, record: Any) -> None:
+    """libpq hands a FATAL message that arrives on an idle connection (the server shutting
+    down or terminating the backend) to the notice handlers: remember it on the pool record."""
+    def on_notice(diag: Any) -> None:
+        if diag.severity_nonlocalized in ("FATAL", "PANIC"):
+            record.info["server_closed"] = True
+
+    add = getattr(dbapi_connection, "add_notice_handler", None)
+    if add is not None:
+        add(on_notice)
 
 
 def drop_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -49,8 +62,24 @@ def drop_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> 
         raise DisconnectionError(str(exc)) from None
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poller.poll(0):
-        raise DisconnectionError("the server closed the connection while it was idle")
+    if not poller.poll(0):
+        return  # nothing waiting: the usual case, no system call beyond this poll
+    # Bytes waiting on an idle connection: let libpq read them. A closed connection fails
+    # here or leaves the connection BAD; anything else (a notice, TLS bookkeeping) is harmless.
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        raise DisconnectionError("unexpected data on an idle connection")
+    for _ in range(4):  # the FATAL message is read first, the EOF on the next read
+        try:
+            pgconn.consume_input()
+            pgconn.is_busy()  # parses what was read: a FATAL reaches watch_for_fatal
+        except Exception as exc:  # noqa: BLE001 - libpq: the server closed it
+            raise DisconnectionError(str(exc)) from None
+        if pgconn.status != 0 or record.info.get("server_closed"):  # not ConnStatus.OK
+            raise DisconnectionError("the server closed the connection while it was idle")
+        if not poller.poll(0):
+            return
+    raise DisconnectionError("an idle connection keeps receiving data")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -50,3 +50,21 @@ def test_checkout_sends_nothing_to_the_server(database_url: str) -> None:
             assert before == 0  # idle: the checkout began no transaction
     finally:
         engine.dispose()
+
+
+def test_data_waiting_on_a_healthy_connection_keeps_it(database_url: str) -> None:
+    """A notification that arrives while the connection idles in the pool is read, not taken
+    for a closed connection."""
+    engine = make_engine(database_url, pool_size=1)
+    admin = make_engine(database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("LISTEN modelcert_pool_test"))
+            first = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with admin.begin() as conn:
+            conn.execute(text("NOTIFY modelcert_pool_test, 'hello'"))
+        time.sleep(0.2)  # the notification is on the idle connection's socket now
+        assert backend_pid(engine) == first
+    finally:
+        engine.dispose()
+        admin.dispose()
