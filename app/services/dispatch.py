@@ -32,15 +32,17 @@ from app.db.session import transaction
 
 log = logging.getLogger(__name__)
 
-# Fill rows not claimed yet; and where the first claim came before the batch (its fallback
-# `coalesce(dispatched_at, now())` wrote the claim time), put the real publish time back.
-# Never touch a row put back in the queue (dispatched_at reset to NULL for the sweeper).
+# Fill rows not claimed yet (or cancelled while queued); and where the first claim came before
+# the batch (its fallback `coalesce(dispatched_at, now())` wrote the claim time), put the real
+# publish time back. Never touch a row put back in the queue: a released job is `retrying` at
+# attempt 0 again, a failed one `retrying` at 1, both with dispatched_at NULL for the sweeper.
 # Rows a worker holds (claiming, finishing) are skipped, not waited for: the claim writes
 # its own time there, and a batch must never queue behind (or in front of) a job.
 MARK_SQL = text(
     "UPDATE certifications AS c SET dispatched_at = m.at "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[])) AS m(id, at) "
-    "WHERE c.id = m.id AND ((c.attempt = 0 AND c.dispatched_at IS NULL) "
+    "WHERE c.id = m.id AND ((c.attempt = 0 AND c.status IN ('queued', 'cancelled') "
+    "AND c.dispatched_at IS NULL) "
     "OR (c.attempt = 1 AND c.status NOT IN ('queued', 'retrying') "
     "AND c.dispatched_at > m.at)) "
     "AND c.id IN (SELECT id FROM certifications WHERE id = ANY(CAST(:ids AS uuid[])) "

@@ -76,16 +76,19 @@ def test_a_failed_flush_keeps_the_marks_for_the_next(client, auth, factory, sett
 
 def test_a_mark_never_overwrites_what_a_worker_did(client, auth, factory, settings) -> None:  # type: ignore[no-untyped-def]
     cert_id = queue(factory, settings, auth, target(client, auth))
-    # Claimed, failed and put back for a retry before the batch ran: dispatched_at is NULL
-    # again on purpose (the sweeper must republish), and the old mark must not fill it.
-    with factory.begin() as session:
-        session.execute(update(Certification).where(Certification.id == uuid.UUID(cert_id))
-                        .values(attempt=1, status=JobStatus.RETRYING, dispatched_at=None))
-    marks = DispatchMarks(factory, interval=3600)
-    marks.mark(uuid.UUID(cert_id))
-    assert marks.flush() == 1
-    assert dispatched_at(factory, cert_id) is None
-    marks.close()
+    # Put back before the batch ran: failed and waiting for a retry (attempt 1), or released
+    # by a worker shutting down (attempt 0 again). dispatched_at is NULL on purpose (the
+    # sweeper must republish), and the old mark must not fill it.
+    for attempt in (1, 0):
+        with factory.begin() as session:
+            session.execute(update(Certification).where(Certification.id == uuid.UUID(cert_id))
+                            .values(attempt=attempt, status=JobStatus.RETRYING,
+                                    dispatched_at=None))
+        marks = DispatchMarks(factory, interval=3600)
+        marks.mark(uuid.UUID(cert_id))
+        assert marks.flush() == 1
+        assert dispatched_at(factory, cert_id) is None
+        marks.close()
 
 
 def test_a_claim_before_the_batch_gets_the_publish_time(client, auth, factory, settings) -> None:  # type: ignore[no-untyped-def]
