@@ -60,17 +60,14 @@ def endpoint_url(target: Target, region: str | None) -> str:
 
 def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UUID,
           verdict: Verdict, now: datetime | None = None,
-          rows: Sequence[CheckResultRow] | None = None,
-          target: Target | None = None) -> list[Queued]:
+          rows: Sequence[CheckResultRow] | None = None) -> list[Queued]:
     """Sign and store the certificate of a job that just succeeded (in its transaction).
 
     Returns the certifications it queued (fingerprint change), to publish after commit.
     """
     job = session.get(Certification, cert_id)
-    if target is not None:  # the caller's copy (read in an earlier transaction of this job)
-        target = session.merge(target, load=False)
-    elif job is not None:
-        target = session.get(Target, job.target_id)
+    # Read now, not at the claim: the fingerprint is compared with the target's current one.
+    target = session.get(Target, job.target_id) if job is not None else None
     if job is None or target is None:
         raise LookupError(f"certification {cert_id} or its target vanished mid-transaction")
     if rows is None:  # else: the check results the caller read in this transaction

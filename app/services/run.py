@@ -108,7 +108,6 @@ class Prepared:
     spec: TargetSpec
     api_key: str | None
     completed: set[str]
-    target: Target  # as read at the claim (detached); the certificate describes this one
 
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
@@ -148,7 +147,7 @@ def prepare_in(session: Session, settings: Settings, claim: jobs.Claim) -> Prepa
     # Checkpoints exist only if an earlier delivery ran: the first one need not look.
     completed = (jobs.completed_checks(session, claim.certification_id)
                  if claim.deliveries > 1 else set())
-    return Prepared(suite, spec, api_key, completed, target)
+    return Prepared(suite, spec, api_key, completed)
 
 
 def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
@@ -272,10 +271,8 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     def issue(session: Session, verdict: Verdict | None) -> None:
         assert verdict is not None
         decided.append(verdict)
-        assert not isinstance(prepared, JobFailure)
         follow_ups.extend(certificates.issue(session, settings, signer,
-                                             claim.certification_id, verdict, rows=stored,
-                                             target=prepared.target))
+                                             claim.certification_id, verdict, rows=stored))
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
