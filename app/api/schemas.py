@@ -138,7 +138,9 @@ class Progress(BaseModel):
 
 class Timings(BaseModel):
     created_at: datetime
-    dispatched_at: datetime | None
+    dispatched_at: datetime | None = Field(
+        description="When the job's message was published to the queue; null until then. The "
+                    "POST answers it at once; the stored value follows within about 0.1 s.")
     started_at: datetime | None
     finished_at: datetime | None
 
