@@ -70,8 +70,10 @@ def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
 
 
 def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
-             lease_seconds: int) -> Claim | None:
-    """claim_job in the caller's transaction (the worker reads its inputs in the same one)."""
+             lease_seconds: int, progress_total: int | None = None) -> Claim | None:
+    """claim_job in the caller's transaction (the worker reads its inputs in the same one);
+    `progress_total`, when the caller knows it already, is written by the same UPDATE."""
+    extra = {} if progress_total is None else {"progress_total": progress_total}
     row = session.execute(
         _update()
         .where(Certification.id == cert_id,
@@ -83,7 +85,7 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
                 started_at=func.coalesce(Certification.started_at, func.now()),
                 dispatched_at=func.coalesce(Certification.dispatched_at, func.now()),
                 worker=worker[:300], next_attempt_at=None,
-                delivery_count=Certification.delivery_count + 1)
+                delivery_count=Certification.delivery_count + 1, **extra)
         .returning(Certification.id, Certification.attempt, Certification.max_attempts,
                    Certification.organization_id, Certification.target_id,
                    Certification.suite_name, Certification.suite_hash,
@@ -218,10 +220,6 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
                 "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
             } for s in result.samples])
     return True
-
-
-def set_progress_total(session: Session, claim: Claim, total: int) -> None:
-    session.execute(_update().where(_owned(claim)).values(progress_total=total))
 
 
 def stored_results(session: Session, cert_id: uuid.UUID) -> list[CheckResultRow]:

@@ -22,7 +22,7 @@ from app.certification.runner import execute
 from app.certification.scoring import decide_verdict, overall_score
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
-from app.db.models import JobStatus, Secret, Target
+from app.db.models import Certification, JobStatus, Secret, Target
 from app.db.session import transaction
 from app.logging import bind
 from app.services import certificates, jobs, signing
@@ -108,46 +108,56 @@ class Prepared:
     spec: TargetSpec
     api_key: str | None
     completed: set[str]
+    planned: int  # samples the suite will send to this target (progress total)
 
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
                       worker_name: str) -> tuple[jobs.Claim | None, Prepared | JobFailure]:
-    """One transaction: the claim, then target, secret, planned total and checks already done.
+    """One transaction: the job's target and secret, then the claim (which also writes the
+    planned total), then the checks already done when an earlier delivery ran.
 
-    A JobFailure while preparing (target or secret deleted, suite gone) is returned, not
-    raised, so the claim still commits and the caller fails the job it owns.
+    Reading before claiming saves the round trip of a separate progress UPDATE; a duplicate
+    delivery pays one read for nothing. A JobFailure while preparing (target or secret
+    deleted, suite gone) is returned, not raised, so the claim still commits and the caller
+    fails the job it owns.
     """
     with transaction(factory) as session:
-        claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds)
-        if claim is None:
-            return None, JobFailure("not_claimable", "", retryable=False)
+        found = session.execute(
+            select(Certification.suite_name, Certification.region, Target, Secret)
+            .join(Target, Target.id == Certification.target_id)
+            .outerjoin(Secret, Secret.id == Target.secret_id)
+            .where(Certification.id == job_id)).first()
         try:
-            return claim, prepare_in(session, settings, claim)
+            prepared: Prepared | JobFailure | None = (
+                prepare(settings, *found) if found is not None else None)
         except JobFailure as failure:
-            return claim, failure
+            prepared = failure
+        claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds,
+                              prepared.planned if isinstance(prepared, Prepared) else None)
+        if claim is None or prepared is None:
+            return None, JobFailure("not_claimable", "", retryable=False)
+        if isinstance(prepared, Prepared) and claim.deliveries > 1:
+            # Checkpoints exist only if an earlier delivery ran: the first one need not look.
+            prepared.completed.update(jobs.completed_checks(session, claim.certification_id))
+        return claim, prepared
 
 
-def prepare_in(session: Session, settings: Settings, claim: jobs.Claim) -> Prepared:
+def prepare(settings: Settings, suite_name: str, region: str | None, target: Target,
+            secret: Secret | None) -> Prepared:
     try:
-        suite = get_suite(claim.suite_name)
+        suite = get_suite(suite_name)
     except SuiteError as exc:
         raise JobFailure("invalid_target", str(exc), retryable=False) from None
-    target = session.scalar(select(Target).where(Target.id == claim.target_id))
-    if target is None or target.deleted_at is not None:
+    if target.deleted_at is not None:
         raise JobFailure("invalid_target", "the target was deleted", retryable=False)
-    spec = target_spec(target, claim.region)
+    spec = target_spec(target, region)
     api_key = None
     if target.secret_id is not None:
-        secret = session.get(Secret, target.secret_id)
         if secret is None:
             raise JobFailure("invalid_target", "the target's secret was deleted",
                              retryable=False)
         api_key = decrypt_secret(settings, secret.ciphertext)
-    jobs.set_progress_total(session, claim, planned_samples(suite, spec))
-    # Checkpoints exist only if an earlier delivery ran: the first one need not look.
-    completed = (jobs.completed_checks(session, claim.certification_id)
-                 if claim.deliveries > 1 else set())
-    return Prepared(suite, spec, api_key, completed)
+    return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec))
 
 
 def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
