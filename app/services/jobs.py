@@ -175,19 +175,13 @@ def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult
                secrets: tuple[str, ...] = ()) -> bool:
     """Checkpoint one finished check with its samples; a no-op if the job is no longer ours."""
     with transaction(factory) as session:
-        return save_check_in(session, claim, result, secrets)
-
-
-def save_check_in(session: Session, claim: Claim, result: CheckResult,
-                  secrets: tuple[str, ...] = ()) -> bool:
-    """save_check in the caller's transaction."""
-    owned = session.execute(
-        _update().where(_owned(claim))
-        .values(progress_done=Certification.progress_done + result.total)
-        .returning(Certification.id)).first()
-    if owned is None:
-        return False
-    return _insert_check(session, claim, result, secrets)
+        owned = session.execute(
+            _update().where(_owned(claim))
+            .values(progress_done=Certification.progress_done + result.total)
+            .returning(Certification.id)).first()
+        if owned is None:
+            return False
+        return _insert_check(session, claim, result, secrets)
 
 
 def _insert_check(session: Session, claim: Claim, result: CheckResult,
