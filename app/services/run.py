@@ -112,9 +112,10 @@ class Prepared:
 
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
-                      worker_name: str) -> tuple[jobs.Claim | None, Prepared | JobFailure]:
+                      worker_name: str) -> tuple[jobs.Claim, Prepared | JobFailure] | None:
     """One transaction: the job's target and secret, then the claim (which also writes the
-    planned total), then the checks already done when an earlier delivery ran.
+    planned total), then the checks already done when an earlier delivery ran. None when
+    there is nothing to claim.
 
     Reading before claiming saves the round trip of a separate progress UPDATE; a duplicate
     delivery pays one read for nothing. A JobFailure while preparing (target or secret
@@ -127,15 +128,17 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
             .join(Target, Target.id == Certification.target_id)
             .outerjoin(Secret, Secret.id == Target.secret_id)
             .where(Certification.id == job_id)).first()
+        prepared: Prepared | JobFailure
         try:
-            prepared: Prepared | JobFailure | None = (
-                prepare(settings, *found) if found is not None else None)
+            if found is None:  # no such job (or no target row): the claim below finds none
+                raise JobFailure("invalid_target", "the target was deleted", retryable=False)
+            prepared = prepare(settings, *found)
         except JobFailure as failure:
             prepared = failure
         claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds,
                               prepared.planned if isinstance(prepared, Prepared) else None)
-        if claim is None or prepared is None:
-            return None, JobFailure("not_claimable", "", retryable=False)
+        if claim is None:
+            return None
         if isinstance(prepared, Prepared) and claim.deliveries > 1:
             # Checkpoints exist only if an earlier delivery ran: the first one need not look.
             prepared.completed.update(jobs.completed_checks(session, claim.certification_id))
@@ -191,9 +194,10 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     except ValueError:
         log.error("malformed_certification_id", extra={"value": cert_id[:80]})
         return "rejected"
-    claim, prepared = claim_and_prepare(factory, settings, job_id, worker_name)
-    if claim is None:
+    claimed = claim_and_prepare(factory, settings, job_id, worker_name)
+    if claimed is None:
         return "not_claimable"
+    claim, prepared = claimed
     bind(attempt=claim.attempt, target_id=str(claim.target_id))
     log.info("certification_claimed", extra={"queue": claim.queue, "priority": claim.priority,
                                              "max_attempts": claim.max_attempts})
