@@ -23,9 +23,9 @@ from app.api.schemas import (
     SuiteRef,
     Timings,
 )
-from app.certification.suites import SuiteError, get_suite
+from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
-from app.db.models import Certification, CheckResultRow, JobStatus, Priority
+from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
 from app.db.session import transaction
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
@@ -119,7 +119,7 @@ def create_certification(
         row = session.scalar(insert_job.returning(Certification))
         if row is None:
             existing = _find_by_idempotency_key(session, who, idempotency_key or "")
-            if existing is None:  # the other request rolled back: nothing to replay
+            if existing is None:  # not expected: ON CONFLICT skips only a committed row
                 raise Conflict("a concurrent request with this Idempotency-Key failed; retry")
             return _replay_in(session, existing, digest)
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
@@ -143,11 +143,17 @@ def _job_values(session: Session, settings: Settings, who: Principal, body: Cert
     if body.region is None and target.base_url is None:
         raise InvalidField(["body", "region"], "the target has only per-region endpoints; "
                            "name one of: " + ", ".join(sorted(target.endpoints)))
+    return new_job_values(settings, target, suite, body.region, body.priority, reason)
+
+
+def new_job_values(settings: Settings, target: Target, suite: Suite, region: str | None,
+                   priority: str, reason: str) -> dict[str, object]:
+    """The columns of a new queued job (the API's POST and the system's own enqueue)."""
     return dict(
-        organization_id=who.organization_id, target_id=target.id, region=body.region,
-        queue=queue_for(settings, target.region_queues, body.region),
+        organization_id=target.organization_id, target_id=target.id, region=region,
+        queue=queue_for(settings, target.region_queues, region),
         suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
-        status=JobStatus.QUEUED, priority=Priority(body.priority), reason=reason,
+        status=JobStatus.QUEUED, priority=Priority(priority), reason=reason,
         attempt=0, max_attempts=settings.max_attempts, progress_done=0, progress_total=0,
     )
 

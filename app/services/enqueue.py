@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.api.schemas import CertificationCreate
 from app.certification.suites import SuiteError, get_suite
 from app.config import Settings
-from app.db.models import Certification, JobStatus, Priority, Target
+from app.db.models import Certification, JobStatus, Target
 from app.db.session import transaction
-from app.services.certifications import queue_for, request_hash
+from app.services.certifications import new_job_values, request_hash
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)
 
@@ -59,21 +59,16 @@ def enqueue(session: Session, settings: Settings, target: Target, *, suite_name:
         return None
     body = CertificationCreate(target_id=target.id, suite=suite.name, region=region,
                                priority=priority)  # type: ignore[arg-type]
-    queue = queue_for(settings, target.region_queues, region)
+    values = new_job_values(settings, target, suite, region, priority, reason)
     row = session.execute(
         insert(Certification).values(
-            id=uuid.uuid4(), organization_id=target.organization_id, target_id=target.id,
-            region=region, queue=queue, suite_name=suite.name, suite_version=suite.version,
-            suite_hash=suite.content_hash, status=JobStatus.QUEUED,
-            priority=Priority(priority), reason=reason, attempt=0,
-            max_attempts=settings.max_attempts, idempotency_key=idempotency_key[:255],
-            request_hash=request_hash(body), progress_done=0, progress_total=0,
-            delivery_count=0,
+            **values, id=uuid.uuid4(), idempotency_key=idempotency_key[:255],
+            request_hash=request_hash(body), delivery_count=0,
         ).on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(Certification.id)).first()
+        .returning(Certification.id, Certification.queue)).first()
     if row is None:
         return None
-    return Queued(row[0], queue, priority)
+    return Queued(row[0], row[1], priority)
 
 
 def publish_queued(factory: sessionmaker[Session], publish: Callable[[uuid.UUID, str, str], bool],
