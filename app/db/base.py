@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Enum, MetaData, func
+from sqlalchemy import DateTime, Enum, MetaData, Table, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,3 +44,10 @@ def uuid_pk() -> Mapped[uuid.UUID]:
 
 def now_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table. Hot paths build their statements over it once, with bind
+    parameters: built per call through the ORM, a statement costs several times the CPU of
+    its round trip (the worker's profile, bench/README.md)."""
+    return cast(Table, model.__table__)

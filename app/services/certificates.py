@@ -13,14 +13,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Row, String, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.api.result_schemas import CertificateView, SigningKeyList, SigningKeyView
 from app.certification import certificates as certs
 from app.certification.results import CheckResult, Verdict
 from app.config import Settings
+from app.db.base import table_of
 from app.db.models import Certificate, Certification, CheckResultRow, Target
 from app.services import fingerprint
 from app.services.auth import Principal
@@ -34,7 +36,7 @@ CERTIFIED = (Verdict.CERTIFIED.value, Verdict.CERTIFIED_WITH_WARNINGS.value)
 FINGERPRINT_CHANGE = "fingerprint_change"
 
 
-def as_result(row: CheckResultRow) -> CheckResult:
+def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
     return CheckResult(
         name=row.check_name, outcome=row.outcome, required=row.required, passed=row.passed,
         failed=row.failed, errored=row.errored, total=row.total, statistic=row.statistic,
@@ -54,29 +56,62 @@ def _same_region(region: str | None) -> ColumnElement[bool]:
     return Certification.region.is_(None) if region is None else Certification.region == region
 
 
-def endpoint_url(target: Target, region: str | None) -> str:
+def endpoint_url(target: Target | Row[Any], region: str | None) -> str:
     return (target.endpoints.get(region) if region else target.base_url) or ""
 
 
-def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UUID,
-          verdict: Verdict, now: datetime | None = None,
-          rows: Sequence[CheckResultRow] | None = None) -> list[Queued]:
+_CERTS = table_of(Certificate)
+_JOBS = table_of(Certification)
+# Statements of the finish, built once (see jobs.py: built per call they cost more CPU than
+# the round trip).
+_TARGET = select(*(table_of(Target).c[name] for name in (
+    "id", "name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint",
+))).where(table_of(Target).c.id == bindparam("target_id"))
+_VALID = and_(_CERTS.c.revoked_at.is_(None), _CERTS.c.superseded_at.is_(None),
+              _CERTS.c.valid_until > bindparam("now"),
+              _CERTS.c.payload["verdict"].astext.in_(CERTIFIED))
+_SAME_REGION = _JOBS.c.region.is_not_distinct_from(bindparam("region", type_=String))
+# Current certificates of the target and region seen with another fingerprint: superseded
+# (the UPDATE locks them, as FOR UPDATE did), returned with their suite.
+_STALE = (
+    update(_CERTS)
+    .where(_CERTS.c.id.in_(
+        select(_CERTS.c.id)
+        .join(_JOBS, _JOBS.c.id == _CERTS.c.certification_id)
+        .where(_CERTS.c.target_id == bindparam("of_target"), _SAME_REGION, _VALID,
+               _CERTS.c.payload["endpoint_fingerprint"].astext != bindparam("fingerprint"))))
+    .values(superseded_at=bindparam("now"))
+    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext))
+# The newest certified certificate for this target, region and suite replaces the older.
+_SUPERSEDE = (
+    update(_CERTS)
+    .where(_CERTS.c.target_id == bindparam("of_target"), _VALID,
+           _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
+               _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
+               _JOBS.c.suite_name == bindparam("suite_name"))))
+    .values(superseded_at=bindparam("now")))
+_INSERT = insert(_CERTS)
+_SET_FINGERPRINT = (update(table_of(Target))
+                    .where(table_of(Target).c.id == bindparam("target_id"))
+                    .values(endpoint_fingerprint=bindparam("fingerprint")))
+
+
+def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
+          verdict: Verdict, issued_at: datetime,
+          rows: Sequence[Any]) -> list[Queued]:
     """Sign and store the certificate of a job that just succeeded (in its transaction).
 
-    Returns the certifications it queued (fingerprint change), to publish after commit.
+    `job`: the row its terminal UPDATE returned (`jobs.ENDED`); `rows`: its check results,
+    read in this transaction. Returns the certifications it queued (fingerprint change), to
+    publish after commit.
     """
-    job = session.get(Certification, cert_id)
     # Read now, not at the claim: the fingerprint is compared with the target's current one.
-    target = session.get(Target, job.target_id) if job is not None else None
-    if job is None or target is None:
-        raise LookupError(f"certification {cert_id} or its target vanished mid-transaction")
-    if rows is None:  # else: the check results the caller read in this transaction
-        rows = session.scalars(select(CheckResultRow).where(
-            CheckResultRow.certification_id == cert_id).order_by(CheckResultRow.created_at)).all()
-    listing = fingerprint.model_listing(session, cert_id, rows)
+    target = session.execute(_TARGET, {"target_id": job.target_id}).first()
+    if target is None:
+        raise LookupError(f"the target of certification {job.id} vanished mid-transaction")
+    listing = fingerprint.model_listing(session, job.id, rows)
     fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
                              target.model, listing)
-    issued_at = (now or datetime.now(UTC)).replace(microsecond=0)
     validity = timedelta(days=settings.certification_validity_days)
     payload = certs.build_payload(
         certification_id=str(job.id), target_id=str(target.id), target_name=target.name,
@@ -87,44 +122,36 @@ def issue(session: Session, settings: Settings, signer: Signer, cert_id: uuid.UU
     document = signer.sign(payload)
     register_keys(session, signer)
     certified = verdict.value in CERTIFIED
+    where = {"of_target": target.id, "region": job.region, "now": issued_at}
     # Without a model listing (no connectivity check ran) there is nothing to compare.
-    queued = (_on_fingerprint(session, settings, target, job, fp, issued_at, certified)
+    queued = (_on_fingerprint(session, settings, where, job, fp, certified)
               if listing is not None else [])
     if certified:
-        # The newest certified certificate for this target, region and suite replaces the older.
-        session.execute(update(Certificate).where(
-            Certificate.target_id == target.id, valid_now(issued_at),
-            Certificate.certification_id.in_(select(Certification.id).where(
-                Certification.target_id == target.id, _same_region(job.region),
-                Certification.suite_name == job.suite_name)))
-            .values(superseded_at=issued_at))
-        job.valid_until = issued_at + validity
-    session.add(Certificate(
-        certification_id=job.id, target_id=target.id, organization_id=job.organization_id,
-        payload=document["payload"], signature=document["signature"], key_id=signer.key_id,
-        issued_at=issued_at, valid_until=issued_at + validity))
+        session.execute(_SUPERSEDE, where | {"suite_name": job.suite_name})
+    session.execute(_INSERT, {
+        "certification_id": job.id, "target_id": target.id,
+        "organization_id": job.organization_id, "payload": document["payload"],
+        "signature": document["signature"], "key_id": signer.key_id, "issued_at": issued_at,
+        "valid_until": issued_at + validity})
     if listing is not None and target.endpoint_fingerprint != fp:
-        target.endpoint_fingerprint = fp
-    session.flush()
+        session.execute(_SET_FINGERPRINT, {"target_id": target.id, "fingerprint": fp})
     return queued
 
 
-def _on_fingerprint(session: Session, settings: Settings, target: Target, job: Certification,
-                    fp: str, now: datetime, certified: bool) -> list[Queued]:
+def _on_fingerprint(session: Session, settings: Settings, where: dict[str, Any], job: Row[Any],
+                    fp: str, certified: bool) -> list[Queued]:
     """Supersede current certificates of another fingerprint; queue their re-certification."""
-    stale = session.scalars(
-        select(Certificate).join(Certification, Certification.id == Certificate.certification_id)
-        .where(Certificate.target_id == target.id, _same_region(job.region), valid_now(now),
-               Certificate.payload["endpoint_fingerprint"].astext != fp)
-        .with_for_update(of=Certificate)).all()
+    stale = session.execute(_STALE, where | {"fingerprint": fp}).all()
     queued: list[Queued] = []
-    for old in stale:
-        old.superseded_at = now
-        suite = old.payload.get("suite", {}).get("name")
+    target: Target | None = None
+    for old_id, suite in stale:
         if not suite or (certified and suite == job.suite_name):
             continue  # this job's own certificate is the new current one
+        target = target or session.get(Target, where["of_target"])
+        if target is None:
+            break
         item = enqueue(session, settings, target, suite_name=suite, region=job.region,
-                       reason=FINGERPRINT_CHANGE, idempotency_key=f"{FINGERPRINT_CHANGE}:{old.id}")
+                       reason=FINGERPRINT_CHANGE, idempotency_key=f"{FINGERPRINT_CHANGE}:{old_id}")
         if item is not None:
             queued.append(item)
     return queued

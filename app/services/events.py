@@ -11,10 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.base import table_of
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
 
@@ -32,21 +33,27 @@ def recorded_since_last_dispatch() -> bool:
     return recorded
 
 
+_HOOKS = table_of(Webhook).c
+# Built once: this runs in every job's finishing transaction.
+_SUBSCRIBED = select(_HOOKS.id, _HOOKS.events).where(
+    _HOOKS.organization_id == bindparam("org_id"), _HOOKS.active.is_(True),
+    or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == bindparam("target_id")))
+_INSERT_DELIVERY = insert(table_of(WebhookDelivery)).on_conflict_do_nothing(
+    index_elements=["webhook_id", "event_id"])
+
+
 def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, event: str,
             event_id: str, data: dict[str, Any]) -> int:
-    hooks = session.scalars(select(Webhook).where(
-        Webhook.organization_id == org_id, Webhook.active.is_(True),
-        or_(Webhook.target_id.is_(None), Webhook.target_id == target_id))).all()
+    hooks = session.execute(_SUBSCRIBED, {"org_id": org_id, "target_id": target_id}).all()
     count = 0
-    for hook in hooks:
-        if event not in (hook.events or []):
+    for hook_id, subscribed in hooks:
+        if event not in (subscribed or []):
             continue
         payload = {"id": event_id, "type": event,
                    "created_at": datetime.now(UTC).isoformat(), "data": data}
-        session.execute(insert(WebhookDelivery).values(
-            id=uuid.uuid4(), webhook_id=hook.id, event_id=event_id, event=event,
-            payload=payload, status="pending", attempts=0,
-        ).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
+        session.execute(_INSERT_DELIVERY, {
+            "id": uuid.uuid4(), "webhook_id": hook_id, "event_id": event_id, "event": event,
+            "payload": payload, "status": "pending", "attempts": 0})
         count += 1
     if count:
         global _recorded_here

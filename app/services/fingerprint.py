@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.certification.certificates import LISTING_SEPARATOR, endpoint_fingerprint
+from app.db.base import table_of
 from app.db.models import CheckResultRow, SampleRow
+
+_SAMPLES = table_of(SampleRow).c
+_EXCERPTS = select(_SAMPLES.response_excerpt).where(
+    _SAMPLES.certification_id == bindparam("job_id"),
+    _SAMPLES.check_name.in_(bindparam("names", expanding=True)),
+    _SAMPLES.status_code == 200, _SAMPLES.response_excerpt.is_not(None))
 
 
 def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:
@@ -23,7 +31,7 @@ def compute(provider: str, base_url: str, model: str, listing: list[str] | None)
 
 
 def model_listing(session: Session, cert_id: uuid.UUID,
-                  rows: Sequence[CheckResultRow] | None = None) -> list[str] | None:
+                  rows: Sequence[CheckResultRow | Any] | None = None) -> list[str] | None:
     """The models the connectivity check saw (None when it did not run or never got one).
     `rows`: the job's check results when the caller has them already."""
     if rows is not None:
@@ -34,9 +42,7 @@ def model_listing(session: Session, cert_id: uuid.UUID,
             CheckResultRow.details["check"].astext == "connectivity")).all())
     if not names:
         return None
-    excerpts = session.scalars(select(SampleRow.response_excerpt).where(
-        SampleRow.certification_id == cert_id, SampleRow.check_name.in_(names),
-        SampleRow.status_code == 200, SampleRow.response_excerpt.is_not(None))).all()
+    excerpts = session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}).all()
     if not excerpts:
         return None
     models: set[str] = set()

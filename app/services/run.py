@@ -9,8 +9,10 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import StopRequested, TargetSpec
@@ -22,6 +24,7 @@ from app.certification.runner import execute
 from app.certification.scoring import decide_verdict, overall_score
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
+from app.db.base import table_of
 from app.db.models import Certification, JobStatus, Secret, Target
 from app.db.session import transaction
 from app.logging import bind
@@ -93,7 +96,7 @@ class LeaseKeeper:
             self._thread.join(timeout=5)
 
 
-def target_spec(row: Target, region: str | None) -> TargetSpec:
+def target_spec(row: Target | Row[Any], region: str | None) -> TargetSpec:
     base_url = row.endpoints.get(region) if region else row.base_url
     if not base_url:
         raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
@@ -123,16 +126,12 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
     fails the job it owns.
     """
     with transaction(factory) as session:
-        found = session.execute(
-            select(Certification.suite_name, Certification.region, Target, Secret)
-            .join(Target, Target.id == Certification.target_id)
-            .outerjoin(Secret, Secret.id == Target.secret_id)
-            .where(Certification.id == job_id)).first()
+        found = session.execute(_INPUTS, {"job_id": job_id}).first()
         prepared: Prepared | JobFailure
         try:
             if found is None:  # no such job (or no target row): the claim below finds none
                 raise JobFailure("invalid_target", "the target was deleted", retryable=False)
-            prepared = prepare(settings, *found)
+            prepared = prepare(settings, found)
         except JobFailure as failure:
             prepared = failure
         claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds,
@@ -145,21 +144,34 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
         return claim, prepared
 
 
-def prepare(settings: Settings, suite_name: str, region: str | None, target: Target,
-            secret: Secret | None) -> Prepared:
+_JOBS, _TARGETS, _SECRETS = table_of(Certification), table_of(Target), table_of(Secret)
+# A job's inputs: its suite and region, the target's columns target_spec reads, the secret.
+_INPUTS = (
+    select(_JOBS.c.suite_name, _JOBS.c.region,
+           *(_TARGETS.c[name] for name in (
+               "provider", "model", "base_url", "endpoints", "capabilities", "rate_limit_rps",
+               "max_concurrency", "secret_id", "deleted_at")),
+           _SECRETS.c.ciphertext.label("secret_ciphertext"))
+    .select_from(_JOBS.join(_TARGETS, _TARGETS.c.id == _JOBS.c.target_id)
+                 .outerjoin(_SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id))
+    .where(_JOBS.c.id == bindparam("job_id")))
+
+
+def prepare(settings: Settings, inputs: Any) -> Prepared:
+    """The suite, the endpoint and the API key of a job, from its `_INPUTS` row."""
     try:
-        suite = get_suite(suite_name)
+        suite = get_suite(inputs.suite_name)
     except SuiteError as exc:
         raise JobFailure("invalid_target", str(exc), retryable=False) from None
-    if target.deleted_at is not None:
+    if inputs.deleted_at is not None:
         raise JobFailure("invalid_target", "the target was deleted", retryable=False)
-    spec = target_spec(target, region)
+    spec = target_spec(inputs, inputs.region)
     api_key = None
-    if target.secret_id is not None:
-        if secret is None:
+    if inputs.secret_id is not None:
+        if inputs.secret_ciphertext is None:
             raise JobFailure("invalid_target", "the target's secret was deleted",
                              retryable=False)
-        api_key = decrypt_secret(settings, secret.ciphertext)
+        api_key = decrypt_secret(settings, inputs.secret_ciphertext)
     return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec))
 
 
@@ -183,6 +195,14 @@ def network_guard(settings: Settings, hooks: RunHooks) -> dict[str, object]:
 def verdict_from(rows: list) -> tuple:  # type: ignore[type-arg]
     verdict = decide_verdict((r.outcome, r.required) for r in rows)
     return verdict, overall_score(r.statistic for r in rows)
+
+
+def decide(settings: Settings, rows: list, issued_at: datetime) -> jobs.Decision:  # type: ignore[type-arg]
+    """The verdict of a job's stored results; a certified one is valid from `issued_at`."""
+    verdict, score = verdict_from(rows)
+    valid_until = (issued_at + timedelta(days=settings.certification_validity_days)
+                   if verdict.value in certificates.CERTIFIED else None)
+    return jobs.Decision(verdict, score, valid_until)
 
 
 def run_certification(factory: sessionmaker[Session], settings: Settings, cert_id: str,
@@ -275,23 +295,23 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     signer = signing.signer_for(settings)
     follow_ups: list[Queued] = []
     decided: list[Verdict] = []
-
     stored: list = []  # type: ignore[type-arg]
+    issued_at = datetime.now(UTC).replace(microsecond=0)
 
-    def decide(session: Session) -> tuple:  # type: ignore[type-arg]
+    def decide_stored(session: Session) -> jobs.Decision:
         stored.extend(jobs.stored_results(session, claim.certification_id))
-        return verdict_from(stored)
+        return decide(settings, stored, issued_at)
 
-    def issue(session: Session, verdict: Verdict | None) -> None:
-        assert verdict is not None
-        decided.append(verdict)
-        follow_ups.extend(certificates.issue(session, settings, signer,
-                                             claim.certification_id, verdict, rows=stored))
+    def issue(session: Session, job: Row[Any], decision: jobs.Decision | None) -> None:
+        assert decision is not None
+        decided.append(decision.verdict)
+        follow_ups.extend(certificates.issue(session, settings, signer, job, decision.verdict,
+                                             issued_at, stored))
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
     done = jobs.finish(
-        factory, claim, JobStatus.SUCCEEDED, decide=decide,
+        factory, claim, JobStatus.SUCCEEDED, decide=decide_stored,
         session_hook=issue, final_check=held.pop() if held else None, secrets=secrets,
     )
     if done:
