@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,13 +26,13 @@ from app.api.schemas import (
 )
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
+from app.db.base import table_of
 from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
 from app.db.session import transaction
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
-from app.services.targets import load_target
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
 MarkFn = Callable[[uuid.UUID], datetime]
@@ -42,7 +43,7 @@ def request_hash(body: CertificationCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def to_view(row: Certification, checks: list[CheckResultRow]) -> CertificationView:
+def to_view(row: Certification | Row[Any], checks: list[CheckResultRow]) -> CertificationView:
     return CertificationView(
         id=row.id, target_id=row.target_id, status=row.status.value,
         verdict=row.verdict.value if row.verdict else None, score=row.score,
@@ -110,23 +111,31 @@ def create_certification(
             if existing is None:
                 raise
             return _replay_in(session, existing, digest)
-        insert_job = insert(Certification).values(
-            **values, idempotency_key=idempotency_key, request_hash=digest)
-        if idempotency_key:
-            # A concurrent POST with the key makes this wait for its commit, then do nothing.
-            insert_job = insert_job.on_conflict_do_nothing(
-                index_elements=["organization_id", "idempotency_key"])
-        row = session.scalar(insert_job.returning(Certification))
+        # With a key, a concurrent POST using it makes this wait for its commit, then do nothing.
+        row = session.execute(_INSERT_ONCE if idempotency_key else _INSERT, values | {
+            "idempotency_key": idempotency_key, "request_hash": digest}).first()
         if row is None:
             existing = _find_by_idempotency_key(session, who, idempotency_key or "")
             if existing is None:  # not expected: ON CONFLICT skips only a committed row
                 raise Conflict("a concurrent request with this Idempotency-Key failed; retry")
             return _replay_in(session, existing, digest)
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
+    view = to_view(row, [])
     if publish(row.id, row.queue, row.priority.value):
-        row.dispatched_at = (mark_dispatched(row.id) if mark_dispatched
-                             else mark_now(factory, row.id))
-    return to_view(row, []), False
+        view.timings.dispatched_at = (mark_dispatched(row.id) if mark_dispatched
+                                      else mark_now(factory, row.id))
+    return view, False
+
+
+_JOBS, _TARGETS = table_of(Certification), table_of(Target)
+# The POST's statements, built once (see app/db/base.py table_of).
+_TARGET = select(*(_TARGETS.c[name] for name in (
+    "id", "organization_id", "base_url", "endpoints", "region_queues"))).where(
+    _TARGETS.c.id == bindparam("target_id"), _TARGETS.c.organization_id == bindparam("org_id"),
+    _TARGETS.c.deleted_at.is_(None))
+_INSERT = insert(_JOBS).returning(*_JOBS.c)
+_INSERT_ONCE = (insert(_JOBS).on_conflict_do_nothing(
+    index_elements=["organization_id", "idempotency_key"]).returning(*_JOBS.c))
 
 
 def _job_values(session: Session, settings: Settings, who: Principal, body: CertificationCreate,
@@ -136,7 +145,10 @@ def _job_values(session: Session, settings: Settings, who: Principal, body: Cert
         suite = get_suite(body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
-    target = load_target(session, who, body.target_id)
+    target = session.execute(_TARGET, {"target_id": body.target_id,
+                                       "org_id": who.organization_id}).first()
+    if target is None:
+        raise NotFound("no such target")
     if body.region is not None and body.region not in target.endpoints:
         raise InvalidField(["body", "region"], "the target declares no endpoint for "
                            f"region {body.region!r}")
@@ -146,8 +158,8 @@ def _job_values(session: Session, settings: Settings, who: Principal, body: Cert
     return new_job_values(settings, target, suite, body.region, body.priority, reason)
 
 
-def new_job_values(settings: Settings, target: Target, suite: Suite, region: str | None,
-                   priority: str, reason: str) -> dict[str, object]:
+def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
+                   region: str | None, priority: str, reason: str) -> dict[str, object]:
     """The columns of a new queued job (the API's POST and the system's own enqueue)."""
     return dict(
         organization_id=target.organization_id, target_id=target.id, region=region,
