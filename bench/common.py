@@ -92,6 +92,41 @@ def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
     return total
 
 
+def tree_cpu_seconds(proc: Proc) -> float:
+    """user+system CPU of a process tree, children that exited since included (a Celery pool
+    recycles its children; their time moves to the parent's children_* once reaped)."""
+    tree = proc.tree()
+    if not tree:
+        return 0.0
+    try:
+        times = tree[0].cpu_times()
+        reaped = times.children_user + times.children_system
+    except psutil.Error:
+        reaped = 0.0
+    return cpu_seconds(tree) + reaped
+
+
+def backend_cpu_seconds(factory: sessionmaker[Session]) -> float:
+    """CPU of the Postgres backends connected to this database now (pooled connections of
+    the API and the worker live through a run; needs the server on this machine)."""
+    with factory() as session:
+        pids = list(session.scalars(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    return cpu_seconds(procs)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def memory_mb(proc: Proc) -> dict[str, float | int | None]:
     """RSS and PSS (when readable) of a process tree, in MB."""
     rss = pss = 0.0

@@ -21,12 +21,15 @@ from bench import baseline_celery
 from bench.api import parse_wrk, wrk_available
 from bench.common import (
     Tenant,
+    backend_cpu_seconds,
     job_rows,
     load_now,
+    machine_busy_seconds,
     memory_mb,
     percentile,
     ratio,
     tenant,
+    tree_cpu_seconds,
     wait_terminal,
     xact_counts,
 )
@@ -158,6 +161,14 @@ def warm_ours(api: str, t: Tenant, target_id: uuid.UUID, n: int = 4) -> None:
     wait_terminal(t.factory, ids, 120)
 
 
+def cpu_split(bench: Bench, t: Tenant, api: Proc, worker: Proc) -> dict[str, float]:
+    """CPU seconds so far: our API and worker trees, the reference endpoint, this database's
+    Postgres backends, and the whole machine (Redis, wrk, others' work included)."""
+    return {"api": tree_cpu_seconds(api), "worker": tree_cpu_seconds(worker),
+            "endpoint": tree_cpu_seconds(bench.reference),
+            "postgres": backend_cpu_seconds(t.factory), "machine": machine_busy_seconds()}
+
+
 def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     n = 20 if tiny else (200 if quick else 1000)
     settings = bench.settings(certification_concurrency=WORKERS)
@@ -167,9 +178,12 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     base_proc = start_baseline_worker(bench, settings, queue)
     run = uuid.uuid4().hex[:8]
     loads = [load_now()]
+    cpu0, busy0 = tree_cpu_seconds(base_proc), machine_busy_seconds()
     first = publish_noops(settings, queue, run, n)
     done = wait_noops(client, run, n, 300)
     base_rate = n / (max(end for _, end in done) - first) if len(done) == n else None
+    base_cpu = {"worker": (tree_cpu_seconds(base_proc) - cpu0) / n * 1000,
+                "machine": (machine_busy_seconds() - busy0) / n * 1000}
     bench.stop(base_proc)
     # Ours: POST through the API, run by `modelcert worker`, to the terminal status.
     t = tenant(settings)
@@ -185,6 +199,7 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     measured = t.target(f"{bench.reference_url}/m/good/v1")  # its jobs are the measured ones
     wrk = wrk_available()
     loads.append(load_now())
+    cpu0 = cpu_split(bench, t, api, worker)
     first = time.time()
     if wrk is not None:
         ids = post_with_wrk(bench, wrk, url, t, measured, n)
@@ -194,6 +209,7 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     rows = job_rows(t.factory, ids)
     posts_done = max(r.created_at.timestamp() for r in rows)
     last = max((r.finished_at.timestamp() for r in rows if r.finished_at), default=None)
+    cpu1 = cpu_split(bench, t, api, worker)
     loads.append(load_now())
     bench.stop(worker)
     bench.stop(api)
@@ -211,6 +227,11 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
         "extra": {"commits_per_job": round((commits1 - commits0 - 2) / (len(ids) + warm), 2),
                   # The API's share: how fast the POSTs were answered (with the worker busy).
                   "post_rate": round(len(ids) / (posts_done - first), 1),
+                  # Where the time goes (cpu_split): the machine has 2 cores, so at
+                  # 100 % busy it finishes at most 2000 / machine-ms jobs per second.
+                  "cpu_ms_per_job": {k: round((cpu1[k] - cpu0[k]) / len(ids) * 1000, 2)
+                                     for k in cpu0},
+                  "baseline_cpu_ms_per_task": {k: round(v, 2) for k, v in base_cpu.items()},
                   "rollbacks_per_job": round((rollbacks1 - rollbacks0) / (len(ids) + warm),
                                              2)},
         "parameters": {"jobs": len(ids), "worker_processes": WORKERS, "suite": "bench-trivial",

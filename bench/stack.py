@@ -92,6 +92,7 @@ class Bench:
         proc = self.spawn([str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
                           dict(os.environ), "reference")
         wait_http(f"http://127.0.0.1:{port}/_health", 30, proc=proc.popen)
+        self.reference = proc
         return f"http://127.0.0.1:{port}"
 
     def start_api(self, settings: Settings) -> Proc:
