@@ -271,6 +271,14 @@ class Certificate(Base):
     valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The payload's verdict is certified(_with_warnings): such a certificate can be a target's
+    # current one. With the partial index, finding those costs nothing per past certificate.
+    certified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+    __table_args__ = (
+        Index("ix_certificates_current", "target_id",
+              postgresql_where=text("certified AND superseded_at IS NULL AND revoked_at IS NULL")),
+    )
 
 
 class DeadLetter(Base):

@@ -47,9 +47,8 @@ def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
 def valid_now(now: datetime | None = None) -> ColumnElement[bool]:
     """A certificate that counts: certified, not revoked, not superseded, not expired."""
     moment = now if now is not None else func.now()
-    return and_(Certificate.revoked_at.is_(None), Certificate.superseded_at.is_(None),
-                Certificate.valid_until > moment,
-                Certificate.payload["verdict"].astext.in_(CERTIFIED))
+    return and_(Certificate.certified, Certificate.superseded_at.is_(None),
+                Certificate.revoked_at.is_(None), Certificate.valid_until > moment)
 
 
 def _same_region(region: str | None) -> ColumnElement[bool]:
@@ -67,9 +66,10 @@ _JOBS = table_of(Certification)
 _TARGET = select(*(table_of(Target).c[name] for name in (
     "id", "name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint",
 ))).where(table_of(Target).c.id == bindparam("target_id"))
-_VALID = and_(_CERTS.c.revoked_at.is_(None), _CERTS.c.superseded_at.is_(None),
-              _CERTS.c.valid_until > bindparam("now"),
-              _CERTS.c.payload["verdict"].astext.in_(CERTIFIED))
+# The first three are ix_certificates_current's predicate, without parameters, so even a
+# prepared (generic) plan can use that index.
+_VALID = and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
+              _CERTS.c.revoked_at.is_(None), _CERTS.c.valid_until > bindparam("now"))
 _SAME_REGION = _JOBS.c.region.is_not_distinct_from(bindparam("region", type_=String))
 # Current certificates of the target and region seen with another fingerprint: superseded
 # (the UPDATE locks them, as FOR UPDATE did), returned with their suite.
@@ -132,7 +132,7 @@ def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
         "certification_id": job.id, "target_id": target.id,
         "organization_id": job.organization_id, "payload": document["payload"],
         "signature": document["signature"], "key_id": signer.key_id, "issued_at": issued_at,
-        "valid_until": issued_at + validity})
+        "valid_until": issued_at + validity, "certified": certified})
     if listing is not None and target.endpoint_fingerprint != fp:
         session.execute(_SET_FINGERPRINT, {"target_id": target.id, "fingerprint": fp})
     return queued
