@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     certification_validity_days: int = Field(30, ge=1, le=365, **_range("days from 1 to 365"))
     worker_health_port: int = Field(3002, ge=1, le=65535, **_range("a port from 1 to 65535"))
     worker_shutdown_grace: int = Field(30, ge=0, le=3600, **_range("seconds from 0 to 3600"))
-    worker_max_tasks_per_child: int = Field(200, ge=1, le=100000, **_range("1 to 100000"))
+    worker_max_tasks_per_child: int = Field(1000, ge=1, le=100000, **_range("1 to 100000"))
     worker_max_memory_per_child: int = Field(
         400_000, ge=50_000, le=16_000_000, **_range("KiB from 50000 to 16000000")
     )

@@ -11,7 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import TargetSpec
@@ -30,9 +32,30 @@ WORKER_NAME = f"{socket.gethostname()}"
 
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
-    """Per process (created after fork)."""
+    """Created in the main process by the warm-up; each forked child drops the pooled
+    connections it inherited (SQLAlchemy's fork recipe) and keeps the compiled statements."""
     return make_session_factory(make_engine(str(settings.database_url), pool_size=2,
                                             application_name="modelcert-worker"))
+
+
+def _engine() -> Engine:
+    return session_factory().kw["bind"]  # type: ignore[no-any-return]
+
+
+@signals.worker_init.connect(weak=False)
+def _warm_up_before_fork(**_: object) -> None:
+    try:
+        compiled = run.warm_up(session_factory(), settings)
+        log.info("worker_warmed_up", extra={"statements": compiled})
+    except Exception:  # noqa: BLE001 - the database may be down: children compile on first use
+        log.warning("worker_warm_up_failed", exc_info=True)
+    finally:
+        _engine().dispose()  # no open connection for the children to inherit
+
+
+@signals.worker_process_init.connect(weak=False)
+def _own_connections(**_: object) -> None:
+    _engine().dispose(close=False)  # the parent's pooled connections stay the parent's
 
 
 @lru_cache(maxsize=1)

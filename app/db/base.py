@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import DateTime, Enum, MetaData, Table, func
+from sqlalchemy import DateTime, Enum, Executable, MetaData, Table, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,3 +51,17 @@ def table_of(model: type[Base]) -> Table:
     parameters: built per call through the ORM, a statement costs several times the CPU of
     its round trip (the worker's profile, bench/README.md)."""
     return cast(Table, model.__table__)
+
+
+E = TypeVar("E", bound=Executable)
+NO_ROW = uuid.UUID(int=0)  # an id no row has
+# Statements built once for a worker's job path, each with parameters under which it matches
+# and changes no row: session.compile_ahead runs them once, rolled back, in the worker's main
+# process, so pool children forked afterwards (recycled ones too) find them compiled.
+AHEAD: list[tuple[Executable, dict[str, Any]]] = []
+
+
+def ahead(statement: E, **no_row: Any) -> E:
+    """Register `statement` for session.compile_ahead; `no_row`: its harmless parameters."""
+    AHEAD.append((statement, no_row))
+    return statement

@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.base import AHEAD
+
 # libpq TCP keepalives: a peer that vanished without closing (network cut) is noticed in
 # about a minute instead of the kernel's two hours.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
@@ -91,6 +93,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def compile_ahead(factory: sessionmaker[Session]) -> int:
+    """Run the statements registered with base.ahead once, in a transaction rolled back (they
+    match no row), so the engine's compiled cache holds them. Returns how many ran."""
+    with factory() as session:
+        try:
+            session.execute(text("SET LOCAL statement_timeout = 5000"))  # a worker's start
+            for statement, params in AHEAD:
+                session.execute(statement, params)
+        finally:
+            session.rollback()
+    return len(AHEAD)
 
 
 def database_reachable(engine: Engine) -> bool:

@@ -22,7 +22,7 @@ from app.api.result_schemas import CertificateView, SigningKeyList, SigningKeyVi
 from app.certification import certificates as certs
 from app.certification.results import CheckResult, Verdict
 from app.config import Settings
-from app.db.base import table_of
+from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import Certificate, Certification, CheckResultRow, Target
 from app.services import fingerprint
 from app.services.auth import Principal
@@ -63,9 +63,10 @@ _CERTS = table_of(Certificate)
 _JOBS = table_of(Certification)
 # Statements of the finish, built once (see jobs.py: built per call they cost more CPU than
 # the round trip).
-_TARGET = select(*(table_of(Target).c[name] for name in (
+_TARGET = ahead(select(*(table_of(Target).c[name] for name in (
     "id", "name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint",
-))).where(table_of(Target).c.id == bindparam("target_id"))
+))).where(table_of(Target).c.id == bindparam("target_id")), target_id=NO_ROW)
+_NO_TARGET = {"of_target": NO_ROW, "region": None, "now": datetime(2000, 1, 1, tzinfo=UTC)}
 # The first three are ix_certificates_current's predicate, without parameters, so even a
 # prepared (generic) plan can use that index.
 _VALID = and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
@@ -73,7 +74,7 @@ _VALID = and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
 _SAME_REGION = _JOBS.c.region.is_not_distinct_from(bindparam("region", type_=String))
 # Current certificates of the target and region seen with another fingerprint: superseded
 # (the UPDATE locks them, as FOR UPDATE did), returned with their suite.
-_STALE = (
+_STALE = ahead(
     update(_CERTS)
     .where(_CERTS.c.id.in_(
         select(_CERTS.c.id)
@@ -81,19 +82,21 @@ _STALE = (
         .where(_CERTS.c.target_id == bindparam("of_target"), _SAME_REGION, _VALID,
                _CERTS.c.payload["endpoint_fingerprint"].astext != bindparam("fingerprint"))))
     .values(superseded_at=bindparam("now"))
-    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext))
+    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext),
+    **_NO_TARGET, fingerprint="")
 # The newest certified certificate for this target, region and suite replaces the older.
-_SUPERSEDE = (
+_SUPERSEDE = ahead(
     update(_CERTS)
     .where(_CERTS.c.target_id == bindparam("of_target"), _VALID,
            _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
                _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
                _JOBS.c.suite_name == bindparam("suite_name"))))
-    .values(superseded_at=bindparam("now")))
+    .values(superseded_at=bindparam("now")), **_NO_TARGET, suite_name="")
 _INSERT = insert(_CERTS)
-_SET_FINGERPRINT = (update(table_of(Target))
-                    .where(table_of(Target).c.id == bindparam("target_id"))
-                    .values(endpoint_fingerprint=bindparam("fingerprint")))
+_SET_FINGERPRINT = ahead(update(table_of(Target))
+                         .where(table_of(Target).c.id == bindparam("target_id"))
+                         .values(endpoint_fingerprint=bindparam("fingerprint")),
+                         target_id=NO_ROW, fingerprint="")
 
 
 def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],

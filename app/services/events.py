@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.base import table_of
+from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
 
@@ -35,9 +35,10 @@ def recorded_since_last_dispatch() -> bool:
 
 _HOOKS = table_of(Webhook).c
 # Built once: this runs in every job's finishing transaction.
-_SUBSCRIBED = select(_HOOKS.id, _HOOKS.events).where(
+_SUBSCRIBED = ahead(select(_HOOKS.id, _HOOKS.events).where(
     _HOOKS.organization_id == bindparam("org_id"), _HOOKS.active.is_(True),
-    or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == bindparam("target_id")))
+    or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == bindparam("target_id"))),
+    org_id=NO_ROW, target_id=NO_ROW)
 _INSERT_DELIVERY = insert(table_of(WebhookDelivery)).on_conflict_do_nothing(
     index_elements=["webhook_id", "event_id"])
 

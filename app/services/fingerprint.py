@@ -16,14 +16,15 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.certification.certificates import LISTING_SEPARATOR, endpoint_fingerprint
-from app.db.base import table_of
+from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import CheckResultRow, SampleRow
 
 _SAMPLES = table_of(SampleRow).c
-_EXCERPTS = select(_SAMPLES.response_excerpt).where(
+_EXCERPTS = ahead(select(_SAMPLES.response_excerpt).where(
     _SAMPLES.certification_id == bindparam("job_id"),
     _SAMPLES.check_name.in_(bindparam("names", expanding=True)),
-    _SAMPLES.status_code == 200, _SAMPLES.response_excerpt.is_not(None))
+    _SAMPLES.status_code == 200, _SAMPLES.response_excerpt.is_not(None)),
+    job_id=NO_ROW, names=["connectivity"])
 
 
 def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:

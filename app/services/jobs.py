@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.results import CheckResult, Verdict
-from app.db.base import table_of
+from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import (
     CLAIMABLE_STATUSES,
     Certification,
@@ -86,7 +86,8 @@ def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
 # call through the ORM they cost about four times the CPU of the round trip (worker profile).
 _JOBS = table_of(Certification)
 _c = _JOBS.c
-_CLAIM = (
+_NOT_OURS = {"job_id": NO_ROW, "claimed_attempt": 0}  # parameters of a fence no row passes
+_CLAIM = ahead(
     update(_JOBS)
     .where(_c.id == bindparam("job_id"), _c.status.in_(CLAIMABLE_STATUSES),
            _c.attempt < _c.max_attempts, _c.cancel_requested_at.is_(None))
@@ -99,7 +100,8 @@ _CLAIM = (
             progress_total=func.coalesce(bindparam("total", type_=Integer), _c.progress_total))
     .returning(_c.id, _c.attempt, _c.max_attempts, _c.organization_id, _c.target_id,
                _c.suite_name, _c.suite_hash, _c.region, _c.queue, _c.priority,
-               _c.delivery_count))
+               _c.delivery_count),
+    job_id=NO_ROW, lease=timedelta(0), worker_name="", total=None)
 
 
 def _owned_stmt() -> ColumnElement[bool]:
@@ -111,19 +113,19 @@ def _fence(claim: Claim) -> dict[str, object]:
     return {"job_id": claim.certification_id, "claimed_attempt": claim.attempt}
 
 
-_RENEW = (update(_JOBS).where(_owned_stmt())
-          .values(lease_until=func.now() + bindparam("lease", type_=Interval))
-          .returning(_c.cancel_requested_at))
-_PROGRESS = (update(_JOBS).where(_owned_stmt())
-             .values(progress_done=_c.progress_done + bindparam("done", type_=Integer))
-             .returning(_c.id))
+_RENEW = ahead(update(_JOBS).where(_owned_stmt())
+               .values(lease_until=func.now() + bindparam("lease", type_=Interval))
+               .returning(_c.cancel_requested_at), **_NOT_OURS, lease=timedelta(0))
+_PROGRESS = ahead(update(_JOBS).where(_owned_stmt())
+                  .values(progress_done=_c.progress_done + bindparam("done", type_=Integer))
+                  .returning(_c.id), **_NOT_OURS, done=0)
 _CHECKS = table_of(CheckResultRow)
 _INSERT_CHECK = (insert(_CHECKS).on_conflict_do_nothing(
     index_elements=["certification_id", "check_name"]).returning(_CHECKS.c.id))
 _INSERT_SAMPLES = insert(table_of(SampleRow)).on_conflict_do_nothing(
     index_elements=["certification_id", "check_name", "sample_index"])
-_STORED = (select(_CHECKS).where(_CHECKS.c.certification_id == bindparam("job_id"))
-           .order_by(_CHECKS.c.created_at))
+_STORED = ahead(select(_CHECKS).where(_CHECKS.c.certification_id == bindparam("job_id"))
+                .order_by(_CHECKS.c.created_at), job_id=NO_ROW)
 # What a terminal UPDATE returns: the webhook event's columns and what the certificate needs.
 ENDED = (*(_c[col.key] for col in events.ENDED_COLUMNS), _c.id, _c.region, _c.suite_name,
          _c.suite_version, _c.suite_hash)
@@ -265,7 +267,7 @@ class Decision:
     valid_until: datetime | None = None  # set when certified: the certificate's end
 
 
-_FINISH = (
+_FINISH = ahead(
     update(_JOBS).where(_owned_stmt())
     .values(status=bindparam("new_status", type_=_c.status.type),
             verdict=bindparam("new_verdict", type_=_c.verdict.type),
@@ -276,7 +278,9 @@ _FINISH = (
             progress_done=_c.progress_done + bindparam("done", type_=Integer),
             valid_until=func.coalesce(bindparam("new_valid_until", type_=_c.valid_until.type),
                                       _c.valid_until))
-    .returning(*ENDED))
+    .returning(*ENDED),
+    **_NOT_OURS, new_status=JobStatus.SUCCEEDED, new_verdict=None, new_score=None, cause=None,
+    message=None, done=0, new_valid_until=None)
 
 
 def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,

@@ -61,7 +61,7 @@ def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -
     app = make_celery(Settings(redis_url="redis://127.0.0.1:6379/0", certification_timeout=10))
     options = app.conf.broker_transport_options
     assert options["visibility_timeout"] > app.conf.task_time_limit > app.conf.task_soft_time_limit
-    assert app.conf.worker_max_tasks_per_child == 200
+    assert app.conf.worker_max_tasks_per_child == 1000
     assert app.conf.worker_max_memory_per_child == 400_000
     assert app.conf.task_routes["modelcert.deliver_webhook"] == {
         "queue": "certification.maintenance"}
