@@ -38,7 +38,10 @@ def session_factory() -> sessionmaker[Session]:
                                             application_name="modelcert-worker"))
 
 
-def _engine() -> Engine:
+def _engine() -> Engine | None:
+    """The engine, if this process (or the parent it was forked from) created it."""
+    if not session_factory.cache_info().currsize:
+        return None
     return session_factory().kw["bind"]  # type: ignore[no-any-return]
 
 
@@ -50,12 +53,14 @@ def _warm_up_before_fork(**_: object) -> None:
     except Exception:  # noqa: BLE001 - the database may be down: children compile on first use
         log.warning("worker_warm_up_failed", exc_info=True)
     finally:
-        _engine().dispose()  # no open connection for the children to inherit
+        if (engine := _engine()) is not None:
+            engine.dispose()  # no open connection for the children to inherit
 
 
 @signals.worker_process_init.connect(weak=False)
 def _own_connections(**_: object) -> None:
-    _engine().dispose(close=False)  # the parent's pooled connections stay the parent's
+    if (engine := _engine()) is not None:
+        engine.dispose(close=False)  # the parent's pooled connections stay the parent's
 
 
 @lru_cache(maxsize=1)
