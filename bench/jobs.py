@@ -106,7 +106,7 @@ def start_baseline_worker(bench: Bench, settings: Settings, queue: str) -> Proc:
 
 # e2e's POSTs come from wrk (C, one thread, `clients` keep-alive connections), like
 # api_create's: a Python client would spend about 3 ms of CPU per POST on this 2-core machine,
-# CPU the API and the worker then lack. Each connection stops after `n` responses in all.
+# CPU the API and the worker then lack. wrk's one thread stops after `n` responses in all.
 COUNTED_LUA = """
 local done = 0
 request = function()
