@@ -15,7 +15,7 @@ from app.api.schemas import CertificationCreate
 from app.db.models import CheckResultRow, SampleRow
 from app.publish import Publisher
 from app.services.certifications import create_certification
-from bench.common import Tenant, cpu_seconds, job_rows, load_now, ratio, tenant, wait_terminal
+from bench.common import Tenant, job_rows, load_now, ratio, tenant, tree_cpu_seconds, wait_terminal
 from bench.stack import Bench, Proc
 
 LATENCY_MS = 200
@@ -43,10 +43,10 @@ def worker_run(bench: Bench, t: Tenant, settings, worker: Proc, c: int, suite: s
     scope = f"slow-{LATENCY_MS}"
     target_id = t.target(f"{bench.reference_url}/m/{scope}/v1", max_concurrency=c)
     requests0 = scope_total(bench.reference_url, scope)
-    cpu0 = cpu_seconds(worker.tree())
+    cpu0 = tree_cpu_seconds(worker)
     job = certify(t, settings, target_id, suite)
     wait_terminal(t.factory, [job], 600)
-    cpu1 = cpu_seconds(worker.tree())
+    cpu1 = tree_cpu_seconds(worker)
     requests = scope_total(bench.reference_url, scope) - requests0
     row = job_rows(t.factory, [job])[0]
     with t.factory() as session:

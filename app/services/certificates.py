@@ -15,7 +15,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, String, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Row,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.api.result_schemas import CertificateView, SigningKeyList, SigningKeyView
@@ -44,34 +55,35 @@ def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
         duration_seconds=row.duration_seconds, details=dict(row.details or {}))
 
 
-def valid_now(now: datetime | None = None) -> ColumnElement[bool]:
-    """A certificate that counts: certified, not revoked, not superseded, not expired."""
+_CERTS = table_of(Certificate)
+_JOBS = table_of(Certification)
+
+
+def valid_now(now: datetime | BindParameter[datetime] | None = None) -> ColumnElement[bool]:
+    """A certificate that counts: certified, not revoked, not superseded, not expired. The
+    first three are ix_certificates_current's predicate, without parameters, so even a
+    prepared (generic) plan can use that index."""
     moment = now if now is not None else func.now()
-    return and_(Certificate.certified, Certificate.superseded_at.is_(None),
-                Certificate.revoked_at.is_(None), Certificate.valid_until > moment)
+    return and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
+                _CERTS.c.revoked_at.is_(None), _CERTS.c.valid_until > moment)
 
 
-def _same_region(region: str | None) -> ColumnElement[bool]:
-    return Certification.region.is_(None) if region is None else Certification.region == region
+def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]:
+    return _JOBS.c.region.is_not_distinct_from(region)
 
 
 def endpoint_url(target: Target | Row[Any], region: str | None) -> str:
     return (target.endpoints.get(region) if region else target.base_url) or ""
 
 
-_CERTS = table_of(Certificate)
-_JOBS = table_of(Certification)
 # Statements of the finish, built once (see jobs.py: built per call they cost more CPU than
 # the round trip).
 _TARGET = ahead(select(*(table_of(Target).c[name] for name in (
     "id", "name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint",
 ))).where(table_of(Target).c.id == bindparam("target_id")), target_id=NO_ROW)
 _NO_TARGET = {"of_target": NO_ROW, "region": None, "now": datetime(2000, 1, 1, tzinfo=UTC)}
-# The first three are ix_certificates_current's predicate, without parameters, so even a
-# prepared (generic) plan can use that index.
-_VALID = and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
-              _CERTS.c.revoked_at.is_(None), _CERTS.c.valid_until > bindparam("now"))
-_SAME_REGION = _JOBS.c.region.is_not_distinct_from(bindparam("region", type_=String))
+_VALID = valid_now(bindparam("now"))
+_SAME_REGION = _same_region(bindparam("region", type_=String))
 # Current certificates of the target and region seen with another fingerprint: superseded
 # (the UPDATE locks them, as FOR UPDATE did), returned with their suite.
 _STALE = ahead(

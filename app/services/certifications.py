@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,7 @@ from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
+from app.services.targets import target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
 MarkFn = Callable[[uuid.UUID], datetime]
@@ -127,12 +128,8 @@ def create_certification(
     return view, False
 
 
-_JOBS, _TARGETS = table_of(Certification), table_of(Target)
-# The POST's statements, built once (see app/db/base.py table_of).
-_TARGET = select(*(_TARGETS.c[name] for name in (
-    "id", "organization_id", "base_url", "endpoints", "region_queues"))).where(
-    _TARGETS.c.id == bindparam("target_id"), _TARGETS.c.organization_id == bindparam("org_id"),
-    _TARGETS.c.deleted_at.is_(None))
+_JOBS = table_of(Certification)
+# The POST's inserts, built once (see app/db/base.py table_of).
 _INSERT = insert(_JOBS).returning(*_JOBS.c)
 _INSERT_ONCE = (insert(_JOBS).on_conflict_do_nothing(
     index_elements=["organization_id", "idempotency_key"]).returning(*_JOBS.c))
@@ -145,10 +142,7 @@ def _job_values(session: Session, settings: Settings, who: Principal, body: Cert
         suite = get_suite(body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
-    target = session.execute(_TARGET, {"target_id": body.target_id,
-                                       "org_id": who.organization_id}).first()
-    if target is None:
-        raise NotFound("no such target")
+    target = target_for_job(session, who, body.target_id)
     if body.region is not None and body.region not in target.endpoints:
         raise InvalidField(["body", "region"], "the target declares no endpoint for "
                            f"region {body.region!r}")

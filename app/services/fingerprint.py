@@ -32,15 +32,10 @@ def compute(provider: str, base_url: str, model: str, listing: list[str] | None)
 
 
 def model_listing(session: Session, cert_id: uuid.UUID,
-                  rows: Sequence[CheckResultRow | Any] | None = None) -> list[str] | None:
+                  rows: Sequence[CheckResultRow | Any]) -> list[str] | None:
     """The models the connectivity check saw (None when it did not run or never got one).
-    `rows`: the job's check results when the caller has them already."""
-    if rows is not None:
-        names = [r.check_name for r in rows if (r.details or {}).get("check") == "connectivity"]
-    else:
-        names = list(session.scalars(select(CheckResultRow.check_name).where(
-            CheckResultRow.certification_id == cert_id,
-            CheckResultRow.details["check"].astext == "connectivity")).all())
+    `rows`: the job's check results, read in the caller's transaction."""
+    names = [r.check_name for r in rows if (r.details or {}).get("check") == "connectivity"]
     if not names:
         return None
     excerpts = session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}).all()

@@ -20,7 +20,6 @@ from sqlalchemy import (
     Integer,
     Interval,
     Row,
-    Update,
     and_,
     bindparam,
     func,
@@ -60,19 +59,6 @@ class Claim:
     queue: str
     priority: str
     deliveries: int = 1  # claims of this job so far, this one included
-
-
-def _update() -> Update:
-    """UPDATE certifications without the ORM's identity-map sync: these sessions never hold a
-    loaded Certification before the statement (the sync's evaluator cost more than the
-    round trip in the worker's profile)."""
-    return update(Certification).execution_options(synchronize_session=False)
-
-
-def _owned(claim: Claim):  # type: ignore[no-untyped-def]
-    return and_(Certification.id == claim.certification_id,
-                Certification.status == JobStatus.RUNNING,
-                Certification.attempt == claim.attempt)
 
 
 def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
@@ -142,16 +128,13 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
                      row[9].value, row[10])
     # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
     exhausted = session.execute(
-        _update()
-        .where(Certification.id == cert_id,
-               Certification.status.in_(CLAIMABLE_STATUSES),
-               Certification.attempt >= Certification.max_attempts)
+        update(_JOBS)
+        .where(_c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES),
+               _c.attempt >= _c.max_attempts)
         .values(status=JobStatus.FAILED, finished_at=func.now(), lease_until=None,
-                error_cause=func.coalesce(Certification.error_cause, "max_attempts"),
-                error_message=func.coalesce(Certification.error_message,
-                                            "attempts exhausted"))
-        .returning(Certification.id, Certification.organization_id, Certification.attempt,
-                   Certification.error_cause, Certification.error_message)
+                error_cause=func.coalesce(_c.error_cause, "max_attempts"),
+                error_message=func.coalesce(_c.error_message, "attempts exhausted"))
+        .returning(_c.id, _c.organization_id, _c.attempt, _c.error_cause, _c.error_message)
     ).first()
     if exhausted is not None:
         _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
@@ -159,12 +142,12 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
         events.certification_ended(session, cert_id)
     # A queued job whose cancel was requested is cancelled on sight.
     cancelled = session.execute(
-        _update()
-        .where(Certification.id == cert_id, Certification.status.in_(CLAIMABLE_STATUSES),
-               Certification.cancel_requested_at.is_not(None))
+        update(_JOBS)
+        .where(_c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES),
+               _c.cancel_requested_at.is_not(None))
         .values(status=JobStatus.CANCELLED, finished_at=func.now(),
                 error_cause="cancelled", error_message="cancelled by request")
-        .returning(Certification.id)).first()
+        .returning(_c.id)).first()
     if cancelled is not None:
         events.certification_ended(session, cert_id)
     return None
@@ -339,16 +322,16 @@ def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, mes
                message=f"{message} (after {claim.attempt} attempts)", dead_letter=True)
         return JobStatus.FAILED
     with transaction(factory) as session:
-        session.execute(_update().where(_owned(claim)).values(
+        session.execute(update(_JOBS).where(_owned_stmt()).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
             next_attempt_at=func.now() + timedelta(seconds=delay),
-            error_cause=cause, error_message=message[:2000]))
+            error_cause=cause, error_message=message[:2000]), _fence(claim))
     return JobStatus.RETRYING
 
 
 def release(factory: sessionmaker[Session], claim: Claim) -> None:
     """Give an unfinished job back (worker shutting down): the attempt does not count."""
     with transaction(factory) as session:
-        session.execute(_update().where(_owned(claim)).values(
+        session.execute(update(_JOBS).where(_owned_stmt()).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
-            attempt=Certification.attempt - 1, next_attempt_at=func.now()))
+            attempt=_c.attempt - 1, next_attempt_at=func.now()), _fence(claim))

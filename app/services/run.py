@@ -267,14 +267,10 @@ def network_guard(settings: Settings, hooks: RunHooks) -> dict[str, object]:
             "socket_factory": guarded_socket_factory(policy)}
 
 
-def verdict_from(rows: list) -> tuple:  # type: ignore[type-arg]
-    verdict = decide_verdict((r.outcome, r.required) for r in rows)
-    return verdict, overall_score(r.statistic for r in rows)
-
-
 def decide(settings: Settings, rows: list, issued_at: datetime) -> jobs.Decision:  # type: ignore[type-arg]
     """The verdict of a job's stored results; a certified one is valid from `issued_at`."""
-    verdict, score = verdict_from(rows)
+    verdict = decide_verdict((r.outcome, r.required) for r in rows)
+    score = overall_score(r.statistic for r in rows)
     valid_until = (issued_at + timedelta(days=settings.certification_validity_days)
                    if verdict.value in certificates.CERTIFIED else None)
     return jobs.Decision(verdict, score, valid_until)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.schemas import Capabilities, RateLimit, TargetCreate, TargetView
 from app.certification.netguard import AddressPolicy, check_url, resolve
 from app.certification.providers.http import BlockedAddressError
+from app.db.base import table_of
 from app.db.models import Provider, Secret, Target
 from app.services.auth import Principal
 from app.services.errors import Conflict, InvalidField, NotFound
@@ -79,10 +81,32 @@ def create_target(session: Session, who: Principal, body: TargetCreate, *,
     return to_view(row)
 
 
+_TARGETS = table_of(Target)
+
+
+def _visible(target_id: object, org_id: object) -> ColumnElement[bool]:
+    """The organization's target, unless deleted."""
+    return and_(_TARGETS.c.id == target_id, _TARGETS.c.organization_id == org_id,
+                _TARGETS.c.deleted_at.is_(None))
+
+
 def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Target:
-    row = session.scalar(select(Target).where(
-        Target.id == target_id, Target.organization_id == who.organization_id,
-        Target.deleted_at.is_(None)))
+    row = session.scalar(select(Target).where(_visible(target_id, who.organization_id)))
+    if row is None:
+        raise NotFound("no such target")
+    return row
+
+
+# What a new job needs of its target, built once: POST /v1/certifications runs it each time.
+_FOR_JOB = select(*(_TARGETS.c[name] for name in (
+    "id", "organization_id", "base_url", "endpoints", "region_queues"))).where(
+    _visible(bindparam("target_id"), bindparam("org_id")))
+
+
+def target_for_job(session: Session, who: Principal, target_id: uuid.UUID) -> Row[Any]:
+    """load_target's row, only the columns a new job needs (see new_job_values)."""
+    row = session.execute(_FOR_JOB, {"target_id": target_id,
+                                     "org_id": who.organization_id}).first()
     if row is None:
         raise NotFound("no such target")
     return row
