@@ -95,6 +95,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose statements each commit on their own: for a unit of work that is one
+    statement, it saves the two round trips of psycopg's BEGIN and of the COMMIT."""
+    with factory() as session:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 def compile_ahead(factory: sessionmaker[Session]) -> int:
     """Run the statements registered with base.ahead once, in a transaction rolled back (they
     match no row), so the engine's compiled cache holds them. Returns how many ran."""

@@ -11,12 +11,13 @@ current certificates in that region and queues a new certification.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BindParameter,
+    Boolean,
     ColumnElement,
     Row,
     String,
@@ -24,7 +25,10 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    not_,
+    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -40,6 +44,7 @@ from app.services.auth import Principal
 from app.services.certifications import load_certification
 from app.services.enqueue import Queued, enqueue
 from app.services.errors import NotFound
+from app.services.jobs import TARGET_COLUMNS
 from app.services.signing import Signer, published_keys, register_keys
 from app.services.targets import load_target
 
@@ -76,55 +81,91 @@ def endpoint_url(target: Target | Row[Any], region: str | None) -> str:
     return (target.endpoints.get(region) if region else target.base_url) or ""
 
 
-# Statements of the finish, built once (see jobs.py: built per call they cost more CPU than
-# the round trip).
-_TARGET = ahead(select(*(table_of(Target).c[name] for name in (
-    "id", "name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint",
-))).where(table_of(Target).c.id == bindparam("target_id")), target_id=NO_ROW)
-_NO_TARGET = {"of_target": NO_ROW, "region": None, "now": datetime(2000, 1, 1, tzinfo=UTC)}
-_VALID = valid_now(bindparam("now"))
+class _SeenTarget(NamedTuple):
+    """The target as the terminal statement read it (jobs.TARGET_COLUMNS)."""
+
+    id: uuid.UUID
+    name: str
+    provider: Any
+    model: str
+    base_url: str | None
+    endpoints: dict[str, str]
+    endpoint_fingerprint: str | None
+
+
+# The certificate's writes, one statement built once (see jobs.py: built per call a statement
+# costs more CPU than its round trip): its data-modifying CTEs run once each, whether or not
+# the final SELECT reads them, and see the same snapshot (none sees another's changes).
+_NOW = bindparam("now", type_=_CERTS.c.issued_at.type)
+_VALID = valid_now(_NOW)
 _SAME_REGION = _same_region(bindparam("region", type_=String))
-# Current certificates of the target and region seen with another fingerprint: superseded
-# (the UPDATE locks them, as FOR UPDATE did), returned with their suite.
-_STALE = ahead(
+_FINGERPRINT = bindparam("fingerprint", type_=String)
+_COMPARE = bindparam("compare", type_=Boolean)  # a model listing was seen: fingerprints count
+_ITS_FINGERPRINT = _CERTS.c.payload["endpoint_fingerprint"].astext
+_OF_TARGET = _CERTS.c.target_id == bindparam("of_target")
+# Current certificates of the target and region seen with another fingerprint: superseded,
+# returned with their suite (to be certified again).
+_STALE = (
     update(_CERTS)
-    .where(_CERTS.c.id.in_(
+    .where(_COMPARE, _CERTS.c.id.in_(
         select(_CERTS.c.id)
         .join(_JOBS, _JOBS.c.id == _CERTS.c.certification_id)
-        .where(_CERTS.c.target_id == bindparam("of_target"), _SAME_REGION, _VALID,
-               _CERTS.c.payload["endpoint_fingerprint"].astext != bindparam("fingerprint"))))
-    .values(superseded_at=bindparam("now"))
-    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext),
-    **_NO_TARGET, fingerprint="")
-# The newest certified certificate for this target, region and suite replaces the older.
-_SUPERSEDE = ahead(
+        .where(_OF_TARGET, _SAME_REGION, _VALID, _ITS_FINGERPRINT != _FINGERPRINT)))
+    .values(superseded_at=_NOW)
+    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext.label("suite"))
+    .cte("stale"))
+# A certified job's certificate replaces the current one of its target, region and suite
+# (those _STALE takes are left to it: one statement must not update a row twice).
+_SUPERSEDED = (
     update(_CERTS)
-    .where(_CERTS.c.target_id == bindparam("of_target"), _VALID,
+    .where(bindparam("is_certified", type_=Boolean), _OF_TARGET, _VALID,
+           or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
            _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
                _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
                _JOBS.c.suite_name == bindparam("suite_name"))))
-    .values(superseded_at=bindparam("now")), **_NO_TARGET, suite_name="")
-_INSERT = insert(_CERTS)
-_SET_FINGERPRINT = ahead(update(table_of(Target))
-                         .where(table_of(Target).c.id == bindparam("target_id"))
-                         .values(endpoint_fingerprint=bindparam("fingerprint")),
-                         target_id=NO_ROW, fingerprint="")
+    .values(superseded_at=_NOW).returning(_CERTS.c.id).cte("superseded"))
+# The certificate itself; its job's row supplies the ids (and a job that is not there, as
+# in compile_ahead's run, inserts nothing).
+_ISSUED = (
+    insert(_CERTS).from_select(
+        ["id", "certification_id", "target_id", "organization_id", "payload", "signature",
+         "key_id", "issued_at", "valid_until", "certified"],
+        select(bindparam("new_id", type_=_CERTS.c.id.type), _JOBS.c.id, _JOBS.c.target_id,
+               _JOBS.c.organization_id, bindparam("new_payload", type_=_CERTS.c.payload.type),
+               bindparam("new_signature", type_=String), bindparam("new_key_id", type_=String),
+               _NOW, bindparam("new_valid_until", type_=_CERTS.c.valid_until.type),
+               bindparam("is_certified", type_=Boolean))
+        .where(_JOBS.c.id == bindparam("job_id")))
+    .returning(_CERTS.c.id).cte("issued"))
+_MOVED = (update(table_of(Target))
+          .where(table_of(Target).c.id == bindparam("of_target"), _COMPARE,
+                 table_of(Target).c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT))
+          .values(endpoint_fingerprint=_FINGERPRINT).returning(table_of(Target).c.id)
+          .cte("moved"))
+_ISSUE = ahead(
+    select(_STALE.c.id, _STALE.c.suite).add_cte(_SUPERSEDED, _ISSUED, _MOVED),
+    of_target=NO_ROW, region=None, now=datetime(2000, 1, 1, tzinfo=UTC), fingerprint="",
+    compare=False, is_certified=False, suite_name="", job_id=NO_ROW, new_id=NO_ROW,
+    new_payload={}, new_signature="", new_key_id="", new_valid_until=None)
 
 
 def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
-          verdict: Verdict, issued_at: datetime,
-          rows: Sequence[Any]) -> list[Queued]:
+          verdict: Verdict, issued_at: datetime, rows: Sequence[Any],
+          excerpts: Mapping[str, Sequence[str]] | None = None) -> list[Queued]:
     """Sign and store the certificate of a job that just succeeded (in its transaction).
 
-    `job`: the row its terminal UPDATE returned (`jobs.ENDED`); `rows`: its check results,
-    read in this transaction. Returns the certifications it queued (fingerprint change), to
-    publish after commit.
+    `job`: the row its terminal statement returned (`jobs.ENDED`, the target as `target_<name>`);
+    `rows`: its check results (read in this transaction, or as a first delivery stored them,
+    with `excerpts`, see fingerprint.model_listing). Returns the certifications it queued
+    (fingerprint change), to publish after commit.
     """
-    # Read now, not at the claim: the fingerprint is compared with the target's current one.
-    target = session.execute(_TARGET, {"target_id": job.target_id}).first()
-    if target is None:
+    # Read by the terminal statement, not at the claim: the fingerprint is compared with the
+    # target's current one.
+    if job.target_provider is None:
         raise LookupError(f"the target of certification {job.id} vanished mid-transaction")
-    listing = fingerprint.model_listing(session, job.id, rows)
+    target = _SeenTarget(job.target_id, *(getattr(job, f"target_{name}")
+                                          for name in TARGET_COLUMNS))
+    listing = fingerprint.model_listing(session, job.id, rows, excerpts)
     fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
                              target.model, listing)
     validity = timedelta(days=settings.certification_validity_days)
@@ -137,32 +178,26 @@ def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
     document = signer.sign(payload)
     register_keys(session, signer)
     certified = verdict.value in CERTIFIED
-    where = {"of_target": target.id, "region": job.region, "now": issued_at}
     # Without a model listing (no connectivity check ran) there is nothing to compare.
-    queued = (_on_fingerprint(session, settings, where, job, fp, certified)
-              if listing is not None else [])
-    if certified:
-        session.execute(_SUPERSEDE, where | {"suite_name": job.suite_name})
-    session.execute(_INSERT, {
-        "certification_id": job.id, "target_id": target.id,
-        "organization_id": job.organization_id, "payload": document["payload"],
-        "signature": document["signature"], "key_id": signer.key_id, "issued_at": issued_at,
-        "valid_until": issued_at + validity, "certified": certified})
-    if listing is not None and target.endpoint_fingerprint != fp:
-        session.execute(_SET_FINGERPRINT, {"target_id": target.id, "fingerprint": fp})
-    return queued
+    stale = session.execute(_ISSUE, {
+        "of_target": target.id, "region": job.region, "now": issued_at, "fingerprint": fp,
+        "compare": listing is not None, "is_certified": certified, "suite_name": job.suite_name,
+        "job_id": job.id, "new_id": uuid.uuid4(), "new_payload": document["payload"],
+        "new_signature": document["signature"], "new_key_id": signer.key_id,
+        "new_valid_until": issued_at + validity}).all()
+    return _recertify(session, settings, job, stale, certified)
 
 
-def _on_fingerprint(session: Session, settings: Settings, where: dict[str, Any], job: Row[Any],
-                    fp: str, certified: bool) -> list[Queued]:
-    """Supersede current certificates of another fingerprint; queue their re-certification."""
-    stale = session.execute(_STALE, where | {"fingerprint": fp}).all()
+def _recertify(session: Session, settings: Settings, job: Row[Any],
+               stale: Sequence[Row[Any]], certified: bool) -> list[Queued]:
+    """Queue a new certification for each suite whose certificate another fingerprint
+    superseded."""
     queued: list[Queued] = []
     target: Target | None = None
     for old_id, suite in stale:
         if not suite or (certified and suite == job.suite_name):
             continue  # this job's own certificate is the new current one
-        target = target or session.get(Target, where["of_target"])
+        target = target or session.get(Target, job.target_id)
         if target is None:
             break
         item = enqueue(session, settings, target, suite_name=suite, region=job.region,

@@ -33,7 +33,7 @@ from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
-from app.services.targets import target_for_job
+from app.services.targets import planned_total, target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
 MarkFn = Callable[[uuid.UUID], datetime]
@@ -160,7 +160,8 @@ def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
         queue=queue_for(settings, target.region_queues, region),
         suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
         status=JobStatus.QUEUED, priority=Priority(priority), reason=reason,
-        attempt=0, max_attempts=settings.max_attempts, progress_done=0, progress_total=0,
+        attempt=0, max_attempts=settings.max_attempts, progress_done=0,
+        progress_total=planned_total(target, suite, region),
     )
 
 

@@ -7,15 +7,26 @@ The rows are an outbox: `dispatch_pending` publishes `deliver_webhook` for each 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Label,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.base import NO_ROW, ahead, table_of
+from app.db.base import table_of
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
 
@@ -34,18 +45,33 @@ def recorded_since_last_dispatch() -> bool:
 
 
 _HOOKS = table_of(Webhook).c
-# Built once: this runs in every job's finishing transaction.
-_SUBSCRIBED = ahead(select(_HOOKS.id, _HOOKS.events).where(
-    _HOOKS.organization_id == bindparam("org_id"), _HOOKS.active.is_(True),
-    or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == bindparam("target_id"))),
-    org_id=NO_ROW, target_id=NO_ROW)
+
+
+def _subscribed(org_id: Any, target_id: Any) -> ColumnElement[bool]:
+    """The organization's active webhooks for all its targets or for this one."""
+    return and_(_HOOKS.organization_id == org_id, _HOOKS.active.is_(True),
+                or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == target_id))
+
+
+_SUBSCRIBED = select(_HOOKS.id, _HOOKS.events).where(
+    _subscribed(bindparam("org_id"), bindparam("target_id")))
+
+
+def subscriptions(org_id: ColumnElement[Any], target_id: ColumnElement[Any]) -> Label[Any]:
+    """The webhooks subscribed to a job's events, as JSON `[[id, events], ...]`, for a
+    statement that reads the job: the terminal UPDATE returns them with it."""
+    listed = (select(func.json_agg(func.json_build_array(_HOOKS.id, _HOOKS.events)))
+              .where(_subscribed(org_id, target_id)).scalar_subquery())
+    return func.coalesce(listed, literal_column("'[]'::json"), type_=JSON).label("subscriptions")
 _INSERT_DELIVERY = insert(table_of(WebhookDelivery)).on_conflict_do_nothing(
     index_elements=["webhook_id", "event_id"])
 
 
 def _record(session: Session, org_id: uuid.UUID, target_id: uuid.UUID | None, event: str,
-            event_id: str, data: dict[str, Any]) -> int:
-    hooks = session.execute(_SUBSCRIBED, {"org_id": org_id, "target_id": target_id}).all()
+            event_id: str, data: dict[str, Any], hooks: Sequence[Any] | None = None) -> int:
+    """`hooks`: the subscriptions (id, events) if the caller read them, else read here."""
+    if hooks is None:
+        hooks = session.execute(_SUBSCRIBED, {"org_id": org_id, "target_id": target_id}).all()
     count = 0
     for hook_id, subscribed in hooks:
         if event not in (subscribed or []):
@@ -69,9 +95,11 @@ ENDED_COLUMNS = (
 )
 
 
-def certification_ended(session: Session, cert_id: uuid.UUID, row: Any = None) -> int:
+def certification_ended(session: Session, cert_id: uuid.UUID, row: Any = None,
+                        hooks: Sequence[Any] | None = None) -> int:
     """Call in the transaction that set the terminal status (after the UPDATE). `row`: the job
-    (or its ENDED_COLUMNS) when that UPDATE returned it (saves reading it again)."""
+    (or its ENDED_COLUMNS) when that UPDATE returned it (saves reading it again); `hooks`:
+    the `subscriptions` the same statement returned (None: read them)."""
     if row is None:
         row = session.execute(select(*ENDED_COLUMNS).where(Certification.id == cert_id)).first()
     if row is None or row.status.value not in CERTIFICATION_EVENTS:
@@ -83,7 +111,8 @@ def certification_ended(session: Session, cert_id: uuid.UUID, row: Any = None) -
             if row.error_cause else None}
     event = f"certification.{row.status.value}"
     return _record(session, row.organization_id, row.target_id, event,
-                   f"{cert_id}:{event}:{row.attempt}", data)
+                   f"{cert_id}:{event}:{row.attempt}", data,
+                   None if hooks is None else [(uuid.UUID(i), e) for i, e in hooks])
 
 
 def dead_letter_created(session: Session, letter: DeadLetter) -> int:

@@ -9,7 +9,7 @@ excerpt the check keeps, at most the first 20 models of the listing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -31,14 +31,16 @@ def compute(provider: str, base_url: str, model: str, listing: list[str] | None)
     return endpoint_fingerprint(provider, base_url, model, listing)
 
 
-def model_listing(session: Session, cert_id: uuid.UUID,
-                  rows: Sequence[CheckResultRow | Any]) -> list[str] | None:
+def model_listing(session: Session, cert_id: uuid.UUID, rows: Sequence[CheckResultRow | Any],
+                  stored: Mapping[str, Sequence[str]] | None = None) -> list[str] | None:
     """The models the connectivity check saw (None when it did not run or never got one).
-    `rows`: the job's check results, read in the caller's transaction."""
+    `rows`: the job's check results, read in the caller's transaction; `stored`: each check's
+    excerpts of samples answered with 200, as the caller stored them (else they are read)."""
     names = [r.check_name for r in rows if (r.details or {}).get("check") == "connectivity"]
     if not names:
         return None
-    excerpts = session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}).all()
+    excerpts = ([e for name in names for e in stored.get(name, ())] if stored is not None
+                else session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}).all())
     if not excerpts:
         return None
     models: set[str] = set()

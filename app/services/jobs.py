@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +39,7 @@ from app.db.models import (
     DeadLetter,
     JobStatus,
     SampleRow,
+    Target,
 )
 from app.db.session import transaction
 from app.services import events
@@ -59,6 +61,9 @@ class Claim:
     queue: str
     priority: str
     deliveries: int = 1  # claims of this job so far, this one included
+    # The progress total this delivery plans, written with its first progress or its end
+    # (the job's row has the one planned when it was created; the target may have changed).
+    planned: int | None = None
 
 
 def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
@@ -73,7 +78,10 @@ def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
 _JOBS = table_of(Certification)
 _c = _JOBS.c
 _NOT_OURS = {"job_id": NO_ROW, "claimed_attempt": 0}  # parameters of a fence no row passes
-_CLAIM = ahead(
+# The claim: one conditional UPDATE. A CTE, so that the worker reads its inputs (target,
+# secret) in the same statement (run._CLAIM_WITH_INPUTS), in one round trip with no BEGIN
+# and COMMIT of their own.
+CLAIMED = (
     update(_JOBS)
     .where(_c.id == bindparam("job_id"), _c.status.in_(CLAIMABLE_STATUSES),
            _c.attempt < _c.max_attempts, _c.cancel_requested_at.is_(None))
@@ -82,12 +90,23 @@ _CLAIM = ahead(
             started_at=func.coalesce(_c.started_at, func.now()),
             dispatched_at=func.coalesce(_c.dispatched_at, func.now()),
             worker=bindparam("worker_name"), next_attempt_at=None,
-            delivery_count=_c.delivery_count + 1,
-            progress_total=func.coalesce(bindparam("total", type_=Integer), _c.progress_total))
+            delivery_count=_c.delivery_count + 1)
     .returning(_c.id, _c.attempt, _c.max_attempts, _c.organization_id, _c.target_id,
                _c.suite_name, _c.suite_hash, _c.region, _c.queue, _c.priority,
-               _c.delivery_count),
-    job_id=NO_ROW, lease=timedelta(0), worker_name="", total=None)
+               _c.delivery_count)
+    .cte("claimed"))
+_CLAIM = select(CLAIMED)
+
+
+def claim_params(cert_id: uuid.UUID, worker: str, lease_seconds: int) -> dict[str, object]:
+    return {"job_id": cert_id, "lease": timedelta(seconds=lease_seconds),
+            "worker_name": worker[:300]}
+
+
+def claim_from(row: Row[Any]) -> Claim:
+    """The Claim of a row whose first columns are CLAIMED's."""
+    return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                 row[9].value, row[10])
 
 
 def _owned_stmt() -> ColumnElement[bool]:
@@ -99,12 +118,19 @@ def _fence(claim: Claim) -> dict[str, object]:
     return {"job_id": claim.certification_id, "claimed_attempt": claim.attempt}
 
 
+def _progress(claim: Claim, done: int) -> dict[str, object]:
+    """A fenced progress write: `done` more samples, and the total this delivery plans."""
+    return _fence(claim) | {"done": done, "total": claim.planned}
+
+
 _RENEW = ahead(update(_JOBS).where(_owned_stmt())
                .values(lease_until=func.now() + bindparam("lease", type_=Interval))
                .returning(_c.cancel_requested_at), **_NOT_OURS, lease=timedelta(0))
+_TOTAL = func.coalesce(bindparam("total", type_=Integer), _c.progress_total)
 _PROGRESS = ahead(update(_JOBS).where(_owned_stmt())
-                  .values(progress_done=_c.progress_done + bindparam("done", type_=Integer))
-                  .returning(_c.id), **_NOT_OURS, done=0)
+                  .values(progress_done=_c.progress_done + bindparam("done", type_=Integer),
+                          progress_total=_TOTAL)
+                  .returning(_c.id), **_NOT_OURS, done=0, total=None)
 _CHECKS = table_of(CheckResultRow)
 _INSERT_CHECK = (insert(_CHECKS).on_conflict_do_nothing(
     index_elements=["certification_id", "check_name"]).returning(_CHECKS.c.id))
@@ -118,15 +144,18 @@ ENDED = (*(_c[col.key] for col in events.ENDED_COLUMNS), _c.id, _c.region, _c.su
 
 
 def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
-             lease_seconds: int, progress_total: int | None = None) -> Claim | None:
-    """claim_job in the caller's transaction (the worker reads its inputs in the same one);
-    `progress_total`, when the caller knows it already, is written by the same UPDATE."""
-    row = session.execute(_CLAIM, {"job_id": cert_id, "lease": timedelta(seconds=lease_seconds),
-                                   "worker_name": worker[:300], "total": progress_total}).first()
+             lease_seconds: int) -> Claim | None:
+    """claim_job in the caller's transaction."""
+    row = session.execute(_CLAIM, claim_params(cert_id, worker, lease_seconds)).first()
     if row is not None:
-        return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                     row[9].value, row[10])
-    # Nothing to claim. A claimable job out of attempts is dead-lettered here, once.
+        return claim_from(row)
+    settle_unclaimable(session, cert_id)
+    return None
+
+
+def settle_unclaimable(session: Session, cert_id: uuid.UUID) -> None:
+    """After a claim found nothing, in a transaction: a claimable job out of attempts is
+    dead-lettered here, once; a queued job whose cancel was requested is cancelled."""
     exhausted = session.execute(
         update(_JOBS)
         .where(_c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES),
@@ -140,7 +169,6 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
         _dead_letter(session, exhausted[0], exhausted[1], exhausted[3], exhausted[4],
                      exhausted[2])
         events.certification_ended(session, cert_id)
-    # A queued job whose cancel was requested is cancelled on sight.
     cancelled = session.execute(
         update(_JOBS)
         .where(_c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES),
@@ -150,7 +178,6 @@ def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
         .returning(_c.id)).first()
     if cancelled is not None:
         events.certification_ended(session, cert_id)
-    return None
 
 
 def _dead_letter(session: Session, cert_id: uuid.UUID, org_id: uuid.UUID, cause: str | None,
@@ -196,20 +223,33 @@ def _redact_obj(value: object, secrets: tuple[str, ...]) -> object:
     return value
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A check as this delivery stored it (secrets redacted): its `check_results` columns
+    (`row`, read like a row of the table) and the excerpts of its samples answered with 200
+    (the model listing, for the fingerprint). A first delivery decides from these instead of
+    reading back what it wrote."""
+
+    row: SimpleNamespace
+    excerpts: tuple[str, ...]
+
+
 def save_check(factory: sessionmaker[Session], claim: Claim, result: CheckResult,
-               secrets: tuple[str, ...] = ()) -> bool:
-    """Checkpoint one finished check with its samples; a no-op if the job is no longer ours."""
+               secrets: tuple[str, ...] = ()) -> Stored | None:
+    """Checkpoint one finished check with its samples; None (a no-op) if the job is no longer
+    ours."""
     with transaction(factory) as session:
-        owned = session.execute(_PROGRESS, _fence(claim) | {"done": result.total}).first()
+        owned = session.execute(_PROGRESS, _progress(claim, result.total)).first()
         if owned is None:
-            return False
+            return None
         return _insert_check(session, claim, result, secrets)
 
 
 def _insert_check(session: Session, claim: Claim, result: CheckResult,
-                  secrets: tuple[str, ...]) -> bool:
-    """The check's row and its samples, unfenced: the caller's transaction holds the fence."""
-    inserted = session.execute(_INSERT_CHECK, {
+                  secrets: tuple[str, ...]) -> Stored | None:
+    """The check's row and its samples, unfenced: the caller's transaction holds the fence.
+    None when the check was stored already (by an earlier delivery)."""
+    values = {
         "id": uuid.uuid4(), "certification_id": claim.certification_id,
         "check_name": result.name, "outcome": result.outcome, "required": result.required,
         "passed": result.passed, "failed": result.failed, "errored": result.errored,
@@ -217,23 +257,23 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
         "lower": result.lower, "upper": result.upper,
         "duration_seconds": result.duration_seconds,
         "details": _redact_obj(result.details, secrets), "attempt": claim.attempt,
-    }).first()
-    if inserted is None:
-        return False
-    if result.samples:
-        session.execute(
-            _INSERT_SAMPLES,
-            [{
-                "certification_id": claim.certification_id, "check_name": result.name,
-                "sample_index": s.index, "prompt_id": s.prompt_id[:200],
-                "grade": s.grade.value,
-                "request_summary": _redact_obj(s.request_summary, secrets),
-                "response_excerpt": redact(s.response_excerpt, secrets),
-                "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
-                "status_code": s.status_code, "error": redact(s.error, secrets),
-                "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
-            } for s in result.samples])
-    return True
+    }
+    if session.execute(_INSERT_CHECK, values).first() is None:
+        return None
+    samples = [{
+        "certification_id": claim.certification_id, "check_name": result.name,
+        "sample_index": s.index, "prompt_id": s.prompt_id[:200], "grade": s.grade.value,
+        "request_summary": _redact_obj(s.request_summary, secrets),
+        "response_excerpt": redact(s.response_excerpt, secrets),
+        "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
+        "status_code": s.status_code, "error": redact(s.error, secrets),
+        "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
+    } for s in result.samples]
+    if samples:
+        session.execute(_INSERT_SAMPLES, samples)
+    return Stored(SimpleNamespace(**values), tuple(
+        v["response_excerpt"] for v in samples
+        if v["status_code"] == 200 and v["response_excerpt"] is not None))
 
 
 def stored_results(session: Session, cert_id: uuid.UUID) -> list[Row[Any]]:
@@ -250,7 +290,7 @@ class Decision:
     valid_until: datetime | None = None  # set when certified: the certificate's end
 
 
-_FINISH = ahead(
+_ENDING = (
     update(_JOBS).where(_owned_stmt())
     .values(status=bindparam("new_status", type_=_c.status.type),
             verdict=bindparam("new_verdict", type_=_c.verdict.type),
@@ -259,43 +299,56 @@ _FINISH = ahead(
             error_message=bindparam("message", type_=_c.error_message.type),
             finished_at=func.now(), lease_until=None,
             progress_done=_c.progress_done + bindparam("done", type_=Integer),
+            progress_total=_TOTAL,
             valid_until=func.coalesce(bindparam("new_valid_until", type_=_c.valid_until.type),
                                       _c.valid_until))
-    .returning(*ENDED),
+    .returning(*ENDED)
+    .cte("ended"))
+_TARGETS = table_of(Target)
+# The target's columns a certificate needs, returned by the terminal statement as target_<name>.
+TARGET_COLUMNS = ("name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint")
+# The terminal UPDATE, and in the same statement (one round trip, not three) the job's target
+# as it is now and the webhook subscriptions its event goes to.
+_FINISH = ahead(
+    select(_ENDING, *(_TARGETS.c[name].label(f"target_{name}") for name in TARGET_COLUMNS),
+           events.subscriptions(_ENDING.c.organization_id, _ENDING.c.target_id))
+    .select_from(_ENDING.outerjoin(_TARGETS, _TARGETS.c.id == _ENDING.c.target_id)),
     **_NOT_OURS, new_status=JobStatus.SUCCEEDED, new_verdict=None, new_score=None, cause=None,
-    message=None, done=0, new_valid_until=None)
+    message=None, done=0, total=None, new_valid_until=None)
 
 
 def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
            cause: str | None = None, message: str | None = None, dead_letter: bool = False,
-           decide: Callable[[Session], Decision] | None = None,
+           decide: Callable[[Session, Stored | None], Decision] | None = None,
            session_hook: Callable[[Session, Row[Any], Decision | None], None] | None = None,
            final_check: CheckResult | None = None, secrets: tuple[str, ...] = ()) -> bool:
     """Set the one terminal state, fenced on our claim. Returns False if someone else did.
 
     `final_check` (the suite's last check) is saved in the same transaction, so the last
     check and the end of the job cost one commit. `decide` computes the verdict inside the
-    same transaction; `session_hook` runs there too, after the UPDATE (certificates,
-    follow-up jobs), with the job's row the UPDATE returned (`ENDED` columns).
+    same transaction (given the final check as stored, None when it was not); `session_hook`
+    runs there too, after the UPDATE (certificates, follow-up jobs), with the row the
+    terminal statement returned (`ENDED` columns, `target_<name>`, `subscriptions`).
     """
     try:
         with transaction(factory) as session:
-            if final_check is not None:
-                # Unfenced: the fenced UPDATE below rolls it back when the job is not ours.
-                _insert_check(session, claim, final_check, secrets)
-            decision = decide(session) if decide is not None else None
-            job = session.execute(_FINISH, _fence(claim) | {
+            # Unfenced: the fenced UPDATE below rolls it back when the job is not ours.
+            final = (_insert_check(session, claim, final_check, secrets)
+                     if final_check is not None else None)
+            decision = decide(session, final) if decide is not None else None
+            job = session.execute(_FINISH, _progress(
+                claim, final_check.total if final_check is not None else 0) | {
                 "new_status": status, "new_verdict": decision.verdict if decision else None,
                 "new_score": decision.score if decision else None, "cause": cause,
                 "message": (message or "")[:2000] or None,
-                "done": final_check.total if final_check is not None else 0,
                 "new_valid_until": decision.valid_until if decision else None}).first()
             if job is None:
                 raise _NotOurs
             if dead_letter:
                 _dead_letter(session, claim.certification_id, claim.organization_id, cause,
                              message, claim.attempt)
-            events.certification_ended(session, claim.certification_id, job)
+            events.certification_ended(session, claim.certification_id, job,
+                                       job.subscriptions)
             if session_hook is not None:
                 session_hook(session, job, decision)
     except _NotOurs:

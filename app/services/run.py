@@ -10,11 +10,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import StopRequested, TargetSpec
@@ -28,11 +28,12 @@ from app.certification.suites import Suite, SuiteError, available_suites, get_su
 from app.config import Settings
 from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import Certification, JobStatus, Secret, Target
-from app.db.session import compile_ahead, transaction
+from app.db.session import autocommit, compile_ahead, transaction
 from app.logging import bind
 from app.services import certificates, jobs, signing
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
+from app.services.targets import target_spec
 
 log = logging.getLogger(__name__)
 # Requests in flight per job: the target's declared rate_limit.max_concurrency, up to a cap;
@@ -159,15 +160,6 @@ _RENEWER = _Renewer()
 os.register_at_fork(after_in_child=_RENEWER._reset)
 
 
-def target_spec(row: Target | Row[Any], region: str | None) -> TargetSpec:
-    base_url = row.endpoints.get(region) if region else row.base_url
-    if not base_url:
-        raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
-    return TargetSpec(provider=row.provider.value, model=row.model, base_url=base_url,
-                      region=region, capabilities=dict(row.capabilities),
-                      rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
-
-
 @dataclass(frozen=True)
 class Prepared:
     suite: Suite
@@ -179,45 +171,42 @@ class Prepared:
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
                       worker_name: str) -> tuple[jobs.Claim, Prepared | JobFailure] | None:
-    """One transaction: the job's target and secret, then the claim (which also writes the
-    planned total), then the checks already done when an earlier delivery ran. None when
-    there is nothing to claim.
+    """The claim and the job's inputs (target, secret) in one statement and one round trip,
+    its own transaction; then, only when an earlier delivery ran, the checks it completed.
+    None when there is nothing to claim.
 
-    Reading before claiming saves the round trip of a separate progress UPDATE; a duplicate
-    delivery pays one read for nothing. A JobFailure while preparing (target or secret
-    deleted, suite gone) is returned, not raised, so the claim still commits and the caller
-    fails the job it owns.
+    A JobFailure while preparing (target or secret deleted, suite gone) is returned, not
+    raised: the claim is committed and the caller fails the job it owns.
     """
-    with transaction(factory) as session:
-        found = session.execute(_INPUTS, {"job_id": job_id}).first()
-        prepared: Prepared | JobFailure
-        try:
-            if found is None:  # no such job (or no target row): the claim below finds none
-                raise JobFailure("invalid_target", "the target was deleted", retryable=False)
-            prepared = prepare(settings, found)
-        except JobFailure as failure:
-            prepared = failure
-        claim = jobs.claim_in(session, job_id, worker_name, settings.certification_lease_seconds,
-                              prepared.planned if isinstance(prepared, Prepared) else None)
-        if claim is None:
-            return None
-        if isinstance(prepared, Prepared) and claim.deliveries > 1:
-            # Checkpoints exist only if an earlier delivery ran: the first one need not look.
-            prepared.completed.update(jobs.completed_checks(session, claim.certification_id))
-        return claim, prepared
+    params = jobs.claim_params(job_id, worker_name, settings.certification_lease_seconds)
+    with autocommit(factory) as session:
+        row = session.execute(_CLAIM_WITH_INPUTS, params).first()
+        completed = (jobs.completed_checks(session, job_id)
+                     if row is not None and row.delivery_count > 1 else set())
+    if row is None:
+        with transaction(factory) as session:
+            jobs.settle_unclaimable(session, job_id)
+        return None
+    claim = jobs.claim_from(row)
+    try:
+        prepared: Prepared | JobFailure = prepare(settings, row)
+    except JobFailure as failure:
+        return claim, failure
+    prepared.completed.update(completed)
+    return replace(claim, planned=prepared.planned), prepared
 
 
-_JOBS, _TARGETS, _SECRETS = table_of(Certification), table_of(Target), table_of(Secret)
-# A job's inputs: its suite and region, the target's columns target_spec reads, the secret.
-_INPUTS = ahead(
-    select(_JOBS.c.suite_name, _JOBS.c.region,
+_TARGETS, _SECRETS = table_of(Target), table_of(Secret)
+# A job's inputs: the target's columns target_spec reads and the secret, beside the claim.
+_CLAIM_WITH_INPUTS = ahead(
+    select(jobs.CLAIMED,
            *(_TARGETS.c[name] for name in (
                "provider", "model", "base_url", "endpoints", "capabilities", "rate_limit_rps",
                "max_concurrency", "secret_id", "deleted_at")),
            _SECRETS.c.ciphertext.label("secret_ciphertext"))
-    .select_from(_JOBS.join(_TARGETS, _TARGETS.c.id == _JOBS.c.target_id)
-                 .outerjoin(_SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id))
-    .where(_JOBS.c.id == bindparam("job_id")), job_id=NO_ROW)
+    .select_from(jobs.CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == jobs.CLAIMED.c.target_id)
+                 .outerjoin(_SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id)),
+    job_id=NO_ROW, lease=timedelta(0), worker_name="")
 
 
 def prepare(settings: Settings, inputs: Any) -> Prepared:
@@ -226,7 +215,7 @@ def prepare(settings: Settings, inputs: Any) -> Prepared:
         suite = get_suite(inputs.suite_name)
     except SuiteError as exc:
         raise JobFailure("invalid_target", str(exc), retryable=False) from None
-    if inputs.deleted_at is not None:
+    if inputs.deleted_at is not None or inputs.provider is None:
         raise JobFailure("invalid_target", "the target was deleted", retryable=False)
     spec = target_spec(inputs, inputs.region)
     api_key = None
@@ -300,9 +289,12 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     # that sets the terminal state (one commit fewer per job). Any other way out saves it.
     held: list[CheckResult] = []
 
+    # What this delivery stored, in order (None: a checkpoint found the job no longer ours).
+    kept: list[jobs.Stored | None] = []
+
     def save_held() -> None:
         while held:
-            _checkpoint(factory, claim, held.pop(), secrets)
+            kept.append(_checkpoint(factory, claim, held.pop(), secrets))
 
     try:
         if isinstance(prepared, JobFailure):
@@ -315,7 +307,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
             if result.name == last_check:
                 held.append(result)
             else:
-                _checkpoint(factory, claim, result, secrets)
+                kept.append(_checkpoint(factory, claim, result, secrets))
 
         engine_hooks = EngineHooks(
             completed=prepared.completed, on_check_finished=on_check_finished,
@@ -369,21 +361,31 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     stored: list = []  # type: ignore[type-arg]
     issued_at = datetime.now(UTC).replace(microsecond=0)
 
-    def decide_stored(session: Session) -> jobs.Decision:
-        stored.extend(jobs.stored_results(session, claim.certification_id))
+    excerpts: dict[str, tuple[str, ...]] | None = None
+
+    def decide_stored(session: Session, final: jobs.Stored | None) -> jobs.Decision:
+        nonlocal excerpts
+        mine = [*kept, final] if final_check is not None else kept
+        if claim.deliveries == 1 and None not in mine:
+            # A first delivery stored every result itself: decide from what it wrote.
+            stored.extend(k.row for k in mine if k is not None)
+            excerpts = {k.row.check_name: k.excerpts for k in mine if k is not None}
+        else:
+            stored.extend(jobs.stored_results(session, claim.certification_id))
         return decide(settings, stored, issued_at)
 
     def issue(session: Session, job: Row[Any], decision: jobs.Decision | None) -> None:
         assert decision is not None
         decided.append(decision.verdict)
         follow_ups.extend(certificates.issue(session, settings, signer, job, decision.verdict,
-                                             issued_at, stored))
+                                             issued_at, stored, excerpts))
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
+    final_check = held.pop() if held else None
     done = jobs.finish(
         factory, claim, JobStatus.SUCCEEDED, decide=decide_stored,
-        session_hook=issue, final_check=held.pop() if held else None, secrets=secrets,
+        session_hook=issue, final_check=final_check, secrets=secrets,
     )
     if done:
         hooks.on_finished("succeeded", decided[0].value, None)
@@ -400,18 +402,18 @@ def _publish(factory: sessionmaker[Session], hooks: RunHooks, queued: list[Queue
 
 
 def _checkpoint(factory: sessionmaker[Session], claim: jobs.Claim, result: CheckResult,
-                secrets: tuple[str, ...]) -> None:
-    jobs.save_check(factory, claim, result, secrets)
+                secrets: tuple[str, ...]) -> jobs.Stored | None:
+    stored = jobs.save_check(factory, claim, result, secrets)
     log.info("check_finished", extra={"check": result.name, "outcome": result.outcome.value,
                                       "passed": result.passed, "failed": result.failed,
                                       "errored": result.errored})
+    return stored
 
 
 def time_out(factory: sessionmaker[Session], claim_id: str) -> None:
     """Soft time limit: mark the running job timed_out, keeping what it stored."""
     from sqlalchemy import func, update
 
-    from app.db.models import Certification
     from app.db.session import transaction
     from app.services import events
 

@@ -11,8 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.schemas import Capabilities, RateLimit, TargetCreate, TargetView
+from app.certification.checks import TargetSpec
+from app.certification.engine import JobFailure, planned_samples
 from app.certification.netguard import AddressPolicy, check_url, resolve
 from app.certification.providers.http import BlockedAddressError
+from app.certification.suites import Suite
 from app.db.base import table_of
 from app.db.models import Provider, Secret, Target
 from app.services.auth import Principal
@@ -99,7 +102,8 @@ def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Targe
 
 # What a new job needs of its target, built once: POST /v1/certifications runs it each time.
 _FOR_JOB = select(*(_TARGETS.c[name] for name in (
-    "id", "organization_id", "base_url", "endpoints", "region_queues"))).where(
+    "id", "organization_id", "base_url", "endpoints", "region_queues", "provider", "model",
+    "capabilities", "rate_limit_rps", "max_concurrency"))).where(
     _visible(bindparam("target_id"), bindparam("org_id")))
 
 
@@ -110,6 +114,26 @@ def target_for_job(session: Session, who: Principal, target_id: uuid.UUID) -> Ro
     if row is None:
         raise NotFound("no such target")
     return row
+
+
+def target_spec(row: Target | Row[Any], region: str | None) -> TargetSpec:
+    """What the engine needs of a target, in one region (or at its base_url)."""
+    base_url = row.endpoints.get(region) if region else row.base_url
+    if not base_url:
+        raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
+    return TargetSpec(provider=row.provider.value, model=row.model, base_url=base_url,
+                      region=region, capabilities=dict(row.capabilities),
+                      rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
+
+
+def planned_total(row: Target | Row[Any], suite: Suite, region: str | None) -> int:
+    """The samples `suite` will send to the target: a new job's progress total. The worker
+    writes it again from the target it claims with (the target may change meanwhile); 0 when
+    the region has no endpoint, which the worker reports."""
+    try:
+        return planned_samples(suite, target_spec(row, region))
+    except JobFailure:
+        return 0
 
 
 def get_target(session: Session, who: Principal, target_id: uuid.UUID) -> TargetView:

@@ -88,7 +88,7 @@ def test_redelivered_job_resumes_from_its_checkpoints(client, auth, factory, set
 
     def checkpoint(result) -> None:  # type: ignore[no-untyped-def]
         marked = dataclasses.replace(result, details={**result.details, "saved_by": "earlier"})
-        assert jobs.save_check(factory, claim, marked)
+        assert jobs.save_check(factory, claim, marked) is not None
         saved.append(result.name)
 
     hooks = EngineHooks(on_check_finished=checkpoint, should_stop=lambda: bool(saved))

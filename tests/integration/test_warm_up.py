@@ -23,7 +23,9 @@ def test_warm_up_compiles_the_job_path_and_changes_nothing(settings, factory) ->
     before = row_counts(factory)
     try:
         compiled = run.warm_up(fresh, settings)
-        assert compiled == len(AHEAD) >= 12  # claim, inputs, lease, progress, finish, ...
+        # The claim with its inputs, lease, progress, stored results, the terminal statement,
+        # the certificate's and the model listing's.
+        assert compiled == len(AHEAD) >= 7
         # SQLAlchemy's per-engine compiled cache (what a forked child inherits).
         assert len(engine._compiled_cache) >= compiled  # type: ignore[attr-defined]
         assert row_counts(factory) == before

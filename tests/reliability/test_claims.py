@@ -48,10 +48,11 @@ def test_racing_claims_have_one_winner(client, auth, reference_url, factory, set
     result = CheckResult(name="connectivity", outcome=CheckOutcome.PASSED, required=True,
                          passed=1, failed=0, errored=0, total=1, statistic=1.0, threshold=0.5,
                          lower=0.2, upper=1.0, duration_seconds=0.1)
-    assert jobs.save_check(factory, claim, result) is True
-    assert jobs.save_check(factory, claim, result) is False  # a second write is a no-op
+    stored = jobs.save_check(factory, claim, result)
+    assert stored is not None and stored.row.check_name == "connectivity"
+    assert jobs.save_check(factory, claim, result) is None  # a second write is a no-op
     stale = jobs.Claim(**{**claim.__dict__, "attempt": claim.attempt + 1})
-    assert jobs.save_check(factory, stale, result) is False  # not our attempt: fenced
+    assert jobs.save_check(factory, stale, result) is None  # not our attempt: fenced
     assert jobs.finish(factory, claim, JobStatus.SUCCEEDED) is True
     assert jobs.finish(factory, claim, JobStatus.FAILED) is False  # exactly one terminal state
     with factory() as session:
