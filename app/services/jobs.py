@@ -23,11 +23,13 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    exists,
     func,
+    literal_column,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.results import CheckResult, Verdict
@@ -132,10 +134,25 @@ _PROGRESS = ahead(update(_JOBS).where(_owned_stmt())
                           progress_total=_TOTAL)
                   .returning(_c.id), **_NOT_OURS, done=0, total=None)
 _CHECKS = table_of(CheckResultRow)
-_INSERT_CHECK = (insert(_CHECKS).on_conflict_do_nothing(
-    index_elements=["certification_id", "check_name"]).returning(_CHECKS.c.id))
-_INSERT_SAMPLES = insert(table_of(SampleRow)).on_conflict_do_nothing(
-    index_elements=["certification_id", "check_name", "sample_index"])
+# A check's row and its samples in one statement: the samples (a JSON array of rows, which
+# jsonb_populate_recordset types by the table) go in only if the check's row did.
+_CHECK_COLUMNS = [c.key for c in _CHECKS.c if c.key != "created_at"]
+_CHECK_INSERTED = (
+    insert(_CHECKS).values({k: bindparam(f"new_{k}", type_=_CHECKS.c[k].type)
+                            for k in _CHECK_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
+    .returning(_CHECKS.c.id).cte("check_inserted"))
+_SAMPLES = table_of(SampleRow)
+_SAMPLE_COLUMNS = [c.key for c in _SAMPLES.c if c.key not in ("id", "created_at")]
+_SAMPLE_ROWS = func.jsonb_populate_recordset(
+    literal_column(f"NULL::{_SAMPLES.name}"), bindparam("samples", type_=JSONB),
+).table_valued(*_SAMPLE_COLUMNS)
+_SAMPLES_INSERTED = (
+    insert(_SAMPLES).from_select(_SAMPLE_COLUMNS, select(*_SAMPLE_ROWS.c).where(
+        exists(select(_CHECK_INSERTED.c.id))))
+    .on_conflict_do_nothing(index_elements=["certification_id", "check_name", "sample_index"])
+    .cte("samples_inserted"))
+_INSERT_CHECK = select(_CHECK_INSERTED.c.id).add_cte(_SAMPLES_INSERTED)
 _STORED = ahead(select(_CHECKS).where(_CHECKS.c.certification_id == bindparam("job_id"))
                 .order_by(_CHECKS.c.created_at), job_id=NO_ROW)
 # What a terminal UPDATE returns: the webhook event's columns and what the certificate needs.
@@ -258,10 +275,8 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
         "duration_seconds": result.duration_seconds,
         "details": _redact_obj(result.details, secrets), "attempt": claim.attempt,
     }
-    if session.execute(_INSERT_CHECK, values).first() is None:
-        return None
     samples = [{
-        "certification_id": claim.certification_id, "check_name": result.name,
+        "certification_id": str(claim.certification_id), "check_name": result.name,
         "sample_index": s.index, "prompt_id": s.prompt_id[:200], "grade": s.grade.value,
         "request_summary": _redact_obj(s.request_summary, secrets),
         "response_excerpt": redact(s.response_excerpt, secrets),
@@ -269,8 +284,10 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
         "status_code": s.status_code, "error": redact(s.error, secrets),
         "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
     } for s in result.samples]
-    if samples:
-        session.execute(_INSERT_SAMPLES, samples)
+    inserted = session.execute(_INSERT_CHECK, {f"new_{k}": v for k, v in values.items()}
+                               | {"samples": samples}).first()
+    if inserted is None:
+        return None
     return Stored(SimpleNamespace(**values), tuple(
         v["response_excerpt"] for v in samples
         if v["status_code"] == 200 and v["response_excerpt"] is not None))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.certification import certificates as certs
-from app.db.models import Certificate, Certification, Target, WebhookDelivery
+from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
+from app.db.models import Certificate, Certification, SampleRow, Target, WebhookDelivery
 from app.db.session import transaction
 from app.services import fingerprint, jobs, run
 from app.services.certificates import as_result, endpoint_url
@@ -101,3 +102,42 @@ def test_a_deleted_target_fails_the_claimed_job(client, auth, factory, settings,
         job = session.get(Certification, uuid.UUID(cert_id))
         assert job is not None and job.error_cause == "invalid_target" and job.attempt == 1
     assert run_inline(factory, settings, cert_id) == "not_claimable"  # terminal: nothing left
+
+
+def test_a_check_and_its_samples_are_stored_together_exactly(client, auth, factory, settings,  # type: ignore[no-untyped-def]
+                                                             reference_url) -> None:
+    target = new_target(client, auth, f"{reference_url}/v1")
+    job_id = uuid.UUID(queue(factory, settings, auth, target))
+    claim = jobs.claim_job(factory, job_id, "test-samples", 30)
+    assert claim is not None
+    samples = tuple(Sample(
+        index=i, prompt_id=f"p-{i}", grade=(Grade.PASS, Grade.FAIL, Grade.ERROR)[i % 3],
+        request_summary={"messages": [{"role": "user", "content": "naïve \"quote\" ✓"}]},
+        response_excerpt=None if i % 4 == 0 else f"ünïcode {i} \\ ' \" 🚀 sk-secret-123",
+        latency_ms=None if i % 5 == 0 else i + 0.25, ttft_ms=1e-7 * i,
+        status_code=200 if i % 2 else None, error=None if i % 3 != 2 else "timeout",
+        error_cause=None if i % 3 != 2 else "timeout", detail={"n": i, "nested": [1, None]},
+    ) for i in range(500))
+    result = CheckResult(name="chat", outcome=CheckOutcome.FAILED, required=True, passed=167,
+                         failed=167, errored=166, total=500, statistic=0.5, threshold=0.6,
+                         lower=0.45, upper=0.55, duration_seconds=1.5, samples=samples)
+    stored = jobs.save_check(factory, claim, result, ("sk-secret-123",))
+    assert stored is not None and len(stored.excerpts) == sum(
+        1 for s in samples if s.status_code == 200 and s.response_excerpt is not None)
+    assert all("sk-secret-123" not in e and "[REDACTED]" in e for e in stored.excerpts)
+    with factory() as session:
+        rows = session.scalars(select(SampleRow).where(SampleRow.certification_id == job_id)
+                               .order_by(SampleRow.sample_index)).all()
+    assert len(rows) == 500
+    for row, sample in zip(rows, samples, strict=True):
+        assert (row.check_name, row.sample_index, row.prompt_id, row.grade) == (
+            "chat", sample.index, sample.prompt_id, sample.grade.value)
+        assert row.request_summary == sample.request_summary and row.detail == sample.detail
+        assert row.response_excerpt == jobs.redact(sample.response_excerpt, ("sk-secret-123",))
+        assert (row.latency_ms, row.ttft_ms, row.status_code, row.error, row.error_cause) == (
+            sample.latency_ms, sample.ttft_ms, sample.status_code, sample.error,
+            sample.error_cause)
+    assert jobs.save_check(factory, claim, result) is None  # stored already: nothing added
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(SampleRow).where(
+            SampleRow.certification_id == job_id)) == 500

@@ -80,3 +80,55 @@ def test_redis_down_fails_open(settings: Settings, factory, tmp_path, caplog) ->
             r = client.get("/v1/targets", headers=headers)
             assert r.status_code == 200, r.get_data()[:300]
     assert any("rate limit" in record.getMessage().lower() for record in caplog.records)
+
+
+def test_headers_come_from_the_hit_in_one_round_trip(limited_app, factory,  # type: ignore[no-untyped-def]
+                                                     settings: Settings) -> None:
+    """X-RateLimit-* agree with the window as limits itself reads it, and no request reads
+    the window again after its hit (one script call per request on the limiter's key)."""
+    import threading
+    import time
+
+    import redis
+    from limits import parse
+    from limits.storage import RedisStorage
+    from limits.strategies import FixedWindowRateLimiter
+
+    from app.api.ratelimit import KEY_PREFIX
+
+    client = limited_app.test_client()
+    headers = token_header(factory)
+    r = redis.Redis.from_url(str(settings.redis_url))
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with r.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                seen.append(command["command"])
+                if "stop-watching" in command["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ready.wait(5)
+    remaining = []
+    for _ in range(3):
+        response = client.get("/v1/targets", headers=headers)
+        assert response.status_code == 200
+        assert response.headers["X-RateLimit-Limit"] == "5"
+        remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+        reset = int(response.headers["X-RateLimit-Reset"])
+        assert time.time() - 1 <= reset <= time.time() + 61
+    r.get("stop-watching")
+    watcher.join(10)
+    assert remaining == [4, 3, 2]
+    token_id = next(c for c in seen if "token:" in c).split("token:")[1].split("/")[0]
+    on_key = [c.split()[0].upper() for c in seen if f"token:{token_id}" in c]
+    assert on_key.count("EVALSHA") == 3 and "GET" not in on_key and "TTL" not in on_key, on_key
+    # limits' own reading of the same window agrees.
+    storage = RedisStorage(str(settings.redis_url))
+    stats = FixedWindowRateLimiter(storage).get_window_stats(
+        parse("5/minute"), KEY_PREFIX, f"token:{token_id}", "global")
+    assert stats.remaining == 2 and abs(stats.reset_time - reset) <= 2
