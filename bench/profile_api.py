@@ -1,7 +1,8 @@
 """Profile `POST /v1/certifications` in process: pyinstrument around N requests through the
 Flask test client (same app as gunicorn runs) against real Postgres and Redis.
 
-`python -m bench.profile_api [N] [--all]` prints the per-request time and the pyinstrument tree.
+`python -m bench.profile_api [N] [--all] [--bare]` prints the wall and CPU time per request
+and the pyinstrument tree (`--bare`: no pyinstrument, for `py-spy record` around it).
 No worker runs, so the messages pile up in a private queue (dropped at the end).
 """
 
@@ -11,18 +12,22 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from app.config import Settings
 from bench.common import tenant
 from bench.stack import Bench
 
 
-def main(argv: list[str]) -> None:
-    from pyinstrument import Profiler
-
+@contextmanager
+def trivial_posts() -> Iterator[tuple[Settings, Callable[[], str]]]:
+    """A private stack (database, reference endpoint) and a function that POSTs one
+    `bench-trivial` job through the API's Flask test client and returns its id."""
     from app.api.factory import build_app
+    from bench.api import _drop_queues
 
-    n = int(argv[0]) if argv and argv[0].isdigit() else 500
-    show_all = "--all" in argv
     bench = Bench()
     try:
         settings = bench.settings()
@@ -31,27 +36,45 @@ def main(argv: list[str]) -> None:
         client = build_app(settings).test_client()
         body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
 
-        def post() -> None:
+        def post() -> str:
             headers = t.headers | {"Idempotency-Key": uuid.uuid4().hex}
             response = client.post("/v1/certifications", data=body, headers=headers)
             assert response.status_code == 202, response.get_data(as_text=True)
+            return str(response.get_json()["id"])
 
-        for _ in range(20):  # warm-up: pools, imports, prepared caches
-            post()
-        profiler = Profiler(interval=0.0005)
-        started = time.perf_counter()
-        profiler.start()
-        for _ in range(n):
-            post()
-        profiler.stop()
-        elapsed = time.perf_counter() - started
-        print(f"{n} requests, {elapsed / n * 1000:.2f} ms per request (profiled)")
-        print(profiler.output_text(unicode=False, color=False, show_all=show_all))
+        yield settings, post
     finally:
-        from bench.api import _drop_queues
-
         _drop_queues(bench.settings())
         bench.close()
+
+
+def profiled(calls: list[Callable[[], Any]], what: str, argv: list[str]) -> list[Any]:
+    """Run `calls` under pyinstrument (unless --bare); print wall and CPU time per call."""
+    from pyinstrument import Profiler
+
+    bare = "--bare" in argv
+    profiler = Profiler(interval=0.0005)
+    started, cpu = time.perf_counter(), time.process_time()
+    if not bare:
+        profiler.start()
+    results = [call() for call in calls]
+    if not bare:
+        profiler.stop()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    n = len(calls)
+    print(f"{n} {what}: {elapsed / n * 1000:.2f} ms wall, {cpu / n * 1000:.2f} ms CPU each"
+          + ("" if bare else " (profiled)"))
+    if not bare:
+        print(profiler.output_text(unicode=False, color=False, show_all="--all" in argv))
+    return results
+
+
+def main(argv: list[str]) -> None:
+    n = int(argv[0]) if argv and argv[0].isdigit() else 500
+    with trivial_posts() as (_, post):
+        for _ in range(20):  # warm-up: pools, imports, prepared caches
+            post()
+        profiled([post] * n, "requests", argv)
 
 
 if __name__ == "__main__":
