@@ -165,7 +165,8 @@ os.register_at_fork(after_in_child=_RENEWER._reset)
 
 
 class _JobLoop:
-    """The event loop the jobs of this process run on, one after another.
+    """The event loop the jobs of this process (of each of its threads) run on, one after
+    another.
 
     asyncio.run per job built and tore down a loop each time (its selector, self-pipe, signal
     checks and default executor, whose thread runs DNS lookups): about a tenth of a short
@@ -175,26 +176,26 @@ class _JobLoop:
     """
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mine = threading.local()
 
     def forget(self) -> None:  # in a forked child: the parent's selector is not ours to use
-        self._loop = None
+        self._mine = threading.local()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        loop = self._loop
+        loop: asyncio.AbstractEventLoop | None = getattr(self._mine, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._mine.loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(coro)
         except BaseException:
-            self._loop = None
+            self._mine.loop = None
             with contextlib.suppress(Exception):  # the job's own exception is the one to see
                 _cancel_all(loop)
                 loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
             raise
         finally:
-            if self._loop is loop:
+            if getattr(self._mine, "loop", None) is loop:
                 _cancel_all(loop)
 
 

@@ -64,3 +64,18 @@ def test_a_forked_child_starts_its_own_loop() -> None:
     os.waitpid(pid, 0)
     assert jobs.run(current_loop()) is parent
     parent.close()
+
+
+def test_threads_get_loops_of_their_own() -> None:
+    import threading
+
+    jobs = _JobLoop()
+    mine = jobs.run(current_loop())
+    theirs: list[asyncio.AbstractEventLoop] = []
+    thread = threading.Thread(target=lambda: theirs.append(jobs.run(current_loop())))
+    thread.start()
+    thread.join(10)
+    assert theirs and theirs[0] is not mine
+    assert jobs.run(current_loop()) is mine
+    mine.close()
+    theirs[0].close()
