@@ -169,23 +169,24 @@ def cpu_split(bench: Bench, t: Tenant, api: Proc, worker: Proc) -> dict[str, flo
             "postgres": backend_cpu_seconds(t.factory), "machine": machine_busy_seconds()}
 
 
-def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
-    n = 20 if tiny else (200 if quick else 1000)
-    settings = bench.settings(certification_concurrency=WORKERS)
+def _e2e_baseline(bench: Bench, settings: Settings, n: int) -> dict:
+    """Bare no-ops, same worker settings, same Redis: tasks per second and CPU per task."""
     queue = settings.certification_queue_name + "-baseline"
     client = redis.Redis.from_url(str(settings.redis_url))
-    # Baseline first: bare no-ops, same worker settings, same Redis.
     base_proc = start_baseline_worker(bench, settings, queue)
     run = uuid.uuid4().hex[:8]
-    loads = [load_now()]
     cpu0, busy0 = tree_cpu_seconds(base_proc), machine_busy_seconds()
     first = publish_noops(settings, queue, run, n)
     done = wait_noops(client, run, n, 300)
-    base_rate = n / (max(end for _, end in done) - first) if len(done) == n else None
-    base_cpu = {"worker": (tree_cpu_seconds(base_proc) - cpu0) / n * 1000,
-                "machine": (machine_busy_seconds() - busy0) / n * 1000}
+    rate = n / (max(end for _, end in done) - first) if len(done) == n else None
+    cpu = {"worker": (tree_cpu_seconds(base_proc) - cpu0) / n * 1000,
+           "machine": (machine_busy_seconds() - busy0) / n * 1000}
     bench.stop(base_proc)
-    # Ours: POST through the API, run by `modelcert worker`, to the terminal status.
+    return {"rate": rate, "cpu_ms_per_task": {k: round(v, 2) for k, v in cpu.items()}}
+
+
+def _e2e_ours(bench: Bench, settings: Settings, n: int) -> dict:
+    """N jobs POSTed through the API, run by `modelcert worker`, to the terminal status."""
     t = tenant(settings)
     target_id = t.target(f"{bench.reference_url}/m/good/v1")
     # Idle backends flush their statistics late; count from before the processes start to
@@ -198,7 +199,6 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     warm_ours(url, t, target_id, warm)
     measured = t.target(f"{bench.reference_url}/m/good/v1")  # its jobs are the measured ones
     wrk = wrk_available()
-    loads.append(load_now())
     cpu0 = cpu_split(bench, t, api, worker)
     first = time.time()
     if wrk is not None:
@@ -210,33 +210,57 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     posts_done = max(r.created_at.timestamp() for r in rows)
     last = max((r.finished_at.timestamp() for r in rows if r.finished_at), default=None)
     cpu1 = cpu_split(bench, t, api, worker)
-    loads.append(load_now())
     bench.stop(worker)
     bench.stop(api)
     time.sleep(1.0)
     commits1, rollbacks1 = xact_counts(t.factory)
-    ours = len(ids) / (last - first) if last and finished == len(ids) else None
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
     return {
-        "ours": round(ours, 1) if ours else None,
-        "baseline": round(base_rate, 1) if base_rate else None,
-        "ratio": ratio(ours, base_rate), "units": "jobs/s",
+        "rate": len(ids) / (last - first) if last and finished == len(ids) else None,
+        "jobs": len(ids), "post_client": "wrk" if wrk else "aiohttp", "statuses": statuses,
+        "commits_per_job": round((commits1 - commits0 - 2) / (len(ids) + warm), 2),
+        # The API's share: how fast the POSTs were answered (with the worker busy).
+        "post_rate": round(len(ids) / (posts_done - first), 1),
+        # Where the time goes (cpu_split): the machine has 2 cores, so at 100 % busy it
+        # finishes at most 2000 / machine-ms jobs per second.
+        "cpu_ms_per_job": {k: round((cpu1[k] - cpu0[k]) / len(ids) * 1000, 2) for k in cpu0},
+        "rollbacks_per_job": round((rollbacks1 - rollbacks0) / (len(ids) + warm), 2),
+    }
+
+
+def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
+    n = 20 if tiny else (200 if quick else 1000)
+    settings = bench.settings(certification_concurrency=WORKERS)
+    # Full runs interleave two rounds (baseline, ours, baseline, ours) and keep each side's
+    # best, as api_create does: on this shared host one round of either side can land in a
+    # neighbour's busy minute.
+    rounds = 1 if quick or tiny else 2
+    loads, baselines, ours = [load_now()], [], []
+    for _ in range(rounds):
+        baselines.append(_e2e_baseline(bench, settings, n))
+        loads.append(load_now())
+        ours.append(_e2e_ours(bench, settings, n))
+        loads.append(load_now())
+    base = max(baselines, key=lambda r: r["rate"] or 0)
+    best = max(ours, key=lambda r: r["rate"] or 0)
+    extra_keys = ("commits_per_job", "post_rate", "cpu_ms_per_job", "rollbacks_per_job")
+    return {
+        "ours": round(best["rate"], 1) if best["rate"] else None,
+        "baseline": round(base["rate"], 1) if base["rate"] else None,
+        "ratio": ratio(best["rate"], base["rate"]), "units": "jobs/s",
         "target": "ratio >= 0.3; commits per job <= 4",
-        "extra": {"commits_per_job": round((commits1 - commits0 - 2) / (len(ids) + warm), 2),
-                  # The API's share: how fast the POSTs were answered (with the worker busy).
-                  "post_rate": round(len(ids) / (posts_done - first), 1),
-                  # Where the time goes (cpu_split): the machine has 2 cores, so at
-                  # 100 % busy it finishes at most 2000 / machine-ms jobs per second.
-                  "cpu_ms_per_job": {k: round((cpu1[k] - cpu0[k]) / len(ids) * 1000, 2)
-                                     for k in cpu0},
-                  "baseline_cpu_ms_per_task": {k: round(v, 2) for k, v in base_cpu.items()},
-                  "rollbacks_per_job": round((rollbacks1 - rollbacks0) / (len(ids) + warm),
-                                             2)},
-        "parameters": {"jobs": len(ids), "worker_processes": WORKERS, "suite": "bench-trivial",
-                       "post_clients": 8, "post_client": "wrk" if wrk else "aiohttp",
-                       "statuses": statuses, "loadavg": loads,
+        "extra": {**{k: best[k] for k in extra_keys},
+                  "baseline_cpu_ms_per_task": base["cpu_ms_per_task"]},
+        "parameters": {"jobs": best["jobs"], "worker_processes": WORKERS,
+                       "suite": "bench-trivial", "post_clients": 8,
+                       "post_client": best["post_client"], "statuses": best["statuses"],
+                       "rounds": rounds, "loadavg": loads,
+                       "runs": {"baseline": [round(r["rate"] or 0, 1) for r in baselines],
+                                "ours": [round(r["rate"] or 0, 1) for r in ours],
+                                "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in ours],
+                                "ours_commits_per_job": [r["commits_per_job"] for r in ours]},
                        "commits_note": "pg_stat_database.xact_commit delta of the bench "
                                        "database over the run / jobs: API (auth, insert, "
                                        "dispatched_at) and worker (claim, progress, "
