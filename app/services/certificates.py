@@ -46,7 +46,7 @@ from app.services.enqueue import Queued, enqueue
 from app.services.errors import NotFound
 from app.services.jobs import TARGET_COLUMNS
 from app.services.signing import Signer, published_keys, register_keys
-from app.services.targets import load_target
+from app.services.targets import endpoint_url, load_target
 
 CERTIFIED = (Verdict.CERTIFIED.value, Verdict.CERTIFIED_WITH_WARNINGS.value)
 FINGERPRINT_CHANGE = "fingerprint_change"
@@ -75,10 +75,6 @@ def valid_now(now: datetime | BindParameter[datetime] | None = None) -> ColumnEl
 
 def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]:
     return _JOBS.c.region.is_not_distinct_from(region)
-
-
-def endpoint_url(target: Target | Row[Any], region: str | None) -> str:
-    return (target.endpoints.get(region) if region else target.base_url) or ""
 
 
 class _SeenTarget(NamedTuple):

@@ -116,9 +116,14 @@ def target_for_job(session: Session, who: Principal, target_id: uuid.UUID) -> Ro
     return row
 
 
+def endpoint_url(target: Target | Row[Any], region: str | None) -> str:
+    """The target's endpoint in `region` (its base_url without one); "" when it has none."""
+    return (target.endpoints.get(region) if region else target.base_url) or ""
+
+
 def target_spec(row: Target | Row[Any], region: str | None) -> TargetSpec:
     """What the engine needs of a target, in one region (or at its base_url)."""
-    base_url = row.endpoints.get(region) if region else row.base_url
+    base_url = endpoint_url(row, region)
     if not base_url:
         raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
     return TargetSpec(provider=row.provider.value, model=row.model, base_url=base_url,

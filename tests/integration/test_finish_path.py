@@ -18,7 +18,8 @@ from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.db.models import Certificate, Certification, SampleRow, Target, WebhookDelivery
 from app.db.session import transaction
 from app.services import fingerprint, jobs, run
-from app.services.certificates import as_result, endpoint_url
+from app.services.certificates import as_result
+from app.services.targets import endpoint_url
 from tests.integration.jobs import queue, run_inline
 from tests.integration.test_recertify import new_target
 
