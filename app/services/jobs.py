@@ -68,13 +68,6 @@ class Claim:
     planned: int | None = None
 
 
-def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
-              lease_seconds: int) -> Claim | None:
-    """The one conditional UPDATE that turns a delivery into the right to run."""
-    with transaction(factory) as session:
-        return claim_in(session, cert_id, worker, lease_seconds)
-
-
 # The hot path's statements are built once, over the tables, with bind parameters: built per
 # call through the ORM they cost about four times the CPU of the round trip (worker profile).
 _JOBS = table_of(Certification)
@@ -160,14 +153,16 @@ ENDED = (*(_c[col.key] for col in events.ENDED_COLUMNS), _c.id, _c.region, _c.su
          _c.suite_version, _c.suite_hash)
 
 
-def claim_in(session: Session, cert_id: uuid.UUID, worker: str,
-             lease_seconds: int) -> Claim | None:
-    """claim_job in the caller's transaction."""
-    row = session.execute(_CLAIM, claim_params(cert_id, worker, lease_seconds)).first()
-    if row is not None:
-        return claim_from(row)
-    settle_unclaimable(session, cert_id)
-    return None
+def claim_job(factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str,
+              lease_seconds: int) -> Claim | None:
+    """The one conditional UPDATE that turns a delivery into the right to run (the worker
+    runs it with its inputs, run.claim_and_prepare)."""
+    with transaction(factory) as session:
+        row = session.execute(_CLAIM, claim_params(cert_id, worker, lease_seconds)).first()
+        if row is not None:
+            return claim_from(row)
+        settle_unclaimable(session, cert_id)
+        return None
 
 
 def settle_unclaimable(session: Session, cert_id: uuid.UUID) -> None:
