@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bench.common import Tenant, load_now, ratio, tenant
+from bench.common import Interleaved, Tenant, ratio, tenant
 from bench.stack import Bench, free_port
 
 LUA = """
@@ -115,20 +115,17 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
         settings, "baseline-api")
     api_proc = bench.start_api(settings)
     _wait_port(base_port, baseline_proc)
-    loads = [load_now()]
     rounds = 1 if quick else 2
-    base_runs, our_runs = [], []
-    for _ in range(rounds):  # interleaved: baseline, ours, (baseline, ours)
-        base_runs.append(measure(wrk, f"http://127.0.0.1:{base_port}/v1/certifications",
-                                 script_for(bench, t.token, target_id), seconds, connections))
-        our_runs.append(measure(wrk, f"http://127.0.0.1:{settings.api_port}/v1/certifications",
-                                script_for(bench, t.token, target_id), seconds, connections))
-        loads.append(load_now())
+    runs, base, ours = Interleaved.run(
+        rounds,
+        lambda: measure(wrk, f"http://127.0.0.1:{base_port}/v1/certifications",
+                        script_for(bench, t.token, target_id), seconds, connections),
+        lambda: measure(wrk, f"http://127.0.0.1:{settings.api_port}/v1/certifications",
+                        script_for(bench, t.token, target_id), seconds, connections),
+        lambda r: r["peak"]["rps"])
     bench.stop(api_proc)
     bench.stop(baseline_proc)
     _drop_queues(settings)
-    base = max(base_runs, key=lambda r: r["peak"]["rps"] or 0)
-    ours = max(our_runs, key=lambda r: r["peak"]["rps"] or 0)
     return {
         "ours": ours["peak"]["rps"], "baseline": base["peak"]["rps"],
         "ratio": ratio(ours["peak"]["rps"], base["peak"]["rps"]), "units": "requests/s",
@@ -138,8 +135,8 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
                   "ours_p99_at_peak_ms": ours["peak"]["p99_ms"]},
         "parameters": {"connections": connections, "seconds": seconds, "rounds": rounds,
                        "api_workers": settings.api_workers, "threads": 8,
-                       "worker_class": "gthread", "loadavg": loads,
-                       "runs": {"ours": our_runs, "baseline": base_runs}},
+                       "worker_class": "gthread", "loadavg": runs.loads,
+                       "runs": {"ours": runs.ours, "baseline": runs.baseline}},
     }
 
 

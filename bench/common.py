@@ -7,8 +7,8 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import psutil
 from sqlalchemy import func, select, text
@@ -178,3 +178,25 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     if ours is None or baseline is None or baseline == 0:
         return None
     return round(ours / baseline, 3)
+
+
+@dataclass
+class Interleaved:
+    """Rounds of baseline then ours, and each side's best: on a shared host one round of
+    either side can land in a neighbour's busy minute."""
+
+    baseline: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    ours: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    loads: list[float] = field(default_factory=list)
+
+    @classmethod
+    def run(cls, rounds: int, baseline: Callable[[], dict], ours: Callable[[], dict],  # type: ignore[type-arg]
+            score: Callable[[dict], float | None]) -> tuple[Interleaved, dict, dict]:  # type: ignore[type-arg]
+        """(the runs, the baseline's best, ours' best) by `score`."""
+        runs = cls(loads=[load_now()])
+        for _ in range(rounds):
+            runs.baseline.append(baseline())
+            runs.ours.append(ours())
+            runs.loads.append(load_now())
+        return (runs, max(runs.baseline, key=lambda r: score(r) or 0),
+                max(runs.ours, key=lambda r: score(r) or 0))

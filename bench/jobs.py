@@ -20,10 +20,10 @@ from app.db.models import Certification
 from bench import baseline_celery
 from bench.api import parse_wrk, wrk_available
 from bench.common import (
+    Interleaved,
     Tenant,
     backend_cpu_seconds,
     job_rows,
-    load_now,
     machine_busy_seconds,
     memory_mb,
     percentile,
@@ -237,14 +237,9 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     # best, as api_create does: on this shared host one round of either side can land in a
     # neighbour's busy minute.
     rounds = 1 if quick or tiny else 2
-    loads, baselines, ours = [load_now()], [], []
-    for _ in range(rounds):
-        baselines.append(_e2e_baseline(bench, settings, n))
-        loads.append(load_now())
-        ours.append(_e2e_ours(bench, settings, n))
-        loads.append(load_now())
-    base = max(baselines, key=lambda r: r["rate"] or 0)
-    best = max(ours, key=lambda r: r["rate"] or 0)
+    runs, base, best = Interleaved.run(rounds, lambda: _e2e_baseline(bench, settings, n),
+                                       lambda: _e2e_ours(bench, settings, n),
+                                       lambda r: r["rate"])
     extra_keys = ("commits_per_job", "post_rate", "cpu_ms_per_job", "rollbacks_per_job")
     return {
         "ours": round(best["rate"], 1) if best["rate"] else None,
@@ -256,11 +251,12 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
         "parameters": {"jobs": best["jobs"], "worker_processes": WORKERS,
                        "suite": "bench-trivial", "post_clients": 8,
                        "post_client": best["post_client"], "statuses": best["statuses"],
-                       "rounds": rounds, "loadavg": loads,
-                       "runs": {"baseline": [round(r["rate"] or 0, 1) for r in baselines],
-                                "ours": [round(r["rate"] or 0, 1) for r in ours],
-                                "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in ours],
-                                "ours_commits_per_job": [r["commits_per_job"] for r in ours]},
+                       "rounds": rounds, "loadavg": runs.loads,
+                       "runs": {"baseline": [round(r["rate"] or 0, 1) for r in runs.baseline],
+                                "ours": [round(r["rate"] or 0, 1) for r in runs.ours],
+                                "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in runs.ours],
+                                "ours_commits_per_job": [r["commits_per_job"]
+                                                         for r in runs.ours]},
                        "commits_note": "pg_stat_database.xact_commit delta of the bench "
                                        "database over the run / jobs: API (auth, insert, "
                                        "dispatched_at) and worker (claim, progress, "
