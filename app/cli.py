@@ -118,6 +118,9 @@ def flower() -> None:
     os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
     from worker.celery_app import app
 
+    # Flower picks its broker client (queue lengths) from the URL scheme kombu reports, which
+    # names the transport class when one is set: let it see plain redis:// (app/broker.py).
+    app.conf.broker_transport = None
     app.start(["flower", f"--port={settings.flower_port}", "--address=0.0.0.0",
                "--purge_offline_workers=60"])
 

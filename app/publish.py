@@ -7,6 +7,7 @@ import uuid
 
 from celery import Celery
 
+from app import broker
 from app.config import Settings
 from app.task_names import (
     DELIVER_WEBHOOK,
@@ -38,6 +39,7 @@ def make_publisher_app(settings: Settings) -> Celery:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
+        broker_transport=broker.TRANSPORT,
         # Fail fast: one quick reconnect, then give the row to the sweeper (kombu otherwise
         # sleeps 2 s before its first retry even when the connection is refused at once).
         broker_transport_options=broker_transport_options(settings)

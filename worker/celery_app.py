@@ -7,6 +7,7 @@ import multiprocessing
 from celery import Celery
 from kombu import Queue
 
+from app import broker
 from app.config import Settings, settings_for_process
 from app.publish import broker_transport_options
 from app.task_names import DELIVER_WEBHOOK, RECERTIFY, SWEEP
@@ -28,6 +29,7 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         event_serializer="json",
         result_accept_content=["json"],
+        broker_transport=broker.TRANSPORT,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,

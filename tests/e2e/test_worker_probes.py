@@ -100,6 +100,10 @@ def test_flower_needs_credentials_and_shows_only_the_certification_id(
                 break
             time.sleep(1)
         assert any(key.startswith(name) for key in workers), list(workers)
+        # Its broker view (queue lengths) reads a redis:// URL, not our transport's name.
+        r = httpx.get(f"{base}/api/queues/length", auth=("ops", password), timeout=30)
+        assert r.status_code == 200, r.text
+        assert "active_queues" in r.json()
 
         target = create_target(client, auth, f"{reference_url}/v1")
         cert_id = certify(client, auth, target)

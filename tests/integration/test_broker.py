@@ -1,0 +1,88 @@
+"""app/broker.py: kombu's Redis transport keeping one client object per channel and pool."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import redis
+
+from app import broker
+from app.publish import Publisher, make_publisher_app
+from app.task_names import PRIORITY_STEPS
+from tests.conftest import free_port, start_redis_server
+
+
+def _waiting(client: redis.Redis, queue: str) -> int:
+    return sum(client.llen(f"{queue}:{step}" if step else queue) for step in PRIORITY_STEPS)
+
+
+def _drop(client: redis.Redis, queue: str) -> None:
+    client.delete(*(f"{queue}:{step}" if step else queue for step in PRIORITY_STEPS))
+
+
+def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[no-untyped-def]
+    from worker.celery_app import make_celery
+
+    for app in (make_publisher_app(settings), make_celery(settings)):
+        assert app.conf.broker_transport == broker.TRANSPORT
+        with app.connection_for_write() as conn:
+            assert isinstance(conn.transport, broker.Transport)
+            assert conn.transport.driver_type == "redis"  # what Celery's checks look at
+
+
+def test_one_client_per_pool_and_a_new_one_over_a_new_pool(settings) -> None:  # type: ignore[no-untyped-def]
+    with make_publisher_app(settings).connection_for_write() as conn:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.connection_pool is channel.pool
+        given = redis.Redis.from_url(str(settings.redis_url))
+        with channel.conn_or_acquire(given) as passed:
+            assert passed is given  # a caller's own client is used as kombu does
+        channel._disconnect_pools()  # what kombu does after a connection error
+        with channel.conn_or_acquire() as third:
+            assert third is not first
+            assert third.connection_pool is channel.pool
+            assert third.ping()
+
+
+def test_publishes_from_many_threads_all_arrive(settings) -> None:  # type: ignore[no-untyped-def]
+    queue = f"broker-threads-{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(settings)
+    sent: list[bool] = []
+
+    def publish_some() -> None:
+        sent.extend(publisher.publish_run(uuid.uuid4(), queue, "normal") for _ in range(50))
+
+    threads = [threading.Thread(target=publish_some) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    client = redis.Redis.from_url(str(settings.redis_url))
+    try:
+        assert sent.count(True) == 400
+        assert _waiting(client, queue) == 400
+    finally:
+        _drop(client, queue)
+
+
+def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = start_redis_server(port, tmp_path / "redis")
+    private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    queue = "broker-restart"
+    publisher = Publisher(private)
+    try:
+        assert publisher.publish_run(uuid.uuid4(), queue, "normal")
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert not publisher.publish_run(uuid.uuid4(), queue, "normal")  # down: False, no raise
+        proc = start_redis_server(port, tmp_path / "redis")
+        outcomes = [publisher.publish_run(uuid.uuid4(), queue, "normal") for _ in range(3)]
+        assert all(outcomes), outcomes  # as kombu's own transport: the pool reconnects
+        assert _waiting(redis.Redis(port=port), queue) == outcomes.count(True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
