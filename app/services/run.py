@@ -100,6 +100,9 @@ class LeaseKeeper:
         return not (self.lost or cancel)
 
 
+IDLE_WAKE = 0.5  # seconds; below any lease interval a job normally uses (2 s)
+
+
 class _Renewer:
     """The thread that renews the leases of the jobs this process runs, each when it is due."""
 
@@ -111,6 +114,9 @@ class _Renewer:
         self._due: dict[LeaseKeeper, float] = {}
         self._renewing: LeaseKeeper | None = None
         self._thread: threading.Thread | None = None
+        # When the thread next looks at the due times (it is busy or starting: no later
+        # than now). A job whose first renewal is due after that needs no wake-up call.
+        self._wake_at = 0.0
 
     def watch(self, keeper: LeaseKeeper) -> None:
         with self._cond:
@@ -119,9 +125,8 @@ class _Renewer:
                                                 daemon=True)
                 self._thread.start()
             due = time.monotonic() + keeper.interval
-            earliest = min(self._due.values(), default=None)
             self._due[keeper] = due
-            if earliest is None or due < earliest:  # else the thread wakes up sooner anyway
+            if due < self._wake_at:  # else the thread looks at the due times sooner anyway
                 self._cond.notify_all()
 
     def unwatch(self, keeper: LeaseKeeper, timeout: float = 5.0) -> None:
@@ -148,16 +153,22 @@ class _Renewer:
                 self._cond.notify_all()
 
     def _next_due(self) -> LeaseKeeper:
-        """Waits (holding the condition) until a watched job's renewal is due."""
+        """Waits (holding the condition) until a watched job's renewal is due. With nothing
+        watched it still looks every IDLE_WAKE seconds, so a job that starts (its first
+        renewal due an interval later) need not wake it: on a busy worker that wake-up, a
+        thread switch per job, cost more than the rest of the lease keeping."""
         while True:
+            now = time.monotonic()
             if self._due:
                 keeper, due = min(self._due.items(), key=lambda item: item[1])
-                wait = due - time.monotonic()
-                if wait <= 0:
+                if due <= now:
+                    self._wake_at = 0.0
                     return keeper
-                self._cond.wait(wait)
+                self._wake_at = due
+                self._cond.wait(due - now)
             else:
-                self._cond.wait()
+                self._wake_at = now + IDLE_WAKE
+                self._cond.wait(IDLE_WAKE)
 
 
 _RENEWER = _Renewer()
