@@ -55,7 +55,7 @@ def api(bind: str | None) -> None:
             self.cfg.set("bind", bind or f"0.0.0.0:{settings.api_port}")
             self.cfg.set("workers", settings.api_workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 8)
+            self.cfg.set("threads", settings.api_threads)
             self.cfg.set("keepalive", 5)
             self.cfg.set("graceful_timeout", 30)
             self.cfg.set("timeout", 60)

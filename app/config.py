@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     )
     api_port: int = Field(8000, ge=1, le=65535, **_range("a port from 1 to 65535"))
     api_workers: int = Field(2, ge=1, le=64, **_range("an integer from 1 to 64"))
+    api_threads: int = Field(4, ge=1, le=64, **_range("an integer from 1 to 64"))
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, le=104_857_600, **_range("bytes from 1024 to 104857600")
     )

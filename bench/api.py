@@ -134,7 +134,7 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
                   "baseline_p99_at_70pct_ms": base["at_70pct"]["p99_ms"],
                   "ours_p99_at_peak_ms": ours["peak"]["p99_ms"]},
         "parameters": {"connections": connections, "seconds": seconds, "rounds": rounds,
-                       "api_workers": settings.api_workers, "threads": 8,
+                       "api_workers": settings.api_workers, "threads": settings.api_threads,
                        "worker_class": "gthread", "loadavg": runs.loads,
                        "runs": {"ours": runs.ours, "baseline": runs.baseline}},
     }

@@ -2,7 +2,7 @@
 
 No auth, no validation model, no idempotency lookup, no rate limit, no dispatched_at update:
 the floor a job-accepting endpoint cannot go below on this stack. Served by gunicorn with the
-settings of `modelcert api` (gthread, API_WORKERS workers, 8 threads, keepalive 5).
+settings of `modelcert api` (gthread, API_WORKERS workers, API_THREADS threads, keepalive 5).
 Run: `python -m bench.baseline_api --bind 127.0.0.1:PORT --org ORG_ID --target TARGET_ID`.
 """
 
@@ -62,7 +62,7 @@ def main() -> None:
             self.cfg.set("bind", args.bind)
             self.cfg.set("workers", settings.api_workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 8)
+            self.cfg.set("threads", settings.api_threads)
             self.cfg.set("keepalive", 5)
             self.cfg.set("graceful_timeout", 30)
             self.cfg.set("timeout", 60)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 def test_hup_twice_and_sigterm_a_worker(settings, auth, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    env = settings_env(settings, API_WORKERS="2", API_RATE_LIMIT="100000/minute")
+    env = settings_env(settings, API_WORKERS="2", API_THREADS="2",
+                       API_RATE_LIMIT="100000/minute")
     api = Proc([str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"], env,
                tmp_path / "api.log").start()
     worker_a = start_worker(settings, tmp_path / "worker-a.log",

@@ -20,6 +20,7 @@ from app.config import Settings, describe_validation_error
         ("CERTIFICATION_TIMEOUT", "soon", "seconds from 10 to 3600"),
         ("CERTIFICATION_MAX_RETRIES", "11", "an integer from 0 to 10"),
         ("WORKER_HEALTH_PORT", "70000", "a port from 1 to 65535"),
+        ("API_THREADS", "0", "an integer from 1 to 64"),
         ("DATABASE_URL", "mysql://db/x", "postgresql+psycopg"),
         ("REDIS_URL", "http://localhost:6379", "redis://"),
         ("FLOWER_BASIC_AUTH", "justuser", "user:password"),
