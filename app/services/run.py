@@ -123,6 +123,7 @@ class _Renewer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="lease-renewer",
                                                 daemon=True)
+                self._wake_at = 0.0  # it looks at the due times before it first waits
                 self._thread.start()
             due = time.monotonic() + keeper.interval
             self._due[keeper] = due

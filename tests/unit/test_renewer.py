@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.services import run
+from tests.reliability.test_lease_keeper import wait_for
 
 
 class CountingCondition(threading.Condition):
@@ -44,15 +45,6 @@ def renewer() -> Iterator[run._Renewer]:
     yield mine
     if mine._thread is not None:
         mine._thread.name = "lease-renewer-of-a-test"
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_job_due_after_the_idle_look_is_not_woken_for_and_still_renewed(
