@@ -54,7 +54,10 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
         doc_url="/openapi.json",
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
-    engine = make_engine(str(settings.database_url), pool_size=5, application_name="modelcert-api")
+    # A connection for each request thread and one for the dispatch-marks batch: a thread
+    # never waits on the pool for a connection another thread of this process holds.
+    engine = make_engine(str(settings.database_url), pool_size=settings.api_threads + 1,
+                         application_name="modelcert-api")
     factory = make_session_factory(engine)
     app.extensions["modelcert"] = Deps(
         settings=settings, engine=engine, factory=factory, dispatch=DispatchMarks(factory),

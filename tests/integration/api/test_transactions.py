@@ -136,3 +136,14 @@ def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> Non
     assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
     fresh = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
     assert fresh.status_code == 404  # without the key: the deleted target is not found
+
+
+def test_the_pool_holds_a_connection_for_each_request_thread_and_the_batch(settings) -> None:  # type: ignore[no-untyped-def]
+    for threads in (1, 12):
+        app = build_app(settings.model_copy(update={"api_threads": threads}))
+        engine = app.extensions["modelcert"].engine
+        try:
+            assert engine.pool.size() == threads + 1
+        finally:
+            app.extensions["modelcert"].dispatch.close()
+            engine.dispose()
