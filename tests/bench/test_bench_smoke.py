@@ -30,3 +30,17 @@ def test_tiny_memory_run_writes_results(tmp_path: Path) -> None:
     assert memory["parameters"]["finished"] == memory["parameters"]["jobs"]
     assert {"platform", "cpus_logical", "memory_gb"} <= set(memory["machine"])
     assert "memory" in proc.stdout  # the table was printed
+
+
+def test_profile_e2e_splits_the_cpu_and_draws_the_timeline() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.profile_e2e", "20", "--json"],
+                          cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["jobs"] >= 20 and result["terminal"] == result["jobs"]
+    cpu = result["cpu_ms_per_job"]
+    assert {"api.main", "worker.main", "endpoint.main", "machine"} <= set(cpu)
+    assert any(name.startswith("worker.child-") for name in cpu)  # the pool processes
+    assert sum(created for _, created, _ in result["timeline"]) == result["jobs"]
+    assert sum(finished for _, _, finished in result["timeline"]) == result["jobs"]
