@@ -13,7 +13,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -75,18 +76,6 @@ def valid_now(now: datetime | BindParameter[datetime] | None = None) -> ColumnEl
 
 def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]:
     return _JOBS.c.region.is_not_distinct_from(region)
-
-
-class _SeenTarget(NamedTuple):
-    """The target as the terminal statement read it (jobs.TARGET_COLUMNS)."""
-
-    id: uuid.UUID
-    name: str
-    provider: Any
-    model: str
-    base_url: str | None
-    endpoints: dict[str, str]
-    endpoint_fingerprint: str | None
 
 
 # The certificate's writes, one statement built once (see jobs.py: built per call a statement
@@ -159,8 +148,9 @@ def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
     # target's current one.
     if job.target_provider is None:
         raise LookupError(f"the target of certification {job.id} vanished mid-transaction")
-    target = _SeenTarget(job.target_id, *(getattr(job, f"target_{name}")
-                                          for name in TARGET_COLUMNS))
+    # The target as the terminal statement read it (jobs.TARGET_COLUMNS).
+    target = SimpleNamespace(id=job.target_id, **{
+        name: getattr(job, f"target_{name}") for name in TARGET_COLUMNS})
     listing = fingerprint.model_listing(session, job.id, rows, excerpts)
     fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
                              target.model, listing)

@@ -318,7 +318,7 @@ _ENDING = (
     .cte("ended"))
 _TARGETS = table_of(Target)
 # The target's columns a certificate needs, returned by the terminal statement as target_<name>.
-TARGET_COLUMNS = ("name", "provider", "model", "base_url", "endpoints", "endpoint_fingerprint")
+TARGET_COLUMNS = ("name", "provider", "model", "base_url", "endpoints")
 # The terminal UPDATE, and in the same statement (one round trip, not three) the job's target
 # as it is now and the webhook subscriptions its event goes to.
 _FINISH = ahead(
