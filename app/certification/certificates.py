@@ -202,9 +202,12 @@ def build_payload(
     }
 
 
-def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The certificate: payload plus base64 signature over its canonical JSON."""
-    expected = key_id_for(public_key_b64(private_key))
+def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey,
+         key_id: str | None = None) -> dict[str, Any]:
+    """The certificate: payload plus base64 signature over its canonical JSON. `key_id`: the
+    key's id when the caller knows it (else derived from the key: a scalar multiplication,
+    about as dear as the signature)."""
+    expected = key_id or key_id_for(public_key_b64(private_key))
     if payload.get("key_id") != expected:
         raise ValueError(f"payload key_id {payload.get('key_id')!r} is not the signer's {expected}")
     signature = private_key.sign(canonical_json(payload))

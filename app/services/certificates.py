@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BindParameter,
     Boolean,
     ColumnElement,
+    FromClause,
     Row,
+    Select,
     String,
     and_,
     bindparam,
+    exists,
     func,
     insert,
     not_,
@@ -45,9 +49,8 @@ from app.services.auth import Principal
 from app.services.certifications import load_certification
 from app.services.enqueue import Queued, enqueue
 from app.services.errors import NotFound
-from app.services.jobs import TARGET_COLUMNS
 from app.services.signing import Signer, published_keys, register_keys
-from app.services.targets import endpoint_url, load_target
+from app.services.targets import load_target
 
 CERTIFIED = (Verdict.CERTIFIED.value, Verdict.CERTIFIED_WITH_WARNINGS.value)
 FINGERPRINT_CHANGE = "fingerprint_change"
@@ -83,98 +86,141 @@ def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]
 # the final SELECT reads them, and see the same snapshot (none sees another's changes).
 _NOW = bindparam("now", type_=_CERTS.c.issued_at.type)
 _VALID = valid_now(_NOW)
-_SAME_REGION = _same_region(bindparam("region", type_=String))
+# (Not named after a column: SQLAlchemy would take such a parameter as a value to SET in
+# the UPDATEs of a statement that runs them as CTEs.)
+_REGION = bindparam("subject_region", type_=String)
+_SAME_REGION = _same_region(_REGION)
 _FINGERPRINT = bindparam("fingerprint", type_=String)
 _COMPARE = bindparam("compare", type_=Boolean)  # a model listing was seen: fingerprints count
 _ITS_FINGERPRINT = _CERTS.c.payload["endpoint_fingerprint"].astext
 _OF_TARGET = _CERTS.c.target_id == bindparam("of_target")
 # Current certificates of the target and region seen with another fingerprint: superseded,
 # returned with their suite (to be certified again).
+def _stale_ids(jobs: FromClause) -> Select[Any]:
+    return (select(_CERTS.c.id)
+            .join(jobs, jobs.c.id == _CERTS.c.certification_id)
+            .where(_OF_TARGET, jobs.c.region.is_not_distinct_from(_REGION),
+                   _VALID, _ITS_FINGERPRINT != _FINGERPRINT))
+
+
 _STALE = (
-    update(_CERTS)
-    .where(_COMPARE, _CERTS.c.id.in_(
-        select(_CERTS.c.id)
-        .join(_JOBS, _JOBS.c.id == _CERTS.c.certification_id)
-        .where(_OF_TARGET, _SAME_REGION, _VALID, _ITS_FINGERPRINT != _FINGERPRINT)))
+    update(_CERTS).where(_COMPARE, _CERTS.c.id.in_(_stale_ids(_JOBS)))
     .values(superseded_at=_NOW)
     .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext.label("suite"))
     .cte("stale"))
-# A certified job's certificate replaces the current one of its target, region and suite
-# (those _STALE takes are left to it: one statement must not update a row twice).
-_SUPERSEDED = (
-    update(_CERTS)
-    .where(bindparam("is_certified", type_=Boolean), _OF_TARGET, _VALID,
-           or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
-           _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
-               _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
-               _JOBS.c.suite_name == bindparam("suite_name"))))
-    .values(superseded_at=_NOW).returning(_CERTS.c.id).cte("superseded"))
-# The certificate itself; its job's row supplies the ids (and a job that is not there, as
-# in compile_ahead's run, inserts nothing).
-_ISSUED = (
-    insert(_CERTS).from_select(
-        ["id", "certification_id", "target_id", "organization_id", "payload", "signature",
-         "key_id", "issued_at", "valid_until", "certified"],
-        select(bindparam("new_id", type_=_CERTS.c.id.type), _JOBS.c.id, _JOBS.c.target_id,
-               _JOBS.c.organization_id, bindparam("new_payload", type_=_CERTS.c.payload.type),
-               bindparam("new_signature", type_=String), bindparam("new_key_id", type_=String),
-               _NOW, bindparam("new_valid_until", type_=_CERTS.c.valid_until.type),
-               bindparam("is_certified", type_=Boolean))
-        .where(_JOBS.c.id == bindparam("job_id")))
-    .returning(_CERTS.c.id).cte("issued"))
-_MOVED = (update(table_of(Target))
-          .where(table_of(Target).c.id == bindparam("of_target"), _COMPARE,
-                 table_of(Target).c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT))
-          .values(endpoint_fingerprint=_FINGERPRINT).returning(table_of(Target).c.id)
-          .cte("moved"))
+# Whether _STALE would take any, for a statement that updates the job's own row (over an
+# alias of the jobs' table: a subquery over it would otherwise correlate to that row).
+STALE_EXIST = and_(_COMPARE, exists(_stale_ids(_JOBS.alias("certified_job")).correlate(None)))
+
+
+def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
+    """The certificate's writes as CTEs, each only where `gate` holds: the current certificate
+    of the job's target, region and suite superseded by a certified one (those _STALE takes
+    are left to it: one statement must not update a row twice), the certificate itself (its
+    job's row supplies the ids: a job that is not there, as in compile_ahead's run, inserts
+    nothing), and the target's endpoint fingerprint moved to the one seen."""
+    def gated(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(*conditions) if gate is None else and_(gate, *conditions)
+
+    superseded = (
+        update(_CERTS)
+        .where(gated(bindparam("is_certified", type_=Boolean), _OF_TARGET, _VALID,
+                     or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
+                     _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
+                         _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
+                         _JOBS.c.suite_name == bindparam("subject_suite")))))
+        .values(superseded_at=_NOW).returning(_CERTS.c.id).cte("superseded"))
+    issued = (
+        insert(_CERTS).from_select(
+            ["id", "certification_id", "target_id", "organization_id", "payload", "signature",
+             "key_id", "issued_at", "valid_until", "certified"],
+            select(bindparam("certificate_id", type_=_CERTS.c.id.type), _JOBS.c.id,
+                   _JOBS.c.target_id, _JOBS.c.organization_id,
+                   bindparam("new_payload", type_=_CERTS.c.payload.type),
+                   bindparam("new_signature", type_=String),
+                   bindparam("new_key_id", type_=String), _NOW,
+                   bindparam("certificate_valid_until", type_=_CERTS.c.valid_until.type),
+                   bindparam("is_certified", type_=Boolean))
+            .where(gated(_JOBS.c.id == bindparam("job_id"))))
+        .returning(_CERTS.c.id).cte("issued"))
+    targets = table_of(Target)
+    moved = (update(targets)
+             .where(gated(targets.c.id == bindparam("of_target"), _COMPARE,
+                          targets.c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT)))
+             .values(endpoint_fingerprint=_FINGERPRINT).returning(targets.c.id)
+             .cte("moved"))
+    return superseded, issued, moved
+
+
+# The certificate's writes, one statement built once (see jobs.py: built per call a statement
+# costs more CPU than its round trip): its data-modifying CTEs run once each, whether or not
+# the final SELECT reads them, and see the same snapshot (none sees another's changes).
 _ISSUE = ahead(
-    select(_STALE.c.id, _STALE.c.suite).add_cte(_SUPERSEDED, _ISSUED, _MOVED),
-    of_target=NO_ROW, region=None, now=datetime(2000, 1, 1, tzinfo=UTC), fingerprint="",
-    compare=False, is_certified=False, suite_name="", job_id=NO_ROW, new_id=NO_ROW,
-    new_payload={}, new_signature="", new_key_id="", new_valid_until=None)
+    select(_STALE.c.id, _STALE.c.suite).add_cte(*issuing()),
+    of_target=NO_ROW, subject_region=None, now=datetime(2000, 1, 1, tzinfo=UTC),
+    fingerprint="", compare=False, is_certified=False, subject_suite="", job_id=NO_ROW,
+    certificate_id=NO_ROW, new_payload={}, new_signature="", new_key_id="",
+    certificate_valid_until=None)
 
 
-def issue(session: Session, settings: Settings, signer: Signer, job: Row[Any],
-          verdict: Verdict, issued_at: datetime, rows: Sequence[Any],
-          excerpts: Mapping[str, Sequence[str]] | None = None) -> list[Queued]:
-    """Sign and store the certificate of a job that just succeeded (in its transaction).
+@dataclass(frozen=True)
+class Subject:
+    """What a certificate speaks of: the job and the endpoint it called, as its claim read
+    them (a target edited while the job ran does not change what the job tested)."""
 
-    `job`: the row its terminal statement returned (`jobs.ENDED`, the target as `target_<name>`);
-    `rows`: its check results (read in this transaction, or as a first delivery stored them,
-    with `excerpts`, see fingerprint.model_listing). Returns the certifications it queued
-    (fingerprint change), to publish after commit.
-    """
-    # Read by the terminal statement, not at the claim: the fingerprint is compared with the
-    # target's current one.
-    if job.target_provider is None:
-        raise LookupError(f"the target of certification {job.id} vanished mid-transaction")
-    # The target as the terminal statement read it (jobs.TARGET_COLUMNS).
-    target = SimpleNamespace(id=job.target_id, **{
-        name: getattr(job, f"target_{name}") for name in TARGET_COLUMNS})
-    listing = fingerprint.model_listing(session, job.id, rows, excerpts)
-    fp = fingerprint.compute(target.provider.value, endpoint_url(target, job.region),
-                             target.model, listing)
+    job_id: uuid.UUID
+    target_id: uuid.UUID
+    target_name: str
+    provider: str
+    model: str
+    endpoint: str  # the URL the job called (the region's endpoint, else the base URL)
+    region: str | None
+    suite_name: str
+    suite_version: str
+    suite_hash: str
+
+
+def certificate_params(settings: Settings, signer: Signer, subject: Subject, verdict: Verdict,
+                       issued_at: datetime, rows: Sequence[Any],
+                       listing: list[str] | None) -> dict[str, object]:
+    """Sign the certificate; the parameters of the statements that store it (_ISSUE's, and
+    `issuing`'s within a job's terminal statement). `listing`: the models the connectivity
+    check saw (fingerprint.model_listing); without one there is nothing to compare."""
+    fp = fingerprint.compute(subject.provider, subject.endpoint, subject.model, listing)
     validity = timedelta(days=settings.certification_validity_days)
     payload = certs.build_payload(
-        certification_id=str(job.id), target_id=str(target.id), target_name=target.name,
-        model=target.model, region=job.region, endpoint_fingerprint=fp,
-        suite_name=job.suite_name, suite_version=job.suite_version, suite_hash=job.suite_hash,
+        certification_id=str(subject.job_id), target_id=str(subject.target_id),
+        target_name=subject.target_name, model=subject.model, region=subject.region,
+        endpoint_fingerprint=fp, suite_name=subject.suite_name,
+        suite_version=subject.suite_version, suite_hash=subject.suite_hash,
         results=[as_result(r) for r in rows], verdict=verdict.value, key_id=signer.key_id,
         issued_at=issued_at, valid_for=validity)
     document = signer.sign(payload)
+    return {
+        "of_target": subject.target_id, "subject_region": subject.region, "now": issued_at,
+        "fingerprint": fp, "compare": listing is not None,
+        "is_certified": verdict.value in CERTIFIED, "subject_suite": subject.suite_name,
+        "job_id": subject.job_id, "certificate_id": uuid.uuid4(),
+        "new_payload": document["payload"], "new_signature": document["signature"],
+        "new_key_id": signer.key_id, "certificate_valid_until": issued_at + validity}
+
+
+def issue(session: Session, settings: Settings, signer: Signer, subject: Subject,
+          verdict: Verdict, issued_at: datetime, rows: Sequence[Any],
+          excerpts: Mapping[str, Sequence[str]] | None = None) -> list[Queued]:
+    """Sign and store the certificate of a job that just succeeded (in its transaction, after
+    its terminal statement). `rows`: its check results (read in this transaction, or as a
+    first delivery stored them, with `excerpts`, see fingerprint.model_listing). Returns the
+    certifications it queued (fingerprint change), to publish after commit.
+    """
+    listing = fingerprint.model_listing(session, subject.job_id, rows, excerpts)
+    params = certificate_params(settings, signer, subject, verdict, issued_at, rows, listing)
     register_keys(session, signer)
-    certified = verdict.value in CERTIFIED
-    # Without a model listing (no connectivity check ran) there is nothing to compare.
-    stale = session.execute(_ISSUE, {
-        "of_target": target.id, "region": job.region, "now": issued_at, "fingerprint": fp,
-        "compare": listing is not None, "is_certified": certified, "suite_name": job.suite_name,
-        "job_id": job.id, "new_id": uuid.uuid4(), "new_payload": document["payload"],
-        "new_signature": document["signature"], "new_key_id": signer.key_id,
-        "new_valid_until": issued_at + validity}).all()
-    return _recertify(session, settings, job, stale, certified)
+    stale = session.execute(_ISSUE, params).all()
+    return _recertify(session, settings, subject, stale, bool(params["is_certified"]))
 
 
-def _recertify(session: Session, settings: Settings, job: Row[Any],
+def _recertify(session: Session, settings: Settings, job: Subject,
                stale: Sequence[Row[Any]], certified: bool) -> list[Queued]:
     """Queue a new certification for each suite whose certificate another fingerprint
     superseded."""

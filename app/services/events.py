@@ -17,6 +17,7 @@ from sqlalchemy import (
     Label,
     and_,
     bindparam,
+    exists,
     func,
     literal_column,
     or_,
@@ -51,6 +52,11 @@ def _subscribed(org_id: Any, target_id: Any) -> ColumnElement[bool]:
     """The organization's active webhooks for all its targets or for this one."""
     return and_(_HOOKS.organization_id == org_id, _HOOKS.active.is_(True),
                 or_(_HOOKS.target_id.is_(None), _HOOKS.target_id == target_id))
+
+
+def subscribed(org_id: ColumnElement[Any], target_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether any webhook would hear of a job's events (whatever events it subscribed to)."""
+    return exists(select(_HOOKS.id).where(_subscribed(org_id, target_id)))
 
 
 _SUBSCRIBED = select(_HOOKS.id, _HOOKS.events).where(

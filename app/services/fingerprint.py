@@ -31,16 +31,22 @@ def compute(provider: str, base_url: str, model: str, listing: list[str] | None)
     return endpoint_fingerprint(provider, base_url, model, listing)
 
 
-def model_listing(session: Session, cert_id: uuid.UUID, rows: Sequence[CheckResultRow | Any],
+def model_listing(session: Session | None, cert_id: uuid.UUID,
+                  rows: Sequence[CheckResultRow | Any],
                   stored: Mapping[str, Sequence[str]] | None = None) -> list[str] | None:
     """The models the connectivity check saw (None when it did not run or never got one).
     `rows`: the job's check results, read in the caller's transaction; `stored`: each check's
-    excerpts of samples answered with 200, as the caller stored them (else they are read)."""
+    excerpts of samples answered with 200, as the caller stored them (else they are read in
+    `session`)."""
     names = [r.check_name for r in rows if (r.details or {}).get("check") == "connectivity"]
     if not names:
         return None
-    excerpts = ([e for name in names for e in stored.get(name, ())] if stored is not None
-                else session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}).all())
+    if stored is not None:
+        excerpts = [e for name in names for e in stored.get(name, ())]
+    elif session is not None:
+        excerpts = list(session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}))
+    else:
+        raise ValueError("model_listing needs the stored excerpts or a session to read them")
     if not excerpts:
         return None
     models: set[str] = set()

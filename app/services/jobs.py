@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Integer,
     Interval,
@@ -41,7 +42,6 @@ from app.db.models import (
     DeadLetter,
     JobStatus,
     SampleRow,
-    Target,
 )
 from app.db.session import transaction
 from app.services import events
@@ -66,6 +66,7 @@ class Claim:
     # The progress total this delivery plans, written with its first progress or its end
     # (the job's row has the one planned when it was created; the target may have changed).
     planned: int | None = None
+    suite_version: str = ""  # the job's, as created (its certificate names it)
 
 
 # The hot path's statements are built once, over the tables, with bind parameters: built per
@@ -88,7 +89,7 @@ CLAIMED = (
             delivery_count=_c.delivery_count + 1)
     .returning(_c.id, _c.attempt, _c.max_attempts, _c.organization_id, _c.target_id,
                _c.suite_name, _c.suite_hash, _c.region, _c.queue, _c.priority,
-               _c.delivery_count)
+               _c.delivery_count, _c.suite_version)
     .cte("claimed"))
 _CLAIM = select(CLAIMED)
 
@@ -101,10 +102,11 @@ def claim_params(cert_id: uuid.UUID, worker: str, lease_seconds: int) -> dict[st
 def claim_from(row: Row[Any]) -> Claim:
     """The Claim of a row whose first columns are CLAIMED's."""
     return Claim(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                 row[9].value, row[10])
+                 row[9].value, row[10], suite_version=row[11])
 
 
-def _owned_stmt() -> ColumnElement[bool]:
+def owned_by_claim() -> ColumnElement[bool]:
+    """The job is running under the claim in parameters `job_id` and `claimed_attempt`."""
     return and_(_c.id == bindparam("job_id"), _c.status == JobStatus.RUNNING,
                 _c.attempt == bindparam("claimed_attempt"))
 
@@ -118,33 +120,42 @@ def _progress(claim: Claim, done: int) -> dict[str, object]:
     return _fence(claim) | {"done": done, "total": claim.planned}
 
 
-_RENEW = ahead(update(_JOBS).where(_owned_stmt())
+_RENEW = ahead(update(_JOBS).where(owned_by_claim())
                .values(lease_until=func.now() + bindparam("lease", type_=Interval))
                .returning(_c.cancel_requested_at), **_NOT_OURS, lease=timedelta(0))
 _TOTAL = func.coalesce(bindparam("total", type_=Integer), _c.progress_total)
-_PROGRESS = ahead(update(_JOBS).where(_owned_stmt())
+_PROGRESS = ahead(update(_JOBS).where(owned_by_claim())
                   .values(progress_done=_c.progress_done + bindparam("done", type_=Integer),
                           progress_total=_TOTAL)
                   .returning(_c.id), **_NOT_OURS, done=0, total=None)
 _CHECKS = table_of(CheckResultRow)
-# A check's row and its samples in one statement: the samples (a JSON array of rows, which
-# jsonb_populate_recordset types by the table) go in only if the check's row did.
-_CHECK_COLUMNS = [c.key for c in _CHECKS.c if c.key != "created_at"]
-_CHECK_INSERTED = (
-    insert(_CHECKS).values({k: bindparam(f"new_{k}", type_=_CHECKS.c[k].type)
-                            for k in _CHECK_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
-    .returning(_CHECKS.c.id).cte("check_inserted"))
+CHECK_COLUMNS = [c.key for c in _CHECKS.c if c.key != "created_at"]
 _SAMPLES = table_of(SampleRow)
 _SAMPLE_COLUMNS = [c.key for c in _SAMPLES.c if c.key not in ("id", "created_at")]
 _SAMPLE_ROWS = func.jsonb_populate_recordset(
     literal_column(f"NULL::{_SAMPLES.name}"), bindparam("samples", type_=JSONB),
 ).table_valued(*_SAMPLE_COLUMNS)
-_SAMPLES_INSERTED = (
-    insert(_SAMPLES).from_select(_SAMPLE_COLUMNS, select(*_SAMPLE_ROWS.c).where(
-        exists(select(_CHECK_INSERTED.c.id))))
-    .on_conflict_do_nothing(index_elements=["certification_id", "check_name", "sample_index"])
-    .cte("samples_inserted"))
+
+
+def check_inserted(gate: ColumnElement[bool] | None = None) -> tuple[CTE, CTE]:
+    """A check's row (parameters `new_<column>`) and its samples (`samples`, a JSON array of
+    rows, which jsonb_populate_recordset types by the table), as two CTEs: the samples go in
+    only if the check's row did, and the row only where `gate` holds."""
+    row = select(*(bindparam(f"new_{k}", type_=_CHECKS.c[k].type) for k in CHECK_COLUMNS))
+    inserted = (
+        insert(_CHECKS).from_select(CHECK_COLUMNS, row if gate is None else row.where(gate))
+        .on_conflict_do_nothing(index_elements=["certification_id", "check_name"])
+        .returning(_CHECKS.c.id).cte("check_inserted"))
+    samples = (
+        insert(_SAMPLES).from_select(_SAMPLE_COLUMNS, select(*_SAMPLE_ROWS.c).where(
+            exists(select(inserted.c.id))))
+        .on_conflict_do_nothing(index_elements=["certification_id", "check_name",
+                                                "sample_index"])
+        .cte("samples_inserted"))
+    return inserted, samples
+
+
+_CHECK_INSERTED, _SAMPLES_INSERTED = check_inserted()
 _INSERT_CHECK = select(_CHECK_INSERTED.c.id).add_cte(_SAMPLES_INSERTED)
 _STORED = ahead(select(_CHECKS).where(_CHECKS.c.certification_id == bindparam("job_id"))
                 .order_by(_CHECKS.c.created_at), job_id=NO_ROW)
@@ -261,6 +272,16 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
                   secrets: tuple[str, ...]) -> Stored | None:
     """The check's row and its samples, unfenced: the caller's transaction holds the fence.
     None when the check was stored already (by an earlier delivery)."""
+    params, stored = check_params(claim, result, secrets)
+    if session.execute(_INSERT_CHECK, params).first() is None:
+        return None
+    return stored
+
+
+def check_params(claim: Claim, result: CheckResult,
+                 secrets: tuple[str, ...]) -> tuple[dict[str, object], Stored]:
+    """The parameters of `check_inserted`'s CTEs (secrets redacted), and the check as they
+    store it."""
     values = {
         "id": uuid.uuid4(), "certification_id": claim.certification_id,
         "check_name": result.name, "outcome": result.outcome, "required": result.required,
@@ -279,11 +300,8 @@ def _insert_check(session: Session, claim: Claim, result: CheckResult,
         "status_code": s.status_code, "error": redact(s.error, secrets),
         "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
     } for s in result.samples]
-    inserted = session.execute(_INSERT_CHECK, {f"new_{k}": v for k, v in values.items()}
-                               | {"samples": samples}).first()
-    if inserted is None:
-        return None
-    return Stored(SimpleNamespace(**values), tuple(
+    params = {f"new_{k}": v for k, v in values.items()} | {"samples": samples}
+    return params, Stored(SimpleNamespace(**values), tuple(
         v["response_excerpt"] for v in samples
         if v["status_code"] == 200 and v["response_excerpt"] is not None))
 
@@ -302,29 +320,39 @@ class Decision:
     valid_until: datetime | None = None  # set when certified: the certificate's end
 
 
-_ENDING = (
-    update(_JOBS).where(_owned_stmt())
-    .values(status=bindparam("new_status", type_=_c.status.type),
-            verdict=bindparam("new_verdict", type_=_c.verdict.type),
-            score=bindparam("new_score", type_=_c.score.type),
-            error_cause=bindparam("cause", type_=_c.error_cause.type),
-            error_message=bindparam("message", type_=_c.error_message.type),
-            finished_at=func.now(), lease_until=None,
-            progress_done=_c.progress_done + bindparam("done", type_=Integer),
-            progress_total=_TOTAL,
-            valid_until=func.coalesce(bindparam("new_valid_until", type_=_c.valid_until.type),
-                                      _c.valid_until))
-    .returning(*ENDED)
-    .cte("ended"))
-_TARGETS = table_of(Target)
-# The target's columns a certificate needs, returned by the terminal statement as target_<name>.
-TARGET_COLUMNS = ("name", "provider", "model", "base_url", "endpoints")
-# The terminal UPDATE, and in the same statement (one round trip, not three) the job's target
-# as it is now and the webhook subscriptions its event goes to.
+def ending(*conditions: ColumnElement[bool]) -> CTE:
+    """The terminal UPDATE, fenced on the claim (and `conditions`), as a CTE returning ENDED."""
+    return (
+        update(_JOBS).where(owned_by_claim(), *conditions)
+        .values(status=bindparam("new_status", type_=_c.status.type),
+                verdict=bindparam("new_verdict", type_=_c.verdict.type),
+                score=bindparam("new_score", type_=_c.score.type),
+                error_cause=bindparam("cause", type_=_c.error_cause.type),
+                error_message=bindparam("message", type_=_c.error_message.type),
+                finished_at=func.now(), lease_until=None,
+                progress_done=_c.progress_done + bindparam("done", type_=Integer),
+                progress_total=_TOTAL,
+                valid_until=func.coalesce(
+                    bindparam("new_valid_until", type_=_c.valid_until.type), _c.valid_until))
+        .returning(*ENDED)
+        .cte("ended"))
+
+
+def ending_params(claim: Claim, status: JobStatus, *, done: int = 0,
+                  decision: Decision | None = None, cause: str | None = None,
+                  message: str | None = None) -> dict[str, object]:
+    return _progress(claim, done) | {
+        "new_status": status, "new_verdict": decision.verdict if decision else None,
+        "new_score": decision.score if decision else None, "cause": cause,
+        "message": (message or "")[:2000] or None,
+        "new_valid_until": decision.valid_until if decision else None}
+
+
+_ENDING = ending()
+# The terminal UPDATE, and in the same statement (one round trip, not two) the webhook
+# subscriptions its event goes to.
 _FINISH = ahead(
-    select(_ENDING, *(_TARGETS.c[name].label(f"target_{name}") for name in TARGET_COLUMNS),
-           events.subscriptions(_ENDING.c.organization_id, _ENDING.c.target_id))
-    .select_from(_ENDING.outerjoin(_TARGETS, _TARGETS.c.id == _ENDING.c.target_id)),
+    select(_ENDING, events.subscriptions(_ENDING.c.organization_id, _ENDING.c.target_id)),
     **_NOT_OURS, new_status=JobStatus.SUCCEEDED, new_verdict=None, new_score=None, cause=None,
     message=None, done=0, total=None, new_valid_until=None)
 
@@ -340,7 +368,7 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
     check and the end of the job cost one commit. `decide` computes the verdict inside the
     same transaction (given the final check as stored, None when it was not); `session_hook`
     runs there too, after the UPDATE (certificates, follow-up jobs), with the row the
-    terminal statement returned (`ENDED` columns, `target_<name>`, `subscriptions`).
+    terminal statement returned (`ENDED` columns and `subscriptions`).
     """
     try:
         with transaction(factory) as session:
@@ -348,12 +376,9 @@ def finish(factory: sessionmaker[Session], claim: Claim, status: JobStatus, *,
             final = (_insert_check(session, claim, final_check, secrets)
                      if final_check is not None else None)
             decision = decide(session, final) if decide is not None else None
-            job = session.execute(_FINISH, _progress(
-                claim, final_check.total if final_check is not None else 0) | {
-                "new_status": status, "new_verdict": decision.verdict if decision else None,
-                "new_score": decision.score if decision else None, "cause": cause,
-                "message": (message or "")[:2000] or None,
-                "new_valid_until": decision.valid_until if decision else None}).first()
+            job = session.execute(_FINISH, ending_params(
+                claim, status, done=final_check.total if final_check is not None else 0,
+                decision=decision, cause=cause, message=message)).first()
             if job is None:
                 raise _NotOurs
             if dead_letter:
@@ -387,7 +412,7 @@ def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, mes
                message=f"{message} (after {claim.attempt} attempts)", dead_letter=True)
         return JobStatus.FAILED
     with transaction(factory) as session:
-        session.execute(update(_JOBS).where(_owned_stmt()).values(
+        session.execute(update(_JOBS).where(owned_by_claim()).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
             next_attempt_at=func.now() + timedelta(seconds=delay),
             error_cause=cause, error_message=message[:2000]), _fence(claim))
@@ -397,6 +422,6 @@ def schedule_retry(factory: sessionmaker[Session], claim: Claim, cause: str, mes
 def release(factory: sessionmaker[Session], claim: Claim) -> None:
     """Give an unfinished job back (worker shutting down): the attempt does not count."""
     with transaction(factory) as session:
-        session.execute(update(_JOBS).where(_owned_stmt()).values(
+        session.execute(update(_JOBS).where(owned_by_claim()).values(
             status=JobStatus.RETRYING, lease_until=None, dispatched_at=None,
             attempt=_c.attempt - 1, next_attempt_at=func.now()), _fence(claim))

@@ -23,14 +23,14 @@ from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_s
 from app.certification.providers.base import EndpointError
 from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.runner import execute
-from app.certification.scoring import decide_verdict, overall_score
 from app.certification.suites import Suite, SuiteError, available_suites, get_suite
 from app.config import Settings
 from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import Certification, JobStatus, Secret, Target
 from app.db.session import autocommit, compile_ahead, transaction
 from app.logging import bind
-from app.services import certificates, jobs, signing
+from app.services import certificates, conclude, jobs, signing
+from app.services.conclude import decide
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 from app.services.targets import target_spec
@@ -231,6 +231,7 @@ class Prepared:
     api_key: str | None
     completed: set[str]
     planned: int  # samples the suite will send to this target (progress total)
+    target_name: str = ""
 
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
@@ -265,8 +266,8 @@ _TARGETS, _SECRETS = table_of(Target), table_of(Secret)
 _CLAIM_WITH_INPUTS = ahead(
     select(jobs.CLAIMED,
            *(_TARGETS.c[name] for name in (
-               "provider", "model", "base_url", "endpoints", "capabilities", "rate_limit_rps",
-               "max_concurrency", "secret_id", "deleted_at")),
+               "name", "provider", "model", "base_url", "endpoints", "capabilities",
+               "rate_limit_rps", "max_concurrency", "secret_id", "deleted_at")),
            _SECRETS.c.ciphertext.label("secret_ciphertext"))
     .select_from(jobs.CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == jobs.CLAIMED.c.target_id)
                  .outerjoin(_SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id)),
@@ -288,7 +289,7 @@ def prepare(settings: Settings, inputs: Any) -> Prepared:
             raise JobFailure("invalid_target", "the target's secret was deleted",
                              retryable=False)
         api_key = decrypt_secret(settings, inputs.secret_ciphertext)
-    return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec))
+    return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec), inputs.name)
 
 
 def warm_up(factory: sessionmaker[Session], settings: Settings) -> int:
@@ -298,8 +299,7 @@ def warm_up(factory: sessionmaker[Session], settings: Settings) -> int:
     about 60 ms against 10, and with children recycled every WORKER_MAX_TASKS_PER_CHILD jobs
     that was the whole p99 of bench dispatch_latency. Returns the statements compiled."""
     available_suites()
-    with transaction(factory) as session:
-        signing.register_keys(session, signing.signer_for(settings))
+    signing.ensure_registered(factory, signing.signer_for(settings))
     return compile_ahead(factory)
 
 
@@ -318,15 +318,6 @@ def network_guard(settings: Settings, hooks: RunHooks) -> dict[str, object]:
     inner = hooks.resolver_factory() if hooks.resolver_factory else None
     return {"resolver": GuardedResolver(policy, inner),  # type: ignore[arg-type]
             "socket_factory": guarded_socket_factory(policy)}
-
-
-def decide(settings: Settings, rows: list, issued_at: datetime) -> jobs.Decision:  # type: ignore[type-arg]
-    """The verdict of a job's stored results; a certified one is valid from `issued_at`."""
-    verdict = decide_verdict((r.outcome, r.required) for r in rows)
-    score = overall_score(r.statistic for r in rows)
-    valid_until = (issued_at + timedelta(days=settings.certification_validity_days)
-                   if verdict.value in certificates.CERTIFIED else None)
-    return jobs.Decision(verdict, score, valid_until)
 
 
 def run_certification(factory: sessionmaker[Session], settings: Settings, cert_id: str,
@@ -364,6 +355,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         if isinstance(prepared, JobFailure):
             raise prepared
         suite, spec, api_key = prepared.suite, prepared.spec, prepared.api_key
+        target_name = prepared.target_name
         secrets = (api_key,) if api_key else ()
         last_check = suite.definition.checks[-1].key if suite.definition.checks else None
 
@@ -420,11 +412,27 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     finally:
         keeper.stop()
     signer = signing.signer_for(settings)
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    subject = certificates.Subject(
+        job_id=claim.certification_id, target_id=claim.target_id,
+        target_name=target_name, provider=spec.provider, model=spec.model,
+        endpoint=spec.base_url, region=claim.region, suite_name=claim.suite_name,
+        suite_version=claim.suite_version, suite_hash=claim.suite_hash)
+    final_check = held.pop() if held else None
+    if final_check is not None and claim.deliveries == 1 and None not in kept:
+        # The usual end: one statement (conclude.py); None when it needs jobs.finish.
+        signing.ensure_registered(factory, signer)
+        ended = conclude.first_delivery(factory, settings, signer, claim, subject,
+                                        [k for k in kept if k is not None], final_check,
+                                        secrets, issued_at)
+        if ended is not None:
+            done, decision = ended
+            if done:
+                hooks.on_finished("succeeded", decision.verdict.value, None)
+            return "succeeded" if done else "lease_lost"
     follow_ups: list[Queued] = []
     decided: list[Verdict] = []
     stored: list = []  # type: ignore[type-arg]
-    issued_at = datetime.now(UTC).replace(microsecond=0)
-
     excerpts: dict[str, tuple[str, ...]] | None = None
 
     def decide_stored(session: Session, final: jobs.Stored | None) -> jobs.Decision:
@@ -441,12 +449,11 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     def issue(session: Session, job: Row[Any], decision: jobs.Decision | None) -> None:
         assert decision is not None
         decided.append(decision.verdict)
-        follow_ups.extend(certificates.issue(session, settings, signer, job, decision.verdict,
-                                             issued_at, stored, excerpts))
+        follow_ups.extend(certificates.issue(session, settings, signer, subject,
+                                             decision.verdict, issued_at, stored, excerpts))
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
-    final_check = held.pop() if held else None
     done = jobs.finish(
         factory, claim, JobStatus.SUCCEEDED, decide=decide_stored,
         session_hook=issue, final_check=final_check, secrets=secrets,

@@ -15,11 +15,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification import certificates as certs
 from app.config import ConfigError, Settings
 from app.db.models import SigningKey
+from app.db.session import transaction
 
 KEY_FILE = "signing.key"
 
@@ -33,12 +34,18 @@ class Signer:
     public_keys: tuple[str, ...]  # base64, newest first; [0] is the signer's
 
     def sign(self, payload: dict) -> dict:  # type: ignore[type-arg]
-        return certs.sign(payload, self.private_key)
+        return certs.sign(payload, self.private_key, self.key_id)
 
 
 def dev_key_file(data_dir: Path) -> str:
-    """The development seed, shared by API and worker; created once (0600), atomically."""
-    path = Path(data_dir) / KEY_FILE
+    """The development seed, shared by API and worker; created once (0600), atomically, and
+    read once per process (it never changes: a job's certificate costs no file read)."""
+    return _dev_key_file(Path(data_dir).resolve())
+
+
+@lru_cache(maxsize=8)
+def _dev_key_file(data_dir: Path) -> str:
+    path = data_dir / KEY_FILE
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +86,17 @@ def signer_for(settings: Settings) -> Signer:
 # Key sets this process saw fully registered: keys are never deleted and a retirement is
 # never undone, so once seen committed, the steady state needs no further read.
 _REGISTERED: set[tuple[str, ...]] = set()
+
+
+def ensure_registered(factory: sessionmaker[Session], signer: Signer) -> None:
+    """Register the signer's keys in a transaction of their own, unless this process saw
+    them registered: a certificate written without a transaction around it (conclude.py)
+    needs its key there first."""
+    if signer.public_keys in _REGISTERED:
+        return
+    with transaction(factory) as session:
+        register_keys(session, signer)
+    _REGISTERED.add(signer.public_keys)  # committed
 
 
 def register_keys(session: Session, signer: Signer) -> None:

@@ -54,3 +54,18 @@ def test_production_without_a_signing_key_exits_2_with_one_line(tmp_path: Path) 
     assert "required when MODELCERT_ENV=production" in lines[0]
     seed = certs.generate_seed()
     assert Settings(modelcert_env="production", modelcert_signing_key=seed)
+
+
+def test_a_signer_signs_with_its_own_key_id_and_refuses_another(tmp_path: Path) -> None:
+    signer = signer_for(Settings(modelcert_data_dir=tmp_path))
+    payload = {"key_id": signer.key_id, "verdict": "certified"}
+    document = signer.sign(payload)
+    assert document == certs.sign(payload, signer.private_key)  # the key id it derives
+    with pytest.raises(ValueError, match="is not the signer's"):
+        certs.sign({"key_id": "0" * 16}, signer.private_key, signer.key_id)
+
+
+def test_the_development_key_is_read_once_per_process(tmp_path: Path) -> None:
+    first = signer_for(Settings(modelcert_data_dir=tmp_path))
+    (tmp_path / KEY_FILE).write_text(certs.generate_seed() + "\n")  # never done in practice
+    assert signer_for(Settings(modelcert_data_dir=tmp_path)).key_id == first.key_id

@@ -14,7 +14,7 @@ from alembic import command
 from sqlalchemy import create_engine, text
 
 from app.harness import new_database
-from app.services import certificates
+from app.services import certificates, conclude
 from tests.integration.db.test_migrations import alembic_config
 
 
@@ -66,15 +66,16 @@ def test_backfill_and_the_index_serves_the_finish(migrated_to_0002: str) -> None
             # without parameters lets it use the partial index (seq scans off: tiny table).
             conn.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
             conn.execute(text("SET LOCAL enable_seqscan = off"))
-            values = {"of_target": f"'{target}'", "region": "NULL", "fingerprint": "'b'",
-                      "now": "'2026-12-01T00:00:00+00:00'", "suite_name": "'smoke'",
+            values = {"of_target": f"'{target}'", "subject_region": "NULL", "fingerprint": "'b'",
+                      "now": "'2026-12-01T00:00:00+00:00'", "subject_suite": "'smoke'",
                       "compare": "true", "is_certified": "true", "job_id": f"'{uuid.uuid4()}'",
-                      "new_id": f"'{uuid.uuid4()}'", "new_payload": "'{}'",
+                      "certificate_id": f"'{uuid.uuid4()}'", "new_payload": "'{}'",
                       "new_signature": "'s'", "new_key_id": "'k'",
-                      "new_valid_until": "'2026-12-31T00:00:00+00:00'"}
+                      "certificate_valid_until": "'2026-12-31T00:00:00+00:00'"}
             # The finish's certificate statement looks the current ones up twice (those of
-            # another fingerprint, those of its suite): both through the index.
-            for statement, lookups in ((certificates._ISSUE, 2),):
+            # another fingerprint, those of its suite), and so does a first delivery's one
+            # statement (conclude.py): each through the index.
+            for statement, lookups in ((certificates._ISSUE, 2), (conclude._STATEMENT, 2)):
                 compiled = statement.compile(dialect=engine.dialect)
                 sql = str(compiled)
                 literals = values | {name: f"'{value}'" for name, value in compiled.params.items()
@@ -85,7 +86,7 @@ def test_backfill_and_the_index_serves_the_finish(migrated_to_0002: str) -> None
                 conn.exec_driver_sql(f"PREPARE finish_lookup AS {sql}")
                 plan = "\n".join(row[0] for row in conn.exec_driver_sql(
                     "EXPLAIN EXECUTE finish_lookup("
-                    + ", ".join(literals[name] for name in names) + ")"))
+                    + ", ".join(literals.get(name, "NULL") for name in names) + ")"))
                 conn.exec_driver_sql("DEALLOCATE finish_lookup")
                 assert plan.count("ix_certificates_current") >= lookups, plan
     finally:
