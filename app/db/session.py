@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import select
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,8 +23,10 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 
 
 def make_engine(
-    database_url: str, *, pool_size: int = 5, application_name: str = "modelcert"
+    database_url: str, *, pool_size: int = 5, application_name: str = "modelcert",
+    autocommit: bool = False,
 ) -> Engine:
+    """`autocommit`: its connections stay in autocommit mode (see `autocommit()`)."""
     engine = create_engine(
         database_url,
         pool_size=pool_size,
@@ -29,10 +34,26 @@ def make_engine(
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": application_name}
         | KEEPALIVES,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine, "connect", watch_for_fatal)
     event.listen(engine, "checkout", drop_if_closed_by_server)
+    _MADE[engine] = (database_url, application_name)
     return engine
+
+
+# How make_engine made each engine, so that autocommit() can make its twin.
+_MADE: weakref.WeakKeyDictionary[Engine, tuple[str, str]] = weakref.WeakKeyDictionary()
+_TWINS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_TWINS_LOCK = threading.Lock()
+
+
+def _forget_twins() -> None:  # in a forked child: the parent's pooled connections stay its
+    for twin in list(_TWINS.values()):
+        twin.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_twins)
 
 
 def watch_for_fatal(dbapi_connection: Any, record: Any) -> None:
@@ -96,12 +117,31 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @contextmanager
-def autocommit(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose statements each commit on their own: for a unit of work that is one
-    statement, it saves the two round trips of psycopg's BEGIN and of the COMMIT."""
-    with factory() as session:
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield session
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection whose statements each commit on their own: for a unit of work that is one
+    statement, it saves the two round trips of psycopg's BEGIN and of the COMMIT.
+
+    From the factory's engine's twin in autocommit mode, with a small pool of its own: a
+    Session around the statement, and switching a pooled connection's isolation level there
+    and back, cost more CPU than the statement (a worker job runs two of these)."""
+    with _twin(factory.kw["bind"]).connect() as conn:
+        yield conn
+
+
+def _twin(engine: Engine) -> Engine:
+    twin = _TWINS.get(engine)
+    if twin is not None:
+        return twin
+    with _TWINS_LOCK:
+        if (twin := _TWINS.get(engine)) is None:
+            made = _MADE.get(engine)
+            if made is None:  # not one of ours: its own pool, switched per use
+                twin = engine.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                twin = make_engine(made[0], pool_size=1, application_name=made[1],
+                                   autocommit=True)
+            _TWINS[engine] = twin
+    return twin
 
 
 def compile_ahead(factory: sessionmaker[Session]) -> int:

@@ -65,8 +65,8 @@ def first_delivery(factory: sessionmaker[Session], settings: Settings, signer: S
                                  decision=decision) | check
               | certificates.certificate_params(settings, signer, subject, decision.verdict,
                                                 issued_at, rows, listing))
-    with autocommit(factory) as session:
-        row = session.execute(_STATEMENT, params).one()
+    with autocommit(factory) as conn:
+        row = conn.execute(_STATEMENT, params).one()
     if row.ended:
         return True, decision
     return (None if row.ours else (False, decision))

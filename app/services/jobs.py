@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    Connection,
     Integer,
     Interval,
     Row,
@@ -222,7 +223,7 @@ def renew_lease(factory: sessionmaker[Session], claim: Claim,
     return True, row[0] is not None
 
 
-def completed_checks(session: Session, cert_id: uuid.UUID) -> set[str]:
+def completed_checks(session: Session | Connection, cert_id: uuid.UUID) -> set[str]:
     return set(session.scalars(select(CheckResultRow.check_name).where(
         CheckResultRow.certification_id == cert_id)))
 

@@ -244,9 +244,9 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
     raised: the claim is committed and the caller fails the job it owns.
     """
     params = jobs.claim_params(job_id, worker_name, settings.certification_lease_seconds)
-    with autocommit(factory) as session:
-        row = session.execute(_CLAIM_WITH_INPUTS, params).first()
-        completed = (jobs.completed_checks(session, job_id)
+    with autocommit(factory) as conn:
+        row = conn.execute(_CLAIM_WITH_INPUTS, params).first()
+        completed = (jobs.completed_checks(conn, job_id)
                      if row is not None and row.delivery_count > 1 else set())
     if row is None:
         with transaction(factory) as session:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 
 from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
@@ -24,18 +24,19 @@ LISTING = "reference-model"
 
 
 @contextmanager
-def statements(factory) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
-    """The SQL statements the factory's engine sends meanwhile."""
-    engine, seen = factory.kw["bind"], []
+def statements() -> Iterator[list[str]]:
+    """The SQL statements this process sends meanwhile (any engine: the one-statement units
+    run on the factory's autocommit twin)."""
+    seen: list[str] = []
 
     def record(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    event.listen(Engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 def connectivity(models: str = LISTING) -> CheckResult:
@@ -88,7 +89,7 @@ def test_a_first_delivery_ends_in_one_statement(client, auth, factory, settings,
     target = new_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target, suite="bench-trivial")
     signing.ensure_registered(factory, signing.signer_for(settings))  # as the worker's warm-up
-    with statements(factory) as seen:
+    with statements() as seen:
         assert run_inline(factory, settings, cert_id) == "succeeded"
     # The claim (with the job's inputs) and the end: no BEGIN, no COMMIT, nothing else.
     assert len(seen) == 2 and "claimed AS" in seen[0] and "issued AS" in seen[1], seen

@@ -68,3 +68,32 @@ def test_data_waiting_on_a_healthy_connection_keeps_it(database_url: str) -> Non
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_autocommit_uses_a_twin_engine_whose_connections_stay_in_autocommit(
+        database_url: str) -> None:
+    from app.db.session import autocommit, make_session_factory, transaction
+
+    engine = make_engine(database_url, pool_size=2, application_name="twin-test")
+    factory = make_session_factory(engine)
+    try:
+        with autocommit(factory) as conn:
+            assert conn.engine is not engine  # its own small pool, not the factory's
+            twin_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS t (x int)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))  # committed by itself
+            assert conn.connection.driver_connection.autocommit is True
+            assert conn.execute(text(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            )).scalar() == "twin-test"
+        with autocommit(factory) as conn:  # the same twin, the same pooled connection
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == twin_pid
+            # Returned to the pool in between (which rolls back what is not committed).
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        with transaction(factory) as session:  # the factory's own connections: transactions
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar() != twin_pid
+            first = session.execute(text("SELECT now()")).scalar()
+            time.sleep(0.01)
+            assert session.execute(text("SELECT now()")).scalar() == first
+    finally:
+        engine.dispose()
