@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psycopg import _queries
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import AHEAD
+
+# psycopg converts a query's %(name)s placeholders to $n once per distinct query, in an LRU
+# cache, but only for queries up to this many characters (4096 in psycopg 3.3): longer ones
+# are converted again on every execution (a regex over the text). A first delivery's end is
+# one statement of about 5,500 (app/services/conclude.py): its conversion cost a twentieth
+# of a job's CPU in the worker. Our statements are built once, so the cache stays small.
+_queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16384)
 
 # libpq TCP keepalives: a peer that vanished without closing (network cut) is noticed in
 # about a minute instead of the kernel's two hours.

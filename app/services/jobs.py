@@ -28,6 +28,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -80,7 +81,9 @@ _NOT_OURS = {"job_id": NO_ROW, "claimed_attempt": 0}  # parameters of a fence no
 # and COMMIT of their own.
 CLAIMED = (
     update(_JOBS)
-    .where(_c.id == bindparam("job_id"), _c.status.in_(CLAIMABLE_STATUSES),
+    # (The statuses as OR-ed equalities, not IN: SQLAlchemy expands an IN list anew on
+    # every execution.)
+    .where(_c.id == bindparam("job_id"), or_(*(_c.status == s for s in CLAIMABLE_STATUSES)),
            _c.attempt < _c.max_attempts, _c.cancel_requested_at.is_(None))
     .values(status=JobStatus.RUNNING, attempt=_c.attempt + 1,
             lease_until=func.now() + bindparam("lease", type_=Interval),

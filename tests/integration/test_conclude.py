@@ -176,3 +176,18 @@ def test_parameters_never_become_values_to_set() -> None:
         sorted(["status", "verdict", "score", "lease_until", "progress_done", "progress_total",
                 "finished_at", "error_cause", "error_message", "valid_until"]),
         ["superseded_at"], ["endpoint_fingerprint"]]
+
+
+def test_every_statement_of_a_job_fits_psycopgs_conversion_cache(  # type: ignore[no-untyped-def]
+        client, auth, factory, settings, reference_url) -> None:
+    """psycopg converts placeholders once per query, but caches only queries up to a length
+    (longer ones are converted on every execution): app/db/session.py raises it above the
+    one statement's, which is longer than psycopg's default."""
+    from psycopg import _queries
+
+    target = new_target(client, auth, f"{reference_url}/v1")
+    cert_id = queue(factory, settings, auth, target, suite="bench-trivial")
+    signing.ensure_registered(factory, signing.signer_for(settings))
+    with statements() as seen:
+        assert run_inline(factory, settings, cert_id) == "succeeded"
+    assert 4096 < max(len(s) for s in seen) <= _queries.MAX_CACHED_STATEMENT_LENGTH
