@@ -18,6 +18,8 @@ import time
 from typing import Any
 
 import psutil
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from bench.api import wrk_available
 from bench.common import job_rows, machine_busy_seconds, tenant, wait_terminal
@@ -30,10 +32,14 @@ def _own_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def cpu_by_process(roots: dict[str, Proc]) -> dict[str, float]:
+def cpu_by_process(roots: dict[str, Proc],
+                   factory: sessionmaker[Session] | None = None) -> dict[str, float]:
     """CPU seconds so far of each root process and each of its children (by pid), of every
-    redis-server and Postgres process on the machine, and of the machine."""
+    redis-server and Postgres process on the machine, and of the machine. With `factory`,
+    Postgres backends are also counted by the application_name of their client
+    (`postgres.<name>`: modelcert-api, modelcert-worker, …)."""
     seconds: dict[str, float] = {}
+    clients = backend_clients(factory) if factory is not None else {}
     for name, root in roots.items():
         tree = root.tree()
         for index, process in enumerate(tree):
@@ -47,11 +53,23 @@ def cpu_by_process(roots: dict[str, Proc]) -> dict[str, float]:
                        (process.info["name"] or "").startswith(s)), None)
         if server is not None:
             try:
-                seconds[server] = seconds.get(server, 0.0) + _own_cpu(process)
+                cpu = _own_cpu(process)
             except psutil.Error:
-                pass
+                continue
+            seconds[server] = seconds.get(server, 0.0) + cpu
+            if server == "postgres" and process.pid in clients:
+                key = f"postgres.{clients[process.pid]}"
+                seconds[key] = seconds.get(key, 0.0) + cpu
     seconds["machine"] = machine_busy_seconds()
     return seconds
+
+
+def backend_clients(factory: sessionmaker[Session]) -> dict[int, str]:
+    """Postgres backend pid → its client's application_name, for the bench's database."""
+    with factory() as session:
+        return {pid: name or "unnamed" for pid, name in session.execute(text(
+            "SELECT pid, application_name FROM pg_stat_activity "
+            "WHERE datname = current_database()"))}
 
 
 def timeline(rows: list[Any], step: float = 0.5) -> list[tuple[float, int, int]]:
@@ -81,10 +99,10 @@ def profile(n: int) -> dict[str, Any]:
         warm_ours(url, t, t.target(f"{bench.reference_url}/m/good/v1"))
         measured = t.target(f"{bench.reference_url}/m/good/v1")
         roots = {"api": api, "worker": worker, "endpoint": bench.reference}
-        before, started = cpu_by_process(roots), time.time()
+        before, started = cpu_by_process(roots, t.factory), time.time()
         ids = post_with_wrk(bench, wrk, url, t, measured, n)
         done = wait_terminal(t.factory, ids, 600)
-        after, elapsed = cpu_by_process(roots), time.time() - started
+        after, elapsed = cpu_by_process(roots, t.factory), time.time() - started
         rows = job_rows(t.factory, ids)
     finally:
         bench.close()

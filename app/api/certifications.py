@@ -6,7 +6,14 @@ from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from app.api.deps import SHARED_AUTH_TRANSACTION, auth_session, deps, principal
+from app.api.deps import (
+    PREFETCH_TARGET,
+    SHARED_AUTH_TRANSACTION,
+    auth_session,
+    deps,
+    job_target,
+    principal,
+)
 from app.api.schemas import (
     CertificationCreate,
     CertificationFilter,
@@ -43,7 +50,7 @@ def create_certification(body: CertificationCreate) -> Response:
     d = deps()
     view, replayed = certifications.create_certification(
         d.factory, d.settings, d.publisher.publish_run, principal(), body, idempotency_key(),
-        mark_dispatched=d.dispatch.mark, session=auth_session())
+        mark_dispatched=d.dispatch.mark, session=auth_session(), target=job_target())
     headers = {"Location": f"/v1/certifications/{view.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -51,6 +58,7 @@ def create_certification(body: CertificationCreate) -> Response:
 
 
 SHARED_AUTH_TRANSACTION.add(f"{bp.name}.{create_certification.__name__}")
+PREFETCH_TARGET.add(f"{bp.name}.{create_certification.__name__}")
 
 
 @bp.get("", responses={200: CertificationList, 401: Problem, 422: Problem})

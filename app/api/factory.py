@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import text
 
-from app.api.deps import SHARED_AUTH_TRANSACTION, Deps, deps
+from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import make_engine, make_session_factory
@@ -30,6 +30,7 @@ from app.publish import Publisher
 from app.services.auth import authenticate
 from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated
+from app.services.targets import authenticate_with_target
 
 API_REQUESTS = Counter("modelcert_api_requests_total", "API requests.",
                        ["route", "method", "status"])
@@ -135,7 +136,7 @@ def _check_json_body() -> None:
         raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
                            "send the body as application/json")
     try:
-        json.loads(raw)
+        g.json_body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProblemError(400, "malformed-json", "Malformed JSON",
                            f"the body is not valid JSON: {exc}"[:300]) from None
@@ -148,7 +149,11 @@ def _authenticate() -> None:
         raise Unauthenticated("send an API token as 'Authorization: Bearer <token>'")
     session = deps().factory()
     try:
-        who = authenticate(session, token.strip())
+        target_id = _prefetched_target_id()
+        if target_id is not None:
+            who, g.job_target = authenticate_with_target(session, token.strip(), target_id)
+        else:
+            who = authenticate(session, token.strip())
         if who is not None and request.endpoint in SHARED_AUTH_TRANSACTION:
             g.auth_session, session = session, None  # the view commits it
         else:
@@ -159,6 +164,19 @@ def _authenticate() -> None:
     if who is None:
         raise Unauthenticated("the API token is unknown or revoked")
     g.principal = who
+
+
+def _prefetched_target_id() -> uuid.UUID | None:
+    """The body's target_id, for an endpoint in PREFETCH_TARGET (else None, as for a body
+    without a valid one: the view's validation says what is wrong with it)."""
+    if request.endpoint not in PREFETCH_TARGET:
+        return None
+    body = g.get("json_body")
+    value = body.get("target_id") if isinstance(body, dict) else None
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _register_probes(app: OpenAPI) -> None:

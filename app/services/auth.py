@@ -7,8 +7,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import table_of
@@ -53,24 +54,37 @@ def create_token(
 _TOKENS, _ORGS = table_of(ApiToken), table_of(Organization)
 _STALE = or_(_TOKENS.c.last_used_at.is_(None),
              _TOKENS.c.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION))
+# The token lookup's parts, for statements that read something else in the same round trip
+# (targets.authenticate_with_target): its columns, its FROM, its condition.
+TOKEN_COLUMNS = (_TOKENS.c.id.label("token_id"),
+                 _TOKENS.c.organization_id.label("token_organization_id"),
+                 _ORGS.c.name.label("organization"), _STALE.label("stale"))
+TOKEN_ORGANIZATION = _TOKENS.c.organization_id
+TOKENS_FROM = _TOKENS.join(_ORGS, _ORGS.c.id == _TOKENS.c.organization_id)
+TOKEN_MATCHES = and_(_TOKENS.c.token_hash == bindparam("token_hash"),
+                     _TOKENS.c.revoked_at.is_(None))
 # Built once: every request runs it (see app/db/base.py table_of).
-_AUTHENTICATE = (
-    select(_TOKENS.c.id, _TOKENS.c.organization_id, _ORGS.c.name, _STALE.label("stale"))
-    .select_from(_TOKENS.join(_ORGS, _ORGS.c.id == _TOKENS.c.organization_id))
-    .where(_TOKENS.c.token_hash == bindparam("token_hash"), _TOKENS.c.revoked_at.is_(None)))
+_AUTHENTICATE = select(*TOKEN_COLUMNS).select_from(TOKENS_FROM).where(TOKEN_MATCHES)
 _TOUCH = (update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id"), _STALE)
           .values(last_used_at=func.now()))
 
 
+def plausible(token: str) -> bool:
+    return token.startswith(TOKEN_PREFIX) and len(token) <= 200
+
+
 def authenticate(session: Session, token: str) -> Principal | None:
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    if not plausible(token):
         return None
     row = session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)}).first()
-    if row is None:
-        return None
+    return None if row is None else principal_of(session, row)
+
+
+def principal_of(session: Session, row: Any) -> Principal:
+    """The principal of a row with TOKEN_COLUMNS, in the transaction that read it."""
     # last_used_at is informational: written at most once a minute, so concurrent requests with
     # one token do not queue on that row's lock and commit a write each (bench api_create);
     # the UPDATE is only sent when the SELECT saw it stale (and re-checks that, for races).
     if row.stale:
-        session.execute(_TOUCH, {"token_id": row.id})
-    return Principal(row.organization_id, row.name, row.id)
+        session.execute(_TOUCH, {"token_id": row.token_id})
+    return Principal(row.token_organization_id, row.organization, row.token_id)

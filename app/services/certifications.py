@@ -92,19 +92,21 @@ def create_certification(
     reason: str = "requested",
     mark_dispatched: MarkFn | None = None,
     session: Session | None = None,
+    target: Row[Any] | None = None,
 ) -> tuple[CertificationView, bool]:
     """Insert the job, commit, then publish. Returns (view, replayed).
 
     `mark_dispatched` records `dispatched_at` after a publish: the API passes its batched
     DispatchMarks (one UPDATE per batch, see app/services/dispatch.py); without it the mark
     is written at once in its own transaction. `session`: an open transaction to continue
-    (the request's authentication) and commit, instead of a new one."""
+    (the request's authentication) and commit, instead of a new one; `target`: the job's
+    target as that transaction read it already (targets.authenticate_with_target)."""
     digest = request_hash(body)
     # One transaction for the validation reads, the insert and (only when the key was used
     # before) the idempotency lookup: a new key costs no extra round trip.
     with _unit_of_work(factory, session) as session:
         try:
-            values = _job_values(session, settings, who, body, reason)
+            values = _job_values(session, settings, who, body, reason, target)
         except (InvalidField, NotFound):
             # A retried POST replays its job even if the target or suite changed since.
             existing = (_find_by_idempotency_key(session, who, idempotency_key)
@@ -136,13 +138,14 @@ _INSERT_ONCE = (insert(_JOBS).on_conflict_do_nothing(
 
 
 def _job_values(session: Session, settings: Settings, who: Principal, body: CertificationCreate,
-                reason: str) -> dict[str, object]:
+                reason: str, target: Row[Any] | None = None) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
         suite = get_suite(body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
-    target = target_for_job(session, who, body.target_id)
+    if target is None or target.id != body.target_id:
+        target = target_for_job(session, who, body.target_id)
     if body.region is not None and body.region not in target.endpoints:
         raise InvalidField(["body", "region"], "the target declares no endpoint for "
                            f"region {body.region!r}")

@@ -18,6 +18,7 @@ from app.certification.providers.http import BlockedAddressError
 from app.certification.suites import Suite
 from app.db.base import table_of
 from app.db.models import Provider, Secret, Target
+from app.services import auth
 from app.services.auth import Principal
 from app.services.errors import Conflict, InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
@@ -105,6 +106,28 @@ _FOR_JOB = select(*(_TARGETS.c[name] for name in (
     "id", "organization_id", "base_url", "endpoints", "region_queues", "provider", "model",
     "capabilities", "rate_limit_rps", "max_concurrency"))).where(
     _visible(bindparam("target_id"), bindparam("org_id")))
+
+
+# POST /v1/certifications: the token lookup and the target its job needs, in one round trip
+# (the target outer-joined: an unknown one still authenticates).
+_AUTHENTICATED_TARGET = (
+    select(*auth.TOKEN_COLUMNS, *_FOR_JOB.selected_columns)
+    .select_from(auth.TOKENS_FROM.outerjoin(
+        _TARGETS, _visible(bindparam("target_id"), auth.TOKEN_ORGANIZATION)))
+    .where(auth.TOKEN_MATCHES))
+
+
+def authenticate_with_target(session: Session, token: str, target_id: uuid.UUID,
+                             ) -> tuple[Principal | None, Row[Any] | None]:
+    """auth.authenticate, and the organization's target as target_for_job reads it (None
+    when there is no such target: target_for_job then says so)."""
+    if not auth.plausible(token):
+        return None, None
+    row = session.execute(_AUTHENTICATED_TARGET, {"token_hash": auth.hash_token(token),
+                                                  "target_id": target_id}).first()
+    if row is None:
+        return None, None
+    return auth.principal_of(session, row), (row if row.id is not None else None)
 
 
 def target_for_job(session: Session, who: Principal, target_id: uuid.UUID) -> Row[Any]:

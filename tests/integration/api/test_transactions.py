@@ -50,6 +50,45 @@ def test_create_is_one_transaction(counted, auth) -> None:  # type: ignore[no-un
     assert app.extensions["modelcert"].engine.pool.checkedout() == 0
 
 
+def test_create_reads_the_token_and_the_target_in_one_statement(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    app, _ = counted
+    client = app.test_client()
+    target = idle_target(app, auth, "one-read")
+    client.post("/v1/certifications", json={"target_id": target}, headers=auth)  # warm
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def record(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    engine = app.extensions["modelcert"].engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert r.status_code == 202, r.get_json()
+    assert len(seen) == 2, seen  # the token with the target, then the insert
+    assert "api_tokens" in seen[0] and "LEFT OUTER JOIN targets" in seen[0]
+    assert seen[1].startswith("INSERT INTO certifications")
+
+
+def test_another_organizations_target_is_not_found_with_the_token_read(  # type: ignore[no-untyped-def]
+        counted, auth, factory) -> None:
+    from app.db.session import transaction
+    from app.services.auth import create_token
+
+    app, _ = counted
+    theirs = idle_target(app, auth, "theirs")
+    with transaction(factory) as session:
+        token, _ = create_token(session, f"other-{uuid.uuid4().hex[:6]}")
+    other = {"Authorization": f"Bearer {token}"}
+    r = app.test_client().post("/v1/certifications", json={"target_id": theirs}, headers=other)
+    assert r.status_code == 404, r.get_json()
+    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+
+
 @pytest.mark.parametrize("body, status", [
     ({"target_id": str(uuid.uuid4())}, 404),       # the view raises inside the shared txn
     ({"target_id": "not-a-uuid"}, 422),             # validation fails before the view runs
