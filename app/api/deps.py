@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g
-from sqlalchemy import Engine, Row
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -42,8 +42,9 @@ SHARED_AUTH_TRANSACTION: set[str] = set()
 PREFETCH_TARGET: set[str] = set()
 
 
-def auth_session() -> Session | None:
-    """The open session authentication used, for an endpoint in SHARED_AUTH_TRANSACTION."""
+def auth_session() -> Connection | None:
+    """The open transaction (a Connection) authentication used, for an endpoint in
+    SHARED_AUTH_TRANSACTION."""
     return g.get("auth_session")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import table_of
@@ -73,14 +73,14 @@ def plausible(token: str) -> bool:
     return token.startswith(TOKEN_PREFIX) and len(token) <= 200
 
 
-def authenticate(session: Session, token: str) -> Principal | None:
+def authenticate(session: Session | Connection, token: str) -> Principal | None:
     if not plausible(token):
         return None
     row = session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)}).first()
     return None if row is None else principal_of(session, row)
 
 
-def principal_of(session: Session, row: Any) -> Principal:
+def principal_of(session: Session | Connection, row: Any) -> Principal:
     """The principal of a row with TOKEN_COLUMNS, in the transaction that read it."""
     # last_used_at is informational: written at most once a minute, so concurrent requests with
     # one token do not queue on that row's lock and commit a write each (bench api_create);

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,7 +44,8 @@ def request_hash(body: CertificationCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def to_view(row: Certification | Row[Any], checks: list[CheckResultRow]) -> CertificationView:
+def to_view(row: Certification | Row[Any],
+            checks: Sequence[CheckResultRow | Row[Any]]) -> CertificationView:
     return CertificationView(
         id=row.id, target_id=row.target_id, status=row.status.value,
         verdict=row.verdict.value if row.verdict else None, score=row.score,
@@ -66,11 +67,14 @@ def to_view(row: Certification | Row[Any], checks: list[CheckResultRow]) -> Cert
     )
 
 
-def _checks_for(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[CheckResultRow]]:
-    grouped: dict[uuid.UUID, list[CheckResultRow]] = {i: [] for i in ids}
+def _checks_for(session: Session | Connection,
+                ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The checks of each job, as rows of check_results (read through a Session or a bare
+    Connection alike: the POST's transaction is a Connection, see app/api/factory.py)."""
+    grouped: dict[uuid.UUID, list[Row[Any]]] = {i: [] for i in ids}
     if ids:
-        rows = session.scalars(select(CheckResultRow).where(
-            CheckResultRow.certification_id.in_(ids)).order_by(CheckResultRow.created_at))
+        rows = session.execute(select(_CHECKS).where(
+            _CHECKS.c.certification_id.in_(ids)).order_by(_CHECKS.c.created_at))
         for row in rows:
             grouped[row.certification_id].append(row)
     return grouped
@@ -91,7 +95,7 @@ def create_certification(
     idempotency_key: str | None,
     reason: str = "requested",
     mark_dispatched: MarkFn | None = None,
-    session: Session | None = None,
+    session: Session | Connection | None = None,
     target: Row[Any] | None = None,
 ) -> tuple[CertificationView, bool]:
     """Insert the job, commit, then publish. Returns (view, replayed).
@@ -101,7 +105,8 @@ def create_certification(
     is written at once in its own transaction. `session`: an open transaction to continue
     (the request's authentication) and commit, instead of a new one; `target`: the job's
     target as that transaction read it already (targets.authenticate_with_target)."""
-    digest = request_hash(body)
+    # Kept to tell a replay from a reuse of the key with another body: only with a key.
+    digest = request_hash(body) if idempotency_key else None
     # One transaction for the validation reads, the insert and (only when the key was used
     # before) the idempotency lookup: a new key costs no extra round trip.
     with _unit_of_work(factory, session) as session:
@@ -130,15 +135,16 @@ def create_certification(
     return view, False
 
 
-_JOBS = table_of(Certification)
+_JOBS, _CHECKS = table_of(Certification), table_of(CheckResultRow)
 # The POST's inserts, built once (see app/db/base.py table_of).
 _INSERT = insert(_JOBS).returning(*_JOBS.c)
 _INSERT_ONCE = (insert(_JOBS).on_conflict_do_nothing(
     index_elements=["organization_id", "idempotency_key"]).returning(*_JOBS.c))
 
 
-def _job_values(session: Session, settings: Settings, who: Principal, body: CertificationCreate,
-                reason: str, target: Row[Any] | None = None) -> dict[str, object]:
+def _job_values(session: Session | Connection, settings: Settings, who: Principal,
+                body: CertificationCreate, reason: str,
+                target: Row[Any] | None = None) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
         suite = get_suite(body.suite)
@@ -169,7 +175,8 @@ def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
 
 
 @contextmanager
-def _unit_of_work(factory: sessionmaker[Session], session: Session | None) -> Iterator[Session]:
+def _unit_of_work(factory: sessionmaker[Session],
+                  session: Session | Connection | None) -> Iterator[Session | Connection]:
     if session is None:
         with transaction(factory) as fresh:
             yield fresh
@@ -182,15 +189,15 @@ def _unit_of_work(factory: sessionmaker[Session], session: Session | None) -> It
         raise
 
 
-def _find_by_idempotency_key(session: Session, who: Principal,
-                             key: str) -> Certification | None:
-    return session.scalar(select(Certification).where(
-        Certification.organization_id == who.organization_id,
-        Certification.idempotency_key == key))
+def _find_by_idempotency_key(session: Session | Connection, who: Principal,
+                             key: str) -> Row[Any] | None:
+    return session.execute(select(_JOBS).where(
+        _JOBS.c.organization_id == who.organization_id,
+        _JOBS.c.idempotency_key == key)).first()
 
 
-def _replay_in(session: Session, row: Certification,
-               digest: str) -> tuple[CertificationView, bool]:
+def _replay_in(session: Session | Connection, row: Row[Any],
+               digest: str | None) -> tuple[CertificationView, bool]:
     if row.request_hash != digest:
         raise IdempotencyMismatch(
             "this Idempotency-Key was already used with a different request body")

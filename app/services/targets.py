@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,7 +117,7 @@ _AUTHENTICATED_TARGET = (
     .where(auth.TOKEN_MATCHES))
 
 
-def authenticate_with_target(session: Session, token: str, target_id: uuid.UUID,
+def authenticate_with_target(session: Session | Connection, token: str, target_id: uuid.UUID,
                              ) -> tuple[Principal | None, Row[Any] | None]:
     """auth.authenticate, and the organization's target as target_for_job reads it (None
     when there is no such target: target_for_job then says so)."""
@@ -130,7 +130,7 @@ def authenticate_with_target(session: Session, token: str, target_id: uuid.UUID,
     return auth.principal_of(session, row), (row if row.id is not None else None)
 
 
-def target_for_job(session: Session, who: Principal, target_id: uuid.UUID) -> Row[Any]:
+def target_for_job(session: Session | Connection, who: Principal, target_id: uuid.UUID) -> Row[Any]:
     """load_target's row, only the columns a new job needs (see new_job_values)."""
     row = session.execute(_FOR_JOB, {"target_id": target_id,
                                      "org_id": who.organization_id}).first()
