@@ -123,3 +123,26 @@ def test_marks_pending_at_exit_are_written(client, auth, factory, settings) -> N
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1"  # nothing flushed before exit
     assert dispatched_at(factory, cert_id) is not None  # atexit wrote it
+
+
+def test_a_batch_locks_its_rows_once_whatever_join_the_planner_picks(  # type: ignore[no-untyped-def]
+        client, auth, factory, settings) -> None:
+    """A planner that believes the table tiny (fresh, not analyzed yet) joins by nested loops:
+    the rows must still be locked once per batch, not once per row scanned."""
+    import re
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from app.services.dispatch import MARK_SQL
+
+    t = target(client, auth)
+    ids = [queue(factory, settings, auth, t) for _ in range(12)]
+    with factory() as session:
+        session.execute(text("SET LOCAL enable_hashjoin = off"))
+        session.execute(text("SET LOCAL enable_mergejoin = off"))
+        plan = "\n".join(session.execute(text("EXPLAIN (ANALYZE) " + MARK_SQL.text), {
+            "ids": ids, "ats": [datetime.now(UTC)] * len(ids)}).scalars())
+        session.rollback()
+    locks = re.findall(r"LockRows .*\(actual time=\S+ rows=(\d+) loops=(\d+)\)", plan)
+    assert locks == [("12", "1")], plan
