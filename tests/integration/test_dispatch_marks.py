@@ -146,3 +146,21 @@ def test_a_batch_locks_its_rows_once_whatever_join_the_planner_picks(  # type: i
         session.rollback()
     locks = re.findall(r"LockRows .*\(actual time=\S+ rows=(\d+) loops=(\d+)\)", plan)
     assert locks == [("12", "1")], plan
+
+
+def test_a_batch_finds_its_rows_by_primary_key_even_on_a_table_never_analyzed(  # type: ignore[no-untyped-def]
+        client, auth, factory, settings) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from app.services.dispatch import INDEX_ONLY, MARK_SQL
+
+    t = target(client, auth)
+    ids = [queue(factory, settings, auth, t) for _ in range(5)]
+    with factory() as session:
+        session.execute(INDEX_ONLY)  # as DispatchMarks runs it
+        plan = "\n".join(session.execute(text("EXPLAIN " + MARK_SQL.text), {
+            "ids": ids, "ats": [datetime.now(UTC)] * len(ids)}).scalars())
+        session.rollback()
+    assert "Seq Scan on certifications" not in plan, plan
