@@ -81,9 +81,7 @@ def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]
     return _JOBS.c.region.is_not_distinct_from(region)
 
 
-# The certificate's writes, one statement built once (see jobs.py: built per call a statement
-# costs more CPU than its round trip): its data-modifying CTEs run once each, whether or not
-# the final SELECT reads them, and see the same snapshot (none sees another's changes).
+# The parts of the certificate's statements (built once: see jobs.py).
 _NOW = bindparam("now", type_=_CERTS.c.issued_at.type)
 _VALID = valid_now(_NOW)
 # (Not named after a column: SQLAlchemy would take such a parameter as a value to SET in
@@ -94,15 +92,17 @@ _FINGERPRINT = bindparam("fingerprint", type_=String)
 _COMPARE = bindparam("compare", type_=Boolean)  # a model listing was seen: fingerprints count
 _ITS_FINGERPRINT = _CERTS.c.payload["endpoint_fingerprint"].astext
 _OF_TARGET = _CERTS.c.target_id == bindparam("of_target")
-# Current certificates of the target and region seen with another fingerprint: superseded,
-# returned with their suite (to be certified again).
+
+
 def _stale_ids(jobs: FromClause) -> Select[Any]:
+    """Current certificates of the target and region seen with another fingerprint."""
     return (select(_CERTS.c.id)
             .join(jobs, jobs.c.id == _CERTS.c.certification_id)
             .where(_OF_TARGET, jobs.c.region.is_not_distinct_from(_REGION),
                    _VALID, _ITS_FINGERPRINT != _FINGERPRINT))
 
 
+# Those superseded, returned with their suite (to be certified again).
 _STALE = (
     update(_CERTS).where(_COMPARE, _CERTS.c.id.in_(_stale_ids(_JOBS)))
     .values(superseded_at=_NOW)
