@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import TargetSpec
-from app.db.session import make_engine, make_session_factory
+from app.db.session import dispose, make_engine, make_session_factory
 from app.logging import bind_job
 from app.publish import Publisher
 from app.services import events, ratelimit, run, sweeper, webhooks
@@ -54,7 +54,7 @@ def _warm_up_before_fork(**_: object) -> None:
         log.warning("worker_warm_up_failed", exc_info=True)
     finally:
         if (engine := _engine()) is not None:
-            engine.dispose()  # no open connection for the children to inherit
+            dispose(engine)  # no open connection for the children to inherit
 
 
 @signals.worker_process_init.connect(weak=False)

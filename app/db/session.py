@@ -154,7 +154,9 @@ def _twin(engine: Engine) -> Engine:
 
 def compile_ahead(factory: sessionmaker[Session]) -> int:
     """Run the statements registered with base.ahead once, in a transaction rolled back (they
-    match no row), so the engine's compiled cache holds them. Returns how many ran."""
+    match no row), so the engine's compiled cache holds them; and once more on its autocommit
+    twin (`autocommit()`: an engine of its own, with a cache of its own), where matching no
+    row they change nothing either. Returns how many ran (per engine)."""
     with factory() as session:
         try:
             session.execute(text("SET LOCAL statement_timeout = 5000"))  # a worker's start
@@ -162,7 +164,21 @@ def compile_ahead(factory: sessionmaker[Session]) -> int:
                 session.execute(statement, params)
         finally:
             session.rollback()
+    with autocommit(factory) as conn:
+        conn.execute(text("SET statement_timeout = 5000"))
+        try:
+            for statement, params in AHEAD:
+                conn.execute(statement, params)
+        finally:
+            conn.execute(text("RESET statement_timeout"))
     return len(AHEAD)
+
+
+def dispose(engine: Engine) -> None:
+    """Close the engine's pooled connections and its autocommit twin's."""
+    engine.dispose()
+    if (twin := _TWINS.get(engine)) is not None:
+        twin.dispose()
 
 
 def database_reachable(engine: Engine) -> bool:

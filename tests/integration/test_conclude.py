@@ -191,3 +191,6 @@ def test_every_statement_of_a_job_fits_psycopgs_conversion_cache(  # type: ignor
     with statements() as seen:
         assert run_inline(factory, settings, cert_id) == "succeeded"
     assert 4096 < max(len(s) for s in seen) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    # Nor does it cache a query with more parameters than this (not raised: ours fit).
+    parameters = len(conclude._STATEMENT.compile(dialect=factory.kw["bind"].dialect).binds)
+    assert parameters <= _queries.MAX_CACHED_STATEMENT_PARAMS

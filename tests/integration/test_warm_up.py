@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.db.base import AHEAD
 from app.db.models import Certificate, Certification, CheckResultRow, Target
-from app.db.session import make_engine, make_session_factory
+from app.db.session import autocommit, dispose, make_engine, make_session_factory
 from app.services import run
 
 
@@ -26,8 +26,12 @@ def test_warm_up_compiles_the_job_path_and_changes_nothing(settings, factory) ->
         # The claim with its inputs, lease, progress, stored results, the terminal statement,
         # the certificate's and the model listing's.
         assert compiled == len(AHEAD) >= 7
-        # SQLAlchemy's per-engine compiled cache (what a forked child inherits).
+        # SQLAlchemy's per-engine compiled cache (what a forked child inherits), and that of
+        # the autocommit twin the claim and a first delivery's end run on.
         assert len(engine._compiled_cache) >= compiled  # type: ignore[attr-defined]
+        with autocommit(fresh) as conn:
+            assert conn.engine is not engine
+            assert len(conn.engine._compiled_cache) >= compiled  # type: ignore[attr-defined]
         assert row_counts(factory) == before
     finally:
-        engine.dispose()
+        dispose(engine)
