@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import time
@@ -55,6 +56,7 @@ def _warm_up_before_fork(**_: object) -> None:
     finally:
         if (engine := _engine()) is not None:
             dispose(engine)  # no open connection for the children to inherit
+        gc.freeze()
 
 
 @signals.worker_process_init.connect(weak=False)
