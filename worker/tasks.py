@@ -34,7 +34,8 @@ WORKER_NAME = f"{socket.gethostname()}"
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
     """Created in the main process by the warm-up; each forked child drops the pooled
-    connections it inherited (SQLAlchemy's fork recipe) and keeps the compiled statements."""
+    connections it inherited (SQLAlchemy's fork recipe, db/session._forget_pools) and keeps
+    the compiled statements."""
     return make_session_factory(make_engine(str(settings.database_url), pool_size=2,
                                             application_name="modelcert-worker"))
 
@@ -57,12 +58,6 @@ def _warm_up_before_fork(**_: object) -> None:
         if (engine := _engine()) is not None:
             dispose(engine)  # no open connection for the children to inherit
         gc.freeze()
-
-
-@signals.worker_process_init.connect(weak=False)
-def _own_connections(**_: object) -> None:
-    if (engine := _engine()) is not None:
-        engine.dispose(close=False)  # the parent's pooled connections stay the parent's
 
 
 @lru_cache(maxsize=1)

@@ -50,18 +50,21 @@ def make_engine(
     return engine
 
 
-# How make_engine made each engine, so that autocommit() can make its twin.
+# Every engine make_engine made (twins too), with how, so that autocommit() can make a twin.
 _MADE: weakref.WeakKeyDictionary[Engine, tuple[str, str]] = weakref.WeakKeyDictionary()
 _TWINS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 _TWINS_LOCK = threading.Lock()
 
 
-def _forget_twins() -> None:  # in a forked child: the parent's pooled connections stay its
-    for twin in list(_TWINS.values()):
-        twin.dispose(close=False)
+def _forget_pools() -> None:
+    """In a forked child (a worker's pool process): the pooled connections it inherited stay
+    the parent's; the engines, with their compiled statements, are kept (SQLAlchemy's fork
+    recipe)."""
+    for engine in list(_MADE):
+        engine.dispose(close=False)
 
 
-os.register_at_fork(after_in_child=_forget_twins)
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def watch_for_fatal(dbapi_connection: Any, record: Any) -> None:

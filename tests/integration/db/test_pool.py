@@ -97,3 +97,32 @@ def test_autocommit_uses_a_twin_engine_whose_connections_stay_in_autocommit(
             assert session.execute(text("SELECT now()")).scalar() == first
     finally:
         engine.dispose()
+
+
+def test_a_forked_child_keeps_none_of_the_parents_pooled_connections(database_url: str) -> None:
+    import os
+
+    from app.db.session import autocommit, make_session_factory
+
+    engine = make_engine(database_url, pool_size=2, application_name="fork-test")
+    factory = make_session_factory(engine)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        with autocommit(factory) as conn:
+            twin = conn.engine
+            conn.execute(text("SELECT 1"))
+        assert engine.pool.checkedin() == twin.pool.checkedin() == 1
+        pid = os.fork()
+        if pid == 0:  # the child: both pools start empty, and a new connection works
+            ok = engine.pool.checkedin() == twin.pool.checkedin() == 0
+            with autocommit(factory) as conn:
+                ok = ok and conn.execute(text("SELECT 1")).scalar() == 1
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with engine.connect() as conn:  # the parent's own connection still works
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+        twin.dispose()
