@@ -16,6 +16,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import AHEAD
+from app.db.direct import HOT
 
 # psycopg converts a query's %(name)s placeholders to $n once per distinct query, in an LRU
 # cache, but only for queries up to this many characters (4096 in psycopg 3.3): longer ones
@@ -135,11 +136,12 @@ def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     From the factory's engine's twin in autocommit mode, with a small pool of its own: a
     Session around the statement, and switching a pooled connection's isolation level there
     and back, cost more CPU than the statement (a worker job runs two of these)."""
-    with _twin(factory.kw["bind"]).connect() as conn:
+    with autocommit_engine(factory.kw["bind"]).connect() as conn:
         yield conn
 
 
-def _twin(engine: Engine) -> Engine:
+def autocommit_engine(engine: Engine) -> Engine:
+    """`engine`'s twin in autocommit mode (made on first use)."""
     twin = _TWINS.get(engine)
     if twin is not None:
         return twin
@@ -157,9 +159,9 @@ def _twin(engine: Engine) -> Engine:
 
 def compile_ahead(factory: sessionmaker[Session]) -> int:
     """Run the statements registered with base.ahead once, in a transaction rolled back (they
-    match no row), so the engine's compiled cache holds them; and once more on its autocommit
-    twin (`autocommit()`: an engine of its own, with a cache of its own), where matching no
-    row they change nothing either. Returns how many ran (per engine)."""
+    match no row), so the engine's compiled cache holds them; and each direct.Hot statement
+    once on the autocommit twin, which compiles it for that engine's dialect (matching no
+    row, it changes nothing either). Returns how many ran."""
     with factory() as session:
         try:
             session.execute(text("SET LOCAL statement_timeout = 5000"))  # a worker's start
@@ -167,14 +169,16 @@ def compile_ahead(factory: sessionmaker[Session]) -> int:
                 session.execute(statement, params)
         finally:
             session.rollback()
-    with autocommit(factory) as conn:
+    hot_engine = autocommit_engine(factory.kw["bind"])
+    with hot_engine.connect() as conn:  # psycopg caches the converted SQL per process
         conn.execute(text("SET statement_timeout = 5000"))
         try:
-            for statement, params in AHEAD:
-                conn.execute(statement, params)
+            for hot in HOT:
+                hot.plan(hot_engine.dialect)
+                hot.first(hot_engine, hot.no_row, connection=conn.connection)
         finally:
             conn.execute(text("RESET statement_timeout"))
-    return len(AHEAD)
+    return len(AHEAD) + len(HOT)
 
 
 def dispose(engine: Engine) -> None:

@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.certification.results import CheckResult
 from app.certification.scoring import decide_verdict, overall_score
 from app.config import Settings
-from app.db.base import NO_ROW, ahead, table_of
+from app.db.base import NO_ROW, table_of
+from app.db.direct import hot
 from app.db.models import Certification, JobStatus
-from app.db.session import autocommit
+from app.db.session import autocommit_engine
 from app.services import certificates, events, fingerprint, jobs
 from app.services.signing import Signer
 
@@ -36,7 +37,7 @@ _JOBS = table_of(Certification)
 _ENDED = jobs.ending(not_(events.subscribed(_JOBS.c.organization_id, _JOBS.c.target_id)),
                      not_(certificates.STALE_EXIST))
 _GATE = exists(select(_ENDED.c.id))
-_STATEMENT = ahead(
+_STATEMENT = hot(
     select(_GATE.label("ended"),
            exists(select(_JOBS.c.id).where(jobs.owned_by_claim())).label("ours"))
     .add_cte(*jobs.check_inserted(_GATE), *certificates.issuing(_GATE)),
@@ -65,8 +66,7 @@ def first_delivery(factory: sessionmaker[Session], settings: Settings, signer: S
                                  decision=decision) | check
               | certificates.certificate_params(settings, signer, subject, decision.verdict,
                                                 issued_at, rows, listing))
-    with autocommit(factory) as conn:
-        row = conn.execute(_STATEMENT, params).one()
+    row = _STATEMENT.first(autocommit_engine(factory.kw["bind"]), params)
     if row.ended:
         return True, decision
     return (None if row.ours else (False, decision))

@@ -25,9 +25,10 @@ from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.suites import Suite, SuiteError, available_suites, get_suite
 from app.config import Settings
-from app.db.base import NO_ROW, ahead, table_of
+from app.db.base import NO_ROW, table_of
+from app.db.direct import hot
 from app.db.models import Certification, JobStatus, Secret, Target
-from app.db.session import autocommit, compile_ahead, transaction
+from app.db.session import autocommit, autocommit_engine, compile_ahead, transaction
 from app.logging import bind
 from app.services import certificates, conclude, jobs, signing
 from app.services.conclude import decide
@@ -244,10 +245,11 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
     raised: the claim is committed and the caller fails the job it owns.
     """
     params = jobs.claim_params(job_id, worker_name, settings.certification_lease_seconds)
-    with autocommit(factory) as conn:
-        row = conn.execute(_CLAIM_WITH_INPUTS, params).first()
-        completed = (jobs.completed_checks(conn, job_id)
-                     if row is not None and row.delivery_count > 1 else set())
+    row = _CLAIM_WITH_INPUTS.first(autocommit_engine(factory.kw["bind"]), params)
+    completed: set[str] = set()
+    if row is not None and row.delivery_count > 1:  # what an earlier delivery completed
+        with autocommit(factory) as conn:
+            completed = jobs.completed_checks(conn, job_id)
     if row is None:
         with transaction(factory) as session:
             jobs.settle_unclaimable(session, job_id)
@@ -263,7 +265,7 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
 
 _TARGETS, _SECRETS = table_of(Target), table_of(Secret)
 # A job's inputs: the target's columns target_spec reads and the secret, beside the claim.
-_CLAIM_WITH_INPUTS = ahead(
+_CLAIM_WITH_INPUTS = hot(
     select(jobs.CLAIMED,
            *(_TARGETS.c[name] for name in (
                "name", "provider", "model", "base_url", "endpoints", "capabilities",

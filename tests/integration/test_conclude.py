@@ -5,11 +5,9 @@ fingerprint to supersede, a job no longer ours), where it must write nothing at 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import func, select, update
 
 from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
@@ -18,25 +16,10 @@ from app.db.models import Certificate, Certification, CheckResultRow, SampleRow,
 from app.db.session import transaction
 from app.services import certificates, conclude, jobs, signing
 from tests.integration.jobs import queue, run_inline
+from tests.integration.sql import statements
 from tests.integration.test_recertify import certified_target, new_target
 
 LISTING = "reference-model"
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """The SQL statements this process sends meanwhile (any engine: the one-statement units
-    run on the factory's autocommit twin)."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def connectivity(models: str = LISTING) -> CheckResult:
@@ -168,10 +151,9 @@ def test_parameters_never_become_values_to_set() -> None:
     UPDATEs as a value to SET, even in a CTE: the one statement's UPDATEs set only theirs."""
     from sqlalchemy.dialects import postgresql
 
-    from app.db.base import AHEAD
-
-    params = next(p for s, p in AHEAD if s is conclude._STATEMENT)
-    sql = str(conclude._STATEMENT.compile(dialect=postgresql.dialect(), column_keys=list(params)))
+    params = conclude._STATEMENT.no_row
+    sql = str(conclude._STATEMENT.statement.compile(dialect=postgresql.dialect(),
+                                                    column_keys=list(params)))
     sets = [part.split(" WHERE ")[0] for part in sql.split(" SET ")[1:]]
     assert [sorted(c.split("=")[0] for c in s.replace("\n", " ").split(", ") if "=" in c)
             for s in sets] == [
@@ -194,5 +176,5 @@ def test_every_statement_of_a_job_fits_psycopgs_conversion_cache(  # type: ignor
         assert run_inline(factory, settings, cert_id) == "succeeded"
     assert 4096 < max(len(s) for s in seen) <= _queries.MAX_CACHED_STATEMENT_LENGTH
     # Nor does it cache a query with more parameters than this (not raised: ours fit).
-    parameters = len(conclude._STATEMENT.compile(dialect=factory.kw["bind"].dialect).binds)
+    parameters = len(conclude._STATEMENT.plan(factory.kw["bind"].dialect).compiled.bind_names)
     assert parameters <= _queries.MAX_CACHED_STATEMENT_PARAMS

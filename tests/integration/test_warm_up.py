@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.db.base import AHEAD
+from app.db.direct import HOT
 from app.db.models import Certificate, Certification, CheckResultRow, Target
-from app.db.session import autocommit, dispose, make_engine, make_session_factory
+from app.db.session import autocommit_engine, dispose, make_engine, make_session_factory
 from app.services import run
 
 
@@ -23,15 +24,16 @@ def test_warm_up_compiles_the_job_path_and_changes_nothing(settings, factory) ->
     before = row_counts(factory)
     try:
         compiled = run.warm_up(fresh, settings)
-        # The claim with its inputs, lease, progress, stored results, the terminal statement,
-        # the certificate's and the model listing's.
-        assert compiled == len(AHEAD) >= 7
-        # SQLAlchemy's per-engine compiled cache (what a forked child inherits), and that of
-        # the autocommit twin the claim and a first delivery's end run on.
-        assert len(engine._compiled_cache) >= compiled  # type: ignore[attr-defined]
-        with autocommit(fresh) as conn:
-            assert conn.engine is not engine
-            assert len(conn.engine._compiled_cache) >= compiled  # type: ignore[attr-defined]
+        # Lease, progress, stored results, the terminal statement, the certificate's and the
+        # model listing's (SQLAlchemy's); the claim with its inputs and a first delivery's
+        # end (direct.Hot, on the autocommit twin).
+        assert compiled == len(AHEAD) + len(HOT) and len(AHEAD) >= 6 and len(HOT) >= 2
+        # SQLAlchemy's per-engine compiled cache (what a forked child inherits), and the Hot
+        # statements' plans for the twin's dialect.
+        assert len(engine._compiled_cache) >= len(AHEAD)  # type: ignore[attr-defined]
+        twin = autocommit_engine(engine)
+        assert twin is not engine
+        assert all(twin.dialect in hot._plans for hot in HOT)  # noqa: SLF001
         assert row_counts(factory) == before
     finally:
         dispose(engine)

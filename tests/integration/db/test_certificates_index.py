@@ -75,7 +75,8 @@ def test_backfill_and_the_index_serves_the_finish(migrated_to_0002: str) -> None
             # The finish's certificate statement looks the current ones up twice (those of
             # another fingerprint, those of its suite), and so does a first delivery's one
             # statement (conclude.py): each through the index.
-            for statement, lookups in ((certificates._ISSUE, 2), (conclude._STATEMENT, 2)):
+            for statement, lookups in ((certificates._ISSUE, 2),
+                                       (conclude._STATEMENT.statement, 2)):
                 compiled = statement.compile(dialect=engine.dialect)
                 sql = str(compiled)
                 literals = values | {name: f"'{value}'" for name, value in compiled.params.items()

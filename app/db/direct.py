@@ -1,0 +1,135 @@
+"""The worker's and the API's hottest one-statement units, run on the DBAPI cursor.
+
+SQLAlchemy builds and compiles each statement once (with the dialect's bind casts, the
+types' bind and result processors); what it would do on every execution (a compiled-cache
+lookup that hashes the statement's cache key, an execution context, a cursor result, a Row)
+cost more CPU than the statement's round trip: about a fifth of a pool child's CPU per job,
+with those two statements (bench/README.md, "Seventh pass"). A `Hot` statement skips that:
+it is compiled once per dialect, and each execution converts its parameters with the types'
+bind processors, runs the SQL on a pooled DBAPI connection and converts the row with the
+result processors.
+
+What SQLAlchemy's execution gives and this keeps: the pool (checkout events included, so a
+connection the server closed is refused before use: session.drop_if_closed_by_server), the
+invalidation of a connection that failed as disconnected, and the exceptions
+(sqlalchemy.exc.OperationalError and its siblings, as from Connection.execute). Not kept:
+engine events (before_cursor_execute listeners do not see these statements).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import namedtuple
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+
+# The Hot statements of the job path (made with `hot`): session.compile_ahead compiles and
+# runs them (matching no row) in the worker's main process before it forks.
+HOT: list[Hot] = []
+
+
+def hot(statement: Select[*tuple[Any, ...]], **no_row: Any) -> Hot:
+    """A Hot statement registered for the warm-up; `no_row` as for Hot."""
+    made = Hot(statement, **no_row)
+    HOT.append(made)
+    return made
+
+
+class _Plan:
+    """One statement compiled for one dialect."""
+
+    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("a Hot statement cannot have parameters rendered per execution")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("a Hot statement cannot have Python-side column defaults")
+        self.sql = compiled.string
+        self.compiled = compiled
+        self.binds: dict[str, Callable[[Any], Any]] = {}
+        for bind, name in compiled.bind_names.items():  # the names in the SQL
+            if compiled.escaped_bind_names.get(name, name) != name:
+                raise ValueError(f"bind parameter {name!r} needs escaping")
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.binds[name] = process
+        self.types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        self.Row: Any = namedtuple(  # type: ignore[misc]
+            "Row", [column.key for column in statement.selected_columns])
+        # The types' result processors; some need the column's type code from the cursor
+        # description (numeric), so they are looked up on the first row.
+        self.results: list[tuple[int, Callable[[Any], Any]]] | None = None
+        self.dialect = dialect
+
+    def parameters(self, values: Mapping[str, Any]) -> MutableMapping[str, Any]:
+        params = self.compiled.construct_params(dict(values))
+        for name, process in self.binds.items():
+            params[name] = process(params[name])
+        return params
+
+    def row(self, raw: tuple[Any, ...], cursor: Any) -> Any:
+        if self.results is None:
+            description = cursor.description  # (built anew on each access: once here)
+            if len(description) != len(self.types):
+                raise ValueError("the statement returned other columns than it selects")
+            self.results = [
+                (index, process) for index, (type_, column) in enumerate(
+                    zip(self.types, description, strict=True))
+                if (process := type_.result_processor(self.dialect, column.type_code))
+                is not None]
+        if self.results:
+            values = list(raw)
+            for index, process in self.results:
+                values[index] = process(values[index])
+            raw = tuple(values)
+        return self.Row._make(raw)
+
+
+class Hot:
+    """A SELECT (its CTEs may write) run often as a unit of its own, in autocommit."""
+
+    def __init__(self, statement: Select[*tuple[Any, ...]], **no_row: Any) -> None:
+        """`no_row`: parameters under which it matches and changes no row (warm-up)."""
+        self.statement = statement
+        self.no_row = no_row
+        self._plans: dict[Dialect, _Plan] = {}
+
+    def plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect)
+        if plan is None:
+            plan = self._plans[dialect] = _Plan(self.statement, dialect)
+        return plan
+
+    def first(self, engine: Engine, params: Mapping[str, Any],
+              connection: PoolProxiedConnection | None = None) -> Any:
+        """Its first row (a named tuple) or None, run on one of `engine`'s connections, which
+        must be in autocommit (session.autocommit_engine): the statement commits on its own.
+        `connection`: one of them already checked out (left open)."""
+        dialect = engine.dialect
+        plan = self.plan(dialect)
+        values = plan.parameters(params)
+        borrowed = connection is not None
+        if connection is None:
+            connection = engine.raw_connection()
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(plan.sql, values)
+            raw = cursor.fetchone()  # a SELECT: it has a result (psycopg raises otherwise)
+            return None if raw is None else plan.row(raw, cursor)
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(plan.sql, values, exc, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=lost, dialect=dialect) from exc
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):  # an invalidated connection's cursor
+                    cursor.close()
+            if not borrowed:
+                connection.close()
