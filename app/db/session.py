@@ -47,12 +47,12 @@ def make_engine(
     )
     event.listen(engine, "connect", watch_for_fatal)
     event.listen(engine, "checkout", drop_if_closed_by_server)
-    _MADE[engine] = (database_url, application_name)
+    _MADE[engine] = (database_url, application_name, pool_size)
     return engine
 
 
 # Every engine make_engine made (twins too), with how, so that autocommit() can make a twin.
-_MADE: weakref.WeakKeyDictionary[Engine, tuple[str, str]] = weakref.WeakKeyDictionary()
+_MADE: weakref.WeakKeyDictionary[Engine, tuple[str, str, int]] = weakref.WeakKeyDictionary()
 _TWINS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 _TWINS_LOCK = threading.Lock()
 
@@ -133,9 +133,10 @@ def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     """A connection whose statements each commit on their own: for a unit of work that is one
     statement, it saves the two round trips of psycopg's BEGIN and of the COMMIT.
 
-    From the factory's engine's twin in autocommit mode, with a small pool of its own: a
-    Session around the statement, and switching a pooled connection's isolation level there
-    and back, cost more CPU than the statement (a worker job runs two of these)."""
+    From the factory's engine's twin in autocommit mode, with a pool of its own (as large as
+    the engine's): a Session around the statement, and switching a pooled connection's
+    isolation level there and back, cost more CPU than the statement (a worker job runs two
+    of these, every API request one)."""
     with autocommit_engine(factory.kw["bind"]).connect() as conn:
         yield conn
 
@@ -151,7 +152,7 @@ def autocommit_engine(engine: Engine) -> Engine:
             if made is None:  # not one of ours: its own pool, switched per use
                 twin = engine.execution_options(isolation_level="AUTOCOMMIT")
             else:
-                twin = make_engine(made[0], pool_size=1, application_name=made[1],
+                twin = make_engine(made[0], pool_size=made[2], application_name=made[1],
                                    autocommit=True)
             _TWINS[engine] = twin
     return twin

@@ -1,5 +1,5 @@
-"""POST /v1/certifications costs one transaction (token lookup + idempotency + insert); every
-request, whatever its outcome, gives its connection back."""
+"""POST /v1/certifications costs two statements and no transaction (the token with the target,
+the insert); every request, whatever its outcome, gives its connections back."""
 
 from __future__ import annotations
 
@@ -7,28 +7,25 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import event
 
 from app.api.factory import build_app
+from app.db.session import autocommit_engine, dispose
+from tests.integration.sql import statements
 
 
 @pytest.fixture()
 def counted(settings):  # type: ignore[no-untyped-def]
-    """An app of its own (its own pool) that counts transactions begun on this thread."""
+    """An app of its own (its own pools), and a check that it holds no connection."""
     app = build_app(settings.model_copy(
         update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"}))
     engine = app.extensions["modelcert"].engine
-    me = threading.get_ident()
-    seen = {"begin": 0}
 
-    def on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        if threading.get_ident() == me:  # not the dispatch-marks batch thread
-            seen["begin"] += 1
+    def idle() -> bool:
+        return engine.pool.checkedout() == 0 == autocommit_engine(engine).pool.checkedout()
 
-    event.listen(engine, "begin", on_begin)
-    yield app, seen
+    yield app, idle
     app.extensions["modelcert"].dispatch.close()
-    engine.dispose()
+    dispose(engine)
 
 
 def idle_target(app, auth, name: str) -> str:  # type: ignore[no-untyped-def]
@@ -38,40 +35,32 @@ def idle_target(app, auth, name: str) -> str:  # type: ignore[no-untyped-def]
         headers=auth).get_json()["id"]
 
 
-def test_create_is_one_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
-    app, seen = counted
-    client = app.test_client()
-    target = idle_target(app, auth, "tx")
-    seen["begin"] = 0
-    for _ in range(3):
-        r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
-        assert r.status_code == 202
-    assert seen["begin"] == 3
-    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
-
-
-def test_create_reads_the_token_and_the_target_in_one_statement(counted, auth) -> None:  # type: ignore[no-untyped-def]
-    app, _ = counted
+def test_create_is_two_statements_and_no_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    """The token with the job's target, then the INSERT: each commits on its own (no BEGIN,
+    no COMMIT: each would be a round trip of its own)."""
+    app, idle = counted
     client = app.test_client()
     target = idle_target(app, auth, "one-read")
     client.post("/v1/certifications", json={"target_id": target}, headers=auth)  # warm
-    seen: list[str] = []
-    me = threading.get_ident()
+    for _ in range(3):
+        with statements(this_thread_only=True) as seen:  # not the dispatch-marks thread
+            r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
+        assert r.status_code == 202, r.get_json()
+        assert len(seen) == 2, seen
+        assert "api_tokens" in seen[0] and "LEFT OUTER JOIN targets" in seen[0]
+        assert seen[1].startswith("INSERT INTO certifications")
+    assert idle()
 
-    def record(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
-        if threading.get_ident() == me:
-            seen.append(statement)
 
-    engine = app.extensions["modelcert"].engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert r.status_code == 202, r.get_json()
-    assert len(seen) == 2, seen  # the token with the target, then the insert
-    assert "api_tokens" in seen[0] and "LEFT OUTER JOIN targets" in seen[0]
-    assert seen[1].startswith("INSERT INTO certifications")
+def test_other_requests_authenticate_in_one_round_trip(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    app, idle = counted
+    client = app.test_client()
+    target = idle_target(app, auth, "get")
+    with statements(this_thread_only=True) as seen:
+        r = client.get(f"/v1/targets/{target}", headers=auth)
+    assert r.status_code == 200, r.get_json()
+    assert "api_tokens" in seen[0] and seen[1] != "COMMIT", seen  # the token read alone
+    assert idle()
 
 
 def test_another_organizations_target_is_not_found_with_the_token_read(  # type: ignore[no-untyped-def]
@@ -79,14 +68,14 @@ def test_another_organizations_target_is_not_found_with_the_token_read(  # type:
     from app.db.session import transaction
     from app.services.auth import create_token
 
-    app, _ = counted
+    app, idle = counted
     theirs = idle_target(app, auth, "theirs")
     with transaction(factory) as session:
         token, _ = create_token(session, f"other-{uuid.uuid4().hex[:6]}")
     other = {"Authorization": f"Bearer {token}"}
     r = app.test_client().post("/v1/certifications", json={"target_id": theirs}, headers=other)
     assert r.status_code == 404, r.get_json()
-    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+    assert idle()
 
 
 @pytest.mark.parametrize("body, status", [
@@ -95,24 +84,24 @@ def test_another_organizations_target_is_not_found_with_the_token_read(  # type:
     ({"target_id": str(uuid.uuid4()), "suite": "no-such-suite"}, 422),
 ])
 def test_failed_creates_give_the_connection_back(counted, auth, body, status) -> None:  # type: ignore[no-untyped-def]
-    app, _ = counted
+    app, idle = counted
     client = app.test_client()
     r = client.post("/v1/certifications", json=body, headers=auth)
     assert r.status_code == status, r.get_json()
-    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+    assert idle()
 
 
 def test_bad_token_is_401_before_validation(counted) -> None:  # type: ignore[no-untyped-def]
-    app, _ = counted
+    app, idle = counted
     client = app.test_client()
     r = client.post("/v1/certifications", json={"target_id": "x"},
                     headers={"Authorization": "Bearer mc_nope"})
     assert r.status_code == 401
-    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+    assert idle()
 
 
 def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
-    app, seen = counted
+    app, idle = counted
     client = app.test_client()
     target = idle_target(app, auth, "tx2")
     key = {"Idempotency-Key": uuid.uuid4().hex}
@@ -124,7 +113,7 @@ def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # 
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
     assert other.status_code == 422  # the key was used with another body
-    assert app.extensions["modelcert"].engine.pool.checkedout() == 0
+    assert idle()
 
 
 def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +121,7 @@ def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:
 
     from app.db.models import Certification
 
-    app, _ = counted
+    app, idle = counted
     target = idle_target(app, auth, "race")
     key = uuid.uuid4().hex
     barrier = threading.Barrier(8)
@@ -153,6 +142,7 @@ def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:
     assert len(answers) == 8 and {a[0] for a in answers} == {202}
     assert len({a[1] for a in answers}) == 1
     assert sum(1 for a in answers if a[2] is None) == 1  # one created, seven replayed
+    assert idle()
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Certification).where(
             Certification.idempotency_key == key)) == 1
@@ -163,7 +153,7 @@ def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> Non
 
     from app.db.models import Target
 
-    app, _ = counted
+    app, idle = counted
     client = app.test_client()
     target = idle_target(app, auth, "gone")
     key = {"Idempotency-Key": uuid.uuid4().hex}
@@ -181,8 +171,9 @@ def test_the_pool_holds_a_connection_for_each_request_thread_and_the_batch(setti
     for threads in (1, 12):
         app = build_app(settings.model_copy(update={"api_threads": threads}))
         engine = app.extensions["modelcert"].engine
-        try:
+        try:  # and so does its autocommit twin, which authentication uses
             assert engine.pool.size() == threads + 1
+            assert autocommit_engine(engine).pool.size() == threads + 1
         finally:
             app.extensions["modelcert"].dispatch.close()
-            engine.dispose()
+            dispose(engine)
