@@ -3,11 +3,12 @@
 SQLAlchemy builds and compiles each statement once (with the dialect's bind casts, the
 types' bind and result processors); what it would do on every execution (a compiled-cache
 lookup that hashes the statement's cache key, an execution context, a cursor result, a Row)
-cost more CPU than the statement's round trip: about a fifth of a pool child's CPU per job,
-with those two statements (bench/README.md, "Seventh pass"). A `Hot` statement skips that:
-it is compiled once per dialect, and each execution converts its parameters with the types'
-bind processors, runs the SQL on a pooled DBAPI connection and converts the row with the
-result processors.
+cost more CPU than the statement's round trip: about a fifth of a pool child's CPU per job
+(the claim and a first delivery's end), an eighth of a POST's (the token with the target,
+the insert; bench/README.md, "Seventh pass"). A `Hot` statement skips that: it is compiled
+once per dialect (an INSERT once per set of columns given), and each execution converts its
+parameters with the types' bind processors, runs the SQL on a pooled DBAPI connection in
+autocommit and converts the row with the result processors.
 
 What SQLAlchemy's execution gives and this keeps: the pool (checkout events included, so a
 connection the server closed is refused before use: session.drop_if_closed_by_server), the
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 from collections import namedtuple
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy import Connection, Dialect, Engine, Insert, Select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
+
+Statement = Select[*tuple[Any, ...]] | Insert
 
 # The Hot statements of the job path (made with `hot`): session.compile_ahead compiles and
 # runs them (matching no row) in the worker's main process before it forks.
@@ -34,7 +38,7 @@ HOT: list[Hot] = []
 
 def hot(statement: Select[*tuple[Any, ...]], **no_row: Any) -> Hot:
     """A Hot statement registered for the warm-up; `no_row` as for Hot."""
-    made = Hot(statement, **no_row)
+    made = Hot(statement, no_row)
     HOT.append(made)
     return made
 
@@ -42,8 +46,13 @@ def hot(statement: Select[*tuple[Any, ...]], **no_row: Any) -> Hot:
 class _Plan:
     """One statement compiled for one dialect."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: Statement, dialect: Dialect,
+                 column_keys: Sequence[str]) -> None:
+        if isinstance(statement, Insert) and (
+                unknown := set(column_keys) - set(statement.table.c.keys())):
+            # (SQLAlchemy would leave them out of the VALUES without a word)
+            raise ValueError(f"no such column to insert: {', '.join(sorted(unknown))}")
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) or None)
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("a Hot statement cannot have parameters rendered per execution")
         if compiled.insert_prefetch or compiled.update_prefetch:
@@ -57,9 +66,9 @@ class _Plan:
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self.binds[name] = process
-        self.types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
-        self.Row: Any = namedtuple(  # type: ignore[misc]
-            "Row", [column.key for column in statement.selected_columns])
+        columns = list(statement.exported_columns)  # selected, or returned by an INSERT
+        self.types = [column.type.dialect_impl(dialect) for column in columns]
+        self.Row: Any = namedtuple("Row", [column.key for column in columns])  # type: ignore[misc]
         # The types' result processors; some need the column's type code from the cursor
         # description (numeric), so they are looked up on the first row.
         self.results: list[tuple[int, Callable[[Any], Any]]] | None = None
@@ -83,26 +92,39 @@ class _Plan:
                 is not None]
         if self.results:
             values = list(raw)
-            for index, process in self.results:
-                values[index] = process(values[index])
+            for index, convert in self.results:
+                values[index] = convert(values[index])
             raw = tuple(values)
         return self.Row._make(raw)
 
 
 class Hot:
-    """A SELECT (its CTEs may write) run often as a unit of its own, in autocommit."""
+    """A SELECT (its CTEs may write) or an INSERT … RETURNING, run often in autocommit."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]], **no_row: Any) -> None:
+    def __init__(self, statement: Statement, no_row: Mapping[str, Any] | None = None) -> None:
         """`no_row`: parameters under which it matches and changes no row (warm-up)."""
         self.statement = statement
-        self.no_row = no_row
-        self._plans: dict[Dialect, _Plan] = {}
+        self.no_row = dict(no_row or {})
+        # An INSERT's VALUES are compiled from the columns its parameters name (as SQLAlchemy
+        # does): one plan per set of names.
+        self._values = isinstance(statement, Insert)
+        self._plans: dict[tuple[Dialect, frozenset[str]], _Plan] = {}
 
-    def plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect)
+    def plan(self, dialect: Dialect, params: Mapping[str, Any] | None = None) -> _Plan:
+        key = (dialect, frozenset(params or ()) if self._values else frozenset())
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[dialect] = _Plan(self.statement, dialect)
+            plan = self._plans[key] = _Plan(self.statement, dialect, sorted(key[1]))
         return plan
+
+    def on(self, conn: Connection | Session, params: Mapping[str, Any]) -> Any:
+        """Its first row, on a Connection in autocommit as `first` runs it; in a transaction
+        (a Session, a Connection that is not in autocommit) through SQLAlchemy's execute."""
+        if isinstance(conn, Connection):
+            pooled = conn.connection
+            if getattr(pooled.dbapi_connection, "autocommit", False):
+                return self.first(conn.engine, params, connection=pooled)
+        return conn.execute(self.statement, params).first()
 
     def first(self, engine: Engine, params: Mapping[str, Any],
               connection: PoolProxiedConnection | None = None) -> Any:
@@ -110,7 +132,7 @@ class Hot:
         must be in autocommit (session.autocommit_engine): the statement commits on its own.
         `connection`: one of them already checked out (left open)."""
         dialect = engine.dialect
-        plan = self.plan(dialect)
+        plan = self.plan(dialect, params)
         values = plan.parameters(params)
         borrowed = connection is not None
         if connection is None:

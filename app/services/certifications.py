@@ -27,6 +27,7 @@ from app.api.schemas import (
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.config import Settings
 from app.db.base import table_of
+from app.db.direct import Hot
 from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
 from app.db.session import transaction
 from app.services.auth import Principal
@@ -122,8 +123,8 @@ def create_certification(
                 raise
             return _replay_in(session, existing, digest)
         # With a key, a concurrent POST using it makes this wait for its commit, then do nothing.
-        row = session.execute(_INSERT_ONCE if idempotency_key else _INSERT, values | {
-            "idempotency_key": idempotency_key, "request_hash": digest}).first()
+        row = (_INSERT_ONCE if idempotency_key else _INSERT).on(session, values | {
+            "idempotency_key": idempotency_key, "request_hash": digest})
         if row is None:
             existing = _find_by_idempotency_key(session, who, idempotency_key or "")
             if existing is None:  # not expected: ON CONFLICT skips only a committed row
@@ -138,9 +139,9 @@ def create_certification(
 
 
 _JOBS, _CHECKS = table_of(Certification), table_of(CheckResultRow)
-# The POST's inserts, built once (see app/db/base.py table_of).
-_INSERT = insert(_JOBS).returning(*_JOBS.c)
-_INSERT_ONCE = (insert(_JOBS).on_conflict_do_nothing(
+# The POST's inserts, built once (see app/db/base.py table_of), run on the DBAPI cursor.
+_INSERT = Hot(insert(_JOBS).returning(*_JOBS.c))
+_INSERT_ONCE = Hot(insert(_JOBS).on_conflict_do_nothing(
     index_elements=["organization_id", "idempotency_key"]).returning(*_JOBS.c))
 
 
@@ -165,14 +166,16 @@ def _job_values(session: Session | Connection, settings: Settings, who: Principa
 
 def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
                    region: str | None, priority: str, reason: str) -> dict[str, object]:
-    """The columns of a new queued job (the API's POST and the system's own enqueue)."""
+    """The columns of a new queued job (the API's POST and the system's own enqueue), every
+    one with a Python-side default included (the POST's INSERT runs as a db.direct.Hot)."""
     return dict(
-        organization_id=target.organization_id, target_id=target.id, region=region,
+        id=uuid.uuid4(), organization_id=target.organization_id, target_id=target.id,
+        region=region,
         queue=queue_for(settings, target.region_queues, region),
         suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
         status=JobStatus.QUEUED, priority=Priority(priority), reason=reason,
         attempt=0, max_attempts=settings.max_attempts, progress_done=0,
-        progress_total=planned_total(target, suite, region),
+        progress_total=planned_total(target, suite, region), delivery_count=0,
     )
 
 

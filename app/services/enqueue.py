@@ -62,8 +62,7 @@ def enqueue(session: Session, settings: Settings, target: Target, *, suite_name:
     values = new_job_values(settings, target, suite, region, priority, reason)
     row = session.execute(
         insert(Certification).values(
-            **values, id=uuid.uuid4(), idempotency_key=idempotency_key[:255],
-            request_hash=request_hash(body), delivery_count=0,
+            **values, idempotency_key=idempotency_key[:255], request_hash=request_hash(body),
         ).on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
         .returning(Certification.id, Certification.queue)).first()
     if row is None:

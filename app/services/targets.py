@@ -17,6 +17,7 @@ from app.certification.netguard import AddressPolicy, check_url, resolve
 from app.certification.providers.http import BlockedAddressError
 from app.certification.suites import Suite
 from app.db.base import table_of
+from app.db.direct import Hot
 from app.db.models import Provider, Secret, Target
 from app.services import auth
 from app.services.auth import Principal
@@ -110,7 +111,7 @@ _FOR_JOB = select(*(_TARGETS.c[name] for name in (
 
 # POST /v1/certifications: the token lookup and the target its job needs, in one round trip
 # (the target outer-joined: an unknown one still authenticates).
-_AUTHENTICATED_TARGET = (
+_AUTHENTICATED_TARGET = Hot(  # every POST /v1/certifications: on the DBAPI cursor
     select(*auth.TOKEN_COLUMNS, *_FOR_JOB.selected_columns)
     .select_from(auth.TOKENS_FROM.outerjoin(
         _TARGETS, _visible(bindparam("target_id"), auth.TOKEN_ORGANIZATION)))
@@ -123,8 +124,8 @@ def authenticate_with_target(session: Session | Connection, token: str, target_i
     when there is no such target: target_for_job then says so)."""
     if not auth.plausible(token):
         return None, None
-    row = session.execute(_AUTHENTICATED_TARGET, {"token_hash": auth.hash_token(token),
-                                                  "target_id": target_id}).first()
+    row = _AUTHENTICATED_TARGET.on(session, {"token_hash": auth.hash_token(token),
+                                             "target_id": target_id})
     if row is None:
         return None, None
     return auth.principal_of(session, row), (row if row.id is not None else None)

@@ -48,7 +48,7 @@ def test_rows_are_typed_as_connection_execute_types_them(engine: Engine, factory
                        cast(literal("1.50"), Numeric(6, 2)).label("amount"),
                        (bindparam("n", type_=Integer) + 1).label("next")
                        ).where(_JOBS.c.id == bindparam("job_id"))
-    hot = Hot(statement, job_id=uuid.UUID(int=0), n=0)
+    hot = Hot(statement, {"job_id": uuid.UUID(int=0), "n": 0})
     row = hot.first(engine, {"job_id": job_id, "n": 41})
     with engine.connect() as conn:
         expected = conn.execute(statement, {"job_id": job_id, "n": 41}).one()
@@ -75,7 +75,7 @@ def test_a_claim_commits_on_its_own(engine: Engine, factory, settings, client, a
 
 
 def test_errors_are_sqlalchemys_and_the_connection_goes_back(engine: Engine) -> None:
-    bad = Hot(select(cast(bindparam("value"), Integer).label("n")), value="0")
+    bad = Hot(select(cast(bindparam("value"), Integer).label("n")), {"value": "0"})
     with pytest.raises(DataError) as raised:
         bad.first(engine, {"value": "not a number"})
     assert not raised.value.connection_invalidated
@@ -114,3 +114,21 @@ def test_statements_it_cannot_run_are_refused_when_compiled(engine: Engine) -> N
     expanding = Hot(select(_JOBS.c.id).where(_JOBS.c.id.in_(bindparam("ids", expanding=True))))
     with pytest.raises(ValueError, match="per execution"):
         expanding.plan(engine.dialect)
+
+
+def test_an_insert_returning_compiles_its_values_from_the_parameters(  # type: ignore[no-untyped-def]
+        engine: Engine, factory) -> None:
+    orgs = table_of(Organization)
+    add = Hot(insert(orgs).returning(orgs.c.id, orgs.c.name, orgs.c.created_at))
+    one = {"id": uuid.uuid4(), "name": f"direct-{uuid.uuid4().hex[:8]}"}
+    row = add.first(engine, one)
+    assert (row.id, row.name) == (one["id"], one["name"]) and row.created_at is not None
+    with pytest.raises(ValueError, match="nmae"):  # a key no column has: refused
+        add.first(engine, {**one, "id": uuid.uuid4(), "nmae": "typo"})
+    # `on`: a Connection in autocommit runs it directly, a transaction through SQLAlchemy
+    # (either way a row with the same fields).
+    with engine.connect() as conn:
+        direct = add.on(conn, {"id": uuid.uuid4(), "name": f"on-{uuid.uuid4().hex[:8]}"})
+    with transaction(factory) as session:
+        orm = add.on(session, {"id": uuid.uuid4(), "name": f"tx-{uuid.uuid4().hex[:8]}"})
+    assert direct._fields == tuple(orm._fields) == ("id", "name", "created_at")
