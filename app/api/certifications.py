@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from app.api.deps import (
     PREFETCH_TARGET,
-    SHARED_AUTH_CONNECTION,
+    SHARED_AUTH_TRANSACTION,
     auth_session,
     deps,
     job_target,
@@ -57,7 +57,7 @@ def create_certification(body: CertificationCreate) -> Response:
     return json_response(view, 202, headers)
 
 
-SHARED_AUTH_CONNECTION.add(f"{bp.name}.{create_certification.__name__}")
+SHARED_AUTH_TRANSACTION.add(f"{bp.name}.{create_certification.__name__}")
 PREFETCH_TARGET.add(f"{bp.name}.{create_certification.__name__}")
 
 

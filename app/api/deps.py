@@ -33,20 +33,20 @@ def principal() -> Principal:
     return g.principal  # type: ignore[no-any-return]
 
 
-# Endpoints whose view goes on with the connection authentication used (POST
-# /v1/certifications: bench api_create): no second checkout. It is in autocommit, as every
-# authentication's is (one round trip, no BEGIN and COMMIT around the token lookup), so each
-# statement of the view commits on its own: only for views that write one statement.
-# Teardown returns it to the pool.
-SHARED_AUTH_CONNECTION: set[str] = set()
+# Endpoints whose unit of work continues the authentication's transaction: the token lookup
+# and the view's writes commit once (POST /v1/certifications: bench api_create; e2e counts
+# commits per job). The request keeps that connection open until the view commits; teardown
+# closes it (rolling back) if not. Every other request authenticates in autocommit: one
+# round trip, no BEGIN and COMMIT around the token lookup.
+SHARED_AUTH_TRANSACTION: set[str] = set()
 # Endpoints whose JSON body names a `target_id` the view reads: authentication reads that
 # target in its own statement (one round trip fewer), as `job_target()`.
 PREFETCH_TARGET: set[str] = set()
 
 
 def auth_session() -> Connection | None:
-    """The connection (in autocommit) authentication used, for an endpoint in
-    SHARED_AUTH_CONNECTION."""
+    """The open transaction (a Connection) authentication used, for an endpoint in
+    SHARED_AUTH_TRANSACTION."""
     return g.get("auth_session")
 
 

@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import Connection, text
 
-from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_CONNECTION, Deps, deps
+from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
@@ -148,18 +148,20 @@ def _authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an API token as 'Authorization: Bearer <token>'")
     # A bare Connection, not an ORM Session: every request runs this, and the Session's own
-    # bookkeeping (begin, connection, commit, close) cost a tenth of a POST's CPU. In
-    # autocommit: a read (and at most once a minute a one-row UPDATE) needs no BEGIN and
-    # COMMIT, each a round trip of its own.
-    conn: Connection | None = autocommit_engine(deps().engine).connect()
+    # bookkeeping (begin, connection, commit, close) cost a tenth of a POST's CPU. Unless the
+    # view continues its transaction, in autocommit: a read (and at most once a minute a
+    # one-row UPDATE) needs no BEGIN and COMMIT, each a round trip of its own.
+    shared = request.endpoint in SHARED_AUTH_TRANSACTION
+    engine = deps().engine
+    conn: Connection | None = (engine if shared else autocommit_engine(engine)).connect()
     try:
         target_id = _prefetched_target_id()
         if target_id is not None:
             who, g.job_target = authenticate_with_target(conn, token.strip(), target_id)
         else:
             who = authenticate(conn, token.strip())
-        if who is not None and request.endpoint in SHARED_AUTH_CONNECTION:
-            g.auth_session, conn = conn, None  # the view goes on with it; teardown closes it
+        if who is not None and shared:
+            g.auth_session, conn = conn, None  # the view commits it
     finally:
         if conn is not None:
             conn.close()

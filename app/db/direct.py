@@ -7,8 +7,9 @@ cost more CPU than the statement's round trip: about a fifth of a pool child's C
 (the claim and a first delivery's end), an eighth of a POST's (the token with the target,
 the insert; bench/README.md, "Seventh pass"). A `Hot` statement skips that: it is compiled
 once per dialect (an INSERT once per set of columns given), and each execution converts its
-parameters with the types' bind processors, runs the SQL on a pooled DBAPI connection in
-autocommit and converts the row with the result processors.
+parameters with the types' bind processors, runs the SQL on a pooled DBAPI connection (in
+autocommit, or in a Connection's transaction) and converts the row with the result
+processors.
 
 What SQLAlchemy's execution gives and this keeps: the pool (checkout events included, so a
 connection the server closed is refused before use: session.drop_if_closed_by_server), the
@@ -99,7 +100,7 @@ class _Plan:
 
 
 class Hot:
-    """A SELECT (its CTEs may write) or an INSERT … RETURNING, run often in autocommit."""
+    """A SELECT (its CTEs may write) or an INSERT … RETURNING, run often."""
 
     def __init__(self, statement: Statement, no_row: Mapping[str, Any] | None = None) -> None:
         """`no_row`: parameters under which it matches and changes no row (warm-up)."""
@@ -118,19 +119,21 @@ class Hot:
         return plan
 
     def on(self, conn: Connection | Session, params: Mapping[str, Any]) -> Any:
-        """Its first row, on a Connection in autocommit as `first` runs it; in a transaction
-        (a Session, a Connection that is not in autocommit) through SQLAlchemy's execute."""
+        """Its first row, on a Connection's DBAPI connection: in autocommit it commits on its
+        own; otherwise it is part of the Connection's transaction (begun here if it was not,
+        so that the Connection's commit() commits it). A Session runs it through SQLAlchemy."""
         if isinstance(conn, Connection):
-            pooled = conn.connection
-            if getattr(pooled.dbapi_connection, "autocommit", False):
-                return self.first(conn.engine, params, connection=pooled)
+            if not conn.in_transaction():
+                conn.begin()
+            return self.first(conn.engine, params, connection=conn.connection)
         return conn.execute(self.statement, params).first()
 
     def first(self, engine: Engine, params: Mapping[str, Any],
               connection: PoolProxiedConnection | None = None) -> Any:
         """Its first row (a named tuple) or None, run on one of `engine`'s connections, which
         must be in autocommit (session.autocommit_engine): the statement commits on its own.
-        `connection`: one of them already checked out (left open)."""
+        `connection`: one of them already checked out (left open; use `on` for one in a
+        transaction)."""
         dialect = engine.dialect
         plan = self.plan(dialect, params)
         values = plan.parameters(params)

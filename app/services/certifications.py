@@ -103,14 +103,12 @@ def create_certification(
 
     `mark_dispatched` records `dispatched_at` after a publish: the API passes its batched
     DispatchMarks (one UPDATE per batch, see app/services/dispatch.py); without it the mark
-    is written at once in its own transaction. `session`: a connection to go on with instead
-    of a new transaction (the request's authentication's, in autocommit: its reads and the
-    one INSERT each commit on their own, which READ COMMITTED made no weaker; a transaction is
-    committed here); `target`: the job's target as authentication read it already
-    (targets.authenticate_with_target)."""
+    is written at once in its own transaction. `session`: an open transaction to continue
+    (the request's authentication) and commit, instead of a new one; `target`: the job's
+    target as that transaction read it already (targets.authenticate_with_target)."""
     # Kept to tell a replay from a reuse of the key with another body: only with a key.
     digest = request_hash(body) if idempotency_key else None
-    # One unit of work for the validation reads, the insert and (only when the key was used
+    # One transaction for the validation reads, the insert and (only when the key was used
     # before) the idempotency lookup: a new key costs no extra round trip.
     with _unit_of_work(factory, session) as session:
         try:

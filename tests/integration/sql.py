@@ -24,9 +24,11 @@ def statements(this_thread_only: bool = False) -> Iterator[list[str]]:
         return not this_thread_only or threading.get_ident() == me
 
     def record(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        if mine():
-            seen.append(query if isinstance(query, str) else str(query))
-        return execute(cursor, query, *args, **kwargs)
+        try:  # (recorded after: psycopg sends a BEGIN it needs first, from within execute)
+            return execute(cursor, query, *args, **kwargs)
+        finally:
+            if mine():
+                seen.append(query if isinstance(query, str) else str(query))
 
     def record_command(connection: Any, sql: Any, *args: Any, **kwargs: Any) -> Any:
         if mine():

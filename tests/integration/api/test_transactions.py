@@ -1,5 +1,6 @@
-"""POST /v1/certifications costs two statements and no transaction (the token with the target,
-the insert); every request, whatever its outcome, gives its connections back."""
+"""POST /v1/certifications costs one transaction of two statements (the token with the target,
+the insert); other requests read the token in autocommit; every request, whatever its
+outcome, gives its connections back."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ def idle_target(app, auth, name: str) -> str:  # type: ignore[no-untyped-def]
         headers=auth).get_json()["id"]
 
 
-def test_create_is_two_statements_and_no_transaction(counted, auth) -> None:  # type: ignore[no-untyped-def]
-    """The token with the job's target, then the INSERT: each commits on its own (no BEGIN,
-    no COMMIT: each would be a round trip of its own)."""
+def test_create_is_one_transaction_of_two_statements(counted, auth) -> None:  # type: ignore[no-untyped-def]
+    """The token with the job's target, then the INSERT, committed once (e2e counts commits
+    per job)."""
     app, idle = counted
     client = app.test_client()
     target = idle_target(app, auth, "one-read")
@@ -46,9 +47,9 @@ def test_create_is_two_statements_and_no_transaction(counted, auth) -> None:  # 
         with statements(this_thread_only=True) as seen:  # not the dispatch-marks thread
             r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
         assert r.status_code == 202, r.get_json()
-        assert len(seen) == 2, seen
-        assert "api_tokens" in seen[0] and "LEFT OUTER JOIN targets" in seen[0]
-        assert seen[1].startswith("INSERT INTO certifications")
+        assert len(seen) == 4 and seen[0] == "BEGIN" and seen[3] == "COMMIT", seen
+        assert "api_tokens" in seen[1] and "LEFT OUTER JOIN targets" in seen[1]
+        assert seen[2].startswith("INSERT INTO certifications")
     assert idle()
 
 

@@ -132,3 +132,24 @@ def test_an_insert_returning_compiles_its_values_from_the_parameters(  # type: i
     with transaction(factory) as session:
         orm = add.on(session, {"id": uuid.uuid4(), "name": f"tx-{uuid.uuid4().hex[:8]}"})
     assert direct._fields == tuple(orm._fields) == ("id", "name", "created_at")
+
+
+def test_in_a_connections_transaction_it_commits_and_rolls_back_with_it(database_url: str) -> None:  # type: ignore[no-untyped-def]
+    orgs = table_of(Organization)
+    add = Hot(insert(orgs).returning(orgs.c.id))
+    count = select(func.count()).select_from(orgs).where(orgs.c.id == bindparam("id"))
+    engine = make_engine(database_url, pool_size=1)  # not in autocommit
+    try:
+        kept, dropped = uuid.uuid4(), uuid.uuid4()
+        with engine.connect() as conn:  # no transaction begun yet: `on` begins it
+            assert add.on(conn, {"id": kept, "name": f"kept-{kept.hex[:8]}"}).id == kept
+            assert conn.in_transaction()
+            conn.commit()
+        with engine.connect() as conn:
+            add.on(conn, {"id": dropped, "name": f"dropped-{dropped.hex[:8]}"})
+            conn.rollback()
+        with engine.connect() as conn:
+            assert conn.execute(count, {"id": kept}).scalar() == 1
+            assert conn.execute(count, {"id": dropped}).scalar() == 0
+    finally:
+        dispose(engine)
