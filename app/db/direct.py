@@ -4,8 +4,8 @@ SQLAlchemy builds and compiles each statement once (with the dialect's bind cast
 types' bind and result processors); what it would do on every execution (a compiled-cache
 lookup that hashes the statement's cache key, an execution context, a cursor result, a Row)
 cost more CPU than the statement's round trip: about a fifth of a pool child's CPU per job
-(the claim and a first delivery's end), an eighth of a POST's (the token with the target,
-the insert; bench/README.md, "Seventh pass"). A `Hot` statement skips that: it is compiled
+(the claim and a first delivery's end), a tenth of a POST's (the token with the target, the
+insert; bench/README.md, "Seventh pass"). A `Hot` statement skips that: it is compiled
 once per dialect (an INSERT once per set of columns given), and each execution converts its
 parameters with the types' bind processors, runs the SQL on a pooled DBAPI connection (in
 autocommit, or in a Connection's transaction) and converts the row with the result
@@ -144,7 +144,7 @@ class Hot:
         try:
             cursor = connection.cursor()
             cursor.execute(plan.sql, values)
-            raw = cursor.fetchone()  # a SELECT: it has a result (psycopg raises otherwise)
+            raw = cursor.fetchone()  # it returns rows (a SELECT, an INSERT … RETURNING)
             return None if raw is None else plan.row(raw, cursor)
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)

@@ -136,7 +136,7 @@ def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     From the factory's engine's twin in autocommit mode, with a pool of its own (as large as
     the engine's): a Session around the statement, and switching a pooled connection's
     isolation level there and back, cost more CPU than the statement (a worker job runs two
-    of these, every API request one)."""
+    statements there, every API request but a POST its token lookup)."""
     with autocommit_engine(factory.kw["bind"]).connect() as conn:
         yield conn
 
