@@ -76,7 +76,7 @@ class _Plan:
         self.dialect = dialect
 
     def parameters(self, values: Mapping[str, Any]) -> MutableMapping[str, Any]:
-        params = self.compiled.construct_params(dict(values))
+        params = self.compiled.construct_params(values)  # a new dict: `values` is not changed
         for name, process in self.binds.items():
             params[name] = process(params[name])
         return params
