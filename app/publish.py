@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import uuid
 
 from celery import Celery
+from kombu import Producer
 
 from app import broker
 from app.config import Settings
@@ -55,21 +59,25 @@ def make_publisher_app(settings: Settings) -> Celery:
 
 
 class Publisher:
-    """Sends `run_certification` by name; returns False instead of raising when Redis is down."""
+    """Sends `run_certification` by name; returns False instead of raising when Redis is down.
+
+    Each thread publishes through a producer (and broker connection) of its own, kept across
+    publishes: taking one from Celery's producer pool for each message rebinds it to a
+    channel every time. A producer that failed is closed, and the thread's next publish opens
+    a new one (so does a forked child: the producer belongs to the process that opened it).
+    Queues are not declared: a message is sent to the queue's own Redis list (the anonymous
+    exchange), which declaring only binds again on every publish; the workers declare the
+    queues they consume. `argsrepr`/`kwargsrepr` (shown by Flower) are given, not computed."""
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app or make_publisher_app(settings)
+        self._local = threading.local()
 
     def publish_run(self, certification_id: uuid.UUID, queue: str, priority: str) -> bool:
         try:
-            self.app.send_task(
-                RUN_CERTIFICATION,
-                args=[str(certification_id)],
-                queue=queue,
-                priority=PRIORITY_VALUES.get(priority, 3),
-                retry=False,
-            )
+            self._send(RUN_CERTIFICATION, str(certification_id), queue,
+                       priority=PRIORITY_VALUES.get(priority, 3))
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for the sweeper
             log.warning("publish_failed", extra={"certification_id": str(certification_id),
                                                  "error": type(exc).__name__})
@@ -79,10 +87,29 @@ class Publisher:
     def publish_delivery(self, delivery_id: uuid.UUID) -> bool:
         """`deliver_webhook(delivery_id)` on the maintenance queue; False when Redis is down."""
         try:
-            self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)],
-                               queue=self.settings.maintenance_queue_name, retry=False)
+            self._send(DELIVER_WEBHOOK, str(delivery_id), self.settings.maintenance_queue_name)
         except Exception as exc:  # noqa: BLE001 - the delivery row stays pending for the sweeper
             log.warning("publish_failed", extra={"delivery_id": str(delivery_id),
                                                  "error": type(exc).__name__})
             return False
         return True
+
+    def _send(self, task: str, arg: str, queue: str, **options: object) -> None:
+        """send_task(task, args=[arg]) to `queue` on this thread's producer."""
+        producer = self._producer()
+        try:
+            self.app.send_task(task, args=[arg], queue=queue, producer=producer, declare=(),
+                               argsrepr=repr([arg]), kwargsrepr="{}", retry=False, **options)
+        except BaseException:
+            self._local.producer = None
+            with contextlib.suppress(Exception):
+                producer.connection.close()
+            raise
+
+    def _producer(self) -> Producer:
+        pid, producer = getattr(self._local, "producer", None) or (None, None)
+        if producer is None or pid != os.getpid():
+            producer = self.app.amqp.Producer(self.app.connection_for_write(),
+                                              auto_declare=False)
+            self._local.producer = (os.getpid(), producer)
+        return producer

@@ -28,7 +28,7 @@ function setup(thread)
   tid = tid + 1
 end
 function init(args)
-  prefix = "%(run)s-" .. tostring(tid) .. "-"
+  prefix = args[1] .. "-" .. tostring(tid) .. "-"
 end
 request = function()
   counter = counter + 1
@@ -74,8 +74,10 @@ def parse_wrk(out: str) -> dict[str, float | int | None]:
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) -> dict:
     threads = max(1, min(2, connections))
+    # Every run gets fresh idempotency keys (the script's prefix): a key sent by an earlier
+    # run of the same script would be answered as a replay, a different path.
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "-s", str(script), url]
+            "-s", str(script), url, "--", uuid.uuid4().hex[:12]]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     result = parse_wrk(out.stdout)
     result["connections"] = connections
@@ -85,7 +87,7 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) ->
 def script_for(bench: Bench, token: str, target_id: uuid.UUID) -> Path:
     path = bench.workdir / f"post-{uuid.uuid4().hex[:6]}.lua"
     body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
-    path.write_text(LUA % {"run": uuid.uuid4().hex[:12], "token": token, "body": body})
+    path.write_text(LUA % {"token": token, "body": body})
     return path
 
 

@@ -86,3 +86,86 @@ def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  #
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _messages(client: redis.Redis, queue: str) -> list[dict]:  # type: ignore[type-arg]
+    import json
+
+    return [json.loads(raw) for step in PRIORITY_STEPS
+            for raw in client.lrange(f"{queue}:{step}" if step else queue, 0, -1)]
+
+
+def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> None:  # type: ignore[no-untyped-def]
+    from app.task_names import RUN_CERTIFICATION
+
+    queue = f"broker-same-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(str(settings.redis_url))
+    publisher = Publisher(settings)
+    job = uuid.uuid4()
+    try:
+        assert publisher.publish_run(job, queue, "normal")
+        assert not client.exists(f"_kombu.binding.{queue}")  # nothing declared, bound
+        publisher.app.send_task(RUN_CERTIFICATION, args=[str(job)], queue=queue, priority=3,
+                                retry=False)  # Celery's defaults: declares the queue
+        ours, celerys = _messages(client, queue)
+        assert ours["body"] == celerys["body"]
+        different = {k for k in ours["headers"].keys() | celerys["headers"].keys()
+                     if ours["headers"].get(k) != celerys["headers"].get(k)}
+        assert different == {"id", "root_id"}  # argsrepr and kwargsrepr as Celery writes them
+        assert ours["headers"]["argsrepr"] == f"['{job}']"
+        assert ours["properties"]["priority"] == celerys["properties"]["priority"]
+        assert ours["properties"]["delivery_info"] == celerys["properties"]["delivery_info"]
+    finally:
+        _drop(client, queue)
+        client.delete(f"_kombu.binding.{queue}")
+
+
+def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    queue = f"broker-producer-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(str(settings.redis_url))
+    publisher = Publisher(settings)
+    try:
+        assert publisher.publish_run(uuid.uuid4(), queue, "normal")
+        mine = publisher._producer()
+        assert publisher.publish_delivery(uuid.uuid4())
+        assert publisher._producer() is mine  # kept across publishes and tasks
+        other: list[object] = []
+        thread = threading.Thread(target=lambda: other.append(publisher._producer()))
+        thread.start()
+        thread.join(10)
+        assert other and other[0] is not mine
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a producer of its own, and its publish arrives
+            ok = publisher._producer() is not mine and publisher.publish_run(
+                uuid.uuid4(), queue, "normal")
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        assert publisher.publish_run(uuid.uuid4(), queue, "normal")  # the parent's still works
+        assert _waiting(client, queue) == 3
+    finally:
+        _drop(client, queue)
+        client.delete(*(f"{settings.maintenance_queue_name}:{step}" if step
+                        else settings.maintenance_queue_name for step in PRIORITY_STEPS))
+
+
+def test_a_failed_publish_closes_the_threads_producer(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = start_redis_server(port, tmp_path / "redis")
+    private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    publisher = Publisher(private)
+    try:
+        assert publisher.publish_run(uuid.uuid4(), "broker-fail", "normal")
+        before = publisher._producer()
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert not publisher.publish_run(uuid.uuid4(), "broker-fail", "normal")
+        assert publisher._producer() is not before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
