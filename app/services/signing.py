@@ -37,9 +37,11 @@ class Signer:
         return certs.sign(payload, self.private_key, self.key_id)
 
 
+@lru_cache(maxsize=8)
 def dev_key_file(data_dir: Path) -> str:
     """The development seed, shared by API and worker; created once (0600), atomically, and
-    read once per process (it never changes: a job's certificate costs no file read)."""
+    read once per process (it never changes: a job's certificate costs no file read, nor the
+    path's resolution, a system call per directory on every job's signature)."""
     return _dev_key_file(Path(data_dir).resolve())
 
 

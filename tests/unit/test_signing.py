@@ -25,6 +25,20 @@ def test_development_key_is_generated_once_with_mode_0600(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
+def test_the_key_file_is_found_once_per_process_and_directory(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    first = signer_for(Settings(modelcert_data_dir=Path("data")))
+    # The same directory spelled otherwise: resolved to the same file, the same key.
+    assert signer_for(Settings(modelcert_data_dir=tmp_path / "data")).key_id == first.key_id
+
+    def no_file_system(self: Path, strict: bool = False) -> Path:
+        raise AssertionError("a signature looked at the file system")
+
+    monkeypatch.setattr(Path, "resolve", no_file_system)
+    assert signer_for(Settings(modelcert_data_dir=Path("data"))).key_id == first.key_id
+
+
 def test_rotation_newest_signs_and_older_keys_stay_published(tmp_path: Path) -> None:
     old, new = certs.generate_seed(), certs.generate_seed()
     signer = signer_for(Settings(modelcert_signing_key=f"{new}, {old}",
