@@ -9,7 +9,7 @@ import threading
 import uuid
 
 from celery import Celery
-from kombu import Producer
+from kombu.messaging import Producer
 
 from app import broker
 from app.config import Settings
@@ -112,4 +112,4 @@ class Publisher:
             producer = self.app.amqp.Producer(self.app.connection_for_write(),
                                               auto_declare=False)
             self._local.producer = (os.getpid(), producer)
-        return producer
+        return producer  # type: ignore[no-any-return]

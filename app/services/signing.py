@@ -37,12 +37,18 @@ class Signer:
         return certs.sign(payload, self.private_key, self.key_id)
 
 
-@lru_cache(maxsize=8)
 def dev_key_file(data_dir: Path) -> str:
     """The development seed, shared by API and worker; created once (0600), atomically, and
     read once per process (it never changes: a job's certificate costs no file read, nor the
-    path's resolution, a system call per directory on every job's signature)."""
-    return _dev_key_file(Path(data_dir).resolve())
+    path's resolution, a system call per directory on every job's signature). A relative
+    directory is taken from the current one, as it always was."""
+    data_dir = Path(data_dir)
+    return _dev_key_file_in(data_dir if data_dir.is_absolute() else Path.cwd() / data_dir)
+
+
+@lru_cache(maxsize=8)
+def _dev_key_file_in(data_dir: Path) -> str:
+    return _dev_key_file(data_dir.resolve())
 
 
 @lru_cache(maxsize=8)

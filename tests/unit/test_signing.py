@@ -35,8 +35,13 @@ def test_the_key_file_is_found_once_per_process_and_directory(tmp_path: Path, mo
     def no_file_system(self: Path, strict: bool = False) -> Path:
         raise AssertionError("a signature looked at the file system")
 
-    monkeypatch.setattr(Path, "resolve", no_file_system)
-    assert signer_for(Settings(modelcert_data_dir=Path("data"))).key_id == first.key_id
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "resolve", no_file_system)
+        assert signer_for(Settings(modelcert_data_dir=Path("data"))).key_id == first.key_id
+    # A relative directory is still taken from the current one.
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert signer_for(Settings(modelcert_data_dir=Path("data"))).key_id != first.key_id
 
 
 def test_rotation_newest_signs_and_older_keys_stay_published(tmp_path: Path) -> None:
