@@ -13,12 +13,17 @@ from app.task_names import PRIORITY_STEPS
 from tests.conftest import free_port, start_redis_server
 
 
+def _lists(queue: str) -> list[str]:
+    """The queue's Redis lists, one per priority step."""
+    return [f"{queue}:{step}" if step else queue for step in PRIORITY_STEPS]
+
+
 def _waiting(client: redis.Redis, queue: str) -> int:
-    return sum(client.llen(f"{queue}:{step}" if step else queue) for step in PRIORITY_STEPS)
+    return sum(client.llen(name) for name in _lists(queue))
 
 
 def _drop(client: redis.Redis, queue: str) -> None:
-    client.delete(*(f"{queue}:{step}" if step else queue for step in PRIORITY_STEPS))
+    client.delete(*_lists(queue))
 
 
 def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[no-untyped-def]
@@ -91,8 +96,7 @@ def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  #
 def _messages(client: redis.Redis, queue: str) -> list[dict]:  # type: ignore[type-arg]
     import json
 
-    return [json.loads(raw) for step in PRIORITY_STEPS
-            for raw in client.lrange(f"{queue}:{step}" if step else queue, 0, -1)]
+    return [json.loads(raw) for name in _lists(queue) for raw in client.lrange(name, 0, -1)]
 
 
 def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> None:  # type: ignore[no-untyped-def]
@@ -150,8 +154,7 @@ def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None
         assert _waiting(client, queue) == 3
     finally:
         _drop(client, queue)
-        client.delete(*(f"{settings.maintenance_queue_name}:{step}" if step
-                        else settings.maintenance_queue_name for step in PRIORITY_STEPS))
+        _drop(client, settings.maintenance_queue_name)
 
 
 def test_a_failed_publish_closes_the_threads_producer(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
