@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bench.common import Interleaved, Tenant, ratio, tenant
+from bench.common import FULL_ROUNDS, Interleaved, Tenant, ratio, tenant
 from bench.stack import Bench, free_port
 
 LUA = """
@@ -117,7 +117,7 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
         settings, "baseline-api")
     api_proc = bench.start_api(settings)
     _wait_port(base_port, baseline_proc)
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else FULL_ROUNDS
     runs, base, ours = Interleaved.run(
         rounds,
         lambda: measure(wrk, f"http://127.0.0.1:{base_port}/v1/certifications",

@@ -186,6 +186,12 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return round(ours / baseline, 3)
 
 
+# Interleaved rounds of a full run (api_create, e2e_throughput). With two, a run in which
+# one side's both rounds met a neighbour's busy minute read 0.26 where the same code read
+# 0.36 ten minutes later; each side's best of three is less often a busy minute's.
+FULL_ROUNDS = 3
+
+
 @dataclass
 class Interleaved:
     """Rounds of baseline then ours, and each side's best: on a shared host one round of

@@ -15,7 +15,16 @@ from app.api.schemas import CertificationCreate
 from app.db.models import CheckResultRow, SampleRow
 from app.publish import Publisher
 from app.services.certifications import create_certification
-from bench.common import Tenant, job_rows, load_now, ratio, tenant, tree_cpu_seconds, wait_terminal
+from bench.common import (
+    FULL_ROUNDS,
+    Tenant,
+    job_rows,
+    load_now,
+    ratio,
+    tenant,
+    tree_cpu_seconds,
+    wait_terminal,
+)
 from bench.stack import Bench, Proc
 
 LATENCY_MS = 200
@@ -62,7 +71,10 @@ def worker_run(bench: Bench, t: Tenant, settings, worker: Proc, c: int, suite: s
 
 
 def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
-    """Shared by concurrency_efficiency and client_overhead (measured once per bench run)."""
+    """Shared by concurrency_efficiency and client_overhead (measured once per bench run).
+    Full runs measure FULL_ROUNDS rounds (plain, engine, worker at each C) and keep, for each
+    mode and C, the quickest run: one 2-second run at C=256 is easily a neighbour's busy
+    second. Every round is kept under "rounds"."""
     cache = getattr(bench, "cache", None)
     if cache is None:
         cache = bench.cache = {}  # type: ignore[attr-defined]
@@ -74,14 +86,22 @@ def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
     t = tenant(settings)
     worker = bench.start_worker(settings)
     worker_run(bench, t, settings, worker, 8, "bench-trivial")  # warm the pool child
-    runs: dict[str, object] = {"n": n}
-    for c in (64,) if tiny else (64, 256):
-        scope_url = f"{bench.reference_url}/m/slow-{LATENCY_MS}/v1"
-        runs[f"plain_{c}"] = loadclient("plain", scope_url, n, c)
-        runs[f"engine_{c}"] = loadclient("engine", scope_url, n, c)
-        runs[f"worker_{c}"] = worker_run(bench, t, settings, worker, c, suite)
-        runs[f"load_{c}"] = load_now()
+    scope_url = f"{bench.reference_url}/m/slow-{LATENCY_MS}/v1"
+    rounds: list[dict[str, dict]] = []  # type: ignore[type-arg]
+    for _ in range(1 if quick or tiny else FULL_ROUNDS):
+        one: dict[str, dict] = {}  # type: ignore[type-arg]
+        for c in (64,) if tiny else (64, 256):
+            one[f"plain_{c}"] = loadclient("plain", scope_url, n, c)
+            one[f"engine_{c}"] = loadclient("engine", scope_url, n, c)
+            one[f"worker_{c}"] = worker_run(bench, t, settings, worker, c, suite)
+            one[f"worker_{c}"]["load"] = load_now()
+        rounds.append(one)
     bench.stop(worker)
+    runs: dict[str, object] = {"n": n, "rounds": rounds}
+    for key in rounds[0]:
+        took = "check_seconds" if key.startswith("worker_") else "wall_s"
+        runs[key] = min((r[key] for r in rounds),
+                        key=lambda run: run.get(took) or float("inf"))  # noqa: B023
     cache["worker_runs"] = runs
     return runs
 
@@ -116,11 +136,19 @@ def concurrency_efficiency(bench: Bench, quick: bool, tiny: bool = False) -> dic
 
 def client_overhead(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     runs = _worker_runs(bench, quick, tiny)
+    rounds = runs["rounds"]
+
+    def per_k(cpu_s: float, requests: int) -> float:
+        return 1000 * cpu_s / max(1, requests)
+
+    # Each side's least CPU per 1,000 requests over the rounds (as the other benchmarks keep
+    # each side's best round).
+    per_k_worker = min(per_k(r["worker_64"]["worker_cpu_s"], r["worker_64"]["requests"])
+                       for r in rounds)
+    per_k_plain, per_k_engine = (
+        min(per_k(r[k]["cpu_s"], r[k]["ok"] + r[k]["errors"]) for r in rounds)
+        for k in ("plain_64", "engine_64"))
     worker = runs["worker_64"]
-    per_k_worker = 1000 * worker["worker_cpu_s"] / max(1, worker["requests"])  # type: ignore[index]
-    plain, engine = runs["plain_64"], runs["engine_64"]
-    per_k_plain = 1000 * plain["cpu_s"] / max(1, plain["ok"] + plain["errors"])  # type: ignore[index]
-    per_k_engine = 1000 * engine["cpu_s"] / max(1, engine["ok"] + engine["errors"])  # type: ignore[index]
     return {
         "ours": round(per_k_worker, 3), "baseline": round(per_k_plain, 3),
         "ratio": ratio(per_k_worker, per_k_plain), "units": "CPU s per 1,000 requests",

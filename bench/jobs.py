@@ -20,6 +20,7 @@ from app.db.models import Certification
 from bench import baseline_celery
 from bench.api import parse_wrk, wrk_available
 from bench.common import (
+    FULL_ROUNDS,
     Interleaved,
     Tenant,
     backend_cpu_seconds,
@@ -233,10 +234,10 @@ def _e2e_ours(bench: Bench, settings: Settings, n: int) -> dict:
 def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     n = 20 if tiny else (200 if quick else 1000)
     settings = bench.settings(certification_concurrency=WORKERS)
-    # Full runs interleave two rounds (baseline, ours, baseline, ours) and keep each side's
+    # Full runs interleave rounds (baseline, ours, baseline, ours, …) and keep each side's
     # best, as api_create does: on this shared host one round of either side can land in a
     # neighbour's busy minute.
-    rounds = 1 if quick or tiny else 2
+    rounds = 1 if quick or tiny else FULL_ROUNDS
     runs, base, best = Interleaved.run(rounds, lambda: _e2e_baseline(bench, settings, n),
                                        lambda: _e2e_ours(bench, settings, n),
                                        lambda r: r["rate"])
