@@ -186,9 +186,10 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return round(ours / baseline, 3)
 
 
-# Interleaved rounds of a full run (api_create, e2e_throughput). With two, a run in which
-# one side's both rounds met a neighbour's busy minute read 0.26 where the same code read
-# 0.36 ten minutes later; each side's best of three is less often a busy minute's.
+# Rounds of a full run (api_create, e2e_throughput, the concurrency runs). On this shared
+# host a round lands in a neighbour's busy minute now and then (api_create at 22:00 on
+# 2026-12-01: our rounds 459, 207 and 431 req/s); each side's best of three is less often
+# one of those than its best of two.
 FULL_ROUNDS = 3
 
 
