@@ -118,13 +118,16 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     api_proc = bench.start_api(settings)
     _wait_port(base_port, baseline_proc)
     rounds = 1 if quick else FULL_ROUNDS
+    def peak(r: dict) -> float:  # type: ignore[type-arg]
+        return float(r["peak"]["rps"])
+
     runs, base, ours = Interleaved.run(
         rounds,
         lambda: measure(wrk, f"http://127.0.0.1:{base_port}/v1/certifications",
                         script_for(bench, t.token, target_id), seconds, connections),
         lambda: measure(wrk, f"http://127.0.0.1:{settings.api_port}/v1/certifications",
                         script_for(bench, t.token, target_id), seconds, connections),
-        lambda r: r["peak"]["rps"])
+        peak)
     bench.stop(api_proc)
     bench.stop(baseline_proc)
     _drop_queues(settings)
@@ -138,7 +141,8 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
         "parameters": {"connections": connections, "seconds": seconds, "rounds": rounds,
                        "api_workers": settings.api_workers, "threads": settings.api_threads,
                        "worker_class": "gthread", "loadavg": runs.loads,
-                       "runs": {"ours": runs.ours, "baseline": runs.baseline}},
+                       "runs": {"ours": runs.ours, "baseline": runs.baseline,
+                                "paired_ratios": runs.paired_ratios(peak)}},
     }
 
 

@@ -213,3 +213,7 @@ class Interleaved:
             runs.loads.append(load_now())
         return (runs, max(runs.baseline, key=lambda r: score(r) or 0),
                 max(runs.ours, key=lambda r: score(r) or 0))
+
+    def paired_ratios(self, score: Callable[[dict], float | None]) -> list[float | None]:  # type: ignore[type-arg]
+        """Each round's ours ÷ the baseline just before it (reported beside the best's)."""
+        return [ratio(score(o), score(b)) for b, o in zip(self.baseline, self.ours, strict=True)]

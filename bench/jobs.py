@@ -264,9 +264,7 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
                        "rounds": rounds, "loadavg": runs.loads,
                        "runs": {"baseline": [round(r["rate"] or 0, 1) for r in runs.baseline],
                                 "ours": [round(r["rate"] or 0, 1) for r in runs.ours],
-                                "paired_ratios": [ratio(o["rate"], b["rate"]) for b, o
-                                                  in zip(runs.baseline, runs.ours,
-                                                         strict=True)],
+                                "paired_ratios": runs.paired_ratios(lambda r: r["rate"]),
                                 "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in runs.ours],
                                 "ours_commits_per_job": [r["commits_per_job"]
                                                          for r in runs.ours]},
