@@ -23,7 +23,13 @@ from app.logging import bind_job
 from app.publish import Publisher
 from app.services import events, ratelimit, run, sweeper, webhooks
 from app.services import recertify as recertify_service
-from app.task_names import DELIVER_WEBHOOK, PRIORITY_STEPS, RECERTIFY, RUN_CERTIFICATION, SWEEP
+from app.task_names import (
+    DELIVER_WEBHOOK,
+    RECERTIFY,
+    RUN_CERTIFICATION,
+    SWEEP,
+    priority_lists,
+)
 from worker import metrics
 from worker.celery_app import STOP_JOBS, app, settings
 
@@ -67,10 +73,8 @@ def publisher() -> Publisher:
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
     """Sum of LLEN over the queue's priority lists (CELERY-FACTS)."""
-    sep = ":"
-    names = [queue] + [f"{queue}{sep}{step}" for step in PRIORITY_STEPS if step]
     pipe = client.pipeline()
-    for name in names:
+    for name in priority_lists(queue):
         pipe.llen(name)
     return int(sum(pipe.execute()))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import uuid
 
@@ -9,21 +11,16 @@ import redis
 
 from app import broker
 from app.publish import Publisher, make_publisher_app
-from app.task_names import PRIORITY_STEPS
+from app.task_names import priority_lists
 from tests.conftest import free_port, start_redis_server
 
 
-def _lists(queue: str) -> list[str]:
-    """The queue's Redis lists, one per priority step."""
-    return [f"{queue}:{step}" if step else queue for step in PRIORITY_STEPS]
-
-
 def _waiting(client: redis.Redis, queue: str) -> int:
-    return sum(client.llen(name) for name in _lists(queue))
+    return sum(client.llen(name) for name in priority_lists(queue))
 
 
 def _drop(client: redis.Redis, queue: str) -> None:
-    client.delete(*_lists(queue))
+    client.delete(*priority_lists(queue))
 
 
 def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[no-untyped-def]
@@ -94,9 +91,7 @@ def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  #
 
 
 def _messages(client: redis.Redis, queue: str) -> list[dict]:  # type: ignore[type-arg]
-    import json
-
-    return [json.loads(raw) for name in _lists(queue) for raw in client.lrange(name, 0, -1)]
+    return [json.loads(raw) for name in priority_lists(queue) for raw in client.lrange(name, 0, -1)]
 
 
 def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> None:  # type: ignore[no-untyped-def]
@@ -125,8 +120,6 @@ def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> Non
 
 
 def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None:  # type: ignore[no-untyped-def]
-    import os
-
     queue = f"broker-producer-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(str(settings.redis_url))
     publisher = Publisher(settings)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.db.models import DeadLetter, WebhookDelivery
 from app.services import jobs
+from app.task_names import priority_lists
 from tests.conftest import make_token
 
 IDLE_QUEUE = f"idle-{uuid.uuid4().hex[:8]}"
@@ -148,7 +149,7 @@ def _drop_idle_queue(redis_url: str):  # type: ignore[no-untyped-def]
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete(IDLE_QUEUE, *(f"{IDLE_QUEUE}:{step}" for step in (3, 6, 9)))
+    client.delete(*priority_lists(IDLE_QUEUE))
 
 
 def test_sweeper_ages_a_starving_low_priority_job_to_normal(client, auth, factory,
