@@ -118,6 +118,7 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     api_proc = bench.start_api(settings)
     _wait_port(base_port, baseline_proc)
     rounds = 1 if quick else FULL_ROUNDS
+
     def peak(r: dict) -> float:  # type: ignore[type-arg]
         return float(r["peak"]["rps"])
 
