@@ -44,3 +44,13 @@ def test_profile_e2e_splits_the_cpu_and_draws_the_timeline() -> None:
     assert any(name.startswith("worker.child-") for name in cpu)  # the pool processes
     assert sum(created for _, created, _ in result["timeline"]) == result["jobs"]
     assert sum(finished for _, _, finished in result["timeline"]) == result["jobs"]
+
+
+def test_instruction_count_loops_post_on_both_sides() -> None:
+    """The loops `bench.instructions` runs under callgrind (here without it: valgrind makes
+    a run take minutes) POST accepted jobs on both sides."""
+    for side in ("api", "baseline"):
+        proc = subprocess.run([sys.executable, "-m", "bench.instructions", "--inner", side, "3"],
+                              cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
+                              timeout=240)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -132,3 +132,41 @@ def test_headers_come_from_the_hit_in_one_round_trip(limited_app, factory,  # ty
     stats = FixedWindowRateLimiter(storage).get_window_stats(
         parse("5/minute"), KEY_PREFIX, f"token:{token_id}", "global")
     assert stats.remaining == 2 and abs(stats.reset_time - reset) <= 2
+
+
+def test_several_limits_the_narrowest_first(settings: Settings, factory) -> None:  # type: ignore[no-untyped-def]
+    """'3/minute;10/hour': the headers follow the window with the fewest requests left; the
+    fourth request is refused by the minute's window, with its headers and Retry-After."""
+    import time
+
+    from app import create_app
+
+    app = create_app(settings.model_copy(update={"api_rate_limit": "10/hour;3/minute;3/minute"}))
+    client = app.test_client()
+    headers = token_header(factory)
+    seen = []
+    for _ in range(3):
+        r = client.get("/v1/targets", headers=headers)
+        assert r.status_code == 200
+        seen.append((r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]))
+    assert seen == [("3", "2"), ("3", "1"), ("3", "0")]  # counted once, though named twice
+    r = client.get("/v1/targets", headers=headers)
+    assert r.status_code == 429 and r.mimetype == "application/problem+json"
+    body = r.get_json()
+    assert body["type"].endswith("too-many-requests") and "3 per 1 minute" in body["detail"]
+    assert r.headers["X-RateLimit-Limit"] == "3" and r.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert int(r.headers["X-RateLimit-Reset"]) <= time.time() + 61
+    assert body["request_id"] == r.headers["X-Request-ID"]
+
+
+def test_requests_without_a_token_are_limited_by_address(limited_app) -> None:  # type: ignore[no-untyped-def]
+    """The public signing keys need no token: their limit is the caller's address's."""
+    client = limited_app.test_client()
+    first, second = ({"REMOTE_ADDR": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+                     for n in (uuid.uuid4().int, uuid.uuid4().int))
+    statuses = [client.get("/v1/signing-keys", environ_base=first).status_code
+                for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert client.get("/v1/signing-keys", environ_base=second).status_code == 200
+    assert "X-RateLimit-Limit" not in client.get("/live").headers  # not limited, no headers
