@@ -135,8 +135,9 @@ def test_headers_come_from_the_hit_in_one_round_trip(limited_app, factory,  # ty
 
 
 def test_several_limits_the_narrowest_first(settings: Settings, factory) -> None:  # type: ignore[no-untyped-def]
-    """'3/minute;10/hour': the headers follow the window with the fewest requests left; the
-    fourth request is refused by the minute's window, with its headers and Retry-After."""
+    """'10/hour;3/minute;3/minute': the minute's window is counted once and, with the fewest
+    requests left, gives the headers; the fourth request is refused by it, with its headers
+    and Retry-After."""
     import time
 
     from app import create_app
