@@ -7,7 +7,7 @@ whatever else the machine does. `python -m bench.instructions [api|baseline ...]
 runs each side's in-process POST loop (the Flask test client, as `bench.profile_api`: real
 Postgres and Redis of a private stack) twice under callgrind, LO and HI requests after a
 warm-up, and reports (count(HI) - count(LO)) / (HI - LO): the start-up cancels out. Both
-sides run at once (the counts do not depend on load); about 5 minutes in all. The ratio
+sides run at once (the counts do not depend on load); about 7 minutes in all. The ratio
 bare / ours is the CPU side of api_create's ratio (gunicorn's and wrk's share, the same for
 both sides, is not in it).
 """
