@@ -14,63 +14,22 @@ both sides, is not in it).
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 WARM_UP = 20
 SIDES = ("api", "baseline")
-
-
-@contextmanager
-def bare_posts() -> Iterator[Callable[[], object]]:
-    """The api_create baseline's view (bench.baseline_api) on a private stack, and a
-    function that POSTs one job to it through the Flask test client."""
-    from bench.api import _drop_queues
-    from bench.baseline_api import create_app
-    from bench.common import tenant
-    from bench.stack import Bench, settings_env
-
-    bench = Bench()
-    try:
-        settings = bench.settings()
-        os.environ.update(settings_env(settings))  # create_app reads the process's settings
-        t = tenant(settings)
-        target_id = t.target(f"{bench.reference_url}/m/good/v1")
-        client = create_app(str(t.who.organization_id), str(target_id)).test_client()
-        body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
-
-        def post() -> object:
-            response = client.post("/v1/certifications", data=body,
-                                   headers={"Content-Type": "application/json",
-                                            "Idempotency-Key": uuid.uuid4().hex})
-            assert response.status_code == 202, response.get_data(as_text=True)
-            return response
-
-        yield post
-    finally:
-        _drop_queues(bench.settings())
-        bench.close()
 
 
 def inner(side: str, n: int) -> None:
     """The loop callgrind counts: WARM_UP + n POSTs of `side`."""
     from bench.profile_api import trivial_posts
 
-    if side == "api":
-        with trivial_posts() as (_, post):
-            for _ in range(WARM_UP + n):
-                post()
-    else:
-        with bare_posts() as post:
-            for _ in range(WARM_UP + n):
-                post()
+    with trivial_posts(bare=side == "baseline") as (_, post):
+        for _ in range(WARM_UP + n):
+            post()
 
 
 def counted(side: str, n: int) -> subprocess.Popen[str]:

@@ -9,6 +9,7 @@ No worker runs, so the messages pile up in a private queue (dropped at the end).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -18,27 +19,35 @@ from typing import Any
 
 from app.config import Settings
 from bench.common import tenant
-from bench.stack import Bench
+from bench.stack import Bench, settings_env
 
 
 @contextmanager
-def trivial_posts() -> Iterator[tuple[Settings, Callable[[], str]]]:
+def trivial_posts(bare: bool = False) -> Iterator[tuple[Settings, Callable[[], str]]]:
     """A private stack (database, reference endpoint) and a function that POSTs one
-    `bench-trivial` job through the API's Flask test client and returns its id."""
+    `bench-trivial` job through the API's Flask test client and returns its id. `bare`: to
+    the api_create baseline's view (bench.baseline_api) instead, without a token."""
     from app.api.factory import build_app
     from bench.api import _drop_queues
+    from bench.baseline_api import create_app
 
     bench = Bench()
     try:
         settings = bench.settings()
         t = tenant(settings)
         target_id = t.target(f"{bench.reference_url}/m/good/v1")
-        client = build_app(settings).test_client()
+        if bare:
+            os.environ.update(settings_env(settings))  # create_app reads the process's settings
+            client = create_app(str(t.who.organization_id), str(target_id)).test_client()
+            headers = {"Content-Type": "application/json"}
+        else:
+            client = build_app(settings).test_client()
+            headers = t.headers
         body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
 
         def post() -> str:
-            headers = t.headers | {"Idempotency-Key": uuid.uuid4().hex}
-            response = client.post("/v1/certifications", data=body, headers=headers)
+            response = client.post("/v1/certifications", data=body,
+                                   headers=headers | {"Idempotency-Key": uuid.uuid4().hex})
             assert response.status_code == 202, response.get_data(as_text=True)
             return str(response.get_json()["id"])
 
