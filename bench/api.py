@@ -143,7 +143,8 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
                        "api_workers": settings.api_workers, "threads": settings.api_threads,
                        "worker_class": "gthread", "loadavg": runs.loads,
                        "runs": {"ours": runs.ours, "baseline": runs.baseline,
-                                "paired_ratios": runs.paired_ratios(peak)}},
+                                "paired_ratios": runs.paired_ratios(peak),
+                                "steal_pct": runs.steal}},
     }
 
 

@@ -186,34 +186,67 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return round(ours / baseline, 3)
 
 
-# Rounds of a full run (api_create, e2e_throughput, the concurrency runs). On this shared
-# host a round lands in a neighbour's busy minute now and then (api_create at 22:00 on
-# 2026-12-01: our rounds 459, 207 and 431 req/s); each side's best of three is less often
-# one of those than its best of two.
+def cpu_clock() -> tuple[float, float]:
+    """(steal, all) CPU seconds of the machine since boot, over every core. Steal is the time a
+    core of this virtual machine had work to run while its host ran something else."""
+    times = psutil.cpu_times()
+    return getattr(times, "steal", 0.0), sum(times)
+
+
+def steal_pct(since: tuple[float, float]) -> float | None:
+    """The share of the machine's CPU time its host took since `since` (`cpu_clock()`), in
+    per cent; None over too short a stretch to tell."""
+    steal0, all0 = since
+    steal1, all1 = cpu_clock()
+    return round((steal1 - steal0) / (all1 - all0) * 100, 1) if all1 - all0 >= 0.1 else None
+
+
+# Rounds of a full run (api_create, e2e_throughput, dispatch_latency, the concurrency runs).
+# On this shared host a round lands in a neighbour's busy minute now and then (api_create at
+# 22:00 on 2026-12-01: our rounds 459, 207 and 431 req/s); each side's best of three is less
+# often one of those than its best of two.
 FULL_ROUNDS = 3
+
+
+def best_of(rounds: Sequence[dict], score: Callable[[dict], float | None],  # type: ignore[type-arg]
+            lower_is_better: bool = False) -> dict:  # type: ignore[type-arg]
+    """The round with the best score; a round without a figure is never the best (the first
+    round when none has one)."""
+    scored = [(s, r) for r in rounds if (s := score(r)) is not None]
+    if not scored:
+        return rounds[0]
+    pick = min if lower_is_better else max
+    return pick(scored, key=lambda pair: pair[0])[1]
 
 
 @dataclass
 class Interleaved:
     """Rounds of baseline then ours, and each side's best: on a shared host one round of
-    either side can land in a neighbour's busy minute."""
+    either side can land in a neighbour's busy minute. Each round's steal (`steal_pct`) is
+    kept, so a figure can be read against what the host took meanwhile."""
 
     baseline: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
     ours: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
     loads: list[float] = field(default_factory=list)
+    steal: dict[str, list[float | None]] = field(
+        default_factory=lambda: {"baseline": [], "ours": []})
 
     @classmethod
     def run(cls, rounds: int, baseline: Callable[[], dict], ours: Callable[[], dict],  # type: ignore[type-arg]
-            score: Callable[[dict], float | None]) -> tuple[Interleaved, dict, dict]:  # type: ignore[type-arg]
+            score: Callable[[dict], float | None],  # type: ignore[type-arg]
+            lower_is_better: bool = False) -> tuple[Interleaved, dict, dict]:  # type: ignore[type-arg]
         """(the runs, the baseline's best, ours' best) by `score`."""
         runs = cls(loads=[load_now()])
         for _ in range(rounds):
-            runs.baseline.append(baseline())
-            runs.ours.append(ours())
+            for side, measure in (("baseline", baseline), ("ours", ours)):
+                since = cpu_clock()
+                getattr(runs, side).append(measure())
+                runs.steal[side].append(steal_pct(since))
             runs.loads.append(load_now())
-        return (runs, max(runs.baseline, key=lambda r: score(r) or 0),
-                max(runs.ours, key=lambda r: score(r) or 0))
+        return (runs, best_of(runs.baseline, score, lower_is_better),
+                best_of(runs.ours, score, lower_is_better))
 
     def paired_ratios(self, score: Callable[[dict], float | None]) -> list[float | None]:  # type: ignore[type-arg]
         """Each round's ours ÷ the baseline just before it (reported beside the best's)."""
         return [ratio(score(o), score(b)) for b, o in zip(self.baseline, self.ours, strict=True)]
+

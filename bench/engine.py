@@ -18,9 +18,11 @@ from app.services.certifications import create_certification
 from bench.common import (
     FULL_ROUNDS,
     Tenant,
+    cpu_clock,
     job_rows,
     load_now,
     ratio,
+    steal_pct,
     tenant,
     tree_cpu_seconds,
     wait_terminal,
@@ -91,9 +93,11 @@ def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
     for _ in range(1 if quick or tiny else FULL_ROUNDS):
         one: dict[str, dict] = {}  # type: ignore[type-arg]
         for c in (64,) if tiny else (64, 256):
-            one[f"plain_{c}"] = loadclient("plain", scope_url, n, c)
-            one[f"engine_{c}"] = loadclient("engine", scope_url, n, c)
-            one[f"worker_{c}"] = worker_run(bench, t, settings, worker, c, suite)
+            for mode in ("plain", "engine", "worker"):
+                since = cpu_clock()
+                run = (worker_run(bench, t, settings, worker, c, suite) if mode == "worker"
+                       else loadclient(mode, scope_url, n, c))
+                one[f"{mode}_{c}"] = run | {"steal_pct": steal_pct(since)}
             one[f"worker_{c}"]["load"] = load_now()
         rounds.append(one)
     bench.stop(worker)

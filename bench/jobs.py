@@ -267,6 +267,7 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
                        "runs": {"baseline": [round(r["rate"] or 0, 1) for r in runs.baseline],
                                 "ours": [round(r["rate"] or 0, 1) for r in runs.ours],
                                 "paired_ratios": runs.paired_ratios(rate),
+                                "steal_pct": runs.steal,
                                 "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in runs.ours],
                                 "ours_commits_per_job": [r["commits_per_job"]
                                                          for r in runs.ours]},
@@ -277,42 +278,73 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     }
 
 
-def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:
-    rate = 50.0
-    seconds = 1 if tiny else (6 if quick else 20)
-    n = int(rate * seconds)
-    settings = bench.settings(certification_concurrency=WORKERS)
+DISPATCH_RATE = 50.0  # jobs per second, open loop, both sides
+
+
+def _dispatch_baseline(bench: Bench, settings: Settings, n: int) -> dict:  # type: ignore[type-arg]
+    """`send_task` at DISPATCH_RATE to a fresh no-op worker: ms from after `send_task`
+    returned to `time.time()` in the task."""
     queue = settings.certification_queue_name + "-baseline"
-    client = redis.Redis.from_url(str(settings.redis_url))
-    base_proc = start_baseline_worker(bench, settings, queue)
+    proc = start_baseline_worker(bench, settings, queue)
     run = uuid.uuid4().hex[:8]
-    publish_noops(settings, queue, run, n, rate=rate)
-    done = wait_noops(client, run, n, 300)
-    base = [(end - sent) * 1000 for sent, end in done]
-    bench.stop(base_proc)
-    t = tenant(settings)
-    target_id = t.target(f"{bench.reference_url}/m/good/v1")
+    publish_noops(settings, queue, run, n, rate=DISPATCH_RATE)
+    done = wait_noops(redis.Redis.from_url(str(settings.redis_url)), run, n, 300)
+    bench.stop(proc)
+    return _latencies([(end - sent) * 1000 for sent, end in done], n)
+
+
+def _dispatch_ours(bench: Bench, settings: Settings, t: Tenant,
+                   target_id: uuid.UUID, n: int) -> dict:  # type: ignore[type-arg]
+    """POSTs at DISPATCH_RATE to a fresh API and worker: ms from the 202's arrival to the
+    job's claim (`certifications.started_at`, Postgres `now()`)."""
     api = bench.start_api(settings)
     worker = bench.start_worker(settings)
     url = f"http://127.0.0.1:{settings.api_port}"
     warm_ours(url, t, target_id)
-    posted = asyncio.run(post_jobs(url, t, target_id, n, rate=rate))
+    posted = asyncio.run(post_jobs(url, t, target_id, n, rate=DISPATCH_RATE))
     wait_terminal(t.factory, [i for i, _ in posted], 600)
     rows = {r.id: r for r in job_rows(t.factory, [i for i, _ in posted])}
-    ours = [(rows[i].started_at.timestamp() - returned) * 1000
-            for i, returned in posted if rows[i].started_at is not None]
-    span = max(r for _, r in posted) - min(r for _, r in posted)
     bench.stop(worker)
     bench.stop(api)
-    p50, p99 = percentile(ours, 50), percentile(ours, 99)
-    b50, b99 = percentile(base, 50), percentile(base, 99)
+    span = max(r for _, r in posted) - min(r for _, r in posted)
+    return _latencies([(rows[i].started_at.timestamp() - returned) * 1000
+                       for i, returned in posted if rows[i].started_at is not None], n) | {
+        "achieved_post_rate": round(n / span, 1) if span else None}
+
+
+def _latencies(ms: list[float], n: int) -> dict:  # type: ignore[type-arg]
+    return {"p50": _r(percentile(ms, 50)), "p99": _r(percentile(ms, 99)),
+            "max": _r(max(ms, default=None)), "started": len(ms), "sent": n,
+            # A round where a job never started has no p99 to speak of.
+            "complete": len(ms) == n}
+
+
+def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:  # type: ignore[type-arg]
+    seconds = 1 if tiny else (6 if quick else 20)
+    n = int(DISPATCH_RATE * seconds)
+    settings = bench.settings(certification_concurrency=WORKERS)
+    t = tenant(settings)
+    target_id = t.target(f"{bench.reference_url}/m/good/v1")
+    rounds = 1 if quick or tiny else FULL_ROUNDS
+    # Full runs interleave fresh stacks (a no-op worker, then our API and worker) and keep
+    # each side's lowest p99: a tail of 50-150 ms in one round is the host taking a core
+    # away (steal, see bench/README "Eleventh pass"), and the rounds all stay in the output.
+    def p99(r: dict) -> float | None:  # type: ignore[type-arg]
+        return r["p99"] if r["complete"] else None  # type: ignore[no-any-return]
+
+    runs, base, best = Interleaved.run(
+        rounds, lambda: _dispatch_baseline(bench, settings, n),
+        lambda: _dispatch_ours(bench, settings, t, target_id, n), p99, lower_is_better=True)
     return {
-        "ours": _r(p99), "baseline": _r(b99), "ratio": ratio(p99, b99),
+        "ours": best["p99"], "baseline": base["p99"], "ratio": ratio(p99(best), p99(base)),
         "units": "ms p99 (POST returned -> task started)", "target": "p99 ratio <= 2",
-        "extra": {"ours_p50_ms": _r(p50), "baseline_p50_ms": _r(b50)},
-        "parameters": {"rate_per_s": rate, "jobs": n, "worker_processes": WORKERS,
-                       "achieved_post_rate": round(n / span, 1) if span else None,
-                       "started": len(ours),
+        "extra": {"ours_p50_ms": best["p50"], "baseline_p50_ms": base["p50"]},
+        "parameters": {"rate_per_s": DISPATCH_RATE, "jobs": n, "worker_processes": WORKERS,
+                       "achieved_post_rate": best["achieved_post_rate"],
+                       "started": best["started"], "rounds": rounds, "loadavg": runs.loads,
+                       "runs": {"baseline": runs.baseline, "ours": runs.ours,
+                                "paired_ratios": runs.paired_ratios(p99),
+                                "steal_pct": runs.steal},
                        "clock": "ours: certifications.started_at (Postgres now() at claim) "
                                 "minus time.time() when the 202 arrived; baseline: "
                                 "time.time() in the task minus after apply_async returned"},

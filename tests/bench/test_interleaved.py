@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from itertools import count
 
-from bench.common import Interleaved
+from bench.common import Interleaved, cpu_clock, steal_pct
 
 
 def test_rounds_alternate_and_each_side_keeps_its_best() -> None:
@@ -34,3 +35,32 @@ def test_a_round_without_a_figure_is_never_the_best() -> None:
         lambda r: r["rate"])
     assert best == {"rate": 50.0}
     assert runs.paired_ratios(lambda r: r["rate"]) == [0.5, None]
+
+
+def test_lower_is_better_keeps_each_sides_lowest_and_skips_rounds_without_a_figure() -> None:
+    base_p99, our_p99 = iter([6.0, 5.1, 7.3]), iter([67.8, None, 3.4])
+    runs, base, best = Interleaved.run(3, lambda: {"p99": next(base_p99)},
+                                       lambda: {"p99": next(our_p99)}, lambda r: r["p99"],
+                                       lower_is_better=True)
+    assert base == {"p99": 5.1} and best == {"p99": 3.4}
+    assert runs.paired_ratios(lambda r: r["p99"]) == [11.3, None, 0.466]
+
+
+def test_every_round_records_what_the_host_took() -> None:
+    def spin() -> dict:  # type: ignore[type-arg]
+        deadline = time.process_time() + 0.2  # long enough for the machine's clock to move
+        while time.process_time() < deadline:
+            pass
+        return {"rate": 1.0}
+
+    runs, _, _ = Interleaved.run(2, spin, spin, lambda r: r["rate"])
+    for side in ("baseline", "ours"):
+        assert len(runs.steal[side]) == 2
+        assert all(s is not None and 0.0 <= s <= 100.0 for s in runs.steal[side])
+
+
+def test_steal_is_read_from_the_machines_own_clock() -> None:
+    steal, everything = cpu_clock()
+    assert 0.0 <= steal <= everything
+    # A stretch the clock has not moved over is None, not a ratio of two rounding errors.
+    assert steal_pct((steal, everything + 1.0)) is None
