@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             # while it took a tenth of our cores is not this code's (bench/README).
             result["steal_pct"] = steal_pct(since)
             results[name] = result
+            stolen = result["steal_pct"]
             console.print(f"  done in {result['seconds']} s; the host took "
-                          f"{fmt(result['steal_pct'])} % of the CPU (steal)")
+                          f"{'—' if stolen is None else stolen} % of the CPU (steal)")
     finally:
         bench.close(keep_logs=args.keep_logs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
