@@ -249,4 +249,3 @@ class Interleaved:
     def paired_ratios(self, score: Callable[[dict], float | None]) -> list[float | None]:  # type: ignore[type-arg]
         """Each round's ours ÷ the baseline just before it (reported beside the best's)."""
         return [ratio(score(o), score(b)) for b, o in zip(self.baseline, self.ours, strict=True)]
-

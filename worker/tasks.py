@@ -89,10 +89,10 @@ def _hooks() -> run.RunHooks:
     """Per job. The gate factory sees the target first, so the endpoint metrics carry its real
     provider label and the shared limiter hears about 429s (AIMD)."""
     seen: dict[str, Any] = {"provider": "unknown", "gate": None}
-    # The labelled series each outcome counts into, looked up once per job: a check sends up
-    # to thousands of requests, and `labels()` is half of a response's metrics cost
-    # (bench/README, eleventh pass).
-    series: dict[str, tuple[Any, Any]] = {}
+    # The labelled series each (provider, outcome) counts into, looked up once per job: a
+    # check sends up to thousands of requests, and `labels()` is half of a response's
+    # metrics cost (bench/README, eleventh pass).
+    series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def gate_factory(spec: TargetSpec) -> ratelimit.EndpointLimiter | None:
         seen["provider"] = spec.provider
@@ -101,10 +101,11 @@ def _hooks() -> run.RunHooks:
         return seen["gate"]  # type: ignore[no-any-return]
 
     def on_response(outcome: str, seconds: float) -> None:
-        pair = series.get(outcome)
+        key = (seen["provider"], outcome)
+        pair = series.get(key)
         if pair is None:
-            pair = series[outcome] = (metrics.ENDPOINT_REQUESTS.labels(seen["provider"], outcome),
-                                      metrics.ENDPOINT_LATENCY.labels(seen["provider"]))
+            pair = series[key] = (metrics.ENDPOINT_REQUESTS.labels(*key),
+                                  metrics.ENDPOINT_LATENCY.labels(key[0]))
         pair[0].inc()
         pair[1].observe(seconds)
         if seen["gate"] is not None:

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_tiny_run_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     proc = subprocess.run([sys.executable, "-m", "bench", "--only", "memory,dispatch_latency",
-                           "--tiny",
-                           "--out", str(out)], cwd=ROOT, env=inherited_env(), capture_output=True,
-                          text=True, timeout=240)
+                           "--tiny", "--out", str(out)],
+                          cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
+                          timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results) == {"memory", "dispatch_latency"}
