@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test chaos bench bench-quick lint clean test-worker
+.PHONY: install tools run test chaos bench bench-quick lint clean test-worker
 
 install: $(STAMP)
 
@@ -14,10 +14,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# promtool and shellcheck for the tests that use them (apt, as root on Debian); in CI always.
+tools:
+	scripts/install-test-tools
+
 run: install
 	$(BIN)/modelcert dev
 
-test: install
+test: install $(if $(CI),tools)
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
 
 chaos: install

@@ -233,7 +233,7 @@ def install(app: Celery, settings: Settings) -> None:
 
     @signals.worker_shutting_down.connect(weak=False)
     def drain(**_: Any) -> None:
-        from worker.celery_app import STOP_JOBS
+        from worker.celery_factory import STOP_JOBS
 
         if STATE is not None:
             STATE.draining = True

@@ -24,7 +24,7 @@ def _drop(client: redis.Redis, queue: str) -> None:
 
 
 def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[no-untyped-def]
-    from worker.celery_app import make_celery
+    from worker.celery_factory import make_celery
 
     for app in (make_publisher_app(settings), make_celery(settings)):
         assert app.conf.broker_transport == broker.TRANSPORT

@@ -49,7 +49,7 @@ def test_visibility_timeout_is_above_the_hard_limit(timeout: int) -> None:
 
 
 def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -> None:
-    from worker.celery_app import make_celery
+    from worker.celery_factory import make_celery
 
     class Broken(Settings):
         @property
