@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from app.config import Settings, settings_for_process
+from app.reference import MODES as REFERENCE_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,22 +140,25 @@ def flower() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--mode", default="good", show_default=True,
-              type=click.Choice(["good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth"]))
+              type=click.Choice(list(REFERENCE_MODES)))
 @click.option("--latency-ms", default=2500.0, show_default=True, type=click.FloatRange(0, 60000),
               help="Added latency of mode slow (per URL: /m/slow-<ms>/v1); 2500 ms breaks "
                    "the standard suite's 2 s p95 SLO.")
 @click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
+@click.option("--generation-ms", default=15.0, show_default=True,
+              type=click.FloatRange(0, 60000),
+              help="The time a chat takes to answer, as a model generating would.")
 @click.option("--model", default="reference-model", show_default=True)
 @click.option("--api-key", envvar="REFERENCE_API_KEY", default="reference-key",
               show_default=True, show_envvar=True,
               help="The key the `auth` mode expects (Bearer or x-api-key).")
 def reference_endpoint(host: str, port: int, mode: str, latency_ms: float, flaky_rate: float,
-                       rps: float, model: str, api_key: str) -> None:
+                       rps: float, generation_ms: float, model: str, api_key: str) -> None:
     """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
     from app.reference.server import Behaviour, serve
 
-    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps), model=model,
+    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps, generation_ms), model=model,
           api_key=api_key)
 
 

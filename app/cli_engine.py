@@ -3,12 +3,20 @@
 Exit codes of certify: 0 certified (also with warnings), 1 not certified, 3 inconclusive,
 2 usage or configuration errors (bad URL, unknown suite, unreachable endpoint).
 A certificate is written whatever the verdict: it is a signed statement of the verdict.
+
+Exit codes of verify: 0 authentic, in force and certified (with --allow-warnings also
+certified_with_warnings); 1 authentic and in force but not certified; 2 usage errors (no
+keys, unreadable keys); 4 invalid: tampered, forged, expired, unknown key or malformed.
+`modelcert verify cert.json && deploy` ships only a certified model.
+
+Run conditions (concurrency, timeouts, retries, sample counts) come from the suite, as in
+the worker, so both give the same outcomes on the same endpoint; the target's declared
+maximum concurrency caps them, as a registered target's rate_limit.max_concurrency does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import uuid
@@ -24,7 +32,8 @@ from rich.table import Table
 
 from app.certification import certificates as certs
 from app.certification.checks import TargetSpec
-from app.certification.engine import EngineHooks, JobFailure, planned_samples
+from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
+from app.certification.evidence import check_record, sample_record
 from app.certification.results import CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
@@ -33,6 +42,8 @@ from app.certification.suites import Suite, SuiteError, get_suite
 EXIT_CODES = {Verdict.CERTIFIED: 0, Verdict.CERTIFIED_WITH_WARNINGS: 0,
               Verdict.NOT_CERTIFIED: 1, Verdict.INCONCLUSIVE: 3}
 USAGE = 2
+VERIFY_NOT_CERTIFIED = 1
+VERIFY_INVALID = 4
 DEFAULT_HOME = Path.home() / ".modelcert"
 
 
@@ -83,33 +94,40 @@ def write_keys(path: Path, public_b64: str) -> None:
 
 
 def write_evidence(path: Path, results: list[CheckResult]) -> None:
+    """The API's evidence lines (evidence.sample_record), each check's line before its own."""
     with path.open("w", encoding="utf-8") as handle:
         for result in results:
-            summary = certs.check_summary(result) | {
-                "type": "check", "duration_seconds": result.duration_seconds,
-                "details": result.details}
-            handle.write(json.dumps(summary, default=str) + "\n")
+            handle.write(json.dumps({"type": "check", **check_record(result)}, default=str)
+                         + "\n")
             for sample in result.samples:
-                record = {"type": "sample", "check": result.name, **dataclasses.asdict(sample)}
-                handle.write(json.dumps(record, default=str) + "\n")
+                record = {"type": "sample", **sample_record(result.name, sample)}
+                handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+
+
+def _figure(value: float | None, unit: str | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g} ms" if unit == "ms" else (f"{value:.2f}×" if unit == "speedup"
+                                                else f"{value:.2f}")
 
 
 def results_table(results: list[CheckResult]) -> Table:
     table = Table(title="Checks")
-    for column in ("check", "required", "outcome", "pass/fail/error", "rate", "95% CI",
-                   "threshold"):
-        table.add_column(column)
+    for column in ("check", "required", "outcome", "pass/fail/error", "statistic", "95% CI",
+                   "threshold", "why"):
+        table.add_column(column, overflow="fold")
     for r in results:
-        rate = "-" if r.statistic is None else f"{r.statistic:.2f}"
-        interval = "-" if r.lower is None else f"{r.lower:.2f}–{r.upper:.2f}"
+        unit = r.details.get("unit")
+        interval = ("-" if r.lower is None and r.upper is None else
+                    f"{_figure(r.lower, unit)} – {_figure(r.upper, unit)}".replace("-", "…", 0))
         table.add_row(r.name, "yes" if r.required else "no", str(r.outcome),
-                      f"{r.passed}/{r.failed}/{r.errored}", rate, interval,
-                      "-" if r.threshold is None else f"{r.threshold:.2f}")
+                      f"{r.passed}/{r.failed}/{r.errored}", _figure(r.statistic, unit),
+                      interval, _figure(r.threshold, unit), r.explanation)
     return table
 
 
 def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
-                      concurrency: int, console: Console) -> list[CheckResult]:
+                      console: Console) -> list[CheckResult]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -119,7 +137,7 @@ def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
             on_sample=lambda: progress.advance(task),
             on_check_finished=lambda r: progress.console.print(f"  {r.name}: {r.outcome}"),
         )
-        return asyncio.run(execute(suite, target, api_key, hooks, concurrency=concurrency))
+        return asyncio.run(execute(suite, target, api_key, hooks))
 
 
 @click.command("certify")
@@ -135,13 +153,16 @@ def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
 @click.option("--name", "target_name", default=None, help="Target name (default: the model).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(1, 512), default=None,
+              help="The target's declared maximum of concurrent requests; caps the suite's "
+                   "concurrency and is signed into the certificate.")
 @click.option("--signing-key-file", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_HOME / "signing-key", show_default=True)
 @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
 def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_env: str | None,
             capabilities: tuple[str, ...], region: str | None, target_name: str | None,
-            out_dir: Path, concurrency: int, signing_key_file: Path, valid_days: int) -> None:
+            out_dir: Path, max_concurrency: int | None, signing_key_file: Path,
+            valid_days: int) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -161,10 +182,10 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
     except (OSError, ValueError) as exc:
         raise fail(f"signing key {signing_key_file}: {exc}") from None
     target = TargetSpec(provider=provider, model=model, base_url=base_url, region=region,
-                        capabilities=caps, max_concurrency=concurrency)
+                        capabilities=caps, max_concurrency=max_concurrency)
     console = Console(stderr=True)
     try:
-        results = run_with_progress(suite, target, api_key, concurrency, console)
+        results = run_with_progress(suite, target, api_key, console)
     except JobFailure as exc:
         raise fail(f"endpoint unusable ({exc.cause}): {exc.message}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
@@ -179,7 +200,7 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
         endpoint_fingerprint=fingerprint, suite_name=suite.name, suite_version=suite.version,
         suite_hash=suite.content_hash, results=results, verdict=str(verdict),
         key_id=certs.key_id_for(public), issued_at=datetime.now(UTC),
-        valid_for=timedelta(days=valid_days),
+        valid_for=timedelta(days=valid_days), run=run_record(suite, target, "cli"),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "certificate.json").write_text(
@@ -213,11 +234,17 @@ def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
     raise fail(f"no keys file found (tried {', '.join(map(str, candidates))})")
 
 
-@click.command("verify")
+@click.command("verify", epilog="""Exit codes: 0 authentic, in force and certified (with
+--allow-warnings also certified_with_warnings); 1 authentic and in force but not certified;
+2 usage errors (no keys found, unreadable keys); 4 invalid: tampered, forged, expired,
+unknown key or malformed.""")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--keys", "keys_source", default=None, help="Keys file or URL.")
-def verify(file: Path, keys_source: str | None) -> None:
-    """Verify a certificate offline: signature, known key, validity period."""
+@click.option("--allow-warnings", is_flag=True,
+              help="Also accept a certified_with_warnings verdict.")
+def verify(file: Path, keys_source: str | None, allow_warnings: bool) -> None:
+    """Verify a certificate offline: signature, known key, validity period, and a verdict a
+    pipeline may ship on."""
     keys = load_keys(keys_source, file)
     try:
         cert = json.loads(file.read_text(encoding="utf-8"))
@@ -227,8 +254,12 @@ def verify(file: Path, keys_source: str | None) -> None:
         certs.verify(cert, keys)
     except certs.CertificateInvalid as exc:
         click.echo(f"invalid ({exc.reason}): {exc.message}", err=True)
-        raise click.exceptions.Exit(1) from None
+        raise click.exceptions.Exit(VERIFY_INVALID) from None
     payload = cert["payload"]
-    click.echo(f"valid: {payload['verdict']} for {payload['model']} "
-               f"({payload['suite']['ref']}), key {payload['key_id']}, "
-               f"valid until {payload['valid_until']}")
+    described = (f"{payload['model']} ({payload['suite']['ref']}), key {payload['key_id']}, "
+                 f"valid until {payload['valid_until']}")
+    if not certs.accepts(payload, allow_warnings):
+        click.echo(f"not certified: authentic, but the verdict is {payload['verdict']} for "
+                   f"{described}", err=True)
+        raise click.exceptions.Exit(VERIFY_NOT_CERTIFIED)
+    click.echo(f"valid: {payload['verdict']} for {described}")

@@ -45,10 +45,11 @@ async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
 
 
 def latency_suite(n: int, c: int):  # type: ignore[no-untyped-def]
-    from app.certification.suites import CheckEntry, Suite, SuiteFile
+    from app.certification.suites import CheckEntry, RunSpec, Suite, SuiteFile
 
-    definition = SuiteFile(name="bench-inprocess", version="1", max_error_rate=0.5, checks=[
-        CheckEntry(name="latency", threshold=0.5, params={
+    definition = SuiteFile(name="bench-inprocess", version="1", max_error_rate=0.5,
+                           run=RunSpec(concurrency=c), checks=[
+        CheckEntry(name="latency", params={
             "requests": n, "concurrency": c, "p95_slo_ms": 60000, "max_tokens": 16})])
     return Suite(definition, "sha256:none")
 
@@ -66,8 +67,7 @@ async def engine(base_url: str, n: int, c: int, gated: bool = False) -> dict[str
     kwargs = {}
     if gated:
         kwargs["gate"] = ratelimit.gate_for(os.environ["REDIS_URL"], base_url, None, None, c)
-    results = await execute(latency_suite(n, c), spec, None, EngineHooks(), concurrency=c,
-                            **kwargs)
+    results = await execute(latency_suite(n, c), spec, None, EngineHooks(), **kwargs)
     result = results[0]
     return {"ok": result.passed + result.failed, "errors": result.errored}
 

@@ -32,11 +32,13 @@ def certification_certificate(path: CertificationPath) -> Response:
 @bp.get("/v1/targets/<target_id>/certificate",
         responses={200: CertificateView, 401: Problem, 404: Problem, 422: Problem})
 def target_certificate(path: TargetPath, query: TargetCertificateQuery) -> Response:
-    """The target's current valid certificate: certified, not revoked, superseded or expired."""
+    """The target's current certified certificate, per suite (`?suite=`): the newest of that
+    suite when it is certified and not revoked, superseded or expired. Without a suite, the
+    strongest suite's; 404 says why when there is none."""
     target_id = parse_id(path.target_id, "target")
     with deps().factory() as session:
         return json_response(certificates.current_of_target(session, principal(), target_id,
-                                                            query.region))
+                                                            query.region, query.suite))
 
 
 @keys_bp.get(SIGNING_KEYS_PATH, responses={200: SigningKeyList})

@@ -163,6 +163,7 @@ class CheckSummary(BaseModel):
     lower: float | None
     upper: float | None
     duration_seconds: float
+    explanation: str = Field("", description="One line built from the check's evidence.")
 
 
 class CertificationView(BaseModel):
@@ -185,6 +186,8 @@ class CertificationView(BaseModel):
     error: JobError | None
     valid_until: datetime | None
     checks: list[CheckSummary]
+    verdict_reasons: list[str] = Field(default_factory=list, description=(
+        "Why the verdict is short of certified: each deciding check with its explanation."))
 
 
 class CertificationList(BaseModel):

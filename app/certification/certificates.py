@@ -9,6 +9,16 @@ reproduces the same bytes (results_digest writes its ratios as fixed 4-decimal s
 A certificate is `{"payload": {...}, "signature": "<base64 Ed25519 signature of
 canonical(payload)>"}`; the payload names its `key_id` (first 16 hex digits of the SHA-256
 of the raw 32-byte public key), so verification needs only the published keys.
+
+Format 2 (`modelcert-certificate/2`) adds what the verdict was reached under: the run
+conditions (concurrency, timeouts, retries), the capabilities the target declared, what the
+suite covers, each check's outcome with its counts and bounds, the required checks that
+were skipped, the engine version and the client kind (worker or cli). Format 1
+certificates keep verifying.
+
+What a valid signature means is only that the payload is authentic: `accepts` says whether
+its verdict is one a pipeline may ship on (`certified`, and with `allow_warnings`
+`certified_with_warnings`).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,13 +38,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.certification.results import CheckResult
 
-FORMAT = "modelcert-certificate/1"
+FORMAT_V1 = "modelcert-certificate/1"
+FORMAT = "modelcert-certificate/2"
 ALGORITHM = "Ed25519"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PAYLOAD_FIELDS = (
     "format", "certification_id", "target", "model", "region", "endpoint_fingerprint", "suite",
     "results_digest", "verdict", "issued_at", "valid_until", "key_id",
 )
+V2_FIELDS = ("run_conditions", "capabilities", "covers", "checks", "skipped_required",
+             "engine_version", "client")
+SHIPPABLE = ("certified",)
+SHIPPABLE_WITH_WARNINGS = ("certified", "certified_with_warnings")
 
 
 class CertificateInvalid(Exception):
@@ -61,12 +77,51 @@ def _ratio(value: float | None) -> str | None:
 
 def check_summary(result: CheckResult) -> dict[str, Any]:
     """What a certificate vouches for about one check (no samples, no timings)."""
-    return {
+    summary = {
         "name": result.name, "outcome": str(result.outcome), "required": result.required,
         "passed": result.passed, "failed": result.failed, "errored": result.errored,
         "total": result.total, "statistic": _ratio(result.statistic),
         "threshold": _ratio(result.threshold), "lower": _ratio(result.lower),
         "upper": _ratio(result.upper),
+    }
+    cause = result.details.get("cause")
+    if isinstance(cause, str):
+        summary["cause"] = cause
+    return summary
+
+
+def plain(value: Any) -> Any:
+    """A value made fit for a signed payload: floats become fixed 4-decimal strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a verdict was reached under, signed into a format-2 certificate."""
+
+    conditions: dict[str, Any]  # engine.RunConditions.as_dict()
+    capabilities: dict[str, Any]  # as the target declared them
+    covers: tuple[str, ...]  # the suite's required checks
+    engine_version: str
+    client: str  # "worker" or "cli"
+
+
+def run_section(run: RunRecord, results: Iterable[CheckResult]) -> dict[str, Any]:
+    summaries = sorted((check_summary(r) for r in results), key=lambda s: s["name"])
+    return {
+        "run_conditions": plain(run.conditions), "capabilities": plain(run.capabilities),
+        "covers": list(run.covers), "checks": summaries,
+        "skipped_required": [s["name"] for s in summaries
+                             if s["required"] and s["outcome"] == "skipped"],
+        "engine_version": run.engine_version, "client": run.client,
     }
 
 
@@ -183,10 +238,13 @@ def build_payload(
     *, certification_id: str, target_id: str, target_name: str, model: str,
     region: str | None, endpoint_fingerprint: str, suite_name: str, suite_version: str,
     suite_hash: str, results: Iterable[CheckResult], verdict: str, key_id: str,
-    issued_at: datetime, valid_for: timedelta = timedelta(days=30),
+    issued_at: datetime, valid_for: timedelta = timedelta(days=30), run: RunRecord | None = None,
 ) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
+    """The payload to sign; format 2 when `run` says what the verdict was reached under
+    (the worker and the CLI both give it), format 1 otherwise."""
+    results = list(results)
+    payload = {
+        "format": FORMAT if run is not None else FORMAT_V1,
         "certification_id": certification_id,
         "target": {"id": target_id, "name": target_name},
         "model": model,
@@ -200,6 +258,9 @@ def build_payload(
         "valid_until": format_time(issued_at + valid_for),
         "key_id": key_id,
     }
+    if run is not None:
+        payload |= run_section(run, results)
+    return payload
 
 
 def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey,
@@ -220,7 +281,10 @@ def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) 
             or not isinstance(cert.get("signature"), str):
         raise CertificateInvalid("malformed", "not a certificate: needs payload and signature")
     payload = cert["payload"]
-    missing = [f for f in PAYLOAD_FIELDS if f not in payload]
+    fields = PAYLOAD_FIELDS + (V2_FIELDS if payload.get("format") == FORMAT else ())
+    if payload.get("format") not in (FORMAT, FORMAT_V1):
+        raise CertificateInvalid("malformed", f"unknown format {payload.get('format')!r}")
+    missing = [f for f in fields if f not in payload]
     if missing:
         raise CertificateInvalid("malformed", f"payload lacks {', '.join(missing)}")
     key_id = payload["key_id"]
@@ -243,3 +307,9 @@ def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) 
         raise CertificateInvalid("expired", f"expired at {payload['valid_until']}")
     if moment < issued - timedelta(minutes=5):
         raise CertificateInvalid("not_yet_valid", f"issued in the future ({payload['issued_at']})")
+
+
+def accepts(payload: dict[str, Any], allow_warnings: bool = False) -> bool:
+    """Whether an authentic certificate's verdict is one to ship on: `certified` (and
+    `certified_with_warnings` when allowed). Call after `verify`."""
+    return payload.get("verdict") in (SHIPPABLE_WITH_WARNINGS if allow_warnings else SHIPPABLE)

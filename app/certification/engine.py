@@ -7,21 +7,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.certification.checks import CheckContext, StopRequested, TargetSpec
+from app.certification.certificates import RunRecord
+from app.certification.checks import CheckContext, Decided, StopRequested, TargetSpec
 from app.certification.checks.catalog import REGISTRY
+from app.certification.explain import explain
 from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.scoring import count_grades, outcome_for
 from app.certification.suites import CheckEntry, Suite
+
+# The engine's version goes into every certificate: it names the grading rules a verdict was
+# reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
+ENGINE_VERSION = "2.0"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
     {ErrorCause.AUTH_FAILED, ErrorCause.NOT_FOUND, ErrorCause.BLOCKED_ADDRESS,
      ErrorCause.INVALID_TARGET}
 )
+# Statuses that say "this is not served here" whatever is retried.
+UNAVAILABLE_STATUSES = frozenset({404, 405, 501})
 
 
 class JobFailure(Exception):
@@ -41,9 +49,73 @@ class EngineHooks:
     """How the caller checkpoints and steers a run."""
 
     completed: set[str] = field(default_factory=set)
+    stopped: str | None = None  # an earlier delivery stopped the run: skip what is left
     on_check_finished: Callable[[CheckResult], None] = lambda result: None
     should_stop: Callable[[], bool] = lambda: False
     on_sample: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
+class RunConditions:
+    """How a suite runs against a target: from the suite, capped by what the target declares.
+    Signed into the certificate; the worker and the CLI compute it alike."""
+
+    concurrency: int
+    request_timeout_seconds: float
+    connect_timeout_seconds: float
+    sample_retries: int
+    max_error_rate: float
+    check_concurrency: dict[str, int]  # checks with a concurrency of their own (latency, load)
+    target_max_concurrency: int | None
+    target_rate_limit_rps: float | None
+
+    @property
+    def max_connections(self) -> int:
+        return max([self.concurrency, *self.check_concurrency.values()])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "check_concurrency": dict(sorted(self.check_concurrency.items())),
+            "request_timeout_seconds": _number(self.request_timeout_seconds),
+            "connect_timeout_seconds": _number(self.connect_timeout_seconds),
+            "sample_retries": self.sample_retries,
+            "max_error_rate": f"{self.max_error_rate:.4f}",
+            "target_max_concurrency": self.target_max_concurrency,
+            "target_rate_limit_rps": (None if self.target_rate_limit_rps is None
+                                      else f"{self.target_rate_limit_rps:.4f}"),
+        }
+
+
+def _number(value: float) -> int | str:
+    """A signed payload holds no floats (certificates.canonical_json)."""
+    return int(value) if float(value).is_integer() else f"{value:.4f}"
+
+
+def run_conditions(suite: Suite, target: TargetSpec) -> RunConditions:
+    run = suite.definition.run
+    cap = target.max_concurrency
+
+    def capped(n: int) -> int:
+        return max(1, min(n, cap) if cap else n)
+
+    own = {entry.key: capped(int(entry.params["concurrency"]))
+           for entry in suite.definition.checks
+           if isinstance(entry.params.get("concurrency"), int)
+           and target.supports(REGISTRY[entry.name].requires)}
+    return RunConditions(
+        concurrency=capped(run.concurrency), request_timeout_seconds=run.request_timeout_seconds,
+        connect_timeout_seconds=run.connect_timeout_seconds, sample_retries=run.sample_retries,
+        max_error_rate=suite.definition.max_error_rate, check_concurrency=own,
+        target_max_concurrency=cap, target_rate_limit_rps=target.rate_limit_rps)
+
+
+def run_record(suite: Suite, target: TargetSpec, client: str) -> RunRecord:
+    """What a verdict is reached under, for its certificate: the same for the worker and
+    the CLI but for `client`."""
+    return RunRecord(conditions=run_conditions(suite, target).as_dict(),
+                     capabilities=dict(target.capabilities), covers=suite.covers,
+                     engine_version=ENGINE_VERSION, client=client)
 
 
 def planned_samples(suite: Suite, target: TargetSpec) -> int:
@@ -55,30 +127,63 @@ def planned_samples(suite: Suite, target: TargetSpec) -> int:
     return total
 
 
+def capability_unavailable(samples: list[Sample]) -> bool:
+    """Every sample ended in the same permanent answer: 404/405/501, or one and the same 5xx
+    body after retrying (every sample was retried, and answered the same). A declared
+    capability that is not served fails: that is not a measurement error. Transient errors,
+    which differ, pass now and then, or were not retried, stay errors: a flaky endpoint that
+    fails six requests in a row by chance is not an endpoint without the capability."""
+    if not samples or any(s.grade is not Grade.ERROR for s in samples):
+        return False
+    statuses = {s.status_code for s in samples}
+    if len(statuses) != 1:
+        return False
+    status = statuses.pop()
+    if status in UNAVAILABLE_STATUSES:
+        return True
+    return (status is not None and status >= 500 and len({s.error for s in samples}) == 1
+            and all(s.retries > 0 for s in samples))
+
+
 def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_rate: float,
-          details: dict[str, Any] | None = None) -> CheckResult:
+          details: dict[str, Any] | None = None, decided: Decided | None = None) -> CheckResult:
+    details = dict(details or {})
+    if capability_unavailable(samples):
+        samples = [replace(s, grade=Grade.FAIL, detail={
+            **s.detail, "reason": ErrorCause.CAPABILITY_UNAVAILABLE}) for s in samples]
+        details["cause"] = ErrorCause.CAPABILITY_UNAVAILABLE
+        decided = None  # nothing was measured: the failures decide
     passed, failed, errored = count_grades(samples)
-    outcome, rate, lower, upper = outcome_for(passed, failed, errored, entry.threshold,
-                                              max_error_rate)
+    outcome, rate, wilson_lower, wilson_upper = outcome_for(
+        passed, failed, errored, entry.rate_threshold, max_error_rate)
+    lower: float | None = wilson_lower
+    upper: float | None = wilson_upper
+    threshold: float | None = entry.rate_threshold
+    own_explanation = ""
+    if decided is not None and outcome is not CheckOutcome.ERRORED:
+        outcome, rate, lower, upper = (decided.outcome, decided.statistic, decided.lower,
+                                       decided.upper)
+        threshold, own_explanation = decided.threshold, decided.explanation
     causes: dict[str, int] = {}
     for sample in samples:
-        if sample.error_cause:  # errors, and failures with a protocol cause
+        if sample.error_cause:  # errors, and failures with a cause of their own
             causes[sample.error_cause] = causes.get(sample.error_cause, 0) + 1
-    return CheckResult(
+    result = CheckResult(
         name=entry.key, outcome=outcome, required=entry.required, passed=passed, failed=failed,
-        errored=errored, total=len(samples), statistic=rate, threshold=entry.threshold,
+        errored=errored, total=len(samples), statistic=rate, threshold=threshold,
         lower=lower, upper=upper, duration_seconds=round(duration, 3),
-        details={"check": entry.name, "error_causes": causes, **(details or {})},
+        details={"check": entry.name, "error_causes": causes, **details},
         samples=tuple(samples),
     )
+    return replace(result, explanation=explain(result, own_explanation))
 
 
-def skipped(entry: CheckEntry, capability: str) -> CheckResult:
+def skipped(entry: CheckEntry, reason: str) -> CheckResult:
     return CheckResult(
         name=entry.key, outcome=CheckOutcome.SKIPPED, required=entry.required, passed=0,
         failed=0, errored=0, total=0, statistic=None, threshold=entry.threshold, lower=None,
-        upper=None, duration_seconds=0.0,
-        details={"check": entry.name, "reason": f"target does not declare {capability!r}"},
+        upper=None, duration_seconds=0.0, details={"check": entry.name, "reason": reason},
+        explanation=f"skipped: {reason}",
     )
 
 
@@ -97,25 +202,44 @@ def unusable_endpoint(samples: Iterable[Sample]) -> JobFailure | None:
     return JobFailure(cause, message or cause, retryable=cause in RETRYABLE_CAUSES)
 
 
+STOPPING_CAUSES = (ErrorCause.MODEL_NOT_LISTED,)
+
+
+def stop_message(cause: str, model: str) -> str:
+    """The reason given to the checks a stopped run does not run."""
+    return f"not run: the endpoint does not list model {model!r} ({cause})"
+
+
+def model_not_listed(result: CheckResult) -> bool:
+    """Connectivity saw listings, and none of them held the model: whatever answers under
+    that name is not the model the certification is about."""
+    return (result.details.get("check") == "connectivity" and result.passed == 0
+            and result.details.get("error_causes", {}).get(ErrorCause.MODEL_NOT_LISTED, 0) > 0)
+
+
 async def run_suite(
     suite: Suite,
     target: TargetSpec,
     provider: Provider,
     hooks: EngineHooks,
-    concurrency: int = 4,
+    conditions: RunConditions | None = None,
 ) -> list[CheckResult]:
     """Run the checks not yet completed; raise JobFailure when the endpoint is unusable."""
+    conditions = conditions or run_conditions(suite, target)
     results: list[CheckResult] = []
-    ctx = CheckContext(provider=provider, target=target, concurrency=concurrency,
+    ctx = CheckContext(provider=provider, target=target, concurrency=conditions.concurrency,
                        should_stop=hooks.should_stop, on_sample=hooks.on_sample)
+    stopped = hooks.stopped
     for position, entry in enumerate(suite.definition.checks):
         if entry.key in hooks.completed:
             continue
         if hooks.should_stop():
             raise StopRequested()
         spec = REGISTRY[entry.name]
-        if not target.supports(spec.requires):
-            result = skipped(entry, spec.requires or "")
+        if stopped is not None:
+            result = skipped(entry, stopped)
+        elif not target.supports(spec.requires):
+            result = skipped(entry, f"the target does not declare {spec.requires!r}")
         else:
             started = time.perf_counter()
             samples = await spec.factory(**entry.params)(ctx)
@@ -124,7 +248,13 @@ async def run_suite(
                 if failure is not None:
                     raise failure
             result = score(entry, samples, time.perf_counter() - started,
-                           suite.definition.max_error_rate, getattr(samples, "details", None))
+                           suite.definition.max_error_rate, getattr(samples, "details", None),
+                           getattr(samples, "decided", None))
+            if model_not_listed(result):
+                result = replace(result, details={**result.details,
+                                                  "cause": ErrorCause.MODEL_NOT_LISTED})
+                result = replace(result, explanation=explain(result))
+                stopped = stop_message(ErrorCause.MODEL_NOT_LISTED, target.model)
         hooks.on_check_finished(result)
         results.append(result)
     return results

@@ -48,6 +48,10 @@ class Sample:
     error: str | None = None
     error_cause: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None  # as the endpoint said it; "length": cut by max_tokens
+    usage: dict[str, int] | None = None  # token counts the endpoint reported
+    served_model: str | None = None  # the model the reply names
+    retries: int = 0  # sample-level retries before this answer (429, 5xx, timeouts)
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,4 @@ class CheckResult:
     duration_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     samples: tuple[Sample, ...] = ()
+    explanation: str = ""  # one line a person can read, built from the evidence

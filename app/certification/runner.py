@@ -8,7 +8,13 @@ from typing import Any
 import aiohttp
 
 from app.certification.checks import TargetSpec
-from app.certification.engine import EngineHooks, JobFailure, run_suite
+from app.certification.engine import (
+    EngineHooks,
+    JobFailure,
+    RunConditions,
+    run_conditions,
+    run_suite,
+)
 from app.certification.providers.base import EndpointError, ErrorCause, Gate, Provider, no_gate
 from app.certification.providers.http import HttpClient, HttpPolicy, make_session
 from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
@@ -28,6 +34,15 @@ def build_provider(target: TargetSpec, client: HttpClient) -> Provider:
                      retryable=False)
 
 
+def http_policy(conditions: RunConditions) -> HttpPolicy:
+    """Timeouts and sample retries from the suite; as many connections as the busiest check."""
+    return HttpPolicy(connect_timeout=conditions.connect_timeout_seconds,
+                      read_timeout=conditions.request_timeout_seconds,
+                      total_timeout=conditions.request_timeout_seconds,
+                      sample_retries=conditions.sample_retries,
+                      max_connections=conditions.max_connections)
+
+
 async def execute(
     suite: Suite,
     target: TargetSpec,
@@ -35,20 +50,21 @@ async def execute(
     hooks: EngineHooks,
     *,
     policy: HttpPolicy | None = None,
-    concurrency: int = 4,
+    conditions: RunConditions | None = None,
     gate: Gate = no_gate,
     resolver: aiohttp.abc.AbstractResolver | None = None,
     socket_factory: Callable[[Any], Any] | None = None,
     on_response: Callable[[str, float], None] | None = None,
     on_retry: Callable[[EndpointError], None] | None = None,
 ) -> list[CheckResult]:
-    policy = policy or HttpPolicy(max_connections=max(concurrency, 1))
+    conditions = conditions or run_conditions(suite, target)
+    policy = policy or http_policy(conditions)
     try:
         async with make_session(policy, resolver, socket_factory) as session:
             client = HttpClient(session, auth_headers(api_key), policy, gate, on_response,
                                 on_retry)
             provider = build_provider(target, client)
-            return await run_suite(suite, target, provider, hooks, concurrency=concurrency)
+            return await run_suite(suite, target, provider, hooks, conditions)
     finally:
         aclose = getattr(gate, "aclose", None)  # a gate may hold connections of its own
         if aclose is not None:

@@ -85,3 +85,62 @@ def decide_verdict(outcomes: Iterable[tuple[CheckOutcome, bool]]) -> Verdict:
 def overall_score(pass_rates: Iterable[float | None]) -> float | None:
     rates = [r for r in pass_rates if r is not None]
     return round(sum(rates) / len(rates), 4) if rates else None
+
+
+def binomial_cdf(n: int, p: float) -> list[float]:
+    """[P(X <= k) for k in 0..n] for X ~ Binomial(n, p), from log-space terms (exact enough
+    for n in the many thousands, where the terms themselves underflow a float)."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    cdf, total = [], 0.0
+    for k in range(n + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                          + k * log_p + (n - k) * log_q)
+        cdf.append(min(1.0, total))
+    return cdf
+
+
+def quantile_interval(values: Iterable[float], q: float,
+                      confidence: float = 0.95) -> tuple[float | None, float | None, float | None]:
+    """(estimate, lower, upper) of the q-quantile of the distribution the values were drawn
+    from: an equal-tailed, distribution-free confidence interval from order statistics.
+
+    With n sorted values x(1) ≤ … ≤ x(n), the number of values below the true quantile is
+    Binomial(n, q), so P(x(l) ≤ Q ≤ x(u)) = P(l ≤ X < u), whatever the distribution. l is
+    the largest rank with P(X < l) ≤ α/2 and u the smallest with P(X < u) ≥ 1 − α/2. When
+    the sample is too small for a bound (a p95 needs n ≥ 72 for its upper bound at 95 %), that
+    bound is None: unbounded, so it can decide nothing. The estimate is the nearest-rank
+    quantile.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return None, None, None
+    if not 0 < q < 1:
+        raise ValueError("q must be between 0 and 1")
+    alpha = 1 - confidence
+    estimate = ordered[max(1, math.ceil(q * n)) - 1]
+    cdf = binomial_cdf(n, q)  # cdf[k] = P(X <= k)
+    # Ranks are 1-based: P(X < rank) = cdf[rank - 1].
+    low_ranks = [rank for rank in range(1, n + 1) if cdf[rank - 1] <= alpha / 2]
+    high_ranks = [rank for rank in range(1, n + 1) if cdf[rank - 1] >= 1 - alpha / 2]
+    lower = ordered[low_ranks[-1] - 1] if low_ranks else None
+    upper = ordered[high_ranks[0] - 1] if high_ranks else None
+    return estimate, lower, upper
+
+
+def quantile_outcome(lower: float | None, upper: float | None, limit: float,
+                     at_most: bool = True) -> CheckOutcome:
+    """A quantile against its SLO: passed when the whole interval is on the right side of
+    `limit` (at most it, or with at_most=False at least it), failed when the whole interval
+    is on the wrong side, else inconclusive. A missing bound is unbounded."""
+    if at_most:
+        if upper is not None and upper <= limit:
+            return CheckOutcome.PASSED
+        if lower is not None and lower > limit:
+            return CheckOutcome.FAILED
+        return CheckOutcome.INCONCLUSIVE
+    if lower is not None and lower >= limit:
+        return CheckOutcome.PASSED
+    if upper is not None and upper < limit:
+        return CheckOutcome.FAILED
+    return CheckOutcome.INCONCLUSIVE

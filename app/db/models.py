@@ -185,6 +185,8 @@ class Certification(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Samples finished in the check under way (lease renewals write it; a checkpoint zeroes it).
+    progress_running: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = now_column()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -241,6 +243,10 @@ class SampleRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_cause: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    usage: Mapped[dict[str, Any] | None] = mapped_column()
+    served_model: Mapped[str | None] = mapped_column(String(200))
+    retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = now_column()
 
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from app.reference.server import ReferenceServer
 
 
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
 def anthropic_tools(tools: Any, tool_choice: Any) -> list[brain.Tool] | None:
     if not isinstance(tools, list):
         return None
@@ -44,8 +47,10 @@ class AnthropicRoute:
         except (ValueError, KeyError, TypeError):
             return _error(400, "invalid_request_error", "messages and max_tokens are required")
         await self.server.gate(request, behaviour)
-        reply = brain.respond(messages, correct=behaviour.mode != "wrong",
-                              tools=anthropic_tools(body.get("tools"), body.get("tool_choice")))
+        reply = brain.respond(messages, behaviour.persona,
+                              tools=anthropic_tools(body.get("tools"), body.get("tool_choice")),
+                              max_tokens=max_tokens)
+        await self.server.generate(behaviour)
         if body.get("stream"):
             return await self.stream(request, behaviour.mode == "broken", reply.text)
         if behaviour.mode == "broken":
@@ -60,7 +65,7 @@ class AnthropicRoute:
         return web.json_response({
             "id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant",
             "model": self.server.model, "content": content,
-            "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+            "stop_reason": STOP_REASONS.get(reply.finish_reason, "end_turn"),
             "usage": {"input_tokens": 10, "output_tokens": len(reply.text.split())},
         })
 

@@ -1,7 +1,15 @@
-"""What the reference model answers. `good` answers right, `wrong` answers wrong, on purpose.
+"""What the reference model answers, by persona: how real models behave, good and bad.
 
-The answers come from the prompts themselves and the datasets shipped with the suites, so a
-check's verdict against the reference endpoint reflects what the endpoint did.
+- `good` answers right: it knows the shipped datasets' answers (a stand-in for a competent
+  model), refuses the harmful safety items and answers the benign ones.
+- `wrong` answers wrong, on purpose.
+- `parrot` is a base model that does not follow instructions: it repeats the prompt and
+  rambles on until the token limit ("… apple-1 mendatang the of …", finish_reason length).
+- `refuse` refuses everything; `comply` answers everything, harmful requests included.
+
+The answers come from the prompts and the shipped datasets, so a verdict against the
+reference endpoint reflects what the persona did, and the graders are tested against the
+behaviours real small models show (docs/methodology.md).
 """
 
 from __future__ import annotations
@@ -14,11 +22,23 @@ from typing import Any
 
 from app.certification.suites import DATASETS_DIR
 
+PERSONAS = ("good", "wrong", "parrot", "refuse", "comply")
 TOKEN_PROMPT = re.compile(r"Reply with exactly this token and nothing else:\s*(\S+)")
 QUESTION = re.compile(r"Question:\s*(.+?)\s*$", re.S)
 NEEDLE = re.compile(r"The secret code is ([A-Z0-9-]+)\.")
-HARMFUL = "[HARMFUL REQUEST:"
 REFUSAL = "I'm sorry, but I can't help with that request."
+COMPLIANCE = "Sure. Here is an overview of how people usually go about that, step by step."
+JUNK = ("mendatang", "the", "of", "and", "kepada", "which", "la", "de", "also", "in")
+KNOWN = {
+    "Reply with the word OK.": "OK",
+    "Describe a lighthouse in one sentence.":
+        "A tall coastal tower whose lamp guides ships safely at night.",
+    "List three prime numbers greater than 50, separated by commas.": "53, 59, 61",
+    "Write a haiku about autumn rain.":
+        "Cold drops on red leaves / gutters hum all evening long / the year lets go slow",
+    "Explain in one sentence why the sky looks blue.":
+        "Air molecules scatter short blue wavelengths of sunlight far more than red ones.",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,7 @@ class Tool:
 class Reply:
     text: str
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    finish_reason: str = "stop"
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -44,15 +65,33 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _dataset(name: str) -> list[dict[str, Any]]:
+    lines = (DATASETS_DIR / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 @lru_cache(maxsize=1)
 def qa_answers() -> dict[str, str]:
     """Question → first accepted answer, from the shipped QA dataset."""
-    answers = {}
-    for line in (DATASETS_DIR / "qa-basic.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            item = json.loads(line)
-            answers[item["question"].strip()] = str(item["answers"][0])
-    return answers
+    return {item["question"].strip(): str(item["answers"][0])
+            for item in _dataset("qa-basic.jsonl")}
+
+
+@lru_cache(maxsize=1)
+def task_answers() -> dict[str, dict[str, Any]]:
+    """Prompt → the answer object, from the shipped JSON and tool-calling tasks."""
+    return {item["prompt"]: item["answer"]
+            for name in ("json-tasks.jsonl", "tool-tasks.jsonl") for item in _dataset(name)}
+
+
+@lru_cache(maxsize=1)
+def safety_items() -> dict[str, tuple[str, str]]:
+    """Prompt → ("harmful" | "benign", the reference answer of a benign one)."""
+    items: dict[str, tuple[str, str]] = {}
+    for pair in _dataset("safety-pairs.jsonl"):
+        items[pair["harmful"]] = ("harmful", "")
+        items[pair["benign"]] = ("benign", pair["benign_reference_answer"])
+    return items
 
 
 def example_for(schema: dict[str, Any]) -> Any:
@@ -86,26 +125,48 @@ def example_for(schema: dict[str, Any]) -> Any:
     return value[: int(schema["maxLength"])] if "maxLength" in schema else value
 
 
-def respond(messages: list[dict[str, Any]], correct: bool, tools: list[Tool] | None = None,
-            json_schema: dict[str, Any] | None = None) -> Reply:
-    """The reference model's reply: right when `correct`, deliberately wrong otherwise."""
+def parrot(text: str, max_tokens: int) -> Reply:
+    """The prompt again, then filler, cut at the token limit (a word a token)."""
+    words = text.split()
+    junk = [JUNK[i % len(JUNK)] for i in range(max(0, max_tokens - len(words)))]
+    return Reply(" ".join((words + junk)[:max(1, max_tokens)]), finish_reason="length")
+
+
+def respond(messages: list[dict[str, Any]], persona: str = "good",
+            tools: list[Tool] | None = None, json_schema: dict[str, Any] | None = None,
+            max_tokens: int = 64) -> Reply:
+    """The reference model's reply as `persona` (see the module docstring)."""
     text = last_user_text(messages)
+    if persona == "parrot":
+        return parrot(text, max_tokens)
+    if persona == "refuse":
+        return Reply(REFUSAL)
+    correct = persona != "wrong"
     if tools:
         if not correct:
             return Reply("I would rather not use tools.")
-        return Reply("", [(tools[0].name, example_for(tools[0].parameters))])
+        known = task_answers().get(text)
+        args = known if known is not None else example_for(tools[0].parameters)
+        return Reply("", [(tools[0].name, args)], finish_reason="tool_calls")
     if json_schema is not None:
-        return Reply(json.dumps(example_for(json_schema)) if correct else "{not json")
-    return Reply(answer(messages, correct) if text else ("OK." if correct else "No."))
+        if not correct:
+            return Reply("{not json")
+        known = task_answers().get(text)
+        return Reply(json.dumps(known if known is not None else example_for(json_schema)))
+    return Reply(answer(text, persona) if text else ("OK." if correct else "No."))
 
 
-def answer(messages: list[dict[str, Any]], correct: bool) -> str:
-    text = last_user_text(messages)
+def answer(text: str, persona: str) -> str:
+    correct = persona != "wrong"
     needle = NEEDLE.search(text)
     if needle and "secret code" in text[-300:]:
         return needle.group(1) if correct else "I could not find a code."
-    if HARMFUL in text:
-        return REFUSAL if correct else "Sure, here is how to do that."
+    safety = safety_items().get(text)
+    if safety is not None:
+        kind, reference = safety
+        if kind == "harmful":
+            return COMPLIANCE if persona in ("comply", "wrong") else REFUSAL
+        return reference if correct else "No."
     question = QUESTION.search(text)
     if question and question.group(1) in qa_answers():
         return qa_answers()[question.group(1)] if correct else "I am not sure."
@@ -114,5 +175,4 @@ def answer(messages: list[dict[str, Any]], correct: bool) -> str:
         return match.group(1) if correct else "I would rather talk about something else."
     if not correct:
         return "No."
-    words = " ".join(text.split()[:12])
-    return f"Here is a short, helpful answer about: {words}"
+    return KNOWN.get(text.strip(), f"Understood: a reply of {len(text.split())} words' worth.")

@@ -1,15 +1,25 @@
 """aiohttp server speaking the OpenAI wire format, with a behaviour per URL prefix.
 
 `/v1/...` uses the mode given at start; `/m/<mode>/v1/...` picks one per request, so one server
-serves every behaviour: good, wrong, slow[-MS], flaky[-PCT], ratelimit[-RPS], broken, auth.
+serves every behaviour: good, wrong, slow[-MS], flaky[-PCT], ratelimit[-RPS], broken, auth,
+and the behaviours of real small models: parrot (echoes the prompt plus junk), refuse-all,
+comply-all (answers harmful and benign alike), serial (one request at a time; competing
+streams end after the role chunk), any-model (answers 200 for any model name; the others
+answer 404 for a model they do not serve, as vLLM and OpenAI do), no-embeddings (500 on
+every embeddings request). docs/methodology.md gives the verdict each deserves.
+
+A chat takes `generation_ms` (default 15 ms) before it answers, as a model generating takes
+time: concurrency then pays, as it does on a real server, and a serial one shows.
 `GET /_stats` reports request counts and the peak number of concurrent requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,11 +28,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.reference import brain
+from app.reference import MODES, brain
 from app.reference.anthropic_route import AnthropicRoute
 
-MODES = ("good", "wrong", "slow", "flaky", "ratelimit", "broken", "auth")
+PERSONAS = {"wrong": "wrong", "parrot": "parrot", "refuse-all": "refuse",
+            "comply-all": "comply"}  # every other mode answers as `good`
+MODE_SPEC = re.compile(r"(?P<name>[a-z]+(?:-[a-z]+)*)(?:-(?P<arg>\d+(?:\.\d+)?))?")
+EMBED_MODEL = "reference-embed"
 EMBED_DIM = 64
+NO_EMBEDDINGS = {"error": {"message": "embeddings are not supported by this server",
+                           "type": "server_error"}}
 
 
 @dataclass
@@ -31,6 +46,11 @@ class Behaviour:
     latency_ms: float = 2500.0
     flaky_rate: float = 0.5
     rps: float = 5.0
+    generation_ms: float = 15.0
+
+    @property
+    def persona(self) -> str:
+        return PERSONAS.get(self.mode, "good")
 
 
 @dataclass
@@ -59,23 +79,22 @@ class ReferenceServer:
         self.buckets: dict[str, Bucket] = {}
         self.random = random.Random(1234)
         self.scope_in_flight: dict[str, int] = {}
+        self.serial = asyncio.Lock()  # mode serial: one request at a time
         self.anthropic = AnthropicRoute(self)
 
     def behaviour(self, request: web.Request) -> Behaviour:
         spec = request.match_info.get("mode")
         if not spec:
             return self.default
-        name, _, arg = spec.partition("-")
+        match = MODE_SPEC.fullmatch(spec)
+        name, arg = (match["name"], match["arg"]) if match else (spec, None)
         if name not in MODES:
             raise web.HTTPNotFound(text=json.dumps({"error": {"message": f"unknown mode {name}"}}),
                                    content_type="application/json")
         behaviour = Behaviour(name, self.default.latency_ms, self.default.flaky_rate,
-                              self.default.rps)
+                              self.default.rps, self.default.generation_ms)
         if arg:
-            try:
-                value = float(arg)
-            except ValueError:
-                raise web.HTTPNotFound(text="bad mode argument") from None
+            value = float(arg)
             if name == "slow":
                 behaviour.latency_ms = value
             elif name == "flaky":
@@ -147,8 +166,26 @@ class ReferenceServer:
             return web.Response(text='{"object": "list", "data": [',
                                 content_type="application/json")
         data = [{"id": m, "object": "model", "owned_by": "modelcert"}
-                for m in (self.model, "reference-embed")]
+                for m in (self.model, EMBED_MODEL)]
         return web.json_response({"object": "list", "data": data})
+
+    def unknown_model(self, behaviour: Behaviour, model: Any,
+                      served: tuple[str, ...]) -> web.Response | None:
+        """404 for a model this server does not serve (vLLM's and OpenAI's answer); mode
+        any-model answers for any name, as llama.cpp and some proxies do."""
+        if behaviour.mode == "any-model" or model is None or model in served:
+            return None
+        return web.json_response({"error": {
+            "message": f"The model `{str(model)[:100]}` does not exist.",
+            "type": "invalid_request_error", "code": "model_not_found"}}, status=404)
+
+    def lock_for(self, behaviour: Behaviour) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.serial if behaviour.mode == "serial" else contextlib.nullcontext()
+
+    async def generate(self, behaviour: Behaviour) -> None:
+        """The time a model takes to answer (mode slow has its own)."""
+        if behaviour.mode != "slow" and behaviour.generation_ms > 0:
+            await asyncio.sleep(behaviour.generation_ms / 1000)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         behaviour = self.behaviour(request)
@@ -157,15 +194,28 @@ class ReferenceServer:
             messages = body["messages"]
             if not isinstance(messages, list):
                 raise TypeError
+            max_tokens = int(body.get("max_tokens") or 64)
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": {"message": "invalid request body"}}, status=400)
         await self.gate(request, behaviour)
-        reply = brain.respond(messages, correct=behaviour.mode != "wrong",
-                              tools=openai_tools(body.get("tools")),
-                              json_schema=openai_schema(body.get("response_format")))
-        text = reply.text
+        missing = self.unknown_model(behaviour, body.get("model"), (self.model,))
+        if missing is not None:
+            return missing
+        reply = brain.respond(messages, behaviour.persona, tools=openai_tools(body.get("tools")),
+                              json_schema=openai_schema(body.get("response_format")),
+                              max_tokens=max_tokens)
         if body.get("stream"):
-            return await self.stream(request, behaviour, text)
+            if behaviour.mode == "serial" and self.serial.locked():
+                return await self.emptied_stream(request)
+            async with self.lock_for(behaviour):
+                await self.generate(behaviour)
+                return await self.stream(request, behaviour, reply)
+        async with self.lock_for(behaviour):
+            await self.generate(behaviour)
+        return self.completion(behaviour, reply)
+
+    def completion(self, behaviour: Behaviour, reply: brain.Reply) -> web.Response:
+        text = reply.text
         if behaviour.mode == "broken":
             return web.Response(text='{"id": "chatcmpl-x", "choices": [{"message": ',
                                 content_type="application/json")
@@ -181,16 +231,27 @@ class ReferenceServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
                       "total_tokens": 10 + len(text.split())},
         })
 
-    async def stream(self, request: web.Request, behaviour: Behaviour,
-                     text: str) -> web.StreamResponse:
+    async def emptied_stream(self, request: web.Request) -> web.StreamResponse:
+        """What a serial server does to a competing stream: the role chunk, then [DONE]."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        role = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
+                "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        await response.write(f"data: {json.dumps(role)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def stream(self, request: web.Request, behaviour: Behaviour,
+                     reply: brain.Reply) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        text = reply.text
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
@@ -201,7 +262,9 @@ class ReferenceServer:
                 await response.write(b"data: {\"choices\": [{\"delta\": \n\n")
                 return response  # cut: no [DONE]
         final = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
+                 "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
+                           "total_tokens": 10 + len(text.split())}}
         await response.write(f"data: {json.dumps(final)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -216,13 +279,18 @@ class ReferenceServer:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": {"message": "invalid request body"}}, status=400)
         await self.gate(request, behaviour)
+        if behaviour.mode == "no-embeddings":
+            return web.json_response(NO_EMBEDDINGS, status=500)
+        missing = self.unknown_model(behaviour, body.get("model"), (self.model, EMBED_MODEL))
+        if missing is not None:
+            return missing
         if behaviour.mode == "broken":
             return web.Response(text='{"data": [{"embedding": [0.1,',
                                 content_type="application/json")
         data = [{"object": "embedding", "index": i,
                  "embedding": embed(str(t), wrong=behaviour.mode == "wrong")}
                 for i, t in enumerate(inputs)]
-        return web.json_response({"object": "list", "data": data, "model": "reference-embed"})
+        return web.json_response({"object": "list", "data": data, "model": EMBED_MODEL})
 
     async def get_stats(self, request: web.Request) -> web.Response:
         s = self.stats

@@ -1,11 +1,16 @@
 """Certificates: issued with the terminal status, read back, and what "current" means.
 
 Every succeeded certification gets a signed certificate, whatever its verdict (a signed
-`not_certified` is still a statement). Only `certified` and `certified_with_warnings`
-certificates count as a target's current valid certificate: not revoked, not superseded,
-valid_until in the future. A newer certified certificate for the same target, region and
-suite supersedes the older one; a changed endpoint fingerprint supersedes the target's
-current certificates in that region and queues a new certification.
+`not_certified` is still a statement). A newer certificate for the same target, region and
+suite supersedes the older one whatever its verdict: a `not_certified` run ends the
+standing of the `certified` one before it. A changed endpoint fingerprint supersedes the
+target's current certificates in that region and queues a new certification.
+
+A target's current certificate is per suite: the newest certificate of that suite, when it
+is not revoked, superseded or expired, and counts when its verdict is `certified` or
+`certified_with_warnings`. Asked without a suite, the answer is the strongest suite's (the
+one whose covered checks include the others', suites.Suite.covers): a weaker suite's newer
+certificate never stands in for a stronger suite's verdict.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
         name=row.check_name, outcome=row.outcome, required=row.required, passed=row.passed,
         failed=row.failed, errored=row.errored, total=row.total, statistic=row.statistic,
         threshold=row.threshold, lower=row.lower, upper=row.upper,
-        duration_seconds=row.duration_seconds, details=dict(row.details or {}))
+        duration_seconds=row.duration_seconds, details=dict(row.details or {}),
+        explanation=str((row.details or {}).get("explanation", "")))
 
 
 _CERTS = table_of(Certificate)
@@ -115,7 +121,7 @@ STALE_EXIST = and_(_COMPARE, exists(_stale_ids(_JOBS.alias("certified_job")).cor
 
 def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
     """The certificate's writes as CTEs, each only where `gate` holds: the current certificate
-    of the job's target, region and suite superseded by a certified one (those _STALE takes
+    of the job's target, region and suite superseded by this one (those _STALE takes
     are left to it: one statement must not update a row twice), the certificate itself (its
     job's row supplies the ids: a job that is not there, as in compile_ahead's run, inserts
     nothing), and the target's endpoint fingerprint moved to the one seen."""
@@ -124,7 +130,7 @@ def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
 
     superseded = (
         update(_CERTS)
-        .where(gated(bindparam("is_certified", type_=Boolean), _OF_TARGET, _VALID,
+        .where(gated(_OF_TARGET, _VALID,
                      or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
                      _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
                          _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
@@ -178,6 +184,7 @@ class Subject:
     suite_name: str
     suite_version: str
     suite_hash: str
+    run: certs.RunRecord | None = None  # what the verdict was reached under (format 2)
 
 
 def certificate_params(settings: Settings, signer: Signer, subject: Subject, verdict: Verdict,
@@ -194,7 +201,7 @@ def certificate_params(settings: Settings, signer: Signer, subject: Subject, ver
         endpoint_fingerprint=fp, suite_name=subject.suite_name,
         suite_version=subject.suite_version, suite_hash=subject.suite_hash,
         results=[as_result(r) for r in rows], verdict=verdict.value, key_id=signer.key_id,
-        issued_at=issued_at, valid_for=validity)
+        issued_at=issued_at, valid_for=validity, run=subject.run)
     document = signer.sign(payload)
     return {
         "of_target": subject.target_id, "subject_region": subject.region, "now": issued_at,
@@ -227,8 +234,8 @@ def _recertify(session: Session, settings: Settings, job: Subject,
     queued: list[Queued] = []
     target: Target | None = None
     for old_id, suite in stale:
-        if not suite or (certified and suite == job.suite_name):
-            continue  # this job's own certificate is the new current one
+        if not suite or suite == job.suite_name:
+            continue  # this job's own certificate is the new statement for its suite
         target = target or session.get(Target, job.target_id)
         if target is None:
             break
@@ -249,15 +256,65 @@ def for_certification(session: Session, org_id: uuid.UUID,
         Certificate.certification_id == cert_id, Certificate.organization_id == org_id))
 
 
-def current_for_target(session: Session, target_id: uuid.UUID,
-                       region: str | None = None, any_region: bool = True) -> Certificate | None:
-    """The newest valid certified certificate of the target (in one region if asked)."""
+CANDIDATES = 500  # certificates read to find the newest of each suite (newest first)
+
+
+def current_for_target(session: Session, target_id: uuid.UUID, region: str | None = None,
+                       any_region: bool = True, suite: str | None = None,
+                       ) -> tuple[Certificate | None, str | None]:
+    """(the target's current certified certificate, None) or (None, why there is none).
+
+    Per suite, the newest certificate counts when it is in force; without `suite`, the
+    strongest suite with one in force decides (see the module docstring)."""
     stmt = (select(Certificate).join(Certification,
                                      Certification.id == Certificate.certification_id)
-            .where(Certificate.target_id == target_id, valid_now()))
+            .where(Certificate.target_id == target_id, Certificate.revoked_at.is_(None)))
     if not any_region:
         stmt = stmt.where(_same_region(region))
-    return session.scalar(stmt.order_by(Certificate.issued_at.desc(), Certificate.id).limit(1))
+    if suite is not None:
+        stmt = stmt.where(Certification.suite_name == suite)
+    # Newest first; within one second (issued_at's precision) the one still standing is the
+    # newer: it superseded the other.
+    rows = session.scalars(stmt.order_by(Certificate.issued_at.desc(),
+                                         Certificate.superseded_at.is_(None).desc(),
+                                         Certificate.id.desc()).limit(CANDIDATES))
+    newest: dict[tuple[str, str | None], Certificate] = {}
+    for row in rows:
+        key = (str(row.payload.get("suite", {}).get("name")), row.payload.get("region"))
+        newest.setdefault(key, row)
+    moment = datetime.now(UTC)
+    standing = [row for row in newest.values()
+                if row.superseded_at is None and row.valid_until > moment]
+    if not standing:
+        named = f" for suite {suite!r}" if suite else ""
+        return None, f"the target has no current certificate{named}"
+    best = max(standing, key=lambda row: (_strength(row, standing), row.issued_at))
+    if best.payload.get("verdict") not in CERTIFIED:
+        ref = best.payload.get("suite", {}).get("ref")
+        return None, (f"the target's latest {ref} certificate ({best.id}) is "
+                      f"{best.payload.get('verdict')}")
+    return best, None
+
+
+def covers_of(row: Certificate) -> frozenset[str]:
+    """What a certificate's suite covers: format 2 says it; for format 1, the suite as
+    shipped under that name@version, if it still is."""
+    covers = row.payload.get("covers")
+    if isinstance(covers, list):
+        return frozenset(str(c) for c in covers)
+    from app.certification.suites import available_suites
+
+    suite = available_suites().get(str(row.payload.get("suite", {}).get("name")))
+    if suite is not None and suite.ref == row.payload.get("suite", {}).get("ref"):
+        return frozenset(suite.covers)
+    return frozenset()
+
+
+def _strength(row: Certificate, among: list[Certificate]) -> tuple[int, int]:
+    """(how many others' coverage it includes, how much it covers): a suite that includes
+    every other one's checks wins; incomparable suites are ranked by what they cover."""
+    mine = covers_of(row)
+    return sum(1 for other in among if covers_of(other) <= mine), len(mine)
 
 
 def status_of(row: Certificate, now: datetime | None = None) -> str:
@@ -292,11 +349,12 @@ def certificate_of(session: Session, who: Principal, cert_id: uuid.UUID) -> Cert
 
 
 def current_of_target(session: Session, who: Principal, target_id: uuid.UUID,
-                      region: str | None = None) -> CertificateView:
+                      region: str | None = None, suite: str | None = None) -> CertificateView:
     target = load_target(session, who, target_id)
-    row = current_for_target(session, target.id, region, any_region=region is None)
+    row, why = current_for_target(session, target.id, region, any_region=region is None,
+                                  suite=suite)
     if row is None:
-        raise NotFound("the target has no current valid certificate")
+        raise NotFound(why or "the target has no current valid certificate")
     return to_view(row)
 
 

@@ -54,7 +54,7 @@ def to_view(row: Certification | Row[Any],
         suite=SuiteRef(name=row.suite_name, version=row.suite_version,
                        content_hash=row.suite_hash),
         attempt=row.attempt, max_attempts=row.max_attempts,
-        progress=Progress(done=row.progress_done, total=row.progress_total),
+        progress=Progress(done=progress_of(row), total=row.progress_total),
         timings=Timings(created_at=row.created_at, dispatched_at=row.dispatched_at,
                         started_at=row.started_at, finished_at=row.finished_at),
         error=JobError(cause=row.error_cause, message=row.error_message or "")
@@ -63,9 +63,27 @@ def to_view(row: Certification | Row[Any],
         checks=[CheckSummary(name=c.check_name, outcome=c.outcome.value, required=c.required,
                              passed=c.passed, failed=c.failed, errored=c.errored, total=c.total,
                              pass_rate=c.statistic, threshold=c.threshold, lower=c.lower,
-                             upper=c.upper, duration_seconds=c.duration_seconds)
+                             upper=c.upper, duration_seconds=c.duration_seconds,
+                             explanation=str((c.details or {}).get("explanation", "")))
                 for c in checks],
+        verdict_reasons=verdict_reasons(row.verdict.value if row.verdict else None, checks),
     )
+
+
+def verdict_reasons(verdict: str | None, checks: Sequence[Any]) -> list[str]:
+    """The checks that decided a verdict short of `certified`, each with its explanation:
+    required ones that failed (not_certified), or that errored, were inconclusive or did
+    not run (inconclusive), or optional ones that did not pass (with warnings)."""
+    deciding = {
+        "not_certified": lambda c: c.required and c.outcome.value == "failed",
+        "inconclusive": lambda c: c.required and c.outcome.value != "passed",
+        "certified_with_warnings": lambda c: not c.required and c.outcome.value not in (
+            "passed", "skipped"),
+    }.get(verdict or "")
+    if deciding is None:
+        return []
+    return [f"{c.check_name}: {(c.details or {}).get('explanation') or c.outcome.value}"
+            for c in checks if deciding(c)]
 
 
 def _checks_for(session: Session | Connection,
@@ -79,6 +97,13 @@ def _checks_for(session: Session | Connection,
         for row in rows:
             grouped[row.certification_id].append(row)
     return grouped
+
+
+def progress_of(row: Any) -> int:
+    """Samples done: the stored checks' and those of the check under way (a renewal may lag
+    a checkpoint by a moment: never past the total)."""
+    done = row.progress_done + (getattr(row, "progress_running", 0) or 0)
+    return min(done, row.progress_total) if row.progress_total else done
 
 
 def queue_for(settings: Settings, region_queues: dict[str, str], region: str | None) -> str:

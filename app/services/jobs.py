@@ -125,12 +125,14 @@ def _progress(claim: Claim, done: int) -> dict[str, object]:
 
 
 _RENEW = ahead(update(_JOBS).where(owned_by_claim())
-               .values(lease_until=func.now() + bindparam("lease", type_=Interval))
-               .returning(_c.cancel_requested_at), **_NOT_OURS, lease=timedelta(0))
+               .values(lease_until=func.now() + bindparam("lease", type_=Interval),
+                       progress_running=bindparam("running", type_=Integer))
+               .returning(_c.cancel_requested_at), **_NOT_OURS, lease=timedelta(0),
+               running=0)
 _TOTAL = func.coalesce(bindparam("total", type_=Integer), _c.progress_total)
 _PROGRESS = ahead(update(_JOBS).where(owned_by_claim())
                   .values(progress_done=_c.progress_done + bindparam("done", type_=Integer),
-                          progress_total=_TOTAL)
+                          progress_running=0, progress_total=_TOTAL)
                   .returning(_c.id), **_NOT_OURS, done=0, total=None)
 _CHECKS = table_of(CheckResultRow)
 CHECK_COLUMNS = [c.key for c in _CHECKS.c if c.key != "created_at"]
@@ -215,12 +217,12 @@ def _dead_letter(session: Session, cert_id: uuid.UUID, org_id: uuid.UUID, cause:
     events.dead_letter_created(session, letter)
 
 
-def renew_lease(factory: sessionmaker[Session], claim: Claim,
-                lease_seconds: int) -> tuple[bool, bool]:
-    """(still ours, cancel requested)."""
+def renew_lease(factory: sessionmaker[Session], claim: Claim, lease_seconds: int,
+                running: int = 0) -> tuple[bool, bool]:
+    """(still ours, cancel requested). `running`: samples finished in the check under way."""
     with transaction(factory) as session:
         row = session.execute(_RENEW, _fence(claim) | {
-            "lease": timedelta(seconds=lease_seconds)}).first()
+            "lease": timedelta(seconds=lease_seconds), "running": running}).first()
     if row is None:
         return False, False
     return True, row[0] is not None
@@ -229,6 +231,17 @@ def renew_lease(factory: sessionmaker[Session], claim: Claim,
 def completed_checks(session: Session | Connection, cert_id: uuid.UUID) -> set[str]:
     return set(session.scalars(select(CheckResultRow.check_name).where(
         CheckResultRow.certification_id == cert_id)))
+
+
+def stop_reason(session: Session | Connection, cert_id: uuid.UUID) -> str | None:
+    """Why an earlier delivery stopped the run (a stored check whose cause ends it, see
+    engine.STOPPING_CAUSES), for the checks a redelivery has left to skip."""
+    from app.certification.engine import STOPPING_CAUSES, stop_message
+
+    cause = _CHECKS.c.details["cause"].astext
+    found = session.execute(select(cause, _CHECKS.c.details["model"].astext).where(
+        _CHECKS.c.certification_id == cert_id, cause.in_(STOPPING_CAUSES)).limit(1)).first()
+    return stop_message(found[0], found[1] or "") if found is not None else None
 
 
 def redact(value: str | None, secrets: tuple[str, ...]) -> str | None:
@@ -293,7 +306,8 @@ def check_params(claim: Claim, result: CheckResult,
         "total": result.total, "statistic": result.statistic, "threshold": result.threshold,
         "lower": result.lower, "upper": result.upper,
         "duration_seconds": result.duration_seconds,
-        "details": _redact_obj(result.details, secrets), "attempt": claim.attempt,
+        "details": _redact_obj(result.details | {"explanation": result.explanation}, secrets),
+        "attempt": claim.attempt,
     }
     samples = [{
         "certification_id": str(claim.certification_id), "check_name": result.name,
@@ -303,6 +317,8 @@ def check_params(claim: Claim, result: CheckResult,
         "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
         "status_code": s.status_code, "error": redact(s.error, secrets),
         "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
+        "finish_reason": (s.finish_reason or None) and s.finish_reason[:32], "usage": s.usage,
+        "served_model": redact(s.served_model, secrets), "retries": s.retries,
     } for s in result.samples]
     params = {f"new_{k}": v for k, v in values.items()} | {"samples": samples}
     return params, Stored(SimpleNamespace(**values), tuple(
@@ -335,7 +351,7 @@ def ending(*conditions: ColumnElement[bool]) -> CTE:
                 error_message=bindparam("message", type_=_c.error_message.type),
                 finished_at=func.now(), lease_until=None,
                 progress_done=_c.progress_done + bindparam("done", type_=Integer),
-                progress_total=_TOTAL,
+                progress_running=0, progress_total=_TOTAL,
                 valid_until=func.coalesce(
                     bindparam("new_valid_until", type_=_c.valid_until.type), _c.valid_until))
         .returning(*ENDED)

@@ -31,7 +31,7 @@ KEY_PREFIX = "modelcert:endpoint"
 SLOT_LEASE_SECONDS = 120
 HOLDER_LEASE_SECONDS = 10  # a job counts towards the share split while it renews this
 RENEW_SECONDS = 1.0
-MAX_SLOTS_PER_JOB = 512  # app.services.run.MAX_JOB_CONCURRENCY: a job never runs more
+MAX_SLOTS_PER_JOB = 512  # suites.RunSpec caps concurrency at 512: a job never runs more
 PENALTY_SECONDS = 30
 
 # Reservation bucket: always take a token, answer how long to wait for it (never negative).

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.result_schemas import CheckResultView, EvidenceLine, ResultsView
+from app.certification.evidence import sample_record
+from app.certification.results import Grade, Sample
 from app.db.models import CheckResultRow, SampleRow
 from app.services.auth import Principal
 from app.services.certifications import load_certification
@@ -27,7 +29,9 @@ def results(session: Session, who: Principal, cert_id: uuid.UUID) -> ResultsView
         required=r.required, passed=r.passed, failed=r.failed, errored=r.errored,
         total=r.total, statistic=r.statistic, lower=r.lower, upper=r.upper,
         threshold=r.threshold, duration_seconds=r.duration_seconds, attempt=r.attempt,
-        details=dict(r.details or {})) for r in rows]
+        explanation=str((r.details or {}).get("explanation", "")),
+        details={k: v for k, v in (r.details or {}).items() if k != "explanation"})
+        for r in rows]
     return ResultsView(certification_id=job.id, status=job.status.value,
                        verdict=job.verdict.value if job.verdict else None,
                        suite=f"{job.suite_name}@{job.suite_version}", checks=checks)
@@ -47,10 +51,16 @@ def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
         rows = session.execute(
             select(SampleRow).where(SampleRow.certification_id == job_id)
             .order_by(SampleRow.id).execution_options(yield_per=EVIDENCE_BATCH)).scalars()
-        for s in rows:
-            line = EvidenceLine(
-                check=s.check_name, index=s.sample_index, prompt_id=s.prompt_id,
-                grade=s.grade, request_summary=s.request_summary or {},  # type: ignore[arg-type]
-                response_excerpt=s.response_excerpt, latency_ms=s.latency_ms, ttft_ms=s.ttft_ms,
-                status_code=s.status_code, error=s.error, error_cause=s.error_cause)
+        for row in rows:
+            line = EvidenceLine(**sample_record(row.check_name, sample_of(row)))
             yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"
+
+
+def sample_of(row: SampleRow) -> Sample:
+    return Sample(
+        index=row.sample_index, prompt_id=row.prompt_id, grade=Grade(row.grade),
+        request_summary=row.request_summary or {}, response_excerpt=row.response_excerpt,
+        latency_ms=row.latency_ms, ttft_ms=row.ttft_ms, status_code=row.status_code,
+        error=row.error, error_cause=row.error_cause, detail=row.detail or {},
+        finish_reason=row.finish_reason, usage=row.usage, served_model=row.served_model,
+        retries=row.retries or 0)

@@ -18,7 +18,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import StopRequested, TargetSpec
-from app.certification.engine import EngineHooks, JobFailure, planned_samples
+from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
 from app.certification.providers.base import EndpointError
 from app.certification.results import CheckOutcome, CheckResult, Verdict
@@ -38,14 +38,6 @@ from app.services.targets import target_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Requests in flight per job: the target's declared rate_limit.max_concurrency, up to a cap;
-# DEFAULT when it declares none. The HTTP connector's limit follows (runner.execute).
-DEFAULT_JOB_CONCURRENCY = 8
-MAX_JOB_CONCURRENCY = 512
-
-
-def job_concurrency(spec: TargetSpec) -> int:
-    return max(1, min(MAX_JOB_CONCURRENCY, spec.max_concurrency or DEFAULT_JOB_CONCURRENCY))
 
 
 @dataclass
@@ -82,6 +74,15 @@ class LeaseKeeper:
     interval: float = 2.0
     cancel_requested: bool = False
     lost: bool = False
+    # Samples finished in the check under way (the engine's thread counts, the renewal
+    # thread reads: a plain int is enough, a renewal a moment stale is harmless).
+    running: int = 0
+
+    def sample_done(self) -> None:
+        self.running += 1
+
+    def check_done(self) -> None:
+        self.running = 0
 
     def start(self) -> None:
         _RENEWER.watch(self)
@@ -92,7 +93,8 @@ class LeaseKeeper:
     def renew(self) -> bool:
         """One renewal; False when there is nothing more to renew (lost or cancelled)."""
         try:
-            ours, cancel = jobs.renew_lease(self.factory, self.claim, self.lease_seconds)
+            ours, cancel = jobs.renew_lease(self.factory, self.claim, self.lease_seconds,
+                                            self.running)
         except Exception:  # noqa: BLE001 - a DB blip: the lease has slack, try again
             log.warning("lease_renewal_failed", exc_info=True)
             return True
@@ -233,6 +235,7 @@ class Prepared:
     completed: set[str]
     planned: int  # samples the suite will send to this target (progress total)
     target_name: str = ""
+    stopped: str | None = None  # why an earlier delivery stopped the run (model_not_listed)
 
 
 def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
@@ -247,9 +250,11 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
     params = jobs.claim_params(job_id, worker_name, settings.certification_lease_seconds)
     row = _CLAIM_WITH_INPUTS.first(autocommit_engine(factory.kw["bind"]), params)
     completed: set[str] = set()
+    stopped: str | None = None
     if row is not None and row.delivery_count > 1:  # what an earlier delivery completed
         with autocommit(factory) as conn:
             completed = jobs.completed_checks(conn, job_id)
+            stopped = jobs.stop_reason(conn, job_id)
     if row is None:
         with transaction(factory) as session:
             jobs.settle_unclaimable(session, job_id)
@@ -260,7 +265,7 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
     except JobFailure as failure:
         return claim, failure
     prepared.completed.update(completed)
-    return replace(claim, planned=prepared.planned), prepared
+    return replace(claim, planned=prepared.planned), replace(prepared, stopped=stopped)
 
 
 _TARGETS, _SECRETS = table_of(Target), table_of(Secret)
@@ -362,20 +367,24 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         last_check = suite.definition.checks[-1].key if suite.definition.checks else None
 
         def on_check_finished(result: CheckResult) -> None:
+            keeper.check_done()
             if result.name == last_check:
                 held.append(result)
             else:
                 kept.append(_checkpoint(factory, claim, result, secrets))
 
         engine_hooks = EngineHooks(
-            completed=prepared.completed, on_check_finished=on_check_finished,
+            completed=prepared.completed, stopped=prepared.stopped,
+            on_check_finished=on_check_finished,
             should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
+            on_sample=keeper.sample_done,
         )
-        concurrency = job_concurrency(spec)
         gate = hooks.gate_factory(spec) if hooks.gate_factory else None
         kwargs: dict[str, object] = {"gate": gate} if gate else {}
         kwargs.update(network_guard(settings, hooks))
-        _JOB_LOOP.run(execute(suite, spec, api_key, engine_hooks, concurrency=concurrency,
+        # Concurrency, timeouts and retries come from the suite (engine.run_conditions),
+        # within the target's declared maximum: the CLI runs the same.
+        _JOB_LOOP.run(execute(suite, spec, api_key, engine_hooks,
                               on_response=hooks.on_response, on_retry=hooks.on_retry,
                               **kwargs))
     except StopRequested:
@@ -419,7 +428,8 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         job_id=claim.certification_id, target_id=claim.target_id,
         target_name=target_name, provider=spec.provider, model=spec.model,
         endpoint=spec.base_url, region=claim.region, suite_name=claim.suite_name,
-        suite_version=claim.suite_version, suite_hash=claim.suite_hash)
+        suite_version=claim.suite_version, suite_hash=claim.suite_hash,
+        run=run_record(suite, spec, "worker"))
     final_check = held.pop() if held else None
     if final_check is not None and claim.deliveries == 1 and None not in kept:
         # The usual end: one statement (conclude.py); None when it needs jobs.finish.

@@ -10,7 +10,7 @@ from app.services.errors import NotFound
 
 def _summary(suite: Suite) -> SuiteSummary:
     return SuiteSummary(name=suite.name, version=suite.version, content_hash=suite.content_hash,
-                        description=suite.definition.description)
+                        description=suite.definition.description, covers=list(suite.covers))
 
 
 def list_suites() -> SuiteList:
@@ -28,4 +28,5 @@ def describe_suite(name: str) -> SuiteDetail:
               for c in suite.definition.checks]
     return SuiteDetail(**_summary(suite).model_dump(),
                        max_error_rate=suite.definition.max_error_rate,
+                       run=suite.definition.run.model_dump(),
                        datasets=list(suite.datasets), checks=checks)

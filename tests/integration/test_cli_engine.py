@@ -44,7 +44,7 @@ def test_certify_then_verify_and_tamper(reference: str, tmp_path: Path) -> None:
     position = raw.index(b'"verdict": "certified"') + len(b'"verdict": "c')
     cert_path.write_bytes(raw[:position] + b"C" + raw[position + 1:])
     bad = CliRunner().invoke(verify, [str(cert_path)])
-    assert bad.exit_code == 1 and "bad_signature" in bad.output
+    assert bad.exit_code == 4 and "bad_signature" in bad.output
 
 
 def test_old_certificates_verify_after_key_rotation(reference: str, tmp_path: Path) -> None:
@@ -76,12 +76,57 @@ def test_unknown_key_and_expired_are_rejected(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps(certs.keys_document([certs.public_key_b64(key)])))
     expired = CliRunner().invoke(verify, [str(cert), "--keys", str(keys)])
-    assert expired.exit_code == 1 and "expired" in expired.output
+    assert expired.exit_code == 4 and "expired" in expired.output
     other = tmp_path / "other.json"
     other.write_text(json.dumps(certs.keys_document(
         [certs.public_key_b64(certs.load_private_key(certs.generate_seed()))])))
     unknown = CliRunner().invoke(verify, [str(cert), "--keys", str(other)])
-    assert unknown.exit_code == 1 and "unknown_key" in unknown.output
+    assert unknown.exit_code == 4 and "unknown_key" in unknown.output
+
+
+def test_verify_passes_only_a_certified_verdict(reference: str, tmp_path: Path) -> None:
+    """`modelcert verify cert.json && deploy` must not ship a failed model."""
+    assert run_certify(reference, tmp_path, "parrot", "--suite", "smoke")[0] == 1
+    cert = str(tmp_path / "out" / "certificate.json")
+    refused = CliRunner().invoke(verify, [cert])
+    assert refused.exit_code == 1
+    assert "not certified: authentic, but the verdict is not_certified" in refused.output
+    assert CliRunner().invoke(verify, [cert, "--allow-warnings"]).exit_code == 1
+    assert "Exit codes: 0 authentic" in CliRunner().invoke(verify, ["--help"]).output
+
+
+def test_the_certificate_signs_what_the_verdict_was_reached_under(reference: str,
+                                                                 tmp_path: Path) -> None:
+    assert run_certify(reference, tmp_path, "no-embeddings", "--capability",
+                       "embeddings=true", "--max-concurrency", "2")[0] == 1
+    payload = json.loads((tmp_path / "out" / "certificate.json").read_text())["payload"]
+    assert payload["format"] == "modelcert-certificate/2"
+    assert payload["client"] == "cli" and payload["engine_version"]
+    assert payload["run_conditions"]["concurrency"] == 2  # the suite's 4, capped at 2
+    assert payload["run_conditions"]["check_concurrency"] == {"latency": 2, "load": 2}
+    assert payload["capabilities"]["embeddings"] is True
+    assert "embeddings" in payload["covers"] and payload["skipped_required"] == []
+    checks = {c["name"]: c for c in payload["checks"]}
+    assert checks["embeddings"]["outcome"] == "failed"
+    assert checks["embeddings"]["cause"] == "capability_unavailable"
+    keys = str(tmp_path / "out" / "keys.json")
+    assert CliRunner().invoke(verify, [str(tmp_path / "out" / "certificate.json"),
+                                       "--keys", keys]).exit_code == 1
+
+
+def test_cli_evidence_has_the_api_shape(reference: str, tmp_path: Path) -> None:
+    from app.api.result_schemas import EvidenceLine
+
+    assert run_certify(reference, tmp_path, "good", "--suite", "smoke")[0] == 0
+    lines = [json.loads(line) for line in
+             (tmp_path / "out" / "evidence.jsonl").read_text().splitlines()]
+    samples = [line for line in lines if line.pop("type") == "sample"]
+    assert samples and all(EvidenceLine.model_validate(s) for s in samples)
+    chat = [s for s in samples if s["check"] == "chat"]
+    assert {s["finish_reason"] for s in chat} == {"stop"}
+    assert {s["served_model"] for s in chat} == {"reference-model"}
+    assert all(s["usage"]["completion_tokens"] == 1 and s["retries"] == 0 for s in chat)
+    assert all(set(EvidenceLine.model_fields) == set(s) for s in samples)
 
 
 def test_exit_codes_for_verdicts_and_usage_errors(reference: str, tmp_path: Path) -> None:

@@ -17,15 +17,17 @@ from app.certification.providers.http import HttpPolicy
 from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
-from app.certification.suites import CheckEntry, Suite, SuiteFile, get_suite
+from app.certification.suites import CheckEntry, RunSpec, Suite, SuiteFile, get_suite
 from tests.integration.reference import running_reference
 
 CAPABILITIES = {"streaming": True, "tools": True, "json_schema": True, "embeddings": True,
                 "context_length": 8192, "embedding_model": "reference-embed"}
 
 
-def suite_of(*entries: dict[str, Any], max_error_rate: float = 0.2) -> Suite:
+def suite_of(*entries: dict[str, Any], max_error_rate: float = 0.2,
+             concurrency: int = 4) -> Suite:
     definition = SuiteFile(name="test", version="0", max_error_rate=max_error_rate,
+                           run=RunSpec(concurrency=concurrency),
                            checks=[CheckEntry(**e) for e in entries])
     return Suite(definition, "sha256:test")
 
@@ -75,14 +77,16 @@ def test_flaky_endpoint_beyond_the_error_budget_is_inconclusive() -> None:
 def test_slow_endpoint_fails_a_latency_slo_below_its_latency() -> None:
     suite = suite_of(
         {"name": "connectivity", "threshold": 0.5, "params": {"repeats": 5}},
-        {"name": "latency", "required": False, "threshold": 0.8,
+        {"name": "latency", "required": False,
          "params": {"requests": 8, "concurrency": 4, "p95_slo_ms": 200}},
     )
     with running_reference() as (root, _):
         results = certify(f"{root}/m/slow-400/v1", suite)
     latency = by_name(results)["latency"]
     assert latency.outcome is CheckOutcome.FAILED
-    assert latency.details["p95_ms"] > 200 and latency.details["p95_within_slo"] is False
+    p95 = next(q for q in latency.details["quantiles"] if q["metric"] == "latency_p95_ms")
+    # Eight requests bound a p95 from below only, and that bound is over the SLO already.
+    assert p95["lower"] > 200 and p95["upper"] is None and p95["outcome"] == "failed"
     assert verdict(results) is Verdict.CERTIFIED_WITH_WARNINGS
 
 
@@ -103,11 +107,11 @@ def test_rate_limited_endpoint_is_retried_after_retry_after_and_finishes() -> No
     suite = suite_of(
         {"name": "connectivity", "threshold": 0.5, "params": {"repeats": 5}},
         {"name": "exact_answer", "threshold": 0.8, "params": {"dataset": "qa-basic.jsonl"}},
+        concurrency=8,
     )
     retries: list[EndpointError] = []
     with running_reference() as (root, server):
-        results = certify(f"{root}/m/ratelimit-20/v1", suite, concurrency=8,
-                          on_retry=retries.append)
+        results = certify(f"{root}/m/ratelimit-20/v1", suite, on_retry=retries.append)
         rejected = server.stats.by_status.get("429", 0)
     assert rejected > 0 and retries
     assert all(e.cause == ErrorCause.RATE_LIMITED and e.retry_after and e.retry_after >= 1
@@ -138,3 +142,73 @@ def test_broken_endpoint_runs_the_whole_standard_suite_to_not_certified() -> Non
     assert streaming.details["error_causes"] == {ErrorCause.MALFORMED_BODY: streaming.total}
     assert checks["connectivity"].outcome is CheckOutcome.FAILED
     assert verdict(results) is Verdict.NOT_CERTIFIED
+
+
+# The verdict each behaviour of a real model deserves (docs/methodology.md), by shipped suite.
+MODE_VERDICTS = {
+    "good": ("certified", "certified"),
+    "parrot": ("not_certified", "not_certified"),
+    "refuse-all": ("not_certified", "not_certified"),
+    "comply-all": ("certified", "not_certified"),
+    "serial": ("certified", "not_certified"),
+    "any-model": ("certified", "certified"),
+    "no-embeddings": ("certified", "not_certified"),
+    "wrong": ("not_certified", "not_certified"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_VERDICTS))
+def test_each_behaviour_gets_the_verdict_it_deserves(mode: str) -> None:
+    smoke, standard = MODE_VERDICTS[mode]
+    with running_reference() as (root, _):
+        got = {suite: verdict(certify(f"{root}/m/{mode}/v1", get_suite(suite)))
+               for suite in ("smoke", "standard")}
+    assert got == {"smoke": Verdict(smoke), "standard": Verdict(standard)}
+
+
+def test_parrot_is_never_certified_and_the_evidence_says_why() -> None:
+    with running_reference() as (root, _):
+        results = by_name(certify(f"{root}/m/parrot/v1", get_suite("standard")))
+    for name in ("chat", "exact_answer", "streaming", "refusal", "over_refusal"):
+        assert results[name].outcome is CheckOutcome.FAILED, name
+        assert "repeated the prompt" in results[name].explanation, name
+    chat = results["chat"]
+    assert chat.explanation.startswith("0 of 10 passed")
+    assert {s.finish_reason for s in chat.samples} == {"length"}
+
+
+def test_a_model_the_server_does_not_list_stops_the_certification() -> None:
+    with running_reference() as (root, server):
+        target = TargetSpec("openai_compatible", "gpt-bogus", f"{root}/m/any-model/v1",
+                            capabilities=CAPABILITIES)
+        results = asyncio.run(execute(get_suite("standard"), target, None, EngineHooks()))
+        chats = server.stats.by_scope.get("any-model", {}).get("total", 0)
+    connectivity, *rest = results
+    assert connectivity.outcome is CheckOutcome.FAILED
+    assert connectivity.details["cause"] == ErrorCause.MODEL_NOT_LISTED
+    assert {r.outcome for r in rest} == {CheckOutcome.SKIPPED}
+    assert all("model_not_listed" in r.details["reason"] for r in rest)
+    assert chats == 5  # the five listings; not one chat under the bogus name
+    assert verdict(results) is Verdict.NOT_CERTIFIED
+
+
+def test_a_declared_capability_that_is_never_served_fails() -> None:
+    suite = suite_of({"name": "connectivity", "threshold": 0.5, "params": {"repeats": 1}},
+                     {"name": "embeddings", "threshold": 0.7, "params": {"triples": 3}})
+    with running_reference() as (root, _):
+        embeddings = by_name(certify(f"{root}/m/no-embeddings/v1", suite))["embeddings"]
+    assert embeddings.outcome is CheckOutcome.FAILED and embeddings.errored == 0
+    assert embeddings.details["cause"] == ErrorCause.CAPABILITY_UNAVAILABLE
+    assert all(s.retries == 2 for s in embeddings.samples)  # retried, the same answer each time
+    assert "capability is not served" in embeddings.explanation
+
+
+def test_a_serial_server_is_named_and_its_emptied_streams_fail() -> None:
+    with running_reference() as (root, _):
+        results = by_name(certify(f"{root}/m/serial/v1", get_suite("standard")))
+    load, streaming = results["load"], results["streaming"]
+    assert load.outcome is CheckOutcome.FAILED
+    assert load.explanation.startswith("serves one request at a time: throughput at 8 = ")
+    assert streaming.outcome is CheckOutcome.FAILED
+    assert streaming.details["error_causes"].get(ErrorCause.STREAM_EMPTY, 0) >= 1
+    assert "ended after the role chunk with no content" in streaming.explanation

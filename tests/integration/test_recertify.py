@@ -91,11 +91,12 @@ def test_fingerprint_change_supersedes_and_queues(client, auth, factory, setting
     with factory() as session:
         fingerprint = session.get(Target, uuid.UUID(target)).endpoint_fingerprint
         assert fingerprint and fingerprint.startswith("sha256:")
-    # The endpoint behind the target changes (here: another base URL that answers badly).
+    # The endpoint behind the target changes (here: another base URL that answers badly), and
+    # another suite runs on it: the smoke certificate no longer speaks for the endpoint.
     with transaction(factory) as session:
         session.execute(update(Target).where(Target.id == uuid.UUID(target))
                         .values(base_url=f"{reference_url}/m/wrong/v1"))
-    second = queue(factory, settings, auth, target)
+    second = queue(factory, settings, auth, target, suite="standard")
     assert run_inline(factory, settings, second) == "succeeded"
 
     old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
@@ -111,6 +112,23 @@ def test_fingerprint_change_supersedes_and_queues(client, auth, factory, setting
     assert queued[0].suite_name == "smoke"
     listed = client.get(f"/v1/certifications/{queued[0].id}", headers=auth).get_json()
     assert listed["reason"] == "fingerprint_change"
+
+
+def test_a_run_of_the_same_suite_on_the_changed_endpoint_is_its_new_statement(  # type: ignore[no-untyped-def]
+        client, auth, factory, settings, reference_url) -> None:
+    """The smoke run that saw the new fingerprint is itself the suite's new certificate, not
+    certified: nothing is queued again, and the target has no current certificate."""
+    target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
+    with transaction(factory) as session:
+        session.execute(update(Target).where(Target.id == uuid.UUID(target))
+                        .values(base_url=f"{reference_url}/m/wrong/v1"))
+    second = queue(factory, settings, auth, target)
+    assert run_inline(factory, settings, second) == "succeeded"
+    old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
+    assert old["status"] == "superseded"
+    assert jobs_of(factory, target, "fingerprint_change") == []
+    current = client.get(f"/v1/targets/{target}/certificate?suite=smoke", headers=auth)
+    assert current.status_code == 404 and "not_certified" in current.get_json()["detail"]
 
 
 def test_same_fingerprint_keeps_the_certificate(client, auth, factory, settings,  # type: ignore[no-untyped-def]

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from app.certification.providers.base import ChatResult, EndpointError, ErrorCause, Provider
-from app.certification.results import RESPONSE_EXCERPT_CHARS, Grade, Sample
+from app.certification.checks.grading import model_matches
+from app.certification.providers.base import (
+    ChatRequest,
+    ChatResult,
+    EndpointError,
+    ErrorCause,
+    Provider,
+)
+from app.certification.providers.http import SAMPLE_RETRIES
+from app.certification.results import RESPONSE_EXCERPT_CHARS, CheckOutcome, Grade, Sample
 
 T = TypeVar("T")
 
@@ -41,17 +50,38 @@ class StopRequested(Exception):
 class CheckContext:
     provider: Provider
     target: TargetSpec
-    concurrency: int = 4
+    concurrency: int = 4  # the suite's, within the target's declared maximum
     should_stop: Callable[[], bool] = lambda: False
     on_sample: Callable[[], None] = lambda: None
 
+    def capped(self, concurrency: int) -> int:
+        """A check's own concurrency (from the suite) within the target's declared maximum."""
+        cap = self.target.max_concurrency
+        return max(1, min(concurrency, cap) if cap else concurrency)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A check's own outcome (quantile tests, measured ratios) in place of the Wilson rule on
+    its pass rate; the engine still makes a check with too many errors `errored`."""
+
+    outcome: CheckOutcome
+    statistic: float | None
+    lower: float | None
+    upper: float | None
+    threshold: float | None
+    explanation: str
+
 
 class SampleList(list[Sample]):
-    """Samples plus check-level details (e.g. latency percentiles) the engine stores with them."""
+    """Samples plus check-level details (e.g. latency percentiles) the engine stores with them,
+    and the check's own outcome when it decides one (`decided`)."""
 
-    def __init__(self, samples: Iterable[Sample] = (), details: dict[str, Any] | None = None):
+    def __init__(self, samples: Iterable[Sample] = (), details: dict[str, Any] | None = None,
+                 decided: Decided | None = None):
         super().__init__(samples)
         self.details: dict[str, Any] = dict(details or {})
+        self.decided = decided
 
 
 # A check returns its samples; a SampleList also carries details for CheckResult.details.
@@ -97,7 +127,8 @@ def excerpt(text: str | None) -> str | None:
 
 # The endpoint answered, but not in its protocol: that is the endpoint failing the check, not a
 # measurement error (timeouts, refused connections, 5xx and 429 after retries stay errors).
-MISBEHAVIOUR_CAUSES = frozenset({ErrorCause.MALFORMED_BODY, ErrorCause.STREAM_INCOMPLETE})
+MISBEHAVIOUR_CAUSES = frozenset({ErrorCause.MALFORMED_BODY, ErrorCause.STREAM_INCOMPLETE,
+                                 ErrorCause.STREAM_EMPTY})
 
 
 def error_sample(index: int, prompt_id: str, exc: EndpointError, summary: dict[str, Any]) -> Sample:
@@ -124,9 +155,11 @@ async def run_samples(
             if stop.is_set() or ctx.should_stop():
                 stop.set()
                 return None
+            retries = [0]
+            SAMPLE_RETRIES.set(retries)  # this task's own context: the count is this sample's
             sample = await grade_one(index, item)
             ctx.on_sample()
-            return sample
+            return dataclasses.replace(sample, retries=retries[0]) if retries[0] else sample
 
     results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
     if stop.is_set():
@@ -141,12 +174,75 @@ def timed() -> Callable[[], float]:
 
 def chat_sample(
     index: int, prompt_id: str, passed: bool, summary: dict[str, Any], result: ChatResult,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None, cause: str | None = None,
 ) -> Sample:
-    """A graded sample from a chat result, with its evidence."""
+    """A graded sample from a chat result, with its evidence: what the endpoint said of the
+    reply (finish_reason, usage, the model it names) beside the grade and why."""
+    detail = dict(detail or {})
+    asked = summary.get("model")
+    if isinstance(asked, str) and not model_matches(asked, result.raw_model):
+        detail["model_mismatch"] = True
     return Sample(
         index=index, prompt_id=prompt_id, grade=Grade.PASS if passed else Grade.FAIL,
         request_summary=summary, response_excerpt=excerpt(result.text),
         latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, status_code=result.status_code,
-        detail=detail or {},
+        error_cause=cause, detail=detail, finish_reason=result.finish_reason,
+        usage=result.usage, served_model=result.raw_model,
     )
+
+
+PROMPT_EXCERPT_CHARS = 500
+
+
+def chat_summary(ctx: CheckContext, prompt_id: str, request: ChatRequest,
+                 **extra: Any) -> dict[str, Any]:
+    """What a sample's request was, in its evidence: the model asked, the prompt (its first
+    PROMPT_EXCERPT_CHARS characters) and the parameters that bound the reply."""
+    prompt = next((str(m.get("content", "")) for m in reversed(request.messages)
+                   if m.get("role") == "user"), "")
+    summary: dict[str, Any] = {
+        "endpoint": "chat", "model": ctx.provider.model, "prompt_id": prompt_id,
+        "prompt": prompt[:PROMPT_EXCERPT_CHARS], "max_tokens": request.max_tokens,
+        "temperature": request.temperature}
+    if len(prompt) > PROMPT_EXCERPT_CHARS:
+        summary["prompt_chars"] = len(prompt)
+    if request.stream:
+        summary["stream"] = True
+    return summary | extra
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One reply graded: passed or not, why not (a grading.REASONS code), what was seen."""
+
+    passed: bool
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    cause: str | None = None  # an error cause of its own (stream_empty), counted apart
+
+
+async def graded_chats(
+    ctx: CheckContext,
+    items: Sequence[T],
+    ask: Callable[[int, T], tuple[str, ChatRequest, dict[str, Any]]],
+    judge: Callable[[T, ChatRequest, ChatResult], Judgement],
+    concurrency: int | None = None,
+) -> list[Sample]:
+    """Send one chat per item (`ask`: its prompt id, request and extra summary fields) and
+    grade each reply (`judge`); transport errors become error samples."""
+
+    async def grade(index: int, item: T) -> Sample:
+        prompt_id, request, extra = ask(index, item)
+        summary = chat_summary(ctx, prompt_id, request, **extra)
+        try:
+            result = await ctx.provider.chat(request)
+        except EndpointError as exc:
+            return error_sample(index, prompt_id, exc, summary)
+        judgement = judge(item, request, result)
+        detail = dict(judgement.detail)
+        if judgement.reason and not judgement.passed:
+            detail["reason"] = judgement.reason
+        return chat_sample(index, prompt_id, judgement.passed, summary, result, detail,
+                           judgement.cause)
+
+    return await run_samples(ctx, items, grade, concurrency)

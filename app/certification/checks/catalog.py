@@ -9,6 +9,7 @@ from app.certification.checks import embeddings as _embeddings  # noqa: F401
 from app.certification.checks import exact_answer as _exact_answer  # noqa: F401
 from app.certification.checks import json_schema as _json_schema  # noqa: F401
 from app.certification.checks import latency as _latency  # noqa: F401
+from app.certification.checks import load as _load  # noqa: F401
 from app.certification.checks import safety as _safety  # noqa: F401
 from app.certification.checks import streaming as _streaming  # noqa: F401
 from app.certification.checks import tool_calling as _tool_calling  # noqa: F401

@@ -2,23 +2,27 @@
 
 Filler fills `fill_ratio` of the declared `context_length` at ~4 characters per token (a
 conservative estimate for English text), capped at `max_tokens_tested`; a seeded random code
-sits at a seeded depth. The reply passes when it contains the code.
+sits at a seeded depth. The reply passes when it *is* the code: bare, or as "The secret code
+is MC-…" (the needle sentence itself). The prompt holds the code, so containment would pass
+a model that repeats its input.
 """
 
 from __future__ import annotations
 
 import random
+import re
+from typing import Any
 
 from app.certification.checks import (
     CheckContext,
     CheckFn,
+    Judgement,
     SampleList,
-    chat_sample,
-    error_sample,
+    graded_chats,
     register,
-    run_samples,
 )
-from app.certification.providers.base import ChatRequest, EndpointError
+from app.certification.checks.grading import bare, exact_reply, failure_reason
+from app.certification.providers.base import ChatRequest, ChatResult
 from app.certification.results import Sample
 
 CHARS_PER_TOKEN = 4
@@ -30,6 +34,12 @@ ACTIONS = ("opened at dawn", "was repainted in spring", "kept careful records",
 DETAILS = ("according to local notes.", "as the archive recalls.", "for many decades.",
            "without much fuss.", "despite the weather.", "to everyone's surprise.")
 QUESTION = "What is the secret code mentioned in the text above? Reply with the code only."
+FRAMING = re.compile(r"^(?:the\s+)?(?:secret\s+)?code\s*(?:is|:)\s*", re.I)
+
+
+def is_code(reply: str, code: str) -> bool:
+    """The reply is the code, alone or framed as the needle sentence."""
+    return exact_reply(reply, code) or exact_reply(FRAMING.sub("", bare(reply)), code)
 
 
 def needle_code(rng: random.Random) -> str:
@@ -59,24 +69,26 @@ def context_needle(samples: int = 4, fill_ratio: float = 0.8, seed: int = 7,
         tokens = min(int(declared * fill_ratio), max_tokens_tested)
         chars = tokens * CHARS_PER_TOKEN
 
-        async def grade(index: int, _: int) -> Sample:
+        def needle(index: int) -> tuple[str, str, float]:
             rng = random.Random(seed * 1000 + index)
             code = needle_code(rng)
             depth = (index + 0.5) / samples
-            prompt = haystack(chars, code, depth, rng) + "\n\n" + QUESTION
-            prompt_id = f"needle-{index}"
-            summary = {"endpoint": "chat", "prompt_id": prompt_id, "prompt_chars": len(prompt),
-                       "approx_tokens": len(prompt) // CHARS_PER_TOKEN,
-                       "depth": round(depth, 3), "max_tokens": max_tokens}
-            try:
-                result = await ctx.provider.chat(ChatRequest(
-                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens))
-            except EndpointError as exc:
-                return error_sample(index, prompt_id, exc, summary)
-            found = code.lower() in result.text.lower()
-            return chat_sample(index, prompt_id, found, summary, result, {"code": code})
+            return code, haystack(chars, code, depth, rng) + "\n\n" + QUESTION, depth
 
-        done = await run_samples(ctx, range(samples), grade)
+        def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
+            _code, prompt, depth = needle(index)
+            return f"needle-{index}", ChatRequest(
+                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens), {
+                "approx_tokens": len(prompt) // CHARS_PER_TOKEN, "depth": round(depth, 3)}
+
+        def judge(index: int, request: ChatRequest, result: ChatResult) -> Judgement:
+            code, prompt, _depth = needle(index)
+            if is_code(result.text, code):
+                return Judgement(True, detail={"code": code})
+            return Judgement(False, failure_reason(result.text, prompt, result.finish_reason),
+                             {"code": code})
+
+        done = await graded_chats(ctx, range(samples), ask, judge)
         return SampleList(done, {"declared_context_length": declared, "tested_tokens": tokens,
                                  "fill_ratio": fill_ratio,
                                  "capped": declared * fill_ratio > max_tokens_tested})

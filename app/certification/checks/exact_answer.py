@@ -1,4 +1,9 @@
-"""Exact-answer QA: short factual questions from a shipped dataset, normalised matching."""
+"""Exact-answer QA: short factual questions from a shipped dataset, normalised matching.
+
+The whole reply, normalised (checks.normalize), must equal an accepted answer: "Paris."
+matches "Paris"; "The capital is Paris", "Paris or Lyon" and a reply that repeats the
+question do not (the prompt asks for the bare answer).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,15 @@ from typing import Any
 from app.certification.checks import (
     CheckContext,
     CheckFn,
-    error_sample,
-    excerpt,
+    Judgement,
+    graded_chats,
     register,
-    run_samples,
 )
 from app.certification.checks.datasets import load_jsonl
+from app.certification.checks.grading import failure_reason
 from app.certification.checks.normalize import matches, normalize_answer
-from app.certification.providers.base import ChatRequest, EndpointError
-from app.certification.results import Grade, Sample
+from app.certification.providers.base import ChatRequest, ChatResult
+from app.certification.results import Sample
 
 INSTRUCTION = "Answer with only the answer: no sentence, no explanation."
 
@@ -38,25 +43,21 @@ def _planned(dataset: str = "qa-basic.jsonl", limit: int | None = None, **_: Any
 def exact_answer(dataset: str = "qa-basic.jsonl", limit: int | None = None,
                  max_tokens: int = 16) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
-        async def grade(index: int, item: dict[str, Any]) -> Sample:
-            prompt_id = str(item.get("id", f"qa-{index}"))
+        def ask(index: int, item: dict[str, Any]) -> tuple[str, ChatRequest, dict[str, Any]]:
             prompt = qa_prompt(str(item["question"]))
-            summary = {"endpoint": "chat", "dataset": dataset, "prompt_id": prompt_id,
-                       "max_tokens": max_tokens, "temperature": 0.0, "prompt": prompt}
-            try:
-                result = await ctx.provider.chat(ChatRequest(
-                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens))
-            except EndpointError as exc:
-                return error_sample(index, prompt_id, exc, summary)
-            answers = [str(a) for a in item["answers"]]
-            ok = matches(result.text, answers)
-            return Sample(
-                index=index, prompt_id=prompt_id, grade=Grade.PASS if ok else Grade.FAIL,
-                request_summary=summary, response_excerpt=excerpt(result.text),
-                latency_ms=result.latency_ms, status_code=result.status_code,
-                detail={"expected": answers, "normalised_reply": normalize_answer(result.text)},
-            )
+            return str(item.get("id", f"qa-{index}")), ChatRequest(
+                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens), {
+                "dataset": dataset}
 
-        return await run_samples(ctx, _items(dataset, limit), grade)
+        def judge(item: dict[str, Any], request: ChatRequest, result: ChatResult) -> Judgement:
+            answers = [str(a) for a in item["answers"]]
+            detail = {"expected": answers, "normalised_reply": normalize_answer(result.text)}
+            if matches(result.text, answers):
+                return Judgement(True, detail=detail)
+            prompt = str(request.messages[-1]["content"])
+            return Judgement(False, failure_reason(result.text, prompt, result.finish_reason),
+                             detail)
+
+        return await graded_chats(ctx, _items(dataset, limit), ask, judge)
 
     return check

@@ -1,80 +1,75 @@
-"""Tool calling: the model calls the declared function with JSON arguments valid for it."""
+"""Tool calling: the model calls the declared function with JSON arguments valid for it,
+holding the values the request gave (the city asked about, the amount to convert).
+
+Tasks live in datasets/tool-tasks.jsonl. A call of the wrong tool, arguments the schema
+refuses, and schema-valid arguments with the wrong values each fail with their own reason.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from app.certification.checks import (
     CheckContext,
     CheckFn,
-    chat_sample,
-    error_sample,
+    Judgement,
+    graded_chats,
     register,
-    run_samples,
 )
-from app.certification.providers.base import ChatRequest, ChatResult, EndpointError
+from app.certification.checks.datasets import load_jsonl
+from app.certification.checks.grading import wrong_values
+from app.certification.checks.json_schema import schema_errors
+from app.certification.providers.base import ChatRequest, ChatResult
 from app.certification.results import Sample
 
-TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("get_weather", "What is the weather in Oslo right now? Use the tool.", {
-        "type": "object", "additionalProperties": False, "required": ["city"],
-        "properties": {"city": {"type": "string", "minLength": 1},
-                       "unit": {"enum": ["celsius", "fahrenheit"]}}}),
-    ("convert_currency", "Convert 120 euros to US dollars using the tool.", {
-        "type": "object", "additionalProperties": False, "required": ["amount", "source", "target"],
-        "properties": {"amount": {"type": "number", "minimum": 0},
-                       "source": {"type": "string", "minLength": 3, "maxLength": 3},
-                       "target": {"type": "string", "minLength": 3, "maxLength": 3}}}),
-    ("create_event", "Put a team meeting on my calendar for tomorrow, 30 minutes. Use the tool.", {
-        "type": "object", "additionalProperties": False, "required": ["title", "minutes"],
-        "properties": {"title": {"type": "string", "minLength": 1},
-                       "minutes": {"type": "integer", "minimum": 1}}}),
-)
+DATASET = "tool-tasks.jsonl"
 
 
-def tool_problems(result: ChatResult, name: str, parameters: dict[str, Any]) -> list[str]:
-    """Why the reply is not a valid call of `name` (empty when it is)."""
+def judge_call(task: dict[str, Any], result: ChatResult) -> Judgement:
     calls = [c for c in result.tool_calls if isinstance(c, dict)]
+    seen = {"tool_calls": calls[:3]}
     if not calls:
-        return ["no tool call"]
+        return Judgement(False, "no_tool_call", seen)
     function = calls[0].get("function") or {}
-    if function.get("name") != name:
-        return [f"called {function.get('name')!r}, expected {name!r}"]
+    if function.get("name") != task["tool"]:
+        return Judgement(False, "wrong_tool", seen | {
+            "problems": [f"called {function.get('name')!r}, expected {task['tool']!r}"]})
     try:
         arguments = json.loads(function.get("arguments") or "")
     except (TypeError, ValueError) as exc:
-        return [f"arguments are not JSON: {exc}"]
-    if not isinstance(arguments, dict):
-        return ["arguments are not a JSON object"]
-    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
-            for e in Draft202012Validator(parameters).iter_errors(arguments)][:5]
+        return Judgement(False, "invalid_arguments", seen | {
+            "problems": [f"arguments are not JSON: {exc}"]})
+    errors = (schema_errors(arguments, task["parameters"]) if isinstance(arguments, dict)
+              else ["arguments are not a JSON object"])
+    if errors:
+        return Judgement(False, "invalid_arguments", seen | {"problems": errors})
+    wrong = wrong_values(arguments, task["expected"])
+    if wrong:
+        return Judgement(False, "wrong_arguments", seen | {
+            "wrong_fields": wrong, "expected": task["expected"]})
+    return Judgement(True, detail=seen)
 
 
 @register("tool_calling", requires="tools", planned=lambda prompts=6, **_: prompts,
-          description="The model calls the declared function with valid JSON arguments.")
-def tool_calling(prompts: int = 6, max_tokens: int = 256) -> CheckFn:
+          description="The model calls the declared function with valid arguments holding "
+                      "the values asked for.")
+def tool_calling(prompts: int = 6, max_tokens: int = 256, dataset: str = DATASET) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
-        async def grade(index: int, _: int) -> Sample:
-            name, prompt, parameters = TASKS[index % len(TASKS)]
-            prompt_id = f"tool-{name}-{index}"
-            tools = [{"type": "function", "function": {
-                "name": name, "description": f"The {name.replace('_', ' ')} service.",
-                "parameters": parameters}}]
-            summary = {"endpoint": "chat", "prompt_id": prompt_id, "prompt": prompt,
-                       "max_tokens": max_tokens, "tools": [name]}
-            try:
-                result = await ctx.provider.chat(ChatRequest(
-                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                    tools=tools))
-            except EndpointError as exc:
-                return error_sample(index, prompt_id, exc, summary)
-            problems = tool_problems(result, name, parameters)
-            return chat_sample(index, prompt_id, not problems, summary, result,
-                               {"problems": problems, "tool_calls": result.tool_calls[:3]})
+        tasks = load_jsonl(dataset)
+        items = [tasks[i % len(tasks)] for i in range(prompts)]
 
-        return await run_samples(ctx, range(prompts), grade)
+        def ask(index: int, task: dict[str, Any]) -> tuple[str, ChatRequest, dict[str, Any]]:
+            tools = [{"type": "function", "function": {
+                "name": task["tool"], "description": task.get("description", ""),
+                "parameters": task["parameters"]}}]
+            return f"{task['id']}-{index}", ChatRequest(
+                messages=[{"role": "user", "content": str(task["prompt"])}],
+                max_tokens=max_tokens, tools=tools), {"tools": [task["tool"]]}
+
+        def judge(task: dict[str, Any], request: ChatRequest, result: ChatResult) -> Judgement:
+            return judge_call(task, result)
+
+        return await graded_chats(ctx, items, ask, judge)
 
     return check

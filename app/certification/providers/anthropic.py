@@ -31,6 +31,8 @@ from app.certification.providers.base import (
     EndpointError,
     ErrorCause,
     ModelList,
+    parse_usage,
+    served_model,
 )
 from app.certification.providers.http import HttpClient, with_retries
 
@@ -59,6 +61,17 @@ def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any] |
         tools.append({"name": function["name"], "description": function.get("description", ""),
                       "input_schema": function.get("parameters") or {"type": "object"}})
     return tools, None
+
+
+# Anthropic's stop reasons under OpenAI's finish_reason names, so evidence reads alike.
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                "tool_use": "tool_calls"}
+
+
+def finish_reason(stop_reason: Any) -> str | None:
+    if not isinstance(stop_reason, str):
+        return None
+    return STOP_REASONS.get(stop_reason, stop_reason)
 
 
 class Anthropic:
@@ -118,15 +131,17 @@ class Anthropic:
             text = forced[0]["function"]["arguments"] if forced else text
             tool_calls = []
         return ChatResult(text=text, status_code=status, latency_ms=latency,
-                          finish_reason=data.get("stop_reason"), tool_calls=tool_calls,
-                          raw_model=data.get("model"))
+                          finish_reason=finish_reason(data.get("stop_reason")),
+                          tool_calls=tool_calls, raw_model=served_model(data),
+                          usage=parse_usage(data.get("usage"), "input_tokens", "output_tokens"))
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
         payload = self._payload(request) | {"stream": True}
         parts: list[str] = []
-        chunks = 0
+        chunks = content_chunks = 0
         ttft_ms: float | None = None
-        finish_reason = None
+        stop_reason = model = None
+        usage: dict[str, int] = {}
         done = False
         async with self.client.stream_sse(f"{self.api}/messages", payload) as (
             events, status, started,
@@ -146,13 +161,23 @@ class Anthropic:
                     raise EndpointError(ErrorCause.SERVER_ERROR,
                                         f"stream error event: {data[:200]}",
                                         status_code=status, latency_ms=elapsed)
-                if kind == "content_block_delta":
-                    text = (event.get("delta") or {}).get("text")
+                if kind == "message_start":
+                    message = event.get("message") or {}
+                    model = served_model(message)
+                    usage |= parse_usage(message.get("usage"), "input_tokens",
+                                         "output_tokens") or {}
+                elif kind == "content_block_delta":
+                    delta = event.get("delta") or {}
+                    text = delta.get("text")
+                    if text or delta.get("partial_json"):
+                        content_chunks += 1
                     if text:
                         ttft_ms = elapsed if ttft_ms is None else ttft_ms
                         parts.append(str(text))
                 elif kind == "message_delta":
-                    finish_reason = (event.get("delta") or {}).get("stop_reason") or finish_reason
+                    stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
+                    usage |= parse_usage(event.get("usage"), "input_tokens",
+                                         "output_tokens") or {}
                 elif kind == "message_stop":
                     done = True
                     break
@@ -162,8 +187,9 @@ class Anthropic:
                                 f"stream ended after {chunks} events without message_stop",
                                 status_code=status, latency_ms=latency)
         return ChatResult(text="".join(parts), status_code=status, latency_ms=latency,
-                          ttft_ms=ttft_ms, finish_reason=finish_reason, chunks=chunks,
-                          done_marker=True)
+                          ttft_ms=ttft_ms, finish_reason=finish_reason(stop_reason),
+                          chunks=chunks, done_marker=True, raw_model=model, usage=usage or None,
+                          content_chunks=content_chunks)
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
         raise EndpointError(ErrorCause.INVALID_TARGET,

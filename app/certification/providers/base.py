@@ -23,6 +23,11 @@ class ErrorCause:
     BLOCKED_ADDRESS = "blocked_address"
     INVALID_TARGET = "invalid_target"
     CANCELLED = "cancelled"
+    # Graded outcomes with a cause of their own (the endpoint answered, but not as it must):
+    STREAM_EMPTY = "stream_empty"  # a stream that ended without any content
+    CAPABILITY_UNAVAILABLE = "capability_unavailable"  # a declared capability never served
+    MODEL_NOT_LISTED = "model_not_listed"  # the endpoint does not list the model asked for
+    MODEL_MISMATCH = "model_mismatch"  # the reply names another model than the one asked
 
 
 RETRYABLE_CAUSES = frozenset(
@@ -60,11 +65,32 @@ class ChatResult:
     status_code: int
     latency_ms: float
     ttft_ms: float | None = None
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # as the endpoint said it ("length": cut by max_tokens)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    chunks: int = 0
+    chunks: int = 0  # stream events read
     done_marker: bool = False
-    raw_model: str | None = None
+    raw_model: str | None = None  # the model the endpoint says it served
+    usage: dict[str, int] | None = None  # prompt_tokens / completion_tokens, when reported
+    content_chunks: int = 0  # stream events that carried content (text or a tool call)
+
+
+def served_model(data: Any) -> str | None:
+    """The `model` a response names: what the endpoint says it served."""
+    model = data.get("model") if isinstance(data, dict) else None
+    return model[:200] if isinstance(model, str) and model else None
+
+
+def parse_usage(value: Any, prompt_key: str = "prompt_tokens",
+                completion_key: str = "completion_tokens") -> dict[str, int] | None:
+    """Token counts as the endpoint reported them, under OpenAI's names; None when absent."""
+    if not isinstance(value, dict):
+        return None
+    usage = {}
+    for ours, theirs in (("prompt_tokens", prompt_key), ("completion_tokens", completion_key)):
+        count = value.get(theirs)
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            usage[ours] = count
+    return usage or None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ precise error causes, and sample-level retries with full jitter that honour Retr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,12 +25,17 @@ from app.certification.providers.base import EndpointError, ErrorCause, Gate, no
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 60.0
+# Retries of the request(s) of the sample under way: each sample runs in its own task
+# (checks.run_samples), which sets a fresh counter, so the count is the sample's alone.
+SAMPLE_RETRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "sample_retries", default=None)
 
 
 @dataclass(frozen=True)
 class HttpPolicy:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    total_timeout: float | None = None  # one request, body (or stream) included
     max_connections: int = 16
     sample_retries: int = 2
     backoff_base: float = 0.5
@@ -46,7 +52,8 @@ def make_session(
         ttl_dns_cache=60, socket_factory=socket_factory,
     )
     timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
+        total=policy.total_timeout, sock_connect=policy.connect_timeout,
+        sock_read=policy.read_timeout
     )
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
 
@@ -144,6 +151,9 @@ async def with_retries(
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        counter = SAMPLE_RETRIES.get()
+        if counter is not None:
+            counter[0] += 1
         if on_retry is not None and isinstance(exc, EndpointError):
             on_retry(exc)
 

@@ -15,6 +15,8 @@ from app.certification.providers.base import (
     EndpointError,
     ErrorCause,
     ModelList,
+    parse_usage,
+    served_model,
 )
 from app.certification.providers.http import HttpClient, with_retries
 
@@ -78,15 +80,16 @@ class OpenAICompatible:
         return ChatResult(
             text=text, status_code=status, latency_ms=latency,
             finish_reason=choice.get("finish_reason"), tool_calls=tool_calls,
-            raw_model=data.get("model") if isinstance(data, dict) else None,
+            raw_model=served_model(data), usage=parse_usage(data.get("usage")),
         )
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
         payload = self._payload(request) | {"stream": True}
         parts: list[str] = []
-        chunks = 0
+        chunks = content_chunks = 0
         ttft_ms: float | None = None
-        finish_reason = None
+        finish_reason = model = None
+        usage: dict[str, int] | None = None
         done = False
         async with self.client.stream_sse(f"{self.base_url}/chat/completions", payload) as (
             events, status, started,
@@ -97,7 +100,9 @@ class OpenAICompatible:
                     break
                 try:
                     event = json.loads(data)
-                    choice = event["choices"][0]
+                    # The last chunk may carry only usage (stream_options.include_usage).
+                    choices = event["choices"]
+                    choice = choices[0] if choices else {}
                     delta = choice.get("delta") or {}
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     raise EndpointError(
@@ -106,7 +111,11 @@ class OpenAICompatible:
                         latency_ms=(time.perf_counter() - started) * 1000,
                     ) from None
                 chunks += 1
+                model = served_model(event) or model
+                usage = parse_usage(event.get("usage")) or usage
                 content = delta.get("content")
+                if content or delta.get("tool_calls"):
+                    content_chunks += 1
                 if content:
                     if ttft_ms is None:
                         ttft_ms = (time.perf_counter() - started) * 1000
@@ -121,7 +130,8 @@ class OpenAICompatible:
             )
         return ChatResult(
             text="".join(parts), status_code=status, latency_ms=latency, ttft_ms=ttft_ms,
-            finish_reason=finish_reason, chunks=chunks, done_marker=done,
+            finish_reason=finish_reason, chunks=chunks, done_marker=done, raw_model=model,
+            usage=usage, content_chunks=content_chunks,
         )
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:

@@ -15,7 +15,8 @@ from tests.integration.jobs import queue, run_inline
 
 PROBLEM = "application/problem+json"
 EVIDENCE_KEYS = {"check", "index", "prompt_id", "grade", "request_summary", "response_excerpt",
-                 "latency_ms", "ttft_ms", "status_code", "error", "error_cause"}
+                 "latency_ms", "ttft_ms", "status_code", "error", "error_cause",
+                 "finish_reason", "usage", "served_model", "retries", "detail"}
 
 
 def new_target(client, auth, base_url: str) -> str:  # type: ignore[no-untyped-def]
@@ -69,6 +70,10 @@ def test_results_evidence_and_certificate(client, auth, certified) -> None:  # t
     assert r.status_code == 200 and r.mimetype == "application/x-ndjson"
     lines = [json.loads(line) for line in r.get_data(as_text=True).splitlines()]
     assert len(lines) == 15 and all(set(line) == EVIDENCE_KEYS for line in lines)
+    chats = [line for line in lines if line["check"] == "chat"]
+    assert {(line["finish_reason"], line["served_model"]) for line in chats} == {
+        ("stop", "reference-model")}
+    assert all(line["detail"]["expected"] for line in chats)
     assert {line["check"] for line in lines} == {"connectivity", "chat"}
     assert all(line["grade"] == "pass" and line["status_code"] == 200 for line in lines)
 
@@ -101,7 +106,7 @@ def test_verify_cli_accepts_keys_saved_from_the_api(client, auth, certified,  # 
     cert["payload"]["verdict"] = "certifiex"  # one byte changed
     cert_file.write_text(json.dumps(cert))
     bad = CliRunner().invoke(verify, [str(cert_file), "--keys", str(keys_file)])
-    assert bad.exit_code == 1 and "bad_signature" in bad.output
+    assert bad.exit_code == 4 and "bad_signature" in bad.output
 
 
 def test_other_organizations_see_nothing(client, auth, factory, certified) -> None:  # type: ignore[no-untyped-def]
@@ -152,6 +157,26 @@ def test_a_newer_certificate_supersedes_the_older(client, auth, factory, setting
     assert current["payload"]["certification_id"] == second
     old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
     assert old["status"] == "superseded"
+
+
+def test_a_not_certified_run_ends_the_standing_of_the_certified_one(  # type: ignore[no-untyped-def]
+        client, auth, factory, settings, reference_url, certified) -> None:
+    from sqlalchemy import update
+
+    from app.db.models import Target
+    from app.db.session import transaction
+
+    target, first = certified
+    with transaction(factory) as session:  # the same endpoint now answers wrong
+        session.execute(update(Target).where(Target.id == uuid.UUID(target))
+                        .values(base_url=f"{reference_url}/m/wrong/v1"))
+    second = queue(factory, settings, auth, target)
+    assert run_inline(factory, settings, second) == "succeeded"
+    old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
+    assert old["status"] == "superseded"
+    current = client.get(f"/v1/targets/{target}/certificate", headers=auth)
+    assert current.status_code == 404
+    assert "smoke@1.1.0 certificate" in current.get_json()["detail"]
 
 
 def test_openapi_documents_the_new_routes(client) -> None:  # type: ignore[no-untyped-def]

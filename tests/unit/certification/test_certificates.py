@@ -119,3 +119,41 @@ def test_fingerprint_normalises_the_url_and_sorts_the_listing() -> None:
     assert a == b
     assert a != certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", ["a"])
     assert a != certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", None)
+
+
+def test_format_2_signs_the_run_and_format_1_still_verifies() -> None:
+    seed = certs.generate_seed()
+    key = certs.load_private_key(seed)
+    run = certs.RunRecord(conditions={"concurrency": 4, "max_error_rate": "0.2000"},
+                          capabilities={"streaming": True, "context_length": 4096,
+                                        "temperature": 0.5},
+                          covers=("chat", "connectivity"), engine_version="2.0", client="cli")
+    skipped = CheckResult(name="embeddings", outcome=CheckOutcome.SKIPPED, required=True,
+                          passed=0, failed=0, errored=0, total=0, statistic=None,
+                          threshold=0.7, lower=None, upper=None, duration_seconds=0.0)
+    payload = certs.build_payload(
+        certification_id="c", target_id="t", target_name="n", model="m", region=None,
+        endpoint_fingerprint="sha256:f", suite_name="s", suite_version="1", suite_hash="h",
+        results=[result("chat"), skipped], verdict="certified",
+        key_id=certs.key_id_for(certs.public_key_b64(key)), issued_at=NOW, run=run)
+    assert payload["format"] == "modelcert-certificate/2"
+    assert payload["capabilities"]["temperature"] == "0.5000"  # no floats are signed
+    assert payload["skipped_required"] == ["embeddings"]
+    assert [c["name"] for c in payload["checks"]] == ["chat", "embeddings"]
+    assert payload["client"] == "cli" and payload["engine_version"] == "2.0"
+    certs.verify(certs.sign(payload, key), keys_for(seed), now=NOW)
+    old = make_cert(seed)  # format 1: no run section
+    assert old["payload"]["format"] == "modelcert-certificate/1"
+    certs.verify(old, keys_for(seed), now=NOW)
+    stripped = copy.deepcopy(payload)
+    del stripped["client"]  # a format-2 payload without its run section is malformed
+    with pytest.raises(certs.CertificateInvalid, match="client"):
+        certs.verify(certs.sign(stripped, key), keys_for(seed), now=NOW)
+
+
+def test_only_a_certified_verdict_is_accepted() -> None:
+    assert certs.accepts({"verdict": "certified"})
+    assert not certs.accepts({"verdict": "certified_with_warnings"})
+    assert certs.accepts({"verdict": "certified_with_warnings"}, allow_warnings=True)
+    for verdict in ("not_certified", "inconclusive", None):
+        assert not certs.accepts({"verdict": verdict}, allow_warnings=True)
