@@ -70,6 +70,8 @@ def make_celery(settings: Settings) -> Celery:
         },
         beat_schedule_filename=str(settings.modelcert_data_dir / "celerybeat-schedule"),
     )
-    app.conf.modelcert_settings = settings
+    # Nothing else goes into app.conf: `celery inspect conf` and Flower's worker page show it,
+    # masking keys by name only, so the settings (URLs with passwords) reach the probes
+    # through probes.install instead.
     return app
 

@@ -188,13 +188,16 @@ class Handler(BaseHTTPRequestHandler):
 
 class ProbeServer(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Pool"}
+    # Set by install(); never kept in app.conf, which Flower shows (CELERY-FACTS).
+    settings: Settings | None = None
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
 
     def start(self, worker: Any) -> None:
         global STATE
-        settings: Settings = worker.app.conf.modelcert_settings
+        settings = self.settings
+        assert settings is not None, "probes.install(app, settings) first"
         state = WorkerState(settings)
         state.worker = worker
         server = ThreadingHTTPServer(("0.0.0.0", settings.worker_health_port), Handler)
@@ -211,6 +214,7 @@ class ProbeServer(bootsteps.StartStopStep):
 
 
 def install(app: Celery, settings: Settings) -> None:
+    ProbeServer.settings = settings
     app.steps["worker"].add(ProbeServer)
 
     @signals.worker_process_init.connect(weak=False)
