@@ -207,6 +207,11 @@ class Settings(BaseSettings):
         return f"{self.certification_queue_name}.maintenance"
 
     @property
+    def malformed_list_name(self) -> str:
+        """The Redis list where the worker keeps messages it could not decode (issue #22)."""
+        return f"{self.certification_queue_name}.malformed"
+
+    @property
     def max_attempts(self) -> int:
         return self.certification_max_retries + 1
 
