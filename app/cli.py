@@ -87,20 +87,25 @@ def _gunicorn_child_exit(server: object, worker: object) -> None:
 
 @main.command()
 @click.option("--queues", "-Q", default=None,
-              help="Comma-separated queues to consume (default: CERTIFICATION_QUEUE_NAME and "
-                   "the maintenance queue).")
+              help="Comma-separated queues to consume, among CERTIFICATION_QUEUE_NAME, its "
+                   "maintenance queue and the regional ones of CERTIFICATION_REGION_QUEUES "
+                   "(default: the first two).")
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
     settings = _process_settings()
+    queue_list = queues or ",".join((settings.certification_queue_name,
+                                     settings.maintenance_queue_name))
+    allowed = [*settings.job_queues, settings.maintenance_queue_name]
+    unknown = [q for q in queue_list.split(",") if q.strip() not in allowed]
+    if unknown:  # a queue is a Redis key: only the configured ones (issue #22)
+        click.echo(f"config error: --queues={queue_list!r} names {unknown!r}, no configured "
+                   f"queue (allowed: {', '.join(allowed)})", err=True)
+        raise SystemExit(2)
     _fresh_metrics_dir("worker")
     from worker.celery_app import app
 
-    queue_list = queues or ",".join((settings.certification_queue_name,
-                                     settings.maintenance_queue_name))
-    if not all(q.strip() for q in queue_list.split(",")):
-        click.echo(f"config error: --queues={queue_list!r} names an empty queue", err=True)
-        raise SystemExit(2)
+    queue_list = ",".join(q.strip() for q in queue_list.split(","))
     name = hostname or f"modelcert-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", queue_list, "-n", name,
                      "--without-gossip", "--without-mingle", "-E"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -115,12 +116,52 @@ def _check_rate_limit(value: str) -> str:
     return value
 
 
+# Queues (issue #22). A queue is a Redis key: one named like the transport's own keys
+# (`unacked`, `unacked_index`, `unacked_mutex`, `_kombu.binding.*`) stopped every worker on that
+# Redis. So queue names come from the operator only, and each is CERTIFICATION_QUEUE_NAME or
+# `<CERTIFICATION_QUEUE_NAME>.<name>`, with a prefix that cannot be one of those keys.
+KOMBU_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
+RESERVED_QUEUE_NAMES = frozenset({"maintenance", "malformed"})  # <prefix>.maintenance, .malformed
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # as the API's region names
+_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def _check_queue_prefix(value: str) -> str:
+    if value in KOMBU_KEYS:
+        raise ValueError("is a key the broker's transport keeps for itself")
+    return value
+
+
+def parse_region_queues(value: str) -> dict[str, str]:
+    """`eu-west-1=eu,us-east-1=us` -> {region: queue name}; ValueError names the bad item."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        region, sep, name = (part.strip() for part in item.partition("="))
+        if not sep or not _REGION.fullmatch(region):
+            raise ValueError(f"{item!r} is not region=name with a region like eu-west-1")
+        if not _QUEUE_NAME.fullmatch(name):
+            raise ValueError(f"queue name {name!r} is not 1-63 of a-z, 0-9, '-', '_'")
+        if name in RESERVED_QUEUE_NAMES:
+            raise ValueError(f"queue name {name!r} is reserved")
+        if region in mapping:
+            raise ValueError(f"region {region!r} is listed twice")
+        mapping[region] = name
+    return mapping
+
+
+def _check_region_queues(value: str) -> str:
+    parse_region_queues(value)
+    return value
+
+
 DatabaseUrl = Annotated[str | None, AfterValidator(_normalise_database_url)]
 RedisUrl = Annotated[str | None, AfterValidator(_check_redis_url)]
 BasicAuth = Annotated[SecretStr | None, AfterValidator(_check_basic_auth)]
 FernetKeys = Annotated[SecretStr | None, AfterValidator(_check_fernet_keys)]
 RateLimitText = Annotated[str, AfterValidator(_check_rate_limit)]
 SigningKeys = Annotated[SecretStr | None, AfterValidator(_check_signing_keys)]
+QueuePrefix = Annotated[str, AfterValidator(_check_queue_prefix)]
+RegionQueues = Annotated[str, AfterValidator(_check_region_queues)]
 
 
 class Settings(BaseSettings):
@@ -130,9 +171,15 @@ class Settings(BaseSettings):
 
     database_url: DatabaseUrl = Field(None, **_range("a postgresql+psycopg:// URL"))
     redis_url: RedisUrl = Field(None, **_range("a redis:// URL"))
-    certification_queue_name: str = Field(
-        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$",
-        **_range("a non-empty name of letters, digits, '.', '_' or '-'"),
+    certification_queue_name: QueuePrefix = Field(
+        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        **_range("a name of letters, digits, '.', '_' or '-', starting with a letter or digit; "
+                 "not unacked, unacked_index or unacked_mutex"),
+    )
+    certification_region_queues: RegionQueues = Field(
+        "", max_length=4000,
+        **_range("comma-separated region=name pairs (name: 1-63 of a-z, 0-9, '-', '_'; not "
+                 "maintenance or malformed), e.g. eu-west-1=eu,eu-central-1=eu"),
     )
     certification_concurrency: int = Field(3, ge=1, le=50, **_range("an integer from 1 to 50"))
     certification_timeout: int = Field(300, ge=10, le=3600, **_range("seconds from 10 to 3600"))
@@ -205,6 +252,19 @@ class Settings(BaseSettings):
         """Sweeps and webhook deliveries. Named after the certification queue so that two
         deployments (or test sessions) sharing one Redis never run each other's upkeep."""
         return f"{self.certification_queue_name}.maintenance"
+
+    @property
+    def region_queues(self) -> dict[str, str]:
+        """Region -> the queue its certifications go to, `<CERTIFICATION_QUEUE_NAME>.<name>`;
+        a region not listed uses CERTIFICATION_QUEUE_NAME."""
+        prefix = self.certification_queue_name
+        return {region: f"{prefix}.{name}"
+                for region, name in parse_region_queues(self.certification_region_queues).items()}
+
+    @property
+    def job_queues(self) -> list[str]:
+        """Every queue a certification may be published to."""
+        return [self.certification_queue_name, *dict.fromkeys(self.region_queues.values())]
 
     @property
     def malformed_list_name(self) -> str:

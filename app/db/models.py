@@ -115,7 +115,6 @@ class Target(Base):
     model: Mapped[str] = mapped_column(String(300))
     base_url: Mapped[str | None] = mapped_column(Text)
     endpoints: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    region_queues: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     capabilities: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     rate_limit_rps: Mapped[float | None] = mapped_column(Float)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
