@@ -15,8 +15,10 @@ import pytest
 import redis
 from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
 from app.config import Settings
+from app.db.models import Target
 from app.publish import Publisher, broker_transport_options
 from app.task_names import DELIVER_WEBHOOK, priority_lists
 from tests.e2e.workers import queue_worker
@@ -58,22 +60,26 @@ def garbage(n: int) -> list[tuple[bytes, bool]]:
 def private(settings: Settings) -> Iterator[Settings]:
     """Settings with queues of their own, so that no other worker reads what this test pushes."""
     mine = settings.model_copy(update={
-        "certification_queue_name": f"malformed-{uuid.uuid4().hex[:8]}"})
+        "certification_queue_name": f"malformed-{uuid.uuid4().hex[:8]}",
+        "certification_region_queues": "eu-west-1=eu"})
     yield mine
     client = redis.Redis.from_url(str(mine.redis_url))
-    client.delete(mine.malformed_list_name, *priority_lists(mine.certification_queue_name),
-                  *priority_lists(mine.maintenance_queue_name))
+    client.delete(mine.malformed_list_name, *consumed_lists(mine))
+
+
+def queues(settings: Settings) -> list[str]:
+    """What the worker here consumes: its queue, the maintenance queue and a regional one."""
+    return [*settings.job_queues, settings.maintenance_queue_name]
 
 
 def consumed_lists(settings: Settings) -> list[str]:
-    return [*priority_lists(settings.certification_queue_name),
-            *priority_lists(settings.maintenance_queue_name)]
+    return [name for queue in queues(settings) for name in priority_lists(queue)]
 
 
 def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
         private, factory, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     client = redis.Redis.from_url(str(private.redis_url))
-    proc, port = queue_worker(private, tmp_path / "worker.log")
+    proc, port = queue_worker(private, tmp_path / "worker.log", ",".join(queues(private)))
     try:
         pushed: list[tuple[bytes, bool]] = []
         for n, name in enumerate(consumed_lists(private)):
@@ -86,24 +92,30 @@ def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
                         transport_options=broker_transport_options(private)) as conn:
             conn.default_channel._put_fanout("celery.pidbox", broadcast, "")
 
-        # Then real work on both queues: a certification, and a webhook delivery (of an
-        # unknown id: it ends "gone") on the maintenance queue.
+        # Then real work on every queue: a certification on the default and on the regional
+        # queue, and a webhook delivery (of an unknown id: it ends "gone") on the maintenance
+        # queue.
         _, who = new_org(factory)
         target = insert_target(factory, who, f"{reference_url}/v1")
-        cert_id = queued_via(private, factory, who, target)
+        with factory.begin() as session:
+            session.execute(update(Target).where(Target.id == target).values(
+                endpoints={"eu-west-1": f"{reference_url}/v1"}))
+        cert_ids = [queued_via(private, factory, who, target, region)
+                    for region in (None, "eu-west-1")]
+        assert {job_row(factory, c).queue for c in cert_ids} == set(private.job_queues)
         delivery = str(uuid.uuid4())
         Publisher(private).publish_delivery(uuid.UUID(delivery))
 
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and (
-                job_row(factory, cert_id).status.value != "succeeded"
+                any(job_row(factory, c).status.value != "succeeded" for c in cert_ids)
                 or f"{DELIVER_WEBHOOK}[" not in proc.output()
                 or client.llen(private.malformed_list_name) < len(pushed) + 1):
             assert proc.popen.poll() is None, "the worker exited:\n" + proc.output()[-3000:]
             time.sleep(0.3)
 
         assert proc.popen.poll() is None
-        assert job_row(factory, cert_id).status.value == "succeeded"
+        assert all(job_row(factory, c).status.value == "succeeded" for c in cert_ids)
         assert f"{DELIVER_WEBHOOK}[" in proc.output()
         output = proc.output()
         assert "Unrecoverable error" not in output
@@ -129,13 +141,14 @@ def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
         proc.stop()
 
 
-def queued_via(settings: Settings, factory, who, target: uuid.UUID) -> str:  # type: ignore[no-untyped-def]
-    """A certification published to `settings`' queue, as the API does."""
+def queued_via(settings: Settings, factory, who, target: uuid.UUID,  # type: ignore[no-untyped-def]
+               region: str | None) -> str:
+    """A certification published to the queue `settings` route `region` to, as the API does."""
     from app.api.schemas import CertificationCreate
     from app.services import certifications
 
     publisher = Publisher(settings)
     view, _ = certifications.create_certification(
         factory, settings, publisher.publish_run, who,
-        CertificationCreate(target_id=target, suite="smoke"), None)
+        CertificationCreate(target_id=target, suite="smoke", region=region), None)
     return str(view.id)
