@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -12,16 +13,29 @@ from pathlib import Path
 
 import click
 
-from app.config import Settings, settings_for_process
+from app.config import ConfigError, Settings, settings_for_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _process_settings() -> Settings:
+def _process_settings(signs: bool = False) -> Settings:
+    """Validated settings, logging configured. Only a process that `signs` (the worker) needs
+    MODELCERT_SIGNING_KEY in production; any other one that is given it says so."""
     settings = settings_for_process()
+    if signs:
+        try:
+            settings.require_signing_key()
+        except ConfigError as exc:
+            click.echo(f"config error: {exc}", err=True)
+            raise SystemExit(2) from None
     from app.logging import configure_logging
 
     configure_logging(settings)
+    if not signs and settings.modelcert_signing_key is not None \
+            and settings.modelcert_env == "production":
+        logging.getLogger(__name__).warning(
+            "signing_key_not_needed", extra={"detail": "only the worker signs; give "
+                                             "MODELCERT_SIGNING_KEY to the worker alone"})
     return settings
 
 
@@ -93,7 +107,7 @@ def _gunicorn_child_exit(server: object, worker: object) -> None:
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
-    settings = _process_settings()
+    settings = _process_settings(signs=True)
     queue_list = queues or ",".join((settings.certification_queue_name,
                                      settings.maintenance_queue_name))
     allowed = [*settings.job_queues, settings.maintenance_queue_name]

@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,11 +61,10 @@ def _check_redis_url(value: str | None) -> str | None:
     return value
 
 
-def _check_signing_keys(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-    """Comma-separated base64 32-byte Ed25519 seeds, newest first; required in production."""
+def _check_signing_keys(value: SecretStr | None) -> SecretStr | None:
+    """Comma-separated base64 32-byte Ed25519 seeds, newest first. Only the worker signs, so
+    only the worker requires them in production (Settings.require_signing_key)."""
     if value is None or not value.get_secret_value().strip():
-        if info.data.get("modelcert_env") == "production":
-            raise ValueError("required when MODELCERT_ENV=production")
         return None
     for seed in value.get_secret_value().split(","):
         try:
@@ -222,7 +220,7 @@ class Settings(BaseSettings):
         None, **_range("one or more comma-separated Fernet keys, newest first")
     )
     modelcert_signing_key: SigningKeys = Field(
-        default=None, validate_default=True,
+        default=None,
         **_range("base64 32-byte Ed25519 seeds, comma-separated, newest first"),
     )
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
@@ -302,6 +300,16 @@ class Settings(BaseSettings):
                               "(allowed: one or more comma-separated Fernet keys)")
         return self.model_copy(update={
             "modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))})
+
+
+    def require_signing_key(self) -> Settings:
+        """The worker signs certificates: in production it needs MODELCERT_SIGNING_KEY, which
+        no other process holds (issue #22: a Flower compromise meant forged certificates)."""
+        if self.modelcert_env == "production" and self.modelcert_signing_key is None:
+            raise ConfigError("MODELCERT_SIGNING_KEY is not set; the worker signs certificates "
+                              "and production needs it (allowed: base64 32-byte Ed25519 seeds, "
+                              "comma-separated, newest first)")
+        return self
 
 
 def dev_secret_key(data_dir: Path) -> str:
