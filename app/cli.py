@@ -56,7 +56,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--bind", default=None, help="host:port (default 0.0.0.0:API_PORT)")
+@click.option("--bind", default=None,
+              help="host:port (default MODELCERT_LISTEN_HOST:API_PORT, 127.0.0.1:8000)")
 def api(bind: str | None) -> None:
     """Run the REST API under gunicorn (HUP reloads workers gracefully)."""
     settings = _process_settings()
@@ -67,7 +68,8 @@ def api(bind: str | None) -> None:
 
     class Api(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", bind or f"0.0.0.0:{settings.api_port}")
+            self.cfg.set("bind", bind or f"{_url_host(settings.modelcert_listen_host)}:"
+                                         f"{settings.api_port}")
             self.cfg.set("workers", settings.api_workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.api_threads)
@@ -83,6 +85,11 @@ def api(bind: str | None) -> None:
             return create_app(settings)
 
     Api().run()
+
+
+def _url_host(host: str) -> str:
+    """An IP address as it goes before `:port` ([::1] for IPv6)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _freeze_after_load(worker: object) -> None:
@@ -150,7 +157,8 @@ def flower() -> None:
     # Flower picks its broker client (queue lengths) from the URL scheme kombu reports, which
     # names the transport class when one is set: let it see plain redis:// (app/broker.py).
     app.conf.broker_transport = None
-    app.start(["flower", f"--port={settings.flower_port}", "--address=0.0.0.0",
+    app.start(["flower", f"--port={settings.flower_port}",
+               f"--address={settings.modelcert_listen_host}",
                "--purge_offline_workers=60"])
 
 

@@ -103,6 +103,16 @@ def _check_fernet_keys(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_listen_host(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    return value
+
+
 def _check_rate_limit(value: str) -> str:
     from limits import parse_many
 
@@ -159,6 +169,7 @@ FernetKeys = Annotated[SecretStr | None, AfterValidator(_check_fernet_keys)]
 RateLimitText = Annotated[str, AfterValidator(_check_rate_limit)]
 SigningKeys = Annotated[SecretStr | None, AfterValidator(_check_signing_keys)]
 QueuePrefix = Annotated[str, AfterValidator(_check_queue_prefix)]
+ListenHost = Annotated[str, AfterValidator(_check_listen_host)]
 RegionQueues = Annotated[str, AfterValidator(_check_region_queues)]
 
 
@@ -204,6 +215,11 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, le=104_857_600, **_range("bytes from 1024 to 104857600")
     )
     flower_port: int = Field(5555, ge=1, le=65535, **_range("a port from 1 to 65535"))
+    # Loopback unless a deployment says otherwise: a development stack is for this machine
+    # only (issue #22); containers set 0.0.0.0 explicitly.
+    modelcert_listen_host: ListenHost = Field(
+        "127.0.0.1", **_range("an IP address: 127.0.0.1 or ::1 (this machine), 0.0.0.0 or ::"),
+    )
     flower_basic_auth: BasicAuth = Field(None, **_range("user:password"))
     broker_publish_timeout: float = Field(
         2.0, gt=0, le=30, **_range("seconds, more than 0 and at most 30")
