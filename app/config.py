@@ -317,7 +317,6 @@ class Settings(BaseSettings):
         return self.model_copy(update={
             "modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))})
 
-
     def require_signing_key(self) -> Settings:
         """The worker signs certificates: in production it needs MODELCERT_SIGNING_KEY, which
         no other process holds (issue #22: a Flower compromise meant forged certificates)."""
