@@ -1,9 +1,10 @@
 """A message the worker cannot decode is moved aside, never fatal (issue #22).
 
 kombu's Redis transport decodes each message's JSON envelope before Celery sees it, and an
-entry that is not one ended the worker (`Unrecoverable error: JSONDecodeError`, on every
-restart while the entry stayed) or, for JSON of another shape, made the consumer drop its
-broker connection, which cancels the running jobs (`KeyError('properties')`). A valid
+entry that is not one ended the worker (`Unrecoverable error: JSONDecodeError`; BRPOP had
+popped it, so it was lost, and each such entry cost one worker) or, for JSON of another
+shape, made the consumer drop its broker connection, which cancels the running jobs
+(`KeyError('properties')`; repeated, "Frequent restarts detected"). A valid
 envelope without what Celery's task protocol reads unguarded (`headers['id']`, a body of
 three parts) did the same one layer up. So there are two guards, each at the one place that
 layer decodes:
