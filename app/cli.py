@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -12,17 +13,30 @@ from pathlib import Path
 
 import click
 
-from app.config import Settings, settings_for_process
+from app.config import ConfigError, Settings, settings_for_process
 from app.reference import MODES as REFERENCE_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _process_settings() -> Settings:
+def _process_settings(signs: bool = False) -> Settings:
+    """Validated settings, logging configured. Only a process that `signs` (the worker) needs
+    MODELCERT_SIGNING_KEY in production; any other one that is given it says so."""
     settings = settings_for_process()
+    if signs:
+        try:
+            settings.require_signing_key()
+        except ConfigError as exc:
+            click.echo(f"config error: {exc}", err=True)
+            raise SystemExit(2) from None
     from app.logging import configure_logging
 
     configure_logging(settings)
+    if not signs and settings.modelcert_signing_key is not None \
+            and settings.modelcert_env == "production":
+        logging.getLogger(__name__).warning(
+            "signing_key_not_needed", extra={"detail": "only the worker signs; give "
+                                             "MODELCERT_SIGNING_KEY to the worker alone"})
     return settings
 
 
@@ -43,7 +57,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--bind", default=None, help="host:port (default 0.0.0.0:API_PORT)")
+@click.option("--bind", default=None,
+              help="host:port (default MODELCERT_LISTEN_HOST:API_PORT, 127.0.0.1:8000)")
 def api(bind: str | None) -> None:
     """Run the REST API under gunicorn (HUP reloads workers gracefully)."""
     settings = _process_settings()
@@ -54,7 +69,8 @@ def api(bind: str | None) -> None:
 
     class Api(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", bind or f"0.0.0.0:{settings.api_port}")
+            self.cfg.set("bind", bind or f"{_url_host(settings.modelcert_listen_host)}:"
+                                         f"{settings.api_port}")
             self.cfg.set("workers", settings.api_workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.api_threads)
@@ -70,6 +86,11 @@ def api(bind: str | None) -> None:
             return create_app(settings)
 
     Api().run()
+
+
+def _url_host(host: str) -> str:
+    """An IP address as it goes before `:port` ([::1] for IPv6)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _freeze_after_load(worker: object) -> None:
@@ -88,20 +109,25 @@ def _gunicorn_child_exit(server: object, worker: object) -> None:
 
 @main.command()
 @click.option("--queues", "-Q", default=None,
-              help="Comma-separated queues to consume (default: CERTIFICATION_QUEUE_NAME and "
-                   "the maintenance queue).")
+              help="Comma-separated queues to consume, among CERTIFICATION_QUEUE_NAME, its "
+                   "maintenance queue and the regional ones of CERTIFICATION_REGION_QUEUES "
+                   "(default: the first two).")
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
-    settings = _process_settings()
+    settings = _process_settings(signs=True)
+    queue_list = queues or ",".join((settings.certification_queue_name,
+                                     settings.maintenance_queue_name))
+    allowed = [*settings.job_queues, settings.maintenance_queue_name]
+    unknown = [q for q in queue_list.split(",") if q.strip() not in allowed]
+    if unknown:  # a queue is a Redis key: only the configured ones (issue #22)
+        click.echo(f"config error: --queues={queue_list!r} names {unknown!r}, no configured "
+                   f"queue (allowed: {', '.join(allowed)})", err=True)
+        raise SystemExit(2)
     _fresh_metrics_dir("worker")
     from worker.celery_app import app
 
-    queue_list = queues or ",".join((settings.certification_queue_name,
-                                     settings.maintenance_queue_name))
-    if not all(q.strip() for q in queue_list.split(",")):
-        click.echo(f"config error: --queues={queue_list!r} names an empty queue", err=True)
-        raise SystemExit(2)
+    queue_list = ",".join(q.strip() for q in queue_list.split(","))
     name = hostname or f"modelcert-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", queue_list, "-n", name,
                      "--without-gossip", "--without-mingle", "-E"])
@@ -132,7 +158,8 @@ def flower() -> None:
     # Flower picks its broker client (queue lengths) from the URL scheme kombu reports, which
     # names the transport class when one is set: let it see plain redis:// (app/broker.py).
     app.conf.broker_transport = None
-    app.start(["flower", f"--port={settings.flower_port}", "--address=0.0.0.0",
+    app.start(["flower", f"--port={settings.flower_port}",
+               f"--address={settings.modelcert_listen_host}",
                "--purge_offline_workers=60"])
 
 

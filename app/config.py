@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +17,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,11 +61,10 @@ def _check_redis_url(value: str | None) -> str | None:
     return value
 
 
-def _check_signing_keys(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-    """Comma-separated base64 32-byte Ed25519 seeds, newest first; required in production."""
+def _check_signing_keys(value: SecretStr | None) -> SecretStr | None:
+    """Comma-separated base64 32-byte Ed25519 seeds, newest first. Only the worker signs, so
+    only the worker requires them in production (Settings.require_signing_key)."""
     if value is None or not value.get_secret_value().strip():
-        if info.data.get("modelcert_env") == "production":
-            raise ValueError("required when MODELCERT_ENV=production")
         return None
     for seed in value.get_secret_value().split(","):
         try:
@@ -104,6 +103,16 @@ def _check_fernet_keys(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_listen_host(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    return value
+
+
 def _check_rate_limit(value: str) -> str:
     from limits import parse_many
 
@@ -115,12 +124,53 @@ def _check_rate_limit(value: str) -> str:
     return value
 
 
+# Queues (issue #22). A queue is a Redis key: one named like the transport's own keys
+# (`unacked`, `unacked_index`, `unacked_mutex`, `_kombu.binding.*`) stopped every worker on that
+# Redis. So queue names come from the operator only, and each is CERTIFICATION_QUEUE_NAME or
+# `<CERTIFICATION_QUEUE_NAME>.<name>`, with a prefix that cannot be one of those keys.
+KOMBU_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
+RESERVED_QUEUE_NAMES = frozenset({"maintenance", "malformed"})  # <prefix>.maintenance, .malformed
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # as the API's region names
+_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def _check_queue_prefix(value: str) -> str:
+    if value in KOMBU_KEYS:
+        raise ValueError("is a key the broker's transport keeps for itself")
+    return value
+
+
+def parse_region_queues(value: str) -> dict[str, str]:
+    """`eu-west-1=eu,us-east-1=us` -> {region: queue name}; ValueError names the bad item."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        region, sep, name = (part.strip() for part in item.partition("="))
+        if not sep or not _REGION.fullmatch(region):
+            raise ValueError(f"{item!r} is not region=name with a region like eu-west-1")
+        if not _QUEUE_NAME.fullmatch(name):
+            raise ValueError(f"queue name {name!r} is not 1-63 of a-z, 0-9, '-', '_'")
+        if name in RESERVED_QUEUE_NAMES:
+            raise ValueError(f"queue name {name!r} is reserved")
+        if region in mapping:
+            raise ValueError(f"region {region!r} is listed twice")
+        mapping[region] = name
+    return mapping
+
+
+def _check_region_queues(value: str) -> str:
+    parse_region_queues(value)
+    return value
+
+
 DatabaseUrl = Annotated[str | None, AfterValidator(_normalise_database_url)]
 RedisUrl = Annotated[str | None, AfterValidator(_check_redis_url)]
 BasicAuth = Annotated[SecretStr | None, AfterValidator(_check_basic_auth)]
 FernetKeys = Annotated[SecretStr | None, AfterValidator(_check_fernet_keys)]
 RateLimitText = Annotated[str, AfterValidator(_check_rate_limit)]
 SigningKeys = Annotated[SecretStr | None, AfterValidator(_check_signing_keys)]
+QueuePrefix = Annotated[str, AfterValidator(_check_queue_prefix)]
+ListenHost = Annotated[str, AfterValidator(_check_listen_host)]
+RegionQueues = Annotated[str, AfterValidator(_check_region_queues)]
 
 
 class Settings(BaseSettings):
@@ -130,9 +180,15 @@ class Settings(BaseSettings):
 
     database_url: DatabaseUrl = Field(None, **_range("a postgresql+psycopg:// URL"))
     redis_url: RedisUrl = Field(None, **_range("a redis:// URL"))
-    certification_queue_name: str = Field(
-        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$",
-        **_range("a non-empty name of letters, digits, '.', '_' or '-'"),
+    certification_queue_name: QueuePrefix = Field(
+        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        **_range("a name of letters, digits, '.', '_' or '-', starting with a letter or digit; "
+                 "not unacked, unacked_index or unacked_mutex"),
+    )
+    certification_region_queues: RegionQueues = Field(
+        "", max_length=4000,
+        **_range("comma-separated region=name pairs (name: 1-63 of a-z, 0-9, '-', '_'; not "
+                 "maintenance or malformed), e.g. eu-west-1=eu,eu-central-1=eu"),
     )
     certification_concurrency: int = Field(3, ge=1, le=50, **_range("an integer from 1 to 50"))
     certification_timeout: int = Field(300, ge=10, le=3600, **_range("seconds from 10 to 3600"))
@@ -159,6 +215,11 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, le=104_857_600, **_range("bytes from 1024 to 104857600")
     )
     flower_port: int = Field(5555, ge=1, le=65535, **_range("a port from 1 to 65535"))
+    # Loopback unless a deployment says otherwise: a development stack is for this machine
+    # only (issue #22); containers set 0.0.0.0 explicitly.
+    modelcert_listen_host: ListenHost = Field(
+        "127.0.0.1", **_range("an IP address: 127.0.0.1 or ::1 (this machine), 0.0.0.0 or ::"),
+    )
     flower_basic_auth: BasicAuth = Field(None, **_range("user:password"))
     broker_publish_timeout: float = Field(
         2.0, gt=0, le=30, **_range("seconds, more than 0 and at most 30")
@@ -175,7 +236,7 @@ class Settings(BaseSettings):
         None, **_range("one or more comma-separated Fernet keys, newest first")
     )
     modelcert_signing_key: SigningKeys = Field(
-        default=None, validate_default=True,
+        default=None,
         **_range("base64 32-byte Ed25519 seeds, comma-separated, newest first"),
     )
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
@@ -205,6 +266,24 @@ class Settings(BaseSettings):
         """Sweeps and webhook deliveries. Named after the certification queue so that two
         deployments (or test sessions) sharing one Redis never run each other's upkeep."""
         return f"{self.certification_queue_name}.maintenance"
+
+    @property
+    def region_queues(self) -> dict[str, str]:
+        """Region -> the queue its certifications go to, `<CERTIFICATION_QUEUE_NAME>.<name>`;
+        a region not listed uses CERTIFICATION_QUEUE_NAME."""
+        prefix = self.certification_queue_name
+        return {region: f"{prefix}.{name}"
+                for region, name in parse_region_queues(self.certification_region_queues).items()}
+
+    @property
+    def job_queues(self) -> list[str]:
+        """Every queue a certification may be published to."""
+        return [self.certification_queue_name, *dict.fromkeys(self.region_queues.values())]
+
+    @property
+    def malformed_list_name(self) -> str:
+        """The Redis list where the worker keeps messages it could not decode (issue #22)."""
+        return f"{self.certification_queue_name}.malformed"
 
     @property
     def max_attempts(self) -> int:
@@ -237,6 +316,15 @@ class Settings(BaseSettings):
                               "(allowed: one or more comma-separated Fernet keys)")
         return self.model_copy(update={
             "modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))})
+
+    def require_signing_key(self) -> Settings:
+        """The worker signs certificates: in production it needs MODELCERT_SIGNING_KEY, which
+        no other process holds (issue #22: a Flower compromise meant forged certificates)."""
+        if self.modelcert_env == "production" and self.modelcert_signing_key is None:
+            raise ConfigError("MODELCERT_SIGNING_KEY is not set; the worker signs certificates "
+                              "and production needs it (allowed: base64 32-byte Ed25519 seeds, "
+                              "comma-separated, newest first)")
+        return self
 
 
 def dev_secret_key(data_dir: Path) -> str:

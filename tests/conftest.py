@@ -59,6 +59,10 @@ def settings(database_url: str, redis_url: str,
         certification_max_retries=1, certification_concurrency=2, certification_timeout=60,
         certification_lease_seconds=10, sweeper_interval=1, worker_shutdown_grace=10,
         worker_health_port=free_port(),
+        # Regions with queues of their own, which the session worker does not consume: tests
+        # start workers for them, or (idle) leave their jobs waiting.
+        certification_region_queues="eu-west-1=eu-west-1,idle=idle,shutdown=shutdown,"
+                                    "hardlimit=hardlimit",
     )
 
 

@@ -10,10 +10,10 @@ import multiprocessing
 from celery import Celery
 from kombu import Queue
 
-from app import broker
 from app.config import Settings
 from app.publish import broker_transport_options
 from app.task_names import DELIVER_WEBHOOK, RECERTIFY, SWEEP
+from worker import malformed
 
 # Shared with pool children forked later: set when the grace period after SIGTERM runs out,
 # so running jobs stop at the next sample boundary and go back to the queue.
@@ -32,7 +32,9 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         event_serializer="json",
         result_accept_content=["json"],
-        broker_transport=broker.TRANSPORT,
+        # app/broker.py's transport, and a message it cannot decode is moved aside.
+        broker_transport=malformed.TRANSPORT,
+        worker_consumer=malformed.CONSUMER,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
@@ -42,7 +44,7 @@ def make_celery(settings: Settings) -> Celery:
         task_soft_time_limit=settings.certification_timeout,
         task_time_limit=settings.hard_time_limit,
         broker_transport_options=broker_transport_options(settings)
-        | {"unacked_restore_throttle": 1},
+        | {"unacked_restore_throttle": 1, "malformed_key": settings.malformed_list_name},
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -70,6 +72,8 @@ def make_celery(settings: Settings) -> Celery:
         },
         beat_schedule_filename=str(settings.modelcert_data_dir / "celerybeat-schedule"),
     )
-    app.conf.modelcert_settings = settings
+    # Nothing else goes into app.conf: `celery inspect conf` and Flower's worker page show it,
+    # masking keys by name only, so the settings (URLs with passwords) reach the probes
+    # through probes.install instead.
     return app
 

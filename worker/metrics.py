@@ -21,6 +21,14 @@ RETRIES = Counter("modelcert_retries_total", "Retries by cause (sample and job l
 for _cause in sorted(RETRYABLE_CAUSES):  # known label values start at 0, so rate() works at once
     RETRIES.labels(_cause)
 DEAD_LETTERS = Counter("modelcert_dead_letters_total", "Jobs moved to the dead-letter table.")
+# Counted in the worker's main process (worker/malformed.py); its log line names the queue.
+MALFORMED_MESSAGES = Counter(
+    "modelcert_malformed_messages_total",
+    "Broker messages the worker could not decode, moved to the dead-letter list, by reason.",
+    ["reason"],
+)
+for _reason in ("not_json", "not_an_envelope", "not_a_task"):
+    MALFORMED_MESSAGES.labels(_reason)
 ENDPOINT_REQUESTS = Counter(
     "modelcert_endpoint_requests_total", "Requests to model endpoints.", ["provider", "outcome"]
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -186,18 +187,28 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"status": "not found"}')
 
 
+def probe_server(host: str, port: int) -> ThreadingHTTPServer:
+    """The probes' HTTP server on MODELCERT_LISTEN_HOST (loopback unless configured)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("ProbeHTTPServer", (ThreadingHTTPServer,), {"address_family": family})
+    return server_class((host, port), Handler)  # type: ignore[no-any-return]
+
+
 class ProbeServer(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Pool"}
+    # Set by install(); never kept in app.conf, which Flower shows (CELERY-FACTS).
+    settings: Settings | None = None
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
 
     def start(self, worker: Any) -> None:
         global STATE
-        settings: Settings = worker.app.conf.modelcert_settings
+        settings = self.settings
+        assert settings is not None, "probes.install(app, settings) first"
         state = WorkerState(settings)
         state.worker = worker
-        server = ThreadingHTTPServer(("0.0.0.0", settings.worker_health_port), Handler)
+        server = probe_server(settings.modelcert_listen_host, settings.worker_health_port)
         server.daemon_threads = True
         state.server = server
         STATE = state
@@ -211,6 +222,7 @@ class ProbeServer(bootsteps.StartStopStep):
 
 
 def install(app: Celery, settings: Settings) -> None:
+    ProbeServer.settings = settings
     app.steps["worker"].add(ProbeServer)
 
     @signals.worker_process_init.connect(weak=False)

@@ -11,8 +11,7 @@ from app.api.result_schemas import CertificateView, SigningKeyList, TargetCertif
 from app.api.schemas import Problem
 from app.api.targets import TargetPath
 from app.api.util import json_response, parse_id
-from app.db.session import transaction
-from app.services import certificates, signing
+from app.services import certificates
 
 tag = Tag(name="certificates", description="Signed certificates and the keys to verify them")
 bp = APIBlueprint("certificates", __name__, abp_tags=[tag], abp_security=[{"bearer": []}])
@@ -44,6 +43,5 @@ def target_certificate(path: TargetPath, query: TargetCertificateQuery) -> Respo
 @keys_bp.get(SIGNING_KEYS_PATH, responses={200: SigningKeyList})
 def signing_keys() -> Response:
     """Every public key that may have signed a certificate: `modelcert verify --keys URL`."""
-    d = deps()
-    with transaction(d.factory) as session:
-        return json_response(certificates.signing_keys(session, signing.signer_for(d.settings)))
+    with deps().factory() as session:
+        return json_response(certificates.signing_keys(session))

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:/@-]*$"
 REGION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -63,13 +72,20 @@ class TargetCreate(Strict):
     model: str = Field(min_length=1, max_length=300)
     base_url: EndpointUrl | None = None
     endpoints: dict[Region, EndpointUrl] = Field(default_factory=dict, max_length=50)
-    region_queues: dict[Region, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,200}$")]] = Field(
-        default_factory=dict, max_length=50
-    )
+    # Not a field any more (issue #22): queue names are the operator's, never a tenant's. Out
+    # of the schema; a request that still sends it is told why rather than "extra input".
+    region_queues: SkipJsonSchema[Any] = Field(None, exclude=True)
     capabilities: Capabilities = Field(default_factory=Capabilities)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     secret_id: uuid.UUID | None = None
     recertify_before_days: int = Field(7, ge=0, le=365)
+
+    @field_validator("region_queues")
+    @classmethod
+    def _operator_configuration(cls, value: Any) -> None:
+        raise ValueError("region_queues is operator configuration, not part of a target: the "
+                         "deployment maps each region to its queue (CERTIFICATION_REGION_QUEUES); "
+                         "drop the field and name the region when you create a certification")
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> TargetCreate:
@@ -85,7 +101,6 @@ class TargetView(BaseModel):
     model: str
     base_url: str | None
     endpoints: dict[str, str]
-    region_queues: dict[str, str]
     capabilities: Capabilities
     rate_limit: RateLimit
     secret_id: uuid.UUID | None

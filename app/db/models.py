@@ -115,6 +115,9 @@ class Target(Base):
     model: Mapped[str] = mapped_column(String(300))
     base_url: Mapped[str | None] = mapped_column(Text)
     endpoints: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # Unused: queue names are the operator's (CERTIFICATION_REGION_QUEUES), never a tenant's.
+    # Kept, empty, while the release before reads it (expand, then contract: a later
+    # migration drops it, docs/operations.md "Upgrading").
     region_queues: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     capabilities: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     rate_limit_rps: Mapped[float | None] = mapped_column(Float)

@@ -358,8 +358,9 @@ def current_of_target(session: Session, who: Principal, target_id: uuid.UUID,
     return to_view(row)
 
 
-def signing_keys(session: Session, signer: Signer) -> SigningKeyList:
-    register_keys(session, signer)
+def signing_keys(session: Session) -> SigningKeyList:
+    """The keys workers registered before signing with them (signing.ensure_registered): the
+    API publishes them without holding any private key."""
     return SigningKeyList(keys=[
         SigningKeyView(key_id=k.key_id, public_key=k.public_key, created_at=k.created_at,
                        retired_at=k.retired_at) for k in published_keys(session)])

@@ -106,10 +106,9 @@ def progress_of(row: Any) -> int:
     return min(done, row.progress_total) if row.progress_total else done
 
 
-def queue_for(settings: Settings, region_queues: dict[str, str], region: str | None) -> str:
-    if region and region in region_queues:
-        return region_queues[region]
-    return settings.certification_queue_name
+def queue_for(settings: Settings, region: str | None) -> str:
+    """The queue the operator routes `region`'s certifications to (never a tenant's choice)."""
+    return settings.region_queues.get(region or "", settings.certification_queue_name)
 
 
 def create_certification(
@@ -194,7 +193,7 @@ def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
     return dict(
         id=uuid.uuid4(), organization_id=target.organization_id, target_id=target.id,
         region=region,
-        queue=queue_for(settings, target.region_queues, region),
+        queue=queue_for(settings, region),
         suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
         status=JobStatus.QUEUED, priority=Priority(priority), reason=reason,
         attempt=0, max_attempts=settings.max_attempts, progress_done=0,

@@ -1,7 +1,9 @@
 """Signing keys: MODELCERT_SIGNING_KEY (newest first) or, in development, a generated key file.
 
-Every configured public key is registered in `signing_keys` so that certificates signed
-before a rotation keep verifying against `GET /v1/signing-keys`.
+Only the worker signs, so only the worker loads a private key. It registers every
+configured public key in `signing_keys` before it signs, so that certificates signed before
+a rotation keep verifying against `GET /v1/signing-keys`, which the API serves from that
+table without a key of its own.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Signer:
 
 
 def dev_key_file(data_dir: Path) -> str:
-    """The development seed, shared by API and worker; created once (0600), atomically, and
+    """The development seed, shared by the workers; created once (0600), atomically, and
     read once per process (it never changes: a job's certificate costs no file read, nor the
     path's resolution, a system call per directory on every job's signature). A relative
     directory is taken from the current one, as it always was."""

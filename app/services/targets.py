@@ -28,7 +28,7 @@ from app.services.pagination import decode_cursor, encode_cursor
 def to_view(row: Target) -> TargetView:
     return TargetView(
         id=row.id, name=row.name, provider=row.provider.value, model=row.model,
-        base_url=row.base_url, endpoints=row.endpoints, region_queues=row.region_queues,
+        base_url=row.base_url, endpoints=row.endpoints,
         capabilities=Capabilities.model_validate(row.capabilities),
         rate_limit=RateLimit(rps=row.rate_limit_rps, max_concurrency=row.max_concurrency),
         secret_id=row.secret_id, recertify_before_days=row.recertify_before_days,
@@ -72,7 +72,7 @@ def create_target(session: Session, who: Principal, body: TargetCreate, *,
     row = Target(
         organization_id=who.organization_id, name=body.name,
         provider=Provider(body.provider), model=body.model, base_url=body.base_url,
-        endpoints=dict(body.endpoints), region_queues=dict(body.region_queues),
+        endpoints=dict(body.endpoints),
         capabilities=body.capabilities.model_dump(), rate_limit_rps=body.rate_limit.rps,
         max_concurrency=body.rate_limit.max_concurrency, secret_id=body.secret_id,
         recertify_before_days=body.recertify_before_days,
@@ -104,7 +104,7 @@ def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Targe
 
 # What a new job needs of its target, built once: POST /v1/certifications runs it each time.
 _FOR_JOB = select(*(_TARGETS.c[name] for name in (
-    "id", "organization_id", "base_url", "endpoints", "region_queues", "provider", "model",
+    "id", "organization_id", "base_url", "endpoints", "provider", "model",
     "capabilities", "rate_limit_rps", "max_concurrency"))).where(
     _visible(bindparam("target_id"), bindparam("org_id")))
 

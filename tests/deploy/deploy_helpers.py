@@ -39,6 +39,7 @@ MODELCERT_METRICS: dict[str, str] = {
     "modelcert_endpoint_requests_total": "counter",
     "modelcert_endpoint_latency_seconds": "histogram",
     "modelcert_dead_letters_total": "counter",
+    "modelcert_malformed_messages_total": "counter",
     "modelcert_worker_ready": "gauge",
     "modelcert_worker_rss_bytes": "gauge",
     "modelcert_worker_restarts_total": "counter",

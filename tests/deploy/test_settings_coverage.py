@@ -20,7 +20,7 @@ from deploy_helpers import (
 # FLOWER_* only matter to the flower process, which gets them explicitly.
 SAFE_DEFAULTS_COMPOSE: set[str] = set()
 SAFE_DEFAULTS_K8S: set[str] = set()
-ONLY_FOR = {"FLOWER_BASIC_AUTH": "flower"}
+ONLY_FOR = {"FLOWER_BASIC_AUTH": "flower", "MODELCERT_SIGNING_KEY": "worker"}
 SECRETS = {
     "DATABASE_URL",
     "REDIS_URL",
@@ -28,6 +28,9 @@ SECRETS = {
     "MODELCERT_SIGNING_KEY",
     "FLOWER_BASIC_AUTH",
 }
+# The Kubernetes Secrets (deploy/k8s/base/secret.example.yaml); test_signing_key.py says which
+# component may read which.
+SECRET_OBJECTS = {"modelcert-secrets", "modelcert-signing"}
 DUMMY = {
     "DATABASE_URL": "postgresql+psycopg://u:p@db.invalid:5432/modelcert",
     "REDIS_URL": "redis://:p@redis.invalid:6379/0",
@@ -108,8 +111,11 @@ def test_kubernetes_sets_every_setting(rendered):
             assert any(s.startswith("modelcert-config") for s in sources), doc["metadata"]["name"]
             for var, ref in refs.items():
                 assert (
-                    "secretKeyRef" in ref and ref["secretKeyRef"]["name"] == "modelcert-secrets"
+                    "secretKeyRef" in ref and ref["secretKeyRef"]["name"] in SECRET_OBJECTS
                 ), var
+            for var, only in ONLY_FOR.items():
+                assert var not in names or container["name"] == only, (
+                    f"{var} belongs to {only} only, not {doc['metadata']['name']}")
             seen = names | set(data)
             expected = (
                 variables()

@@ -24,14 +24,15 @@ pytestmark = pytest.mark.usefixtures("beat")
 REGION = "eu-west-1"
 
 
-def regional_target(client, auth, base_url: str, queue: str) -> str:  # type: ignore[no-untyped-def]
-    return create_target(client, auth, None, endpoints={REGION: base_url},
-                         region_queues={REGION: queue})
+def regional_target(client, auth, base_url: str, region: str = REGION) -> str:  # type: ignore[no-untyped-def]
+    """A target whose only endpoint is in `region`: its jobs go to the queue the deployment
+    maps that region to (tests/conftest.py)."""
+    return create_target(client, auth, None, endpoints={region: base_url})
 
 
 @pytest.fixture(scope="module")
 def regional_queue(settings) -> str:  # type: ignore[no-untyped-def]
-    return f"{settings.certification_queue_name}.{REGION}"
+    return settings.region_queues[REGION]  # type: ignore[no-any-return]
 
 
 def test_regional_queue_priorities_and_soft_timeout(
@@ -39,7 +40,7 @@ def test_regional_queue_priorities_and_soft_timeout(
         tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A backlog on the regional queue: high, then normal, then low, all on the regional
     worker; then a job longer than CERTIFICATION_TIMEOUT ends timed_out with its evidence."""
-    target = regional_target(client, auth, f"{reference_url}/v1", regional_queue)
+    target = regional_target(client, auth, f"{reference_url}/v1")
     ids = {p: certify(client, auth, target, region=REGION, priority=p)
            for p in ("low", "normal", "high")}  # created worst first
     time.sleep(1)
@@ -57,7 +58,7 @@ def test_regional_queue_priorities_and_soft_timeout(
         assert {r.worker for r in rows.values()} == {node_name(proc)}
         assert node_name(proc) != node_name(worker)
 
-        slow = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1", regional_queue)
+        slow = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1")
         cert = wait_terminal(client, auth, certify(client, auth, slow, region=REGION,
                                                    suite="standard"), timeout=120)
         assert cert["status"] == "timed_out", cert
@@ -120,7 +121,7 @@ def finish_on_a_new_worker(client, auth, settings, cert_id: str, log, queue: str
 
 @pytest.fixture()
 def shutdown_queue(settings) -> str:  # type: ignore[no-untyped-def]
-    return f"{settings.certification_queue_name}.shutdown"
+    return settings.region_queues["shutdown"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
@@ -128,8 +129,8 @@ def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
         client, auth, reference_url, settings, factory, shutdown_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
     first, port = queue_worker(settings, tmp_path / "first.log", shutdown_queue,
                                WORKER_SHUTDOWN_GRACE="1", CERTIFICATION_CONCURRENCY="1")
-    target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", shutdown_queue)
-    cert_id = certify(client, auth, target, region=REGION)
+    target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", "shutdown")
+    cert_id = certify(client, auth, target, region="shutdown")
     try:
         wait_running_with_a_checkpoint(client, auth, cert_id)
         first.popen.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
@@ -161,8 +162,8 @@ def test_second_signal_stops_at_once_and_the_job_is_not_lost(
     without waiting out the grace; another worker finishes it exactly once."""
     first, _ = queue_worker(settings, tmp_path / "first2.log", shutdown_queue,
                             WORKER_SHUTDOWN_GRACE="60", CERTIFICATION_CONCURRENCY="1")
-    target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", shutdown_queue)
-    cert_id = certify(client, auth, target, region=REGION)
+    target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", "shutdown")
+    cert_id = certify(client, auth, target, region="shutdown")
     try:
         wait_running_with_a_checkpoint(client, auth, cert_id)
         first.popen.send_signal(signal.SIGTERM)
@@ -186,12 +187,12 @@ def test_hard_time_limit_kills_a_child_stuck_past_the_soft_limit(
         client, auth, reference_url, settings, factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A child that cannot finish its soft-limit handling (here: its UPDATE waits on a row lock
     the test holds) is killed at the hard limit; the job is not lost and ends exactly once."""
-    queue = f"{settings.certification_queue_name}.hardlimit"
+    queue = settings.region_queues["hardlimit"]
     log = tmp_path / "hardlimit.log"
     proc, _ = queue_worker(settings, log, queue, CERTIFICATION_CONCURRENCY="1",
                            CERTIFICATION_TIMEOUT="10")
-    target = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1", queue)
-    cert_id = certify(client, auth, target, region=REGION, suite="standard")
+    target = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1", "hardlimit")
+    cert_id = certify(client, auth, target, region="hardlimit", suite="standard")
     try:
         wait_running_with_a_checkpoint(client, auth, cert_id)
         with factory() as session, session.begin():

@@ -23,11 +23,22 @@ def _drop(client: redis.Redis, queue: str) -> None:
     client.delete(*priority_lists(queue))
 
 
+def _own_queue(settings, name: str):  # type: ignore[no-untyped-def]
+    """Settings whose certification queue no worker consumes (a publisher sends only to the
+    deployment's configured queues), and that queue."""
+    private = settings.model_copy(update={
+        "certification_queue_name": f"broker-{name}-{uuid.uuid4().hex[:8]}"})
+    return private, private.certification_queue_name
+
+
 def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[no-untyped-def]
+    from worker import malformed
     from worker.celery_factory import make_celery
 
-    for app in (make_publisher_app(settings), make_celery(settings)):
-        assert app.conf.broker_transport == broker.TRANSPORT
+    # The worker's is a subclass that also moves undecodable messages aside.
+    for app, name in ((make_publisher_app(settings), broker.TRANSPORT),
+                      (make_celery(settings), malformed.TRANSPORT)):
+        assert app.conf.broker_transport == name
         with app.connection_for_write() as conn:
             assert isinstance(conn.transport, broker.Transport)
             assert conn.transport.driver_type == "redis"  # what Celery's checks look at
@@ -50,8 +61,8 @@ def test_one_client_per_pool_and_a_new_one_over_a_new_pool(settings) -> None:  #
 
 
 def test_publishes_from_many_threads_all_arrive(settings) -> None:  # type: ignore[no-untyped-def]
-    queue = f"broker-threads-{uuid.uuid4().hex[:8]}"
-    publisher = Publisher(settings)
+    private, queue = _own_queue(settings, "threads")
+    publisher = Publisher(private)
     sent: list[bool] = []
 
     def publish_some() -> None:
@@ -73,8 +84,8 @@ def test_publishes_from_many_threads_all_arrive(settings) -> None:  # type: igno
 def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     proc = start_redis_server(port, tmp_path / "redis")
-    private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
-    queue = "broker-restart"
+    private, queue = _own_queue(settings.model_copy(update={
+        "redis_url": f"redis://127.0.0.1:{port}/0"}), "restart")
     publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")
@@ -97,9 +108,9 @@ def _messages(client: redis.Redis, queue: str) -> list[dict]:  # type: ignore[ty
 def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> None:  # type: ignore[no-untyped-def]
     from app.task_names import RUN_CERTIFICATION
 
-    queue = f"broker-same-{uuid.uuid4().hex[:8]}"
+    private, queue = _own_queue(settings, "same")
     client = redis.Redis.from_url(str(settings.redis_url))
-    publisher = Publisher(settings)
+    publisher = Publisher(private)
     job = uuid.uuid4()
     try:
         assert publisher.publish_run(job, queue, "normal")
@@ -120,9 +131,9 @@ def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> Non
 
 
 def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None:  # type: ignore[no-untyped-def]
-    queue = f"broker-producer-{uuid.uuid4().hex[:8]}"
+    private, queue = _own_queue(settings, "producer")
     client = redis.Redis.from_url(str(settings.redis_url))
-    publisher = Publisher(settings)
+    publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")
         mine = publisher._producer()
@@ -147,20 +158,21 @@ def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None
         assert _waiting(client, queue) == 3
     finally:
         _drop(client, queue)
-        _drop(client, settings.maintenance_queue_name)
+        _drop(client, private.maintenance_queue_name)
 
 
 def test_a_failed_publish_closes_the_threads_producer(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     proc = start_redis_server(port, tmp_path / "redis")
-    private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    private, queue = _own_queue(settings.model_copy(update={
+        "redis_url": f"redis://127.0.0.1:{port}/0"}), "fail")
     publisher = Publisher(private)
     try:
-        assert publisher.publish_run(uuid.uuid4(), "broker-fail", "normal")
+        assert publisher.publish_run(uuid.uuid4(), queue, "normal")
         before = publisher._producer()
         proc.terminate()
         proc.wait(timeout=10)
-        assert not publisher.publish_run(uuid.uuid4(), "broker-fail", "normal")
+        assert not publisher.publish_run(uuid.uuid4(), queue, "normal")
         assert publisher._producer() is not before
     finally:
         proc.terminate()

@@ -25,7 +25,7 @@ def insert_target(factory: sessionmaker[Session], who: Principal, base_url: str,
     with transaction(factory) as session:
         row = Target(organization_id=who.organization_id, name=f"t-{uuid.uuid4().hex[:8]}",
                      provider=Provider.OPENAI_COMPATIBLE, model="reference-model",
-                     base_url=base_url, endpoints={}, region_queues={}, capabilities={},
+                     base_url=base_url, endpoints={}, capabilities={},
                      secret_id=secret_id)
         session.add(row)
         session.flush()

@@ -62,17 +62,23 @@ def test_malformed_keys_are_a_config_error(value: str) -> None:
     assert value not in line
 
 
-def test_production_without_a_signing_key_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_production_worker_without_a_signing_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    """Only the worker signs, so only the worker needs the key (tests/security/
+    test_signing_key_split.py starts the other processes without it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCERT_")}
-    env.update(MODELCERT_ENV="production", MODELCERT_DATA_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env,
+    env.update(MODELCERT_ENV="production", MODELCERT_DATA_DIR=str(tmp_path),
+               MODELCERT_SECRET_KEY="bW9kZWxjZXJ0LWRlcGxveS10ZXN0LWR1bW15LWtleSE=",
+               DATABASE_URL="postgresql://u@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0")
+    result = subprocess.run([sys.executable, "-m", "app.cli", "worker"], env=env,
                             capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("config error: MODELCERT_SIGNING_KEY=")
-    assert "required when MODELCERT_ENV=production" in lines[0]
+    assert lines[0].startswith("config error: MODELCERT_SIGNING_KEY is not set")
+    assert "allowed: base64 32-byte Ed25519 seeds" in lines[0]
+    assert Settings(modelcert_env="production")  # valid settings for every other process
     seed = certs.generate_seed()
-    assert Settings(modelcert_env="production", modelcert_signing_key=seed)
+    production = Settings(modelcert_env="production", modelcert_signing_key=seed)
+    assert production.require_signing_key() is production
 
 
 def test_a_signer_signs_with_its_own_key_id_and_refuses_another(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Cancel, retry, dead letters and webhooks through the API (real Postgres and Redis).
 
-Jobs here are pinned to a queue no worker consumes, so they stay where the test puts them.
+Jobs here are in the region `idle`, whose queue (tests/conftest.py) no worker consumes, so
+they stay where the test puts them.
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ from app.services import jobs
 from app.task_names import priority_lists
 from tests.conftest import make_token
 
-IDLE_QUEUE = f"idle-{uuid.uuid4().hex[:8]}"
+IDLE_REGION = "idle"
 
 
 def idle_target(client, auth) -> str:  # type: ignore[no-untyped-def]
     r = client.post("/v1/targets", json={
         "name": f"idle-{uuid.uuid4().hex[:8]}", "model": "m",
-        "endpoints": {"eu-west-1": "http://127.0.0.1:9/v1"},
-        "region_queues": {"eu-west-1": IDLE_QUEUE}}, headers=auth)
+        "endpoints": {IDLE_REGION: "http://127.0.0.1:9/v1"}}, headers=auth)
     assert r.status_code == 201, r.get_json()
     return r.get_json()["id"]
 
 
 def queued(client, auth, target: str) -> str:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/certifications", json={"target_id": target, "region": "eu-west-1"},
+    r = client.post("/v1/certifications", json={"target_id": target, "region": IDLE_REGION},
                     headers=auth)
-    assert r.status_code == 202 and r.get_json()["queue"] == IDLE_QUEUE
+    assert r.status_code == 202 and r.get_json()["queue"].endswith(f".{IDLE_REGION}")
     return r.get_json()["id"]
 
 
@@ -143,13 +143,13 @@ def test_operations_resources_need_a_token(client, path: str) -> None:  # type: 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _drop_idle_queue(redis_url: str):  # type: ignore[no-untyped-def]
+def _drop_idle_queue(redis_url: str, settings):  # type: ignore[no-untyped-def]
     """Leave nothing behind in the shared Redis."""
     yield
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete(*priority_lists(IDLE_QUEUE))
+    client.delete(*priority_lists(settings.region_queues[IDLE_REGION]))
 
 
 def test_sweeper_ages_a_starving_low_priority_job_to_normal(client, auth, factory,
@@ -160,7 +160,7 @@ def test_sweeper_ages_a_starving_low_priority_job_to_normal(client, auth, factor
     from app.services import sweeper
 
     target = idle_target(client, auth)
-    r = client.post("/v1/certifications", json={"target_id": target, "region": "eu-west-1",
+    r = client.post("/v1/certifications", json={"target_id": target, "region": IDLE_REGION,
                                                 "priority": "low"}, headers=auth)
     cert = r.get_json()["id"]
     publisher = Publisher(settings)
