@@ -21,11 +21,12 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import Connection, text
 
+from app.api.bodies import nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
-from app.errors import ProblemError, register_error_handlers, validation_problem
+from app.errors import register_error_handlers, validation_problem
 from app.publish import Publisher
 from app.services.auth import authenticate
 from app.services.dispatch import DispatchMarks
@@ -100,6 +101,8 @@ def _register_hooks(app: OpenAPI) -> None:
         g.started = time.perf_counter()
         if request.method in ("POST", "PUT", "PATCH"):
             _check_json_body()
+        if request.args:
+            _check_query()
         if (request.path.startswith("/v1/") or request.path == "/v1") \
                 and request.path.rstrip("/") not in PUBLIC_V1_PATHS:
             _authenticate()
@@ -121,25 +124,14 @@ def _register_hooks(app: OpenAPI) -> None:
 
 
 def _check_json_body() -> None:
-    length = request.content_length
-    max_bytes = deps().settings.api_max_body_bytes
-    if length is not None and length > max_bytes:
-        raise ProblemError(413, "payload-too-large", "Payload too large",
-                           f"the body is {length} bytes; the limit is {max_bytes}")
-    raw = request.get_data(cache=True)
-    if len(raw) > max_bytes:
-        raise ProblemError(413, "payload-too-large", "Payload too large",
-                           f"the body exceeds {max_bytes} bytes")
-    if not raw:
-        return
-    if request.mimetype != "application/json":
-        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
-                           "send the body as application/json")
-    try:
-        g.json_body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON",
-                           f"the body is not valid JSON: {exc}"[:300]) from None
+    g.json_body = read_json_body(deps().settings.api_max_body_bytes)
+
+
+def _check_query() -> None:
+    """A NUL in a query parameter would reach the database as text (see app/api/bodies.py)."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise nul_in(["query", name.replace("\x00", "")])
 
 
 def _authenticate() -> None:
