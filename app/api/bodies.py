@@ -1,6 +1,10 @@
 """Request bodies: the size limit on the bytes actually sent, then JSON that the database can
 store. Each refusal is a problem+json answer, never a 500, and quotes no request value.
 
+- Framing: a chunked body has no Content-Length, and werkzeug then reads at most
+  MAX_CONTENT_LENGTH bytes and silently stops: a body over the limit was cut and accepted.
+  `BodyLimit` reads such a body itself, up to one byte past the limit, so the size check
+  below sees how much was sent whatever the framing.
 - Nesting: Python's JSON parser recurses per level and raises RecursionError near 1,000
   levels; no request of this API nests beyond a few, so anything deeper than MAX_DEPTH is
   refused.
@@ -10,7 +14,9 @@ store. Each refusal is a problem+json answer, never a 500, and quotes no request
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import request
@@ -18,6 +24,28 @@ from flask import request
 from app.errors import ProblemError
 
 MAX_DEPTH = 32
+OVER_LIMIT = "modelcert.body_over_limit"  # WSGI environ key set by BodyLimit
+
+
+class BodyLimit:
+    """WSGI middleware: read a body sent without Content-Length (chunked) up to `max_bytes`
+    + 1, and hand it on with its Content-Length, so the limit holds for the bytes sent."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
+            # gunicorn decodes the chunks and ends the stream (wsgi.input_terminated); read
+            # one byte more than allowed to know whether the body is over the limit.
+            body = environ["wsgi.input"].read(self.max_bytes + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            if len(body) > self.max_bytes:
+                environ[OVER_LIMIT] = True
+        return self.app(environ, start_response)
 
 
 def too_large(max_bytes: int) -> ProblemError:
@@ -28,7 +56,7 @@ def too_large(max_bytes: int) -> ProblemError:
 def read_json_body(max_bytes: int) -> Any:
     """The request's JSON document (None for an empty body), or a ProblemError."""
     length = request.content_length
-    if length is not None and length > max_bytes:
+    if request.environ.get(OVER_LIMIT) or (length is not None and length > max_bytes):
         raise too_large(max_bytes)
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:

@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import Connection, text
 
-from app.api.bodies import nul_in, read_json_body
+from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.ratelimit import install_limiter
 from app.config import Settings, settings_for_process
@@ -56,6 +56,7 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
         doc_url="/openapi.json",
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.api_max_body_bytes)  # type: ignore[method-assign]
     # A connection for each request thread and one for the dispatch-marks batch: a thread
     # never waits on the pool for a connection another thread of this process holds.
     engine = make_engine(str(settings.database_url), pool_size=settings.api_threads + 1,
