@@ -8,7 +8,7 @@ import time
 import uuid
 
 import redis
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from flask_openapi3 import Info, OpenAPI
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,12 +23,12 @@ from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
-from app.api.ratelimit import install_limiter
+from app.api.ratelimit import auth_failures, client_address, install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
 from app.errors import register_error_handlers, validation_problem
 from app.publish import Publisher
-from app.services.auth import authenticate
+from app.services.auth import authenticate, plausible
 from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated
 from app.services.targets import authenticate_with_target
@@ -144,6 +144,9 @@ def _authenticate() -> None:
     # bookkeeping (begin, connection, commit, close) cost a tenth of a POST's CPU. Unless the
     # view continues its transaction, in autocommit: a read (and at most once a minute a
     # one-row UPDATE) needs no BEGIN and COMMIT, each a round trip of its own.
+    failures = auth_failures(current_app)
+    if plausible(token.strip()):  # a lookup follows: not for an address over its limit
+        failures.refuse_if_blocked(client_address())
     shared = request.endpoint in SHARED_AUTH_TRANSACTION
     engine = deps().engine
     conn: Connection | None = (engine if shared else autocommit_engine(engine)).connect()
@@ -159,6 +162,8 @@ def _authenticate() -> None:
         if conn is not None:
             conn.close()
     if who is None:
+        if plausible(token.strip()):
+            failures.failed(client_address())  # 429 once over the limit
         raise Unauthenticated("the API token is unknown or revoked")
     g.principal = who
 
