@@ -15,13 +15,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
-from app.certification.netguard import AddressPolicy, check_url
-from app.certification.providers.http import BlockedAddressError
+from app.certification.netguard import AddressPolicy, BlockedAddressError, check_url
 from app.config import Settings
 from app.db.models import Target, Webhook, WebhookDelivery
 from app.db.session import transaction
@@ -29,9 +27,18 @@ from app.services.auth import Principal
 from app.services.errors import InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
 from app.services.secrets import SecretBox
+from app.services.webhook_transport import (
+    BLOCKED,
+    CONNECTION_FAILED,
+    DeliveryFailed,
+    send,
+)
 
 SIGNATURE_HEADER = "X-Modelcert-Signature"
-DELIVERY_TIMEOUT = 5.0
+
+
+def _policy(settings: Settings) -> AddressPolicy:
+    return AddressPolicy(allow_private=settings.modelcert_allow_private_targets)
 
 
 def to_view(row: Webhook) -> WebhookView:
@@ -47,8 +54,8 @@ def create_webhook(session: Session, settings: Settings, who: Principal,
             Target.deleted_at.is_(None)))
         if owned is None:
             raise InvalidField(["body", "target_id"], "no such target")
-    try:  # the same SSRF guard as targets; checked again before every delivery
-        check_url(body.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
+    try:  # the same SSRF guard as targets; checked again at every delivery
+        check_url(body.url, _policy(settings))
     except BlockedAddressError as exc:
         raise InvalidField(["body", "url"], str(exc)) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -143,20 +150,14 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     code: int | None = None
     error: str | None = None
     try:
-        # Resolved again right before sending: a name that now points inside is refused.
-        # (httpx cannot check the connected socket; the window is the DNS TTL, documented.)
-        check_url(hook.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
-    except BlockedAddressError as exc:
-        _settle(factory, delivery_id, "failed", None, f"blocked_address: {exc}"[:500])
-        return DeliveryOutcome("failed", delivery.attempts + 1)
-    try:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False,
-                          trust_env=False) as client:
-            code = client.post(hook.url, content=body, headers=headers).status_code
+        code = send(hook.url, body, headers, _policy(settings))
         if not 200 <= code < 300:
             error = f"the receiver answered HTTP {code}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    except BlockedAddressError:
+        _settle(factory, delivery_id, "failed", None, BLOCKED)
+        return DeliveryOutcome("failed", delivery.attempts + 1)
+    except DeliveryFailed:
+        error = CONNECTION_FAILED
     if error is None:
         attempts = _settle(factory, delivery_id, "delivered", code, None)
         return DeliveryOutcome("delivered", attempts)
