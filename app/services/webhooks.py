@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
 from app.certification.netguard import AddressPolicy, BlockedAddressError, check_url
 from app.config import Settings
-from app.db.models import Target, Webhook, WebhookDelivery
+from app.db.models import Secret, Target, Webhook, WebhookDelivery
 from app.db.session import transaction
+from app.redaction import redact_obj
 from app.services.auth import Principal
 from app.services.errors import InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
@@ -142,8 +143,12 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     if not hook.active:
         _settle(factory, delivery_id, "failed", None, "the webhook was deleted")
         return DeliveryOutcome("failed", delivery.attempts)
-    secret = SecretBox.from_settings(settings).decrypt(hook.secret_ciphertext)
-    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    box = SecretBox.from_settings(settings)
+    secret = box.decrypt(hook.secret_ciphertext)
+    # What the payload quotes (a job's error) was redacted when stored; again here, in
+    # case a message slipped through in a form that was not recognised then.
+    payload = redact_obj(delivery.payload, _endpoint_secrets(factory, box, hook, delivery))
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "modelcert-webhooks/1",
                "X-Modelcert-Event": delivery.event, "X-Modelcert-Delivery": str(delivery.id),
                SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
@@ -165,6 +170,27 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error,
                        retry_in=retry_delay(settings, delivery.attempts + 1))
     return DeliveryOutcome("failed" if give_up else "retry", attempts)
+
+
+def _endpoint_secrets(factory: sessionmaker[Session], box: SecretBox, hook: Webhook,
+                      delivery: WebhookDelivery) -> tuple[str, ...]:
+    """The credential of the target the event is about, if it has one."""
+    data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
+    target_id = data.get("target_id") if isinstance(data, dict) else None
+    try:
+        parsed = uuid.UUID(str(target_id))
+    except ValueError:
+        return ()
+    with factory() as session:
+        ciphertext = session.scalar(select(Secret.ciphertext).join(
+            Target, Target.secret_id == Secret.id).where(
+            Target.id == parsed, Target.organization_id == hook.organization_id))
+    if ciphertext is None:
+        return ()
+    try:
+        return (box.decrypt(ciphertext),)
+    except (RuntimeError, ValueError):
+        return ()  # a key no longer configured: the stored redaction stands
 
 
 def _settle(factory: sessionmaker[Session], delivery_id: uuid.UUID, status: str,
