@@ -23,6 +23,7 @@ from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
+from app.api.openapi_doc import ProblemDocumentedOpenAPI
 from app.api.ratelimit import auth_failures, client_address, install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
@@ -44,7 +45,7 @@ PUBLIC_V1_PATHS = ("/v1/signing-keys",)  # public keys for offline verification
 
 def build_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or settings_for_process()
-    app = OpenAPI(
+    app = ProblemDocumentedOpenAPI(
         "modelcert",
         info=Info(title="modelcert", version="0.1.0",
                   description="Certifies AI model endpoints with statistical verdicts, "
