@@ -85,6 +85,26 @@ def test_successful_lookups_do_not_count(client, factory) -> None:  # type: igno
         assert client.get("/v1/signing-keys", environ_base=address).status_code == 200
     for _ in range(LIMIT + 5):
         assert client.get("/v1/targets", headers=good, environ_base=address).status_code == 200
+    # Tokens that cannot be ours, or none at all, cost no lookup and are not counted either.
+    for headers in ({"Authorization": "Bearer not-ours"}, {}, {"Authorization": "Basic eDp5"}):
+        for _ in range(LIMIT + 5):
+            assert client.get("/v1/targets", headers=headers,
+                              environ_base=address).status_code == 401
+    assert client.get("/v1/targets", headers=good, environ_base=address).status_code == 200
+
+
+def test_redis_down_fails_open(settings: Settings, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Failures are not counted (and logged) while Redis is unreachable: 401s, never a 500."""
+    from app import create_app
+    from tests.conftest import free_port
+
+    app = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}))
+    client = app.test_client()
+    address = new_address()
+    statuses = {client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code
+                for _ in range(LIMIT + 5)}
+    assert statuses == {401}
+    assert any("failed lookup not counted" in r.getMessage() for r in caplog.records)
 
 
 def test_the_count_is_shared_by_api_processes(settings: Settings, app) -> None:  # type: ignore[no-untyped-def]

@@ -274,3 +274,35 @@ def test_the_cli_evidence_file_is_redacted_too(tmp_path) -> None:  # type: ignor
     write_evidence(tmp_path / "evidence.jsonl", [result], (KEY,))
     written = (tmp_path / "evidence.jsonl").read_text()
     assert not leaks(written) and written.count(REDACTED) == 4, written
+
+
+def test_a_webhook_body_is_redacted_at_delivery_too(factory, settings: Settings,  # type: ignore[no-untyped-def]
+                                                    receiver: tuple[str, list[bytes]]) -> None:
+    """A payload stored with the key in it (before this redaction, or in a form it missed
+    then) is redacted again with the target's key when it is sent."""
+    hook_url, bodies = receiver
+    _, who = new_org(factory)
+    with transaction(factory) as session:
+        secret_id = secrets.create_secret(session, secrets.box_for(settings), who,
+                                          SecretCreate(name="old", value=KEY)).id
+        hook = Webhook(organization_id=who.organization_id, url=hook_url,
+                       secret_ciphertext=secrets.box_for(settings).encrypt("whsec_t"),
+                       events=["certification.failed"], active=True)
+        session.add(hook)
+        session.flush()
+        hook_id = hook.id
+    target = insert_target(factory, who, "http://127.0.0.1:9/v1", secret_id=secret_id)
+    with transaction(factory) as session:
+        delivery = WebhookDelivery(
+            webhook_id=hook_id, event_id=f"old-{uuid.uuid4().hex}", event="certification.failed",
+            payload={"type": "certification.failed", "data": {
+                "target_id": str(target), "error": {"cause": "auth_failed",
+                                                    "message": f"HTTP 401: {KEY} {BASE64}"}}},
+            status="sending", attempts=0)
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
+    sent_before = len(bodies)
+    assert webhooks.deliver(factory, settings, delivery_id).status == "delivered"
+    body = bodies[sent_before].decode()
+    assert "auth_failed" in body and body.count(REDACTED) == 2 and not leaks(body), body

@@ -35,9 +35,10 @@ FAKE_ZONE = ".webhook.test"
 
 
 class Receiver:
-    """An HTTP receiver on 127.0.0.1 that records each request's Host header."""
+    """An HTTP receiver on 127.0.0.1 that records each request's Host header (and answers
+    204, or a redirect to `redirect_to`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redirect_to: str | None = None) -> None:
         self.hosts: list[str] = []
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
@@ -46,11 +47,13 @@ class Receiver:
         async def hook(request: web.Request) -> web.Response:
             self.hosts.append(request.headers.get("Host", ""))
             await request.read()
+            if redirect_to:
+                raise web.HTTPTemporaryRedirect(redirect_to)
             return web.Response(status=204)
 
         async def start() -> web.AppRunner:
             app = web.Application()
-            app.router.add_post("/hook", hook)
+            app.router.add_route("*", "/{tail:.*}", hook)
             runner = web.AppRunner(app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", self.port).start()
@@ -209,3 +212,29 @@ def test_the_checked_address_is_connected_to_with_the_name_as_host(
     assert outcome.status == "delivered", row.last_error
     assert receiver.hosts == [f"{name}:{receiver.port}"]
     assert row.last_status_code == 204 and row.last_error is None
+
+
+def test_redirects_are_not_followed(receiver: Receiver, deliver: Deliver,
+                                    settings: Settings) -> None:
+    redirector = Receiver(redirect_to=f"http://127.0.0.1:{receiver.port}/hook")
+    try:
+        outcome, row = deliver(settings, f"http://127.0.0.1:{redirector.port}/hook")
+    finally:
+        redirector.close()
+    assert len(redirector.hosts) == 1 and receiver.hosts == []
+    assert outcome.status == "retry" and row.last_error == "the receiver answered HTTP 307"
+
+
+def test_a_proxy_from_the_environment_is_not_used(receiver: Receiver, deliver: Deliver,
+                                                  settings: Settings,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = Receiver()
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        outcome, _ = deliver(settings, f"http://127.0.0.1:{receiver.port}/hook")
+    finally:
+        proxy.close()
+    assert outcome.status == "delivered" and len(receiver.hosts) == 1 and proxy.hosts == []
