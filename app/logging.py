@@ -36,6 +36,13 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {**(_context.get() or {}), **extra}
 
 
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback: as RedactingFilter left it in exc_text, else formatted."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else None
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -46,8 +53,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             **_fields(record),
         }
-        if record.exc_info or record.exc_text:  # exc_text: as RedactingFilter left it
-            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if exception := _exception(self, record):
+            payload["exception"] = exception
         return json.dumps(payload, default=str)
 
 
@@ -56,8 +63,8 @@ class TextFormatter(logging.Formatter):
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
                f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
-        if record.exc_info or record.exc_text:
-            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
+        if exception := _exception(self, record):
+            line += "\n" + exception
         return line
 
 

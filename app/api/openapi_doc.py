@@ -46,9 +46,9 @@ def declare_problems(spec: dict[str, Any]) -> None:
                         response.setdefault("headers", {}).update(RETRY_AFTER)
 
 
-class ProblemDocumentedOpenAPI(OpenAPI):  # type: ignore[misc]
+class ProblemDocumentedOpenAPI(OpenAPI):
     """flask-openapi3's app, whose document declares problem+json errors."""
 
     def generate_spec_json(self) -> None:
-        super().generate_spec_json()
+        super().generate_spec_json()  # type: ignore[no-untyped-call]
         declare_problems(self.spec_json)

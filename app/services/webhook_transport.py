@@ -11,12 +11,12 @@ import aiohttp
 
 from app.certification.netguard import (
     AddressPolicy,
-    BlockedAddressError,
     GuardedResolver,
     check_url,
     guarded_socket_factory,
     resolve,
 )
+from app.certification.providers.http import BlockedAddressError
 
 DELIVERY_TIMEOUT = 5.0
 

@@ -19,7 +19,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
-from app.certification.netguard import AddressPolicy, BlockedAddressError, check_url
+from app.certification.netguard import AddressPolicy, check_url
+from app.certification.providers.http import BlockedAddressError
 from app.config import Settings
 from app.db.models import Secret, Target, Webhook, WebhookDelivery
 from app.db.session import transaction
