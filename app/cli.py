@@ -72,7 +72,8 @@ def api(bind: str | None) -> None:
             self.cfg.set("bind", bind or f"{_url_host(settings.modelcert_listen_host)}:"
                                          f"{settings.api_port}")
             self.cfg.set("workers", settings.api_workers)
-            self.cfg.set("worker_class", "gthread")
+            # gthread, answering gunicorn's own refusals (414, 431, 400) in problem+json
+            self.cfg.set("worker_class", "app.api.gunicorn_worker.ProblemThreadWorker")
             self.cfg.set("threads", settings.api_threads)
             self.cfg.set("keepalive", 5)
             self.cfg.set("graceful_timeout", 30)

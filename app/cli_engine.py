@@ -38,6 +38,7 @@ from app.certification.results import CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
+from app.redaction import redact, redact_obj
 
 EXIT_CODES = {Verdict.CERTIFIED: 0, Verdict.CERTIFIED_WITH_WARNINGS: 0,
               Verdict.NOT_CERTIFIED: 1, Verdict.INCONCLUSIVE: 3}
@@ -93,14 +94,17 @@ def write_keys(path: Path, public_b64: str) -> None:
                     + "\n")
 
 
-def write_evidence(path: Path, results: list[CheckResult]) -> None:
-    """The API's evidence lines (evidence.sample_record), each check's line before its own."""
+def write_evidence(path: Path, results: list[CheckResult],
+                   secrets: tuple[str, ...] = ()) -> None:
+    """The API's evidence lines (evidence.sample_record), each check's line before its own,
+    the API key redacted as the worker does."""
     with path.open("w", encoding="utf-8") as handle:
         for result in results:
-            handle.write(json.dumps({"type": "check", **check_record(result)}, default=str)
-                         + "\n")
+            record = redact_obj({"type": "check", **check_record(result)}, secrets)
+            handle.write(json.dumps(record, default=str) + "\n")
             for sample in result.samples:
-                record = {"type": "sample", **sample_record(result.name, sample)}
+                record = redact_obj({"type": "sample", **sample_record(result.name, sample)},
+                                    secrets)
                 handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
 
 
@@ -176,6 +180,7 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise fail(f"environment variable {api_key_env} is not set")
+    secrets = (api_key,) if api_key else ()
     caps = dict(parse_capability(c) for c in capabilities)
     try:
         private_key = certs.load_private_key(load_or_create_key(signing_key_file))
@@ -187,7 +192,8 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
     try:
         results = run_with_progress(suite, target, api_key, console)
     except JobFailure as exc:
-        raise fail(f"endpoint unusable ({exc.cause}): {exc.message}") from None
+        raise fail(f"endpoint unusable ({exc.cause}): "
+                   f"{redact(exc.message, secrets)}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
     Console().print(results_table(results))
 
@@ -207,7 +213,7 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
         json.dumps(certs.sign(payload, private_key), indent=2, ensure_ascii=False) + "\n",
         encoding="utf-8")
     write_keys(out_dir / "keys.json", public)
-    write_evidence(out_dir / "evidence.jsonl", results)
+    write_evidence(out_dir / "evidence.jsonl", results, secrets)
     click.echo(f"verdict: {verdict}  (certificate: {out_dir / 'certificate.json'})")
     raise click.exceptions.Exit(EXIT_CODES[verdict])
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from flask import Flask, Response, g, json, request
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.services.errors import (
@@ -111,8 +112,31 @@ def register_error_handlers(app: Flask) -> None:
         return problem(503, "database-unavailable", "Service unavailable",
                        "the database is unreachable; retry shortly", headers={"Retry-After": "5"})
 
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Response:
+        # SQLSTATE class 22 (a value the column cannot hold) comes from the request: the
+        # request is refused, and the log says where, not what (see _log_database_error).
+        _log_database_error("unstorable_value", exc, logging.WARNING)
+        return problem(400, "bad-request", "Bad request",
+                       "a value in the request cannot be stored (out of range or malformed)")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled_exception")
+        if isinstance(exc, DBAPIError):
+            _log_database_error("unhandled_exception", exc, logging.ERROR)
+        else:
+            log.exception("unhandled_exception")
         return problem(500, "internal-error", "Internal server error",
                        "an unexpected error occurred; quote the request_id when reporting it")
+
+
+def _log_database_error(event: str, exc: DBAPIError, level: int) -> None:
+    """The driver's message quotes the values it refused ('invalid input syntax for type
+    uuid: "..."', 'Key (name)=(...) already exists'): log the SQLSTATE and where it was
+    raised, never the message (the statement's parameters are hidden by the engine)."""
+    ours = [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+            for frame in traceback.extract_tb(exc.__traceback__)
+            if "site-packages" not in frame.filename]
+    log.log(level, event, extra={
+        "error": type(exc.orig).__name__, "sqlstate": getattr(exc.orig, "sqlstate", None),
+        "where": " < ".join(reversed(ours))})

@@ -11,9 +11,10 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from app.config import Settings
+from app.redaction import RedactingFilter
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None
@@ -35,6 +36,13 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {**(_context.get() or {}), **extra}
 
 
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback: as RedactingFilter left it in exc_text, else formatted."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else None
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -45,8 +53,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             **_fields(record),
         }
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+        if exception := _exception(self, record):
+            payload["exception"] = exception
         return json.dumps(payload, default=str)
 
 
@@ -55,17 +63,25 @@ class TextFormatter(logging.Formatter):
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
                f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if exception := _exception(self, record):
+            line += "\n" + exception
         return line
+
+
+def log_handler(fmt: str, stream: IO[str]) -> logging.Handler:
+    """The handler every line goes through: its format, and the secrets this process
+    handled redacted (app.redaction.remember)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter())
+    return handler
 
 
 def configure_logging(settings: Settings) -> None:
     fmt = settings.log_format
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler = log_handler(fmt, sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

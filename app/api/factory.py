@@ -8,7 +8,7 @@ import time
 import uuid
 
 import redis
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from flask_openapi3 import Info, OpenAPI
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,13 +21,15 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import Connection, text
 
+from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
-from app.api.ratelimit import install_limiter
+from app.api.openapi_doc import ProblemDocumentedOpenAPI
+from app.api.ratelimit import auth_failures, client_address, install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
-from app.errors import ProblemError, register_error_handlers, validation_problem
+from app.errors import register_error_handlers, validation_problem
 from app.publish import Publisher
-from app.services.auth import authenticate
+from app.services.auth import authenticate, plausible
 from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated
 from app.services.targets import authenticate_with_target
@@ -43,7 +45,7 @@ PUBLIC_V1_PATHS = ("/v1/signing-keys",)  # public keys for offline verification
 
 def build_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or settings_for_process()
-    app = OpenAPI(
+    app = ProblemDocumentedOpenAPI(
         "modelcert",
         info=Info(title="modelcert", version="0.1.0",
                   description="Certifies AI model endpoints with statistical verdicts, "
@@ -55,6 +57,7 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
         doc_url="/openapi.json",
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.api_max_body_bytes)  # type: ignore[method-assign]
     # A connection for each request thread and one for the dispatch-marks batch: a thread
     # never waits on the pool for a connection another thread of this process holds.
     engine = make_engine(str(settings.database_url), pool_size=settings.api_threads + 1,
@@ -100,6 +103,8 @@ def _register_hooks(app: OpenAPI) -> None:
         g.started = time.perf_counter()
         if request.method in ("POST", "PUT", "PATCH"):
             _check_json_body()
+        if request.args:
+            _check_query()
         if (request.path.startswith("/v1/") or request.path == "/v1") \
                 and request.path.rstrip("/") not in PUBLIC_V1_PATHS:
             _authenticate()
@@ -121,25 +126,14 @@ def _register_hooks(app: OpenAPI) -> None:
 
 
 def _check_json_body() -> None:
-    length = request.content_length
-    max_bytes = deps().settings.api_max_body_bytes
-    if length is not None and length > max_bytes:
-        raise ProblemError(413, "payload-too-large", "Payload too large",
-                           f"the body is {length} bytes; the limit is {max_bytes}")
-    raw = request.get_data(cache=True)
-    if len(raw) > max_bytes:
-        raise ProblemError(413, "payload-too-large", "Payload too large",
-                           f"the body exceeds {max_bytes} bytes")
-    if not raw:
-        return
-    if request.mimetype != "application/json":
-        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
-                           "send the body as application/json")
-    try:
-        g.json_body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON",
-                           f"the body is not valid JSON: {exc}"[:300]) from None
+    g.json_body = read_json_body(deps().settings.api_max_body_bytes)
+
+
+def _check_query() -> None:
+    """A NUL in a query parameter would reach the database as text (see app/api/bodies.py)."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise nul_in(["query", name.replace("\x00", "")])
 
 
 def _authenticate() -> None:
@@ -151,6 +145,9 @@ def _authenticate() -> None:
     # bookkeeping (begin, connection, commit, close) cost a tenth of a POST's CPU. Unless the
     # view continues its transaction, in autocommit: a read (and at most once a minute a
     # one-row UPDATE) needs no BEGIN and COMMIT, each a round trip of its own.
+    failures = auth_failures(current_app)
+    if plausible(token.strip()):  # a lookup follows: not for an address over its limit
+        failures.refuse_if_blocked(client_address())
     shared = request.endpoint in SHARED_AUTH_TRANSACTION
     engine = deps().engine
     conn: Connection | None = (engine if shared else autocommit_engine(engine)).connect()
@@ -166,6 +163,8 @@ def _authenticate() -> None:
         if conn is not None:
             conn.close()
     if who is None:
+        if plausible(token.strip()):
+            failures.failed(client_address())  # 429 once over the limit
         raise Unauthenticated("the API token is unknown or revoked")
     g.principal = who
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ from app.errors import ProblemError
 
 KEY_PREFIX = "modelcert-ratelimit"
 SCOPE = "global"  # the key layout Flask-Limiter gave application limits: windows carry over
+# Failed token lookups allowed per client address (AddressFailures). Tokens are 256-bit
+# random: the limit is not against guessing one but against the database load of trying.
+AUTH_FAILURE_LIMIT = "60/minute"
 log = logging.getLogger(__name__)
 
 # limits' fixed window, whose hit also returns the window's state: one round trip gives the
@@ -58,8 +62,9 @@ class TokenLimits:
     limits' own keys (`LIMITS:LIMITER/modelcert-ratelimit/<who>/global/<amount>/<n>/<unit>`):
     limits' FixedWindowRateLimiter reads the same windows."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.items = sorted(dict.fromkeys(parse_many(settings.api_rate_limit)))  # no twice
+    def __init__(self, settings: Settings, limit: str | None = None) -> None:
+        """`limit`: other windows than API_RATE_LIMIT's (AddressFailures)."""
+        self.items = sorted(dict.fromkeys(parse_many(limit or settings.api_rate_limit)))
         self.storage = RedisStorage(str(settings.redis_url), socket_connect_timeout=0.5,
                                     socket_timeout=0.5)
         self._hit = self.storage.get_connection().register_script(_HIT)
@@ -81,16 +86,78 @@ class TokenLimits:
         return tightest
 
 
+class AddressFailures:
+    """Failed token lookups per client address (AUTH_FAILURE_LIMIT), so that guessing tokens
+    costs the database a bounded number of lookups: over the limit, a request that carries a
+    token is refused (429) before the lookup, whatever its token.
+
+    Counted in Redis, shared by every API process, under limits' keys
+    (`.../auth-failure:<address>/global/...`). The check before a lookup is local: a process
+    remembers an address it saw go over the limit until its window ends, so a request with a
+    valid token costs no Redis round trip of its own; an address over the limit gets at most
+    one more lookup per API process per window. Redis down: failures are not counted (fail
+    open, logged), as for the per-token limits."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, settings: Settings) -> None:
+        self.windows = TokenLimits(settings, AUTH_FAILURE_LIMIT)
+        self._blocked: dict[str, Window] = {}
+        self._lock = threading.Lock()
+
+    def refuse_if_blocked(self, address: str) -> None:
+        window = self._blocked.get(address)
+        if window is None:
+            return
+        if window.reset_at <= time.time():
+            self._blocked.pop(address, None)
+            return
+        raise self._refusal(window)
+
+    def failed(self, address: str) -> None:
+        """Count a failed lookup; raise the 429 when it crossed the limit."""
+        try:
+            window = self.windows.hit(f"auth-failure:{address}")
+        except Exception as exc:  # noqa: BLE001 - fail open, as the per-token limits do
+            log.error("rate limit storage unreachable, failed lookup not counted: %s",
+                      type(exc).__name__)
+            return
+        if not window.breached:
+            return
+        with self._lock:
+            if len(self._blocked) >= self.MAX_REMEMBERED:
+                now = time.time()
+                self._blocked = {a: w for a, w in self._blocked.items() if w.reset_at > now}
+                if len(self._blocked) >= self.MAX_REMEMBERED:
+                    self._blocked.clear()  # many addresses at once: Redis still counts them
+            self._blocked[address] = window
+        raise self._refusal(window)
+
+    @staticmethod
+    def _refusal(window: Window) -> ProblemError:
+        retry_after = max(1, math.ceil(window.reset_at - time.time()))
+        return ProblemError(429, "too-many-requests", "Too Many Requests",
+                            f"more than {window.item} failed authentications from this "
+                            f"address; retry in {retry_after} s",
+                            headers={"Retry-After": str(retry_after)})
+
+
+def client_address() -> str:
+    return request.remote_addr or "127.0.0.1"
+
+
 def rate_key() -> str:
     who = g.get("principal")
     if who is not None:
         return f"token:{who.token_id}"
-    return f"addr:{request.remote_addr or '127.0.0.1'}"
+    return f"addr:{client_address()}"
 
 
 def install_limiter(app: Flask, settings: Settings) -> TokenLimits:
-    """Install after the auth hook, so the key is the authenticated token."""
+    """Install after the auth hook, so the key is the authenticated token. The auth hook
+    reads `auth_failures(app)` before and after its lookup."""
     limits = TokenLimits(settings)
+    app.extensions["modelcert.auth_failures"] = AddressFailures(settings)
 
     @app.before_request
     def check_rate_limit() -> None:
@@ -119,3 +186,7 @@ def install_limiter(app: Flask, settings: Settings) -> TokenLimits:
         return response
 
     return limits
+
+
+def auth_failures(app: Flask) -> AddressFailures:
+    return app.extensions["modelcert.auth_failures"]  # type: ignore[no-any-return]

@@ -94,6 +94,30 @@ class TargetCreate(Strict):
         return self
 
 
+# --- PATCH /v1/targets/{id} (issue #22) ---------------------------------------------------
+class TargetUpdate(Strict):
+    """The fields given change (objects merge, as in JSON merge patch); the others keep their
+    value. The endpoint, model and provider cannot change: a certificate speaks of one
+    endpoint and model, so those need a new target. Changed capabilities supersede the
+    target's certificates (their claims were made under the old declaration)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+    capabilities: Capabilities | None = Field(
+        None, description="Only the capabilities given change.")
+    rate_limit: RateLimit | None = Field(
+        None, description="Only the limits given change; null lifts one.")
+    recertify_before_days: int | None = Field(None, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> TargetUpdate:
+        nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null; leave it out to "
+                             "keep its value")
+        return self
+# --- end PATCH ------------------------------------------------------------------------------
+
+
 class TargetView(BaseModel):
     id: uuid.UUID
     name: str

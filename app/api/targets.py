@@ -7,10 +7,17 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from app.api.deps import deps, principal
-from app.api.schemas import PageQuery, Problem, TargetCreate, TargetList, TargetView
+from app.api.schemas import (
+    PageQuery,
+    Problem,
+    TargetCreate,
+    TargetList,
+    TargetUpdate,
+    TargetView,
+)
 from app.api.util import json_response, parse_id
 from app.db.session import transaction
-from app.services import targets
+from app.services import target_changes, targets
 
 tag = Tag(name="targets", description="Model endpoints to certify")
 bp = APIBlueprint("targets", __name__, url_prefix="/v1/targets", abp_tags=[tag],
@@ -42,3 +49,22 @@ def get_target(path: TargetPath) -> Response:
     target_id = parse_id(path.target_id, "target")
     with deps().factory() as session:
         return json_response(targets.get_target(session, principal(), target_id))
+
+
+@bp.patch("/<target_id>", responses={200: TargetView, 400: Problem, 401: Problem, 404: Problem,
+                                     409: Problem, 422: Problem})
+def update_target(path: TargetPath, body: TargetUpdate) -> Response:
+    """Rename, change capabilities (supersedes the target's certificates) or limits."""
+    target_id = parse_id(path.target_id, "target")
+    with transaction(deps().factory) as session:
+        view = target_changes.update_target(session, principal(), target_id, body)
+    return json_response(view)
+
+
+@bp.delete("/<target_id>", responses={204: None, 401: Problem, 404: Problem})
+def delete_target(path: TargetPath) -> Response:
+    """Soft delete: its certifications stay readable; it cannot be certified again."""
+    target_id = parse_id(path.target_id, "target")
+    with transaction(deps().factory) as session:
+        target_changes.delete_target(session, principal(), target_id)
+    return Response(status=204)

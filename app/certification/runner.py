@@ -15,7 +15,14 @@ from app.certification.engine import (
     run_conditions,
     run_suite,
 )
-from app.certification.providers.base import EndpointError, ErrorCause, Gate, Provider, no_gate
+from app.certification.providers.base import (
+    JOB_SECRETS,
+    EndpointError,
+    ErrorCause,
+    Gate,
+    Provider,
+    no_gate,
+)
 from app.certification.providers.http import HttpClient, HttpPolicy, make_session
 from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
 from app.certification.results import CheckResult
@@ -59,6 +66,7 @@ async def execute(
 ) -> list[CheckResult]:
     conditions = conditions or run_conditions(suite, target)
     policy = policy or http_policy(conditions)
+    secrets = JOB_SECRETS.set((api_key,) if api_key else ())
     try:
         async with make_session(policy, resolver, socket_factory) as session:
             client = HttpClient(session, auth_headers(api_key), policy, gate, on_response,
@@ -66,6 +74,7 @@ async def execute(
             provider = build_provider(target, client)
             return await run_suite(suite, target, provider, hooks, conditions)
     finally:
+        JOB_SECRETS.reset(secrets)
         aclose = getattr(gate, "aclose", None)  # a gate may hold connections of its own
         if aclose is not None:
             await aclose()

@@ -151,6 +151,7 @@ class Hot:
             if lost:
                 connection.invalidate(exc)
             raise DBAPIError.instance(plan.sql, values, exc, dialect.loaded_dbapi.Error,
+                                      hide_parameters=engine.hide_parameters,
                                       connection_invalidated=lost, dialect=dialect) from exc
         finally:
             if cursor is not None:

@@ -41,6 +41,9 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        # A statement's parameters are request values (names, URLs, bodies): an error's
+        # message, and so every log line and traceback that carries it, shows only the SQL.
+        hide_parameters=True,
         connect_args={"connect_timeout": 5, "application_name": application_name}
         | KEEPALIVES,
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),

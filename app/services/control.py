@@ -20,6 +20,7 @@ from app.db.models import (
     Certification,
     DeadLetter,
     JobStatus,
+    Target,
 )
 from app.db.session import transaction
 from app.services import events
@@ -62,7 +63,13 @@ def cancel(factory: sessionmaker[Session], who: Principal,
 
 
 def _new_attempt(session: Session, cert_id: uuid.UUID, settings: Settings) -> bool:
-    """A finished-but-unsuccessful job goes back to queued with a fresh attempt budget."""
+    """A finished-but-unsuccessful job goes back to queued with a fresh attempt budget
+    (never one of a deleted target: Conflict)."""
+    deleted = session.scalar(select(Target.deleted_at).join(
+        Certification, Certification.target_id == Target.id).where(Certification.id == cert_id))
+    if deleted is not None:
+        raise Conflict("the certification's target was deleted; its certifications are kept "
+                       "for audit but cannot run again")
     row = session.execute(
         update(Certification)
         .where(Certification.id == cert_id, Certification.status.in_(RETRYABLE_END))

@@ -46,10 +46,10 @@ from app.db.models import (
     SampleRow,
 )
 from app.db.session import transaction
+from app.redaction import redact, redact_obj
 from app.services import events
 
 log = logging.getLogger(__name__)
-REDACTED = "[REDACTED]"
 
 
 @dataclass(frozen=True)
@@ -244,25 +244,6 @@ def stop_reason(session: Session | Connection, cert_id: uuid.UUID) -> str | None
     return stop_message(found[0], found[1] or "") if found is not None else None
 
 
-def redact(value: str | None, secrets: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            value = value.replace(secret, REDACTED)
-    return value
-
-
-def _redact_obj(value: object, secrets: tuple[str, ...]) -> object:
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {k: _redact_obj(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_obj(v, secrets) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class Stored:
     """A check as this delivery stored it (secrets redacted): its `check_results` columns
@@ -306,17 +287,17 @@ def check_params(claim: Claim, result: CheckResult,
         "total": result.total, "statistic": result.statistic, "threshold": result.threshold,
         "lower": result.lower, "upper": result.upper,
         "duration_seconds": result.duration_seconds,
-        "details": _redact_obj(result.details | {"explanation": result.explanation}, secrets),
+        "details": redact_obj(result.details | {"explanation": result.explanation}, secrets),
         "attempt": claim.attempt,
     }
     samples = [{
         "certification_id": str(claim.certification_id), "check_name": result.name,
         "sample_index": s.index, "prompt_id": s.prompt_id[:200], "grade": s.grade.value,
-        "request_summary": _redact_obj(s.request_summary, secrets),
+        "request_summary": redact_obj(s.request_summary, secrets),
         "response_excerpt": redact(s.response_excerpt, secrets),
         "latency_ms": s.latency_ms, "ttft_ms": s.ttft_ms,
         "status_code": s.status_code, "error": redact(s.error, secrets),
-        "error_cause": s.error_cause, "detail": _redact_obj(s.detail, secrets),
+        "error_cause": s.error_cause, "detail": redact_obj(s.detail, secrets),
         "finish_reason": (s.finish_reason or None) and s.finish_reason[:32], "usage": s.usage,
         "served_model": redact(s.served_model, secrets), "retries": s.retries,
     } for s in result.samples]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import redaction
 from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
@@ -364,6 +365,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         suite, spec, api_key = prepared.suite, prepared.spec, prepared.api_key
         target_name = prepared.target_name
         secrets = (api_key,) if api_key else ()
+        redaction.remember(secrets)  # and from this process's log lines
         last_check = suite.definition.checks[-1].key if suite.definition.checks else None
 
         def on_check_finished(result: CheckResult) -> None:
@@ -402,7 +404,7 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     except JobFailure as failure:
         keeper.stop()
         save_held()
-        message = jobs.redact(failure.message, secrets) or failure.cause
+        message = redaction.redact(failure.message, secrets) or failure.cause
         if failure.retryable:
             delay = jobs.backoff_seconds(claim.attempt, retry_after=failure.retry_after)
             status = jobs.schedule_retry(factory, claim, failure.cause, message, delay)

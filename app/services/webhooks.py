@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,15 +22,25 @@ from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, Web
 from app.certification.netguard import AddressPolicy, check_url
 from app.certification.providers.http import BlockedAddressError
 from app.config import Settings
-from app.db.models import Target, Webhook, WebhookDelivery
+from app.db.models import Secret, Target, Webhook, WebhookDelivery
 from app.db.session import transaction
+from app.redaction import redact_obj
 from app.services.auth import Principal
 from app.services.errors import InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor
 from app.services.secrets import SecretBox
+from app.services.webhook_transport import (
+    BLOCKED,
+    CONNECTION_FAILED,
+    DeliveryFailed,
+    send,
+)
 
 SIGNATURE_HEADER = "X-Modelcert-Signature"
-DELIVERY_TIMEOUT = 5.0
+
+
+def _policy(settings: Settings) -> AddressPolicy:
+    return AddressPolicy(allow_private=settings.modelcert_allow_private_targets)
 
 
 def to_view(row: Webhook) -> WebhookView:
@@ -47,8 +56,8 @@ def create_webhook(session: Session, settings: Settings, who: Principal,
             Target.deleted_at.is_(None)))
         if owned is None:
             raise InvalidField(["body", "target_id"], "no such target")
-    try:  # the same SSRF guard as targets; checked again before every delivery
-        check_url(body.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
+    try:  # the same SSRF guard as targets; checked again at every delivery
+        check_url(body.url, _policy(settings))
     except BlockedAddressError as exc:
         raise InvalidField(["body", "url"], str(exc)) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -135,28 +144,26 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     if not hook.active:
         _settle(factory, delivery_id, "failed", None, "the webhook was deleted")
         return DeliveryOutcome("failed", delivery.attempts)
-    secret = SecretBox.from_settings(settings).decrypt(hook.secret_ciphertext)
-    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    box = SecretBox.from_settings(settings)
+    secret = box.decrypt(hook.secret_ciphertext)
+    # What the payload quotes (a job's error) was redacted when stored; again here, in
+    # case a message slipped through in a form that was not recognised then.
+    payload = redact_obj(delivery.payload, _endpoint_secrets(factory, box, hook, delivery))
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "modelcert-webhooks/1",
                "X-Modelcert-Event": delivery.event, "X-Modelcert-Delivery": str(delivery.id),
                SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
     code: int | None = None
     error: str | None = None
     try:
-        # Resolved again right before sending: a name that now points inside is refused.
-        # (httpx cannot check the connected socket; the window is the DNS TTL, documented.)
-        check_url(hook.url, AddressPolicy(allow_private=settings.modelcert_allow_private_targets))
-    except BlockedAddressError as exc:
-        _settle(factory, delivery_id, "failed", None, f"blocked_address: {exc}"[:500])
-        return DeliveryOutcome("failed", delivery.attempts + 1)
-    try:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, follow_redirects=False,
-                          trust_env=False) as client:
-            code = client.post(hook.url, content=body, headers=headers).status_code
+        code = send(hook.url, body, headers, _policy(settings))
         if not 200 <= code < 300:
             error = f"the receiver answered HTTP {code}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    except BlockedAddressError:
+        _settle(factory, delivery_id, "failed", None, BLOCKED)
+        return DeliveryOutcome("failed", delivery.attempts + 1)
+    except DeliveryFailed:
+        error = CONNECTION_FAILED
     if error is None:
         attempts = _settle(factory, delivery_id, "delivered", code, None)
         return DeliveryOutcome("delivered", attempts)
@@ -164,6 +171,27 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error,
                        retry_in=retry_delay(settings, delivery.attempts + 1))
     return DeliveryOutcome("failed" if give_up else "retry", attempts)
+
+
+def _endpoint_secrets(factory: sessionmaker[Session], box: SecretBox, hook: Webhook,
+                      delivery: WebhookDelivery) -> tuple[str, ...]:
+    """The credential of the target the event is about, if it has one."""
+    data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
+    target_id = data.get("target_id") if isinstance(data, dict) else None
+    try:
+        parsed = uuid.UUID(str(target_id))
+    except ValueError:
+        return ()
+    with factory() as session:
+        ciphertext = session.scalar(select(Secret.ciphertext).join(
+            Target, Target.secret_id == Secret.id).where(
+            Target.id == parsed, Target.organization_id == hook.organization_id))
+    if ciphertext is None:
+        return ()
+    try:
+        return (box.decrypt(ciphertext),)
+    except (RuntimeError, ValueError):
+        return ()  # a key no longer configured: the stored redaction stands
 
 
 def _settle(factory: sessionmaker[Session], delivery_id: uuid.UUID, status: str,

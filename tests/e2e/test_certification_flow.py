@@ -128,3 +128,23 @@ def test_worker_probes(settings) -> None:  # type: ignore[no-untyped-def]
     names = {f.name for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
     assert {"modelcert_certifications", "modelcert_queue_depth",
             "modelcert_active_certifications"} <= names
+
+
+@pytest.mark.usefixtures("worker")
+def test_progress_moves_while_a_check_runs(client, auth, reference_url) -> None:  # type: ignore[no-untyped-def]
+    """Samples of the check under way count as they finish (written with each lease renewal),
+    not only when the check is stored."""
+    target = create_target(client, auth, f"{reference_url}/m/slow-300/v1")
+    cert_id = certify(client, auth, target, suite="standard")
+    deadline = time.monotonic() + 60
+    seen = None
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
+        stored = sum(c["total"] for c in body["checks"])
+        if body["status"] == "running" and body["progress"]["done"] > stored:
+            seen = (body["progress"]["done"], stored)
+            break
+        time.sleep(0.25)
+    client.post(f"/v1/certifications/{cert_id}/cancel", headers=auth)
+    assert seen is not None, "progress only moved at checkpoints"
+    assert wait_terminal(client, auth, cert_id)["status"] == "cancelled"

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.integration.test_engine_reference import MODE_VERDICTS
+from tests.integration.reference import MODE_VERDICTS
 
 CAPABILITIES = {"streaming": True, "tools": True, "json_schema": True, "embeddings": True,
                 "context_length": 4096}

@@ -46,3 +46,19 @@ def running_reference(mode: str = "good") -> Iterator[tuple[str, ReferenceServer
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+# The verdict each behaviour of the reference endpoint deserves under the shipped suites
+# (smoke, standard), as docs/methodology.md gives them: asserted through the CLI
+# (tests/integration/test_cli_engine.py) and through the API and a worker
+# (tests/e2e/test_mode_verdicts.py).
+MODE_VERDICTS = {
+    "good": ("certified", "certified"),
+    "parrot": ("not_certified", "not_certified"),
+    "refuse-all": ("not_certified", "not_certified"),
+    "comply-all": ("certified", "not_certified"),
+    "serial": ("certified", "not_certified"),
+    "any-model": ("certified", "certified"),
+    "no-embeddings": ("certified", "not_certified"),
+    "wrong": ("not_certified", "not_certified"),
+}

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from app.certification import certificates as certs
 from app.cli_engine import certify, verify
-from tests.integration.reference import running_reference
+from tests.integration.reference import MODE_VERDICTS, running_reference
 
 CAPS = ["--capability", "streaming=true", "--capability", "tools=true",
         "--capability", "json_schema=true", "--capability", "context_length=4096"]
+EXIT = {"certified": 0, "certified_with_warnings": 0, "not_certified": 1, "inconclusive": 3}
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,15 @@ def test_exit_codes_for_verdicts_and_usage_errors(reference: str, tmp_path: Path
                                           "--signing-key-file", str(tmp_path / "k"),
                                           "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "connect_error" in result.output
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_VERDICTS))
+def test_each_behaviour_gets_the_verdict_it_deserves(reference: str, tmp_path: Path,
+                                                     mode: str) -> None:
+    """Through `modelcert certify` (embeddings declared: no-embeddings must fail them)."""
+    for suite, expected in zip(("smoke", "standard"), MODE_VERDICTS[mode], strict=True):
+        code, output = run_certify(reference, tmp_path / suite, mode, "--suite", suite,
+                                   "--capability", "embeddings=true")
+        payload = json.loads((tmp_path / suite / "out" / "certificate.json").read_text())[
+            "payload"]
+        assert (payload["verdict"], code) == (expected, EXIT[expected]), output

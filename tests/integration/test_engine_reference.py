@@ -144,28 +144,6 @@ def test_broken_endpoint_runs_the_whole_standard_suite_to_not_certified() -> Non
     assert verdict(results) is Verdict.NOT_CERTIFIED
 
 
-# The verdict each behaviour of a real model deserves (docs/methodology.md), by shipped suite.
-MODE_VERDICTS = {
-    "good": ("certified", "certified"),
-    "parrot": ("not_certified", "not_certified"),
-    "refuse-all": ("not_certified", "not_certified"),
-    "comply-all": ("certified", "not_certified"),
-    "serial": ("certified", "not_certified"),
-    "any-model": ("certified", "certified"),
-    "no-embeddings": ("certified", "not_certified"),
-    "wrong": ("not_certified", "not_certified"),
-}
-
-
-@pytest.mark.parametrize("mode", sorted(MODE_VERDICTS))
-def test_each_behaviour_gets_the_verdict_it_deserves(mode: str) -> None:
-    smoke, standard = MODE_VERDICTS[mode]
-    with running_reference() as (root, _):
-        got = {suite: verdict(certify(f"{root}/m/{mode}/v1", get_suite(suite)))
-               for suite in ("smoke", "standard")}
-    assert got == {"smoke": Verdict(smoke), "standard": Verdict(standard)}
-
-
 def test_parrot_is_never_certified_and_the_evidence_says_why() -> None:
     with running_reference() as (root, _):
         results = by_name(certify(f"{root}/m/parrot/v1", get_suite("standard")))

@@ -57,8 +57,9 @@ def test_the_operator_maps_regions_to_queues(client, auth, settings, rdb) -> Non
                         headers=auth)
         assert r.status_code == 202, r.get_json()
         queues[region] = r.get_json()["queue"]
+        # 200 while queued; 202 when a worker of the session (default queue) took it already.
         assert client.post(f"/v1/certifications/{r.get_json()['id']}/cancel",
-                           headers=auth).status_code == 200
+                           headers=auth).status_code in (200, 202)
     assert queues == {"idle": f"{settings.certification_queue_name}.idle",
                       "ap-south-1": settings.certification_queue_name,  # not mapped: default
                       None: settings.certification_queue_name}

@@ -16,6 +16,7 @@ from app.certification.providers.base import (
     EndpointError,
     ErrorCause,
     Provider,
+    scrub,
 )
 from app.certification.providers.http import SAMPLE_RETRIES
 from app.certification.results import RESPONSE_EXCERPT_CHARS, CheckOutcome, Grade, Sample
@@ -120,8 +121,10 @@ def register(
 
 
 def excerpt(text: str | None) -> str | None:
+    """The reply as evidence: the job's credential scrubbed first, then cut."""
     if text is None:
         return None
+    text = scrub(text)
     return text if len(text) <= RESPONSE_EXCERPT_CHARS else text[:RESPONSE_EXCERPT_CHARS] + "…"
 
 
@@ -135,7 +138,7 @@ def error_sample(index: int, prompt_id: str, exc: EndpointError, summary: dict[s
     grade = Grade.FAIL if exc.cause in MISBEHAVIOUR_CAUSES else Grade.ERROR
     return Sample(
         index=index, prompt_id=prompt_id, grade=grade, request_summary=summary,
-        latency_ms=exc.latency_ms, status_code=exc.status_code, error=exc.message[:500],
+        latency_ms=exc.latency_ms, status_code=exc.status_code, error=scrub(exc.message)[:500],
         error_cause=exc.cause,
     )
 

@@ -32,6 +32,7 @@ from app.certification.providers.base import (
     ErrorCause,
     ModelList,
     parse_usage,
+    scrub,
     served_model,
 )
 from app.certification.providers.http import HttpClient, with_retries
@@ -154,12 +155,12 @@ class Anthropic:
                 except (ValueError, KeyError, TypeError):
                     raise EndpointError(
                         ErrorCause.MALFORMED_BODY,
-                        f"stream event {chunks + 1} is malformed: {data[:80]!r}",
+                        f"stream event {chunks + 1} is malformed: {scrub(data)[:80]!r}",
                         status_code=status, latency_ms=elapsed) from None
                 chunks += 1
                 if kind == "error":
                     raise EndpointError(ErrorCause.SERVER_ERROR,
-                                        f"stream error event: {data[:200]}",
+                                        f"stream error event: {scrub(data)[:200]}",
                                         status_code=status, latency_ms=elapsed)
                 if kind == "message_start":
                     message = event.get("message") or {}

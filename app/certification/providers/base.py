@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# The credential of the job under way (runner.execute sets it for the job's context): every
+# text taken from a response is scrubbed of it *before* it is cut to an excerpt, so a cut
+# never leaves a fragment the redaction downstream could not recognise.
+JOB_SECRETS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "job_secrets", default=())
+
+
+def scrub(text: str) -> str:
+    """`text` with the job's credential redacted in every spelling (app.redaction)."""
+    secrets = JOB_SECRETS.get()
+    if not secrets:
+        return text
+    from app.redaction import redact
+
+    return redact(text, secrets) or ""
 
 
 class ErrorCause:

@@ -21,7 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from app.certification.providers.base import EndpointError, ErrorCause, Gate, no_gate
+from app.certification.providers.base import EndpointError, ErrorCause, Gate, no_gate, scrub
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 60.0
@@ -76,7 +76,7 @@ def parse_retry_after(value: str | None) -> float | None:
 def error_for_status(
     status: int, body: str, retry_after: float | None, latency_ms: float
 ) -> EndpointError:
-    excerpt = body[:200]
+    excerpt = scrub(body)[:200]
     if status == 429:
         cause = ErrorCause.RATE_LIMITED
     elif status >= 500:
@@ -97,20 +97,22 @@ def translate_client_error(exc: BaseException, latency_ms: float) -> EndpointErr
     if isinstance(exc, EndpointError):
         return exc
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return EndpointError(ErrorCause.TIMEOUT, f"timed out: {exc!s}"[:300], latency_ms=latency_ms)
+        return EndpointError(ErrorCause.TIMEOUT, scrub(f"timed out: {exc!s}")[:300],
+                             latency_ms=latency_ms)
     if isinstance(exc, aiohttp.ClientConnectorError):
         os_error = getattr(exc, "os_error", None)
         if isinstance(os_error, BlockedAddressError):
             return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(os_error), latency_ms=latency_ms)
-        return EndpointError(ErrorCause.CONNECT_ERROR, f"cannot connect: {exc!s}"[:300],
+        return EndpointError(ErrorCause.CONNECT_ERROR, scrub(f"cannot connect: {exc!s}")[:300],
                              latency_ms=latency_ms)
     if isinstance(exc, BlockedAddressError):
         return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(exc), latency_ms=latency_ms)
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        return EndpointError(ErrorCause.STREAM_INCOMPLETE, f"connection cut: {exc!s}"[:300],
+        return EndpointError(ErrorCause.STREAM_INCOMPLETE,
+                             scrub(f"connection cut: {exc!s}")[:300],
                              latency_ms=latency_ms)
     if isinstance(exc, aiohttp.ClientError):
-        return EndpointError(ErrorCause.CONNECT_ERROR, f"client error: {exc!s}"[:300],
+        return EndpointError(ErrorCause.CONNECT_ERROR, scrub(f"client error: {exc!s}")[:300],
                              latency_ms=latency_ms)
     raise exc
 
@@ -225,7 +227,7 @@ class HttpClient:
                     except ValueError:
                         raise EndpointError(
                             ErrorCause.MALFORMED_BODY,
-                            f"response is not JSON: {body[:120]!r}",
+                            f"response is not JSON: {scrub(body)[:120]!r}",
                             status_code=response.status,
                             latency_ms=latency_ms,
                         ) from None

@@ -16,6 +16,7 @@ from app.certification.providers.base import (
     ErrorCause,
     ModelList,
     parse_usage,
+    scrub,
     served_model,
 )
 from app.certification.providers.http import HttpClient, with_retries
@@ -107,7 +108,7 @@ class OpenAICompatible:
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     raise EndpointError(
                         ErrorCause.MALFORMED_BODY, f"stream chunk {chunks + 1} is malformed: "
-                        f"{data[:80]!r}", status_code=status,
+                        f"{scrub(data)[:80]!r}", status_code=status,
                         latency_ms=(time.perf_counter() - started) * 1000,
                     ) from None
                 chunks += 1
