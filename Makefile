@@ -37,7 +37,8 @@ test-worker: install
 	$(BIN)/python scripts/test-worker
 
 lint: install
-	$(BIN)/ruff check app worker tests bench
+	$(BIN)/ruff format --check app worker tests bench migrations
+	$(BIN)/ruff check app worker tests bench migrations
 	$(BIN)/mypy app/certification
 
 clean:

@@ -32,11 +32,17 @@ def _process_settings(signs: bool = False) -> Settings:
     from app.logging import configure_logging
 
     configure_logging(settings)
-    if not signs and settings.modelcert_signing_key is not None \
-            and settings.modelcert_env == "production":
+    if (
+        not signs
+        and settings.modelcert_signing_key is not None
+        and settings.modelcert_env == "production"
+    ):
         logging.getLogger(__name__).warning(
-            "signing_key_not_needed", extra={"detail": "only the worker signs; give "
-                                             "MODELCERT_SIGNING_KEY to the worker alone"})
+            "signing_key_not_needed",
+            extra={
+                "detail": "only the worker signs; give MODELCERT_SIGNING_KEY to the worker alone"
+            },
+        )
     return settings
 
 
@@ -57,8 +63,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--bind", default=None,
-              help="host:port (default MODELCERT_LISTEN_HOST:API_PORT, 127.0.0.1:8000)")
+@click.option(
+    "--bind",
+    default=None,
+    help="host:port (default MODELCERT_LISTEN_HOST:API_PORT, 127.0.0.1:8000)",
+)
 def api(bind: str | None) -> None:
     """Run the REST API under gunicorn (HUP reloads workers gracefully)."""
     settings = _process_settings()
@@ -69,8 +78,9 @@ def api(bind: str | None) -> None:
 
     class Api(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", bind or f"{_url_host(settings.modelcert_listen_host)}:"
-                                         f"{settings.api_port}")
+            self.cfg.set(
+                "bind", bind or f"{_url_host(settings.modelcert_listen_host)}:{settings.api_port}"
+            )
             self.cfg.set("workers", settings.api_workers)
             # gthread, answering gunicorn's own refusals (414, 431, 400) in problem+json
             self.cfg.set("worker_class", "app.api.gunicorn_worker.ProblemThreadWorker")
@@ -109,29 +119,49 @@ def _gunicorn_child_exit(server: object, worker: object) -> None:
 
 
 @main.command()
-@click.option("--queues", "-Q", default=None,
-              help="Comma-separated queues to consume, among CERTIFICATION_QUEUE_NAME, its "
-                   "maintenance queue and the regional ones of CERTIFICATION_REGION_QUEUES "
-                   "(default: the first two).")
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Comma-separated queues to consume, among CERTIFICATION_QUEUE_NAME, its "
+    "maintenance queue and the regional ones of CERTIFICATION_REGION_QUEUES "
+    "(default: the first two).",
+)
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
     settings = _process_settings(signs=True)
-    queue_list = queues or ",".join((settings.certification_queue_name,
-                                     settings.maintenance_queue_name))
+    queue_list = queues or ",".join(
+        (settings.certification_queue_name, settings.maintenance_queue_name)
+    )
     allowed = [*settings.job_queues, settings.maintenance_queue_name]
     unknown = [q for q in queue_list.split(",") if q.strip() not in allowed]
     if unknown:  # a queue is a Redis key: only the configured ones (issue #22)
-        click.echo(f"config error: --queues={queue_list!r} names {unknown!r}, no configured "
-                   f"queue (allowed: {', '.join(allowed)})", err=True)
+        click.echo(
+            f"config error: --queues={queue_list!r} names {unknown!r}, no configured "
+            f"queue (allowed: {', '.join(allowed)})",
+            err=True,
+        )
         raise SystemExit(2)
     _fresh_metrics_dir("worker")
     from worker.celery_app import app
 
     queue_list = ",".join(q.strip() for q in queue_list.split(","))
     name = hostname or f"modelcert-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", queue_list, "-n", name,
-                     "--without-gossip", "--without-mingle", "-E"])
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "-Q",
+            queue_list,
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-E",
+        ]
+    )
 
 
 @main.command()
@@ -149,8 +179,11 @@ def flower() -> None:
     """Run Flower; refuses to start without FLOWER_BASIC_AUTH."""
     settings = _process_settings()
     if settings.flower_basic_auth is None:
-        click.echo("config error: FLOWER_BASIC_AUTH is not set; Flower never runs open "
-                   "(allowed: user:password)", err=True)
+        click.echo(
+            "config error: FLOWER_BASIC_AUTH is not set; Flower never runs open "
+            "(allowed: user:password)",
+            err=True,
+        )
         raise SystemExit(2)
     # Flower reads FLOWER_BASIC_AUTH from the environment itself: it never shows in `ps`.
     os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
@@ -159,35 +192,67 @@ def flower() -> None:
     # Flower picks its broker client (queue lengths) from the URL scheme kombu reports, which
     # names the transport class when one is set: let it see plain redis:// (app/broker.py).
     app.conf.broker_transport = None
-    app.start(["flower", f"--port={settings.flower_port}",
-               f"--address={settings.modelcert_listen_host}",
-               "--purge_offline_workers=60"])
+    app.start(
+        [
+            "flower",
+            f"--port={settings.flower_port}",
+            f"--address={settings.modelcert_listen_host}",
+            "--purge_offline_workers=60",
+        ]
+    )
 
 
 @main.command("reference-endpoint")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--mode", default="good", show_default=True,
-              type=click.Choice(list(REFERENCE_MODES)))
-@click.option("--latency-ms", default=2500.0, show_default=True, type=click.FloatRange(0, 60000),
-              help="Added latency of mode slow (per URL: /m/slow-<ms>/v1); 2500 ms breaks "
-                   "the standard suite's 2 s p95 SLO.")
+@click.option("--mode", default="good", show_default=True, type=click.Choice(list(REFERENCE_MODES)))
+@click.option(
+    "--latency-ms",
+    default=2500.0,
+    show_default=True,
+    type=click.FloatRange(0, 60000),
+    help="Added latency of mode slow (per URL: /m/slow-<ms>/v1); 2500 ms breaks "
+    "the standard suite's 2 s p95 SLO.",
+)
 @click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
-@click.option("--generation-ms", default=15.0, show_default=True,
-              type=click.FloatRange(0, 60000),
-              help="The time a chat takes to answer, as a model generating would.")
+@click.option(
+    "--generation-ms",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0, 60000),
+    help="The time a chat takes to answer, as a model generating would.",
+)
 @click.option("--model", default="reference-model", show_default=True)
-@click.option("--api-key", envvar="REFERENCE_API_KEY", default="reference-key",
-              show_default=True, show_envvar=True,
-              help="The key the `auth` mode expects (Bearer or x-api-key).")
-def reference_endpoint(host: str, port: int, mode: str, latency_ms: float, flaky_rate: float,
-                       rps: float, generation_ms: float, model: str, api_key: str) -> None:
+@click.option(
+    "--api-key",
+    envvar="REFERENCE_API_KEY",
+    default="reference-key",
+    show_default=True,
+    show_envvar=True,
+    help="The key the `auth` mode expects (Bearer or x-api-key).",
+)
+def reference_endpoint(
+    host: str,
+    port: int,
+    mode: str,
+    latency_ms: float,
+    flaky_rate: float,
+    rps: float,
+    generation_ms: float,
+    model: str,
+    api_key: str,
+) -> None:
     """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
     from app.reference.server import Behaviour, serve
 
-    serve(host, port, Behaviour(mode, latency_ms, flaky_rate, rps, generation_ms), model=model,
-          api_key=api_key)
+    serve(
+        host,
+        port,
+        Behaviour(mode, latency_ms, flaky_rate, rps, generation_ms),
+        model=model,
+        api_key=api_key,
+    )
 
 
 @main.command()

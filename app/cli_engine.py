@@ -40,8 +40,12 @@ from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.redaction import redact, redact_obj
 
-EXIT_CODES = {Verdict.CERTIFIED: 0, Verdict.CERTIFIED_WITH_WARNINGS: 0,
-              Verdict.NOT_CERTIFIED: 1, Verdict.INCONCLUSIVE: 3}
+EXIT_CODES = {
+    Verdict.CERTIFIED: 0,
+    Verdict.CERTIFIED_WITH_WARNINGS: 0,
+    Verdict.NOT_CERTIFIED: 1,
+    Verdict.INCONCLUSIVE: 3,
+}
 USAGE = 2
 VERIFY_NOT_CERTIFIED = 1
 VERIFY_INVALID = 4
@@ -90,12 +94,10 @@ def write_keys(path: Path, public_b64: str) -> None:
             known = certs.parse_keys_document(json.loads(path.read_text()))
         except ValueError:
             known = {}
-    path.write_text(json.dumps(certs.keys_document([*known.values(), public_b64]), indent=2)
-                    + "\n")
+    path.write_text(json.dumps(certs.keys_document([*known.values(), public_b64]), indent=2) + "\n")
 
 
-def write_evidence(path: Path, results: list[CheckResult],
-                   secrets: tuple[str, ...] = ()) -> None:
+def write_evidence(path: Path, results: list[CheckResult], secrets: tuple[str, ...] = ()) -> None:
     """The API's evidence lines (evidence.sample_record), each check's line before its own,
     the API key redacted as the worker does."""
     with path.open("w", encoding="utf-8") as handle:
@@ -103,40 +105,68 @@ def write_evidence(path: Path, results: list[CheckResult],
             record = redact_obj({"type": "check", **check_record(result)}, secrets)
             handle.write(json.dumps(record, default=str) + "\n")
             for sample in result.samples:
-                record = redact_obj({"type": "sample", **sample_record(result.name, sample)},
-                                    secrets)
+                record = redact_obj(
+                    {"type": "sample", **sample_record(result.name, sample)}, secrets
+                )
                 handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
 
 
 def _figure(value: float | None, unit: str | None) -> str:
     if value is None:
         return "-"
-    return f"{value:g} ms" if unit == "ms" else (f"{value:.2f}×" if unit == "speedup"
-                                                else f"{value:.2f}")
+    return (
+        f"{value:g} ms"
+        if unit == "ms"
+        else (f"{value:.2f}×" if unit == "speedup" else f"{value:.2f}")
+    )
 
 
 def results_table(results: list[CheckResult]) -> Table:
     table = Table(title="Checks")
-    for column in ("check", "required", "outcome", "pass/fail/error", "statistic", "95% CI",
-                   "threshold", "why"):
+    for column in (
+        "check",
+        "required",
+        "outcome",
+        "pass/fail/error",
+        "statistic",
+        "95% CI",
+        "threshold",
+        "why",
+    ):
         table.add_column(column, overflow="fold")
     for r in results:
         unit = r.details.get("unit")
-        interval = ("-" if r.lower is None and r.upper is None else
-                    f"{_figure(r.lower, unit)} – {_figure(r.upper, unit)}".replace("-", "…", 0))
-        table.add_row(r.name, "yes" if r.required else "no", str(r.outcome),
-                      f"{r.passed}/{r.failed}/{r.errored}", _figure(r.statistic, unit),
-                      interval, _figure(r.threshold, unit), r.explanation)
+        interval = (
+            "-"
+            if r.lower is None and r.upper is None
+            else f"{_figure(r.lower, unit)} – {_figure(r.upper, unit)}".replace("-", "…", 0)
+        )
+        table.add_row(
+            r.name,
+            "yes" if r.required else "no",
+            str(r.outcome),
+            f"{r.passed}/{r.failed}/{r.errored}",
+            _figure(r.statistic, unit),
+            interval,
+            _figure(r.threshold, unit),
+            r.explanation,
+        )
     return table
 
 
-def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
-                      console: Console) -> list[CheckResult]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+def run_with_progress(
+    suite: Suite, target: TargetSpec, api_key: str | None, console: Console
+) -> list[CheckResult]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{suite.name}@{suite.version}",
-                                 total=planned_samples(suite, target))
+        task = progress.add_task(
+            f"{suite.name}@{suite.version}", total=planned_samples(suite, target)
+        )
         hooks = EngineHooks(
             on_sample=lambda: progress.advance(task),
             on_check_finished=lambda r: progress.console.print(f"  {r.name}: {r.outcome}"),
@@ -147,26 +177,58 @@ def run_with_progress(suite: Suite, target: TargetSpec, api_key: str | None,
 @click.command("certify")
 @click.option("--base-url", required=True, help="Endpoint URL (OpenAI-compatible: ends in /v1).")
 @click.option("--model", required=True)
-@click.option("--provider", type=click.Choice(["openai_compatible", "anthropic"]),
-              default="openai_compatible", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["openai_compatible", "anthropic"]),
+    default="openai_compatible",
+    show_default=True,
+)
 @click.option("--suite", "suite_name", default="standard", show_default=True)
 @click.option("--api-key-env", help="Name of the environment variable holding the API key.")
-@click.option("--capability", "capabilities", multiple=True, metavar="K=V",
-              help="Declared capability, e.g. streaming=true, context_length=8192.")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    metavar="K=V",
+    help="Declared capability, e.g. streaming=true, context_length=8192.",
+)
 @click.option("--region", default=None)
 @click.option("--name", "target_name", default=None, help="Target name (default: the model).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("."), show_default=True)
-@click.option("--max-concurrency", type=click.IntRange(1, 512), default=None,
-              help="The target's declared maximum of concurrent requests; caps the suite's "
-                   "concurrency and is signed into the certificate.")
-@click.option("--signing-key-file", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEFAULT_HOME / "signing-key", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="The target's declared maximum of concurrent requests; caps the suite's "
+    "concurrency and is signed into the certificate.",
+)
+@click.option(
+    "--signing-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_HOME / "signing-key",
+    show_default=True,
+)
 @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
-def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_env: str | None,
-            capabilities: tuple[str, ...], region: str | None, target_name: str | None,
-            out_dir: Path, max_concurrency: int | None, signing_key_file: Path,
-            valid_days: int) -> None:
+def certify(
+    base_url: str,
+    model: str,
+    provider: str,
+    suite_name: str,
+    api_key_env: str | None,
+    capabilities: tuple[str, ...],
+    region: str | None,
+    target_name: str | None,
+    out_dir: Path,
+    max_concurrency: int | None,
+    signing_key_file: Path,
+    valid_days: int,
+) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -186,32 +248,46 @@ def certify(base_url: str, model: str, provider: str, suite_name: str, api_key_e
         private_key = certs.load_private_key(load_or_create_key(signing_key_file))
     except (OSError, ValueError) as exc:
         raise fail(f"signing key {signing_key_file}: {exc}") from None
-    target = TargetSpec(provider=provider, model=model, base_url=base_url, region=region,
-                        capabilities=caps, max_concurrency=max_concurrency)
+    target = TargetSpec(
+        provider=provider,
+        model=model,
+        base_url=base_url,
+        region=region,
+        capabilities=caps,
+        max_concurrency=max_concurrency,
+    )
     console = Console(stderr=True)
     try:
         results = run_with_progress(suite, target, api_key, console)
     except JobFailure as exc:
-        raise fail(f"endpoint unusable ({exc.cause}): "
-                   f"{redact(exc.message, secrets)}") from None
+        raise fail(f"endpoint unusable ({exc.cause}): {redact(exc.message, secrets)}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
     Console().print(results_table(results))
 
     public = certs.public_key_b64(private_key)
-    fingerprint = certs.endpoint_fingerprint(provider, base_url, model,
-                                             certs.listing_from(results))
+    fingerprint = certs.endpoint_fingerprint(provider, base_url, model, certs.listing_from(results))
     payload = certs.build_payload(
-        certification_id=str(uuid.uuid4()), target_id="local-" + fingerprint[7:23],
-        target_name=target_name or model, model=model, region=region,
-        endpoint_fingerprint=fingerprint, suite_name=suite.name, suite_version=suite.version,
-        suite_hash=suite.content_hash, results=results, verdict=str(verdict),
-        key_id=certs.key_id_for(public), issued_at=datetime.now(UTC),
-        valid_for=timedelta(days=valid_days), run=run_record(suite, target, "cli"),
+        certification_id=str(uuid.uuid4()),
+        target_id="local-" + fingerprint[7:23],
+        target_name=target_name or model,
+        model=model,
+        region=region,
+        endpoint_fingerprint=fingerprint,
+        suite_name=suite.name,
+        suite_version=suite.version,
+        suite_hash=suite.content_hash,
+        results=results,
+        verdict=str(verdict),
+        key_id=certs.key_id_for(public),
+        issued_at=datetime.now(UTC),
+        valid_for=timedelta(days=valid_days),
+        run=run_record(suite, target, "cli"),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "certificate.json").write_text(
         json.dumps(certs.sign(payload, private_key), indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     write_keys(out_dir / "keys.json", public)
     write_evidence(out_dir / "evidence.jsonl", results, secrets)
     click.echo(f"verdict: {verdict}  (certificate: {out_dir / 'certificate.json'})")
@@ -229,8 +305,9 @@ def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
             return certs.parse_keys_document(response.json())
         except (httpx.HTTPError, ValueError) as exc:
             raise fail(f"cannot load keys from {source}: {exc}") from None
-    candidates = [Path(source)] if source else [cert_path.parent / "keys.json",
-                                                DEFAULT_HOME / "keys.json"]
+    candidates = (
+        [Path(source)] if source else [cert_path.parent / "keys.json", DEFAULT_HOME / "keys.json"]
+    )
     for path in candidates:
         if path.is_file():
             try:
@@ -240,14 +317,18 @@ def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
     raise fail(f"no keys file found (tried {', '.join(map(str, candidates))})")
 
 
-@click.command("verify", epilog="""Exit codes: 0 authentic, in force and certified (with
+@click.command(
+    "verify",
+    epilog="""Exit codes: 0 authentic, in force and certified (with
 --allow-warnings also certified_with_warnings); 1 authentic and in force but not certified;
 2 usage errors (no keys found, unreadable keys); 4 invalid: tampered, forged, expired,
-unknown key or malformed.""")
+unknown key or malformed.""",
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--keys", "keys_source", default=None, help="Keys file or URL.")
-@click.option("--allow-warnings", is_flag=True,
-              help="Also accept a certified_with_warnings verdict.")
+@click.option(
+    "--allow-warnings", is_flag=True, help="Also accept a certified_with_warnings verdict."
+)
 def verify(file: Path, keys_source: str | None, allow_warnings: bool) -> None:
     """Verify a certificate offline: signature, known key, validity period, and a verdict a
     pipeline may ship on."""
@@ -262,10 +343,14 @@ def verify(file: Path, keys_source: str | None, allow_warnings: bool) -> None:
         click.echo(f"invalid ({exc.reason}): {exc.message}", err=True)
         raise click.exceptions.Exit(VERIFY_INVALID) from None
     payload = cert["payload"]
-    described = (f"{payload['model']} ({payload['suite']['ref']}), key {payload['key_id']}, "
-                 f"valid until {payload['valid_until']}")
+    described = (
+        f"{payload['model']} ({payload['suite']['ref']}), key {payload['key_id']}, "
+        f"valid until {payload['valid_until']}"
+    )
     if not certs.accepts(payload, allow_warnings):
-        click.echo(f"not certified: authentic, but the verdict is {payload['verdict']} for "
-                   f"{described}", err=True)
+        click.echo(
+            f"not certified: authentic, but the verdict is {payload['verdict']} for {described}",
+            err=True,
+        )
         raise click.exceptions.Exit(VERIFY_NOT_CERTIFIED)
     click.echo(f"valid: {payload['verdict']} for {described}")

@@ -98,8 +98,9 @@ def _check_fernet_keys(value: SecretStr | None) -> SecretStr | None:
         except (binascii.Error, ValueError):
             raw = b""
         if len(raw) != 32:
-            raise ValueError("each comma-separated key must be a Fernet key "
-                             "(32 url-safe base64-encoded bytes)")
+            raise ValueError(
+                "each comma-separated key must be a Fernet key (32 url-safe base64-encoded bytes)"
+            )
     return value
 
 
@@ -181,14 +182,22 @@ class Settings(BaseSettings):
     database_url: DatabaseUrl = Field(None, **_range("a postgresql+psycopg:// URL"))
     redis_url: RedisUrl = Field(None, **_range("a redis:// URL"))
     certification_queue_name: QueuePrefix = Field(
-        "certification", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
-        **_range("a name of letters, digits, '.', '_' or '-', starting with a letter or digit; "
-                 "not unacked, unacked_index or unacked_mutex"),
+        "certification",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        **_range(
+            "a name of letters, digits, '.', '_' or '-', starting with a letter or digit; "
+            "not unacked, unacked_index or unacked_mutex"
+        ),
     )
     certification_region_queues: RegionQueues = Field(
-        "", max_length=4000,
-        **_range("comma-separated region=name pairs (name: 1-63 of a-z, 0-9, '-', '_'; not "
-                 "maintenance or malformed), e.g. eu-west-1=eu,eu-central-1=eu"),
+        "",
+        max_length=4000,
+        **_range(
+            "comma-separated region=name pairs (name: 1-63 of a-z, 0-9, '-', '_'; not "
+            "maintenance or malformed), e.g. eu-west-1=eu,eu-central-1=eu"
+        ),
     )
     certification_concurrency: int = Field(3, ge=1, le=50, **_range("an integer from 1 to 50"))
     certification_timeout: int = Field(300, ge=10, le=3600, **_range("seconds from 10 to 3600"))
@@ -218,7 +227,8 @@ class Settings(BaseSettings):
     # Loopback unless a deployment says otherwise: a development stack is for this machine
     # only (issue #22); containers set 0.0.0.0 explicitly.
     modelcert_listen_host: ListenHost = Field(
-        "127.0.0.1", **_range("an IP address: 127.0.0.1 or ::1 (this machine), 0.0.0.0 or ::"),
+        "127.0.0.1",
+        **_range("an IP address: 127.0.0.1 or ::1 (this machine), 0.0.0.0 or ::"),
     )
     flower_basic_auth: BasicAuth = Field(None, **_range("user:password"))
     broker_publish_timeout: float = Field(
@@ -229,7 +239,8 @@ class Settings(BaseSettings):
         "development", **_range("development or production")
     )
     api_rate_limit: RateLimitText = Field(
-        "600/minute", max_length=200,
+        "600/minute",
+        max_length=200,
         **_range("limits per token like '600/minute' or '20/second;600/minute'"),
     )
     modelcert_secret_key: FernetKeys = Field(
@@ -272,8 +283,10 @@ class Settings(BaseSettings):
         """Region -> the queue its certifications go to, `<CERTIFICATION_QUEUE_NAME>.<name>`;
         a region not listed uses CERTIFICATION_QUEUE_NAME."""
         prefix = self.certification_queue_name
-        return {region: f"{prefix}.{name}"
-                for region, name in parse_region_queues(self.certification_region_queues).items()}
+        return {
+            region: f"{prefix}.{name}"
+            for region, name in parse_region_queues(self.certification_region_queues).items()
+        }
 
     @property
     def job_queues(self) -> list[str]:
@@ -306,24 +319,28 @@ class Settings(BaseSettings):
             )
         return self.model_copy(update={"database_url": database_url, "redis_url": redis_url})
 
-
     def require_secret_key(self) -> Settings:
         """MODELCERT_SECRET_KEY, or in development one kept in MODELCERT_DATA_DIR/secret.key."""
         if self.modelcert_secret_key is not None:
             return self
         if self.modelcert_env == "production":
-            raise ConfigError("MODELCERT_SECRET_KEY is not set; production needs it "
-                              "(allowed: one or more comma-separated Fernet keys)")
-        return self.model_copy(update={
-            "modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))})
+            raise ConfigError(
+                "MODELCERT_SECRET_KEY is not set; production needs it "
+                "(allowed: one or more comma-separated Fernet keys)"
+            )
+        return self.model_copy(
+            update={"modelcert_secret_key": SecretStr(dev_secret_key(self.modelcert_data_dir))}
+        )
 
     def require_signing_key(self) -> Settings:
         """The worker signs certificates: in production it needs MODELCERT_SIGNING_KEY, which
         no other process holds (issue #22: a Flower compromise meant forged certificates)."""
         if self.modelcert_env == "production" and self.modelcert_signing_key is None:
-            raise ConfigError("MODELCERT_SIGNING_KEY is not set; the worker signs certificates "
-                              "and production needs it (allowed: base64 32-byte Ed25519 seeds, "
-                              "comma-separated, newest first)")
+            raise ConfigError(
+                "MODELCERT_SIGNING_KEY is not set; the worker signs certificates "
+                "and production needs it (allowed: base64 32-byte Ed25519 seeds, "
+                "comma-separated, newest first)"
+            )
         return self
 
 
@@ -374,8 +391,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         extra = field.json_schema_extra if field is not None else None
         allowed = extra.get("range") if isinstance(extra, dict) else None
         value = error.get("input")
-        if field is not None and field.annotation is not None and "SecretStr" in str(
-            field.annotation
+        if (
+            field is not None
+            and field.annotation is not None
+            and "SecretStr" in str(field.annotation)
         ):
             shown = "<hidden>"
         else:

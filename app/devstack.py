@@ -77,33 +77,42 @@ def run_dev_stack() -> int:
         redis_url, redis_proc = start_embedded_redis(data_dir)
 
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "MODELCERT_DATA_DIR": str(data_dir),
-        "MODELCERT_ALLOW_PRIVATE_TARGETS": env.get("MODELCERT_ALLOW_PRIVATE_TARGETS", "true"),
-        "LOG_FORMAT": env.get("LOG_FORMAT", "json"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "MODELCERT_DATA_DIR": str(data_dir),
+            "MODELCERT_ALLOW_PRIVATE_TARGETS": env.get("MODELCERT_ALLOW_PRIVATE_TARGETS", "true"),
+            "LOG_FORMAT": env.get("LOG_FORMAT", "json"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.setdefault("MODELCERT_SECRET_KEY", dev_secret_key(data_dir))
     generated_flower = "FLOWER_BASIC_AUTH" not in env
-    env.setdefault("FLOWER_BASIC_AUTH", dev_secret(
-        data_dir, "flower-auth", lambda: "admin:" + secrets.token_urlsafe(12)))
+    env.setdefault(
+        "FLOWER_BASIC_AUTH",
+        dev_secret(data_dir, "flower-auth", lambda: "admin:" + secrets.token_urlsafe(12)),
+    )
 
     print("applying migrations ...", flush=True)
     rc = subprocess.call([str(BIN / "modelcert"), "migrate"], env=env)
     if rc != 0:
         print("migrations failed; see the output above", file=sys.stderr)
         return 1
-    token = subprocess.run([str(BIN / "modelcert"), "tokens", "create", "--org", "dev",
-                            "--name", "make-run"], env=env, capture_output=True, text=True)
+    token = subprocess.run(
+        [str(BIN / "modelcert"), "tokens", "create", "--org", "dev", "--name", "make-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     dev_token = token.stdout.strip()
     (data_dir / "dev-token").write_text(dev_token)
     (data_dir / "dev-token").chmod(0o600)
 
     ref_port = 8100
     stack = {
-        "database_url": database_url, "redis_url": redis_url,
+        "database_url": database_url,
+        "redis_url": redis_url,
         "api_url": f"http://127.0.0.1:{settings.api_port}",
         "worker_health_url": f"http://127.0.0.1:{settings.worker_health_port}",
         "flower_url": f"http://127.0.0.1:{settings.flower_port}",
@@ -120,25 +129,33 @@ def run_dev_stack() -> int:
         Child("worker", [mc, "worker"], env, logs / "worker.log"),
         Child("beat", [mc, "beat"], env, logs / "beat.log"),
         Child("flower", [mc, "flower"], env, logs / "flower.log"),
-        Child("reference", [mc, "reference-endpoint", "--port", str(ref_port), "--host",
-                            "127.0.0.1"], env, logs / "reference.log"),
+        Child(
+            "reference",
+            [mc, "reference-endpoint", "--port", str(ref_port), "--host", "127.0.0.1"],
+            env,
+            logs / "reference.log",
+        ),
     ]
     for child in children:
         child.start()
 
-    flower_credentials = (f"generated, {env['FLOWER_BASIC_AUTH']}" if generated_flower
-                          else "from FLOWER_BASIC_AUTH")
-    print(f"""
+    flower_credentials = (
+        f"generated, {env['FLOWER_BASIC_AUTH']}" if generated_flower else "from FLOWER_BASIC_AUTH"
+    )
+    print(
+        f"""
 modelcert is starting (logs in {logs}):
-  API                {stack['api_url']}   (docs: {stack['api_url']}/docs/swagger)
-  worker probes      {stack['worker_health_url']}/live  /ready  /health  /metrics
-  Flower             {stack['flower_url']}  (user:password {flower_credentials})
-  reference endpoint {stack['reference_url']}
-  Postgres           {'embedded' if pg_server else 'from DATABASE_URL'}
-  Redis              {'embedded ' + redis_url if redis_proc else 'from REDIS_URL'}
+  API                {stack["api_url"]}   (docs: {stack["api_url"]}/docs/swagger)
+  worker probes      {stack["worker_health_url"]}/live  /ready  /health  /metrics
+  Flower             {stack["flower_url"]}  (user:password {flower_credentials})
+  reference endpoint {stack["reference_url"]}
+  Postgres           {"embedded" if pg_server else "from DATABASE_URL"}
+  Redis              {"embedded " + redis_url if redis_proc else "from REDIS_URL"}
   development token  {dev_token}
 Try: scripts/test-worker      Stop: Ctrl-C
-""", flush=True)
+""",
+        flush=True,
+    )
 
     try:
         while not stop_requested:
@@ -149,11 +166,12 @@ Try: scripts/test-worker      Stop: Ctrl-C
                     lived = now - child.started_at
                     if lived > 60:
                         child.restarts = 0
-                    delay = min(30.0, 2.0 ** child.restarts)
+                    delay = min(30.0, 2.0**child.restarts)
                     child.restarts += 1
                     child.next_start = now + delay
-                    print(f"{child.name} exited with {code}; restarting in {delay:.0f}s",
-                          flush=True)
+                    print(
+                        f"{child.name} exited with {code}; restarting in {delay:.0f}s", flush=True
+                    )
                 elif code is not None and now >= child.next_start:
                     child.next_start = 0.0
                     child.start()

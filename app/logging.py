@@ -61,8 +61,10 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
-               f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
+        line = (
+            f"{time.strftime('%H:%M:%S', time.localtime(record.created))} "
+            f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
+        )
         if exception := _exception(self, record):
             line += "\n" + exception
         return line

@@ -80,15 +80,23 @@ class Publisher:
             # Only the operator's queues are ever published to (issue #22): a job stored
             # before that, with a tenant's queue name, or of a region since unmapped, runs
             # on the default queue.
-            log.warning("publish_queue_not_configured", extra={
-                "certification_id": str(certification_id), "queue": queue[:200]})
+            log.warning(
+                "publish_queue_not_configured",
+                extra={"certification_id": str(certification_id), "queue": queue[:200]},
+            )
             queue = self.settings.certification_queue_name
         try:
-            self._send(RUN_CERTIFICATION, str(certification_id), queue,
-                       priority=PRIORITY_VALUES.get(priority, 3))
+            self._send(
+                RUN_CERTIFICATION,
+                str(certification_id),
+                queue,
+                priority=PRIORITY_VALUES.get(priority, 3),
+            )
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for the sweeper
-            log.warning("publish_failed", extra={"certification_id": str(certification_id),
-                                                 "error": type(exc).__name__})
+            log.warning(
+                "publish_failed",
+                extra={"certification_id": str(certification_id), "error": type(exc).__name__},
+            )
             return False
         return True
 
@@ -97,8 +105,10 @@ class Publisher:
         try:
             self._send(DELIVER_WEBHOOK, str(delivery_id), self.settings.maintenance_queue_name)
         except Exception as exc:  # noqa: BLE001 - the delivery row stays pending for the sweeper
-            log.warning("publish_failed", extra={"delivery_id": str(delivery_id),
-                                                 "error": type(exc).__name__})
+            log.warning(
+                "publish_failed",
+                extra={"delivery_id": str(delivery_id), "error": type(exc).__name__},
+            )
             return False
         return True
 
@@ -106,8 +116,17 @@ class Publisher:
         """send_task(task, args=[arg]) to `queue` on this thread's producer."""
         producer = self._producer()
         try:
-            self.app.send_task(task, args=[arg], queue=queue, producer=producer, declare=(),
-                               argsrepr=repr([arg]), kwargsrepr="{}", retry=False, **options)
+            self.app.send_task(
+                task,
+                args=[arg],
+                queue=queue,
+                producer=producer,
+                declare=(),
+                argsrepr=repr([arg]),
+                kwargsrepr="{}",
+                retry=False,
+                **options,
+            )
         except BaseException:
             self._local.producer = None
             with contextlib.suppress(Exception):
@@ -117,7 +136,6 @@ class Publisher:
     def _producer(self) -> Producer:
         pid, producer = getattr(self._local, "producer", None) or (None, None)
         if producer is None or pid != os.getpid():
-            producer = self.app.amqp.Producer(self.app.connection_for_write(),
-                                              auto_declare=False)
+            producer = self.app.amqp.Producer(self.app.connection_for_write(), auto_declare=False)
             self._local.producer = (os.getpid(), producer)
         return producer  # type: ignore[no-any-return]

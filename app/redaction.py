@@ -43,7 +43,7 @@ def _base64_cores(raw: bytes) -> set[str]:
         encoded = base64.b64encode(bytes(shift) + raw).decode().rstrip("=")
         # Whole groups only: the first shares its bytes with what precedes when shifted, a
         # last partial one with what follows.
-        core = encoded[4 if shift else 0:4 * ((shift + len(raw)) // 3)]
+        core = encoded[4 if shift else 0 : 4 * ((shift + len(raw)) // 3)]
         if len(core) >= _PROBE:
             cores.add(core)
     return cores | {c.replace("+", "-").replace("/", "_") for c in cores}
@@ -72,15 +72,20 @@ class Redactor:
     """Redaction of a fixed set of secrets (built once per set: see `redactor`)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.forms = tuple(sorted({f for s in secrets for f in forms(s)}, key=len,
-                                  reverse=True))
-        self.runs = frozenset(f[i:i + MIN_RUN] for f in self.forms
-                              for i in range(len(f) - MIN_RUN + 1))
-        self.probes = frozenset(run[i:i + _PROBE] for run in self.runs
-                                for i in range(MIN_RUN - _PROBE + 1))
-        self.heads = tuple(sorted({f[:n] for f in self.forms
-                                   for n in range(MIN_EDGE, min(len(f), MIN_RUN))},
-                                  key=len, reverse=True))
+        self.forms = tuple(sorted({f for s in secrets for f in forms(s)}, key=len, reverse=True))
+        self.runs = frozenset(
+            f[i : i + MIN_RUN] for f in self.forms for i in range(len(f) - MIN_RUN + 1)
+        )
+        self.probes = frozenset(
+            run[i : i + _PROBE] for run in self.runs for i in range(MIN_RUN - _PROBE + 1)
+        )
+        self.heads = tuple(
+            sorted(
+                {f[:n] for f in self.forms for n in range(MIN_EDGE, min(len(f), MIN_RUN))},
+                key=len,
+                reverse=True,
+            )
+        )
         self.head_ends = frozenset(h[-MIN_EDGE:] for h in self.heads)
 
     def text(self, value: str) -> str:
@@ -95,12 +100,13 @@ class Redactor:
     def _runs(self, value: str) -> str:
         """Replace every run of MIN_RUN or more characters of a form."""
         if len(value) < MIN_RUN or not any(
-                value[i:i + _PROBE] in self.probes for i in range(0, len(value), _PROBE)):
+            value[i : i + _PROBE] in self.probes for i in range(0, len(value), _PROBE)
+        ):
             return value  # no aligned block of any run: no run (the common case)
         covered = [False] * len(value)
         for i in range(len(value) - MIN_RUN + 1):
-            if value[i:i + MIN_RUN] in self.runs:
-                covered[i:i + MIN_RUN] = [True] * MIN_RUN
+            if value[i : i + MIN_RUN] in self.runs:
+                covered[i : i + MIN_RUN] = [True] * MIN_RUN
         out, i = [], 0
         while i < len(value):
             if covered[i]:
@@ -119,7 +125,7 @@ class Redactor:
             return value
         for head in self.heads:
             if body.endswith(head):
-                return body[:-len(head)] + REDACTED + value[len(body):]
+                return body[: -len(head)] + REDACTED + value[len(body) :]
         return value
 
     def obj(self, value: Any) -> Any:

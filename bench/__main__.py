@@ -51,10 +51,19 @@ def table(results: dict[str, dict]) -> Table:
         if "skipped" in r or "error" in r:
             out.add_row(name, "—", "—", "—", "", "", r.get("skipped") or r.get("error", ""))
             continue
-        notes = "\n".join(f"{k}={fmt(v)}" for k, v in
-                          [*(r.get("extra") or {}).items(), ("steal_pct", r.get("steal_pct"))])
-        out.add_row(name, fmt(r["ours"]), fmt(r["baseline"]), fmt(r["ratio"]), r["units"],
-                    r.get("target", ""), notes)
+        notes = "\n".join(
+            f"{k}={fmt(v)}"
+            for k, v in [*(r.get("extra") or {}).items(), ("steal_pct", r.get("steal_pct"))]
+        )
+        out.add_row(
+            name,
+            fmt(r["ours"]),
+            fmt(r["baseline"]),
+            fmt(r["ratio"]),
+            r["units"],
+            r.get("target", ""),
+            notes,
+        )
     return out
 
 
@@ -70,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(benchmarks)
     unknown = [b for b in chosen if b not in benchmarks]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(benchmarks)}",
-              file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(benchmarks)}",
+            file=sys.stderr,
+        )
         return 2
     console = Console(width=max(Console().width, 150))
     results: dict[str, dict] = {}
@@ -97,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             result["steal_pct"] = steal_pct(since)
             results[name] = result
             stolen = result["steal_pct"]
-            console.print(f"  done in {result['seconds']} s; the host took "
-                          f"{'—' if stolen is None else stolen} % of the CPU (steal)")
+            console.print(
+                f"  done in {result['seconds']} s; the host took "
+                f"{'—' if stolen is None else stolen} % of the CPU (steal)"
+            )
     finally:
         bench.close(keep_logs=args.keep_logs)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,8 +51,12 @@ def wrk_available(install: bool = True) -> str | None:
     import os
 
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return shutil.which("wrk")
 
 
@@ -76,8 +80,18 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) ->
     threads = max(1, min(2, connections))
     # Every run gets fresh idempotency keys (the script's prefix): a key sent by an earlier
     # run of the same script would be answered as a replay, a different path.
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "-s", str(script), url, "--", uuid.uuid4().hex[:12]]
+    argv = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        uuid.uuid4().hex[:12],
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     result = parse_wrk(out.stdout)
     result["connections"] = connections
@@ -112,9 +126,18 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     target_id = t.target(f"{bench.reference_url}/m/good/v1")
     base_port = free_port()
     baseline_proc = bench.start_module(
-        "bench.baseline_api", ["--bind", f"127.0.0.1:{base_port}", "--org",
-                               str(t.who.organization_id), "--target", str(target_id)],
-        settings, "baseline-api")
+        "bench.baseline_api",
+        [
+            "--bind",
+            f"127.0.0.1:{base_port}",
+            "--org",
+            str(t.who.organization_id),
+            "--target",
+            str(target_id),
+        ],
+        settings,
+        "baseline-api",
+    )
     api_proc = bench.start_api(settings)
     _wait_port(base_port, baseline_proc)
     rounds = 1 if quick else FULL_ROUNDS
@@ -124,27 +147,51 @@ def api_create(bench: Bench, quick: bool, tiny: bool = False) -> dict:
 
     runs, base, ours = Interleaved.run(
         rounds,
-        lambda: measure(wrk, f"http://127.0.0.1:{base_port}/v1/certifications",
-                        script_for(bench, t.token, target_id), seconds, connections),
-        lambda: measure(wrk, f"http://127.0.0.1:{settings.api_port}/v1/certifications",
-                        script_for(bench, t.token, target_id), seconds, connections),
-        peak)
+        lambda: measure(
+            wrk,
+            f"http://127.0.0.1:{base_port}/v1/certifications",
+            script_for(bench, t.token, target_id),
+            seconds,
+            connections,
+        ),
+        lambda: measure(
+            wrk,
+            f"http://127.0.0.1:{settings.api_port}/v1/certifications",
+            script_for(bench, t.token, target_id),
+            seconds,
+            connections,
+        ),
+        peak,
+    )
     bench.stop(api_proc)
     bench.stop(baseline_proc)
     _drop_queues(settings)
     return {
-        "ours": ours["peak"]["rps"], "baseline": base["peak"]["rps"],
-        "ratio": ratio(ours["peak"]["rps"], base["peak"]["rps"]), "units": "requests/s",
+        "ours": ours["peak"]["rps"],
+        "baseline": base["peak"]["rps"],
+        "ratio": ratio(ours["peak"]["rps"], base["peak"]["rps"]),
+        "units": "requests/s",
         "target": "ratio >= 0.5; p99 at 70% of peak <= 50 ms",
-        "extra": {"ours_p99_at_70pct_ms": ours["at_70pct"]["p99_ms"],
-                  "baseline_p99_at_70pct_ms": base["at_70pct"]["p99_ms"],
-                  "ours_p99_at_peak_ms": ours["peak"]["p99_ms"]},
-        "parameters": {"connections": connections, "seconds": seconds, "rounds": rounds,
-                       "api_workers": settings.api_workers, "threads": settings.api_threads,
-                       "worker_class": "gthread", "loadavg": runs.loads,
-                       "runs": {"ours": runs.ours, "baseline": runs.baseline,
-                                "paired_ratios": runs.paired_ratios(peak),
-                                "steal_pct": runs.steal}},
+        "extra": {
+            "ours_p99_at_70pct_ms": ours["at_70pct"]["p99_ms"],
+            "baseline_p99_at_70pct_ms": base["at_70pct"]["p99_ms"],
+            "ours_p99_at_peak_ms": ours["peak"]["p99_ms"],
+        },
+        "parameters": {
+            "connections": connections,
+            "seconds": seconds,
+            "rounds": rounds,
+            "api_workers": settings.api_workers,
+            "threads": settings.api_threads,
+            "worker_class": "gthread",
+            "loadavg": runs.loads,
+            "runs": {
+                "ours": runs.ours,
+                "baseline": runs.baseline,
+                "paired_ratios": runs.paired_ratios(peak),
+                "steal_pct": runs.steal,
+            },
+        },
     }
 
 

@@ -23,7 +23,8 @@ INSERT = text(
     "INSERT INTO certifications (id, organization_id, target_id, queue, suite_name, "
     "suite_version, suite_hash, status, priority, attempt, max_attempts, progress_done, "
     "progress_total, delivery_count) VALUES (:id, :org, :target, :queue, 'bench-trivial', "
-    "'1.0.0', 'sha256:baseline', 'queued', 'normal', 0, 2, 0, 1, 0)")
+    "'1.0.0', 'sha256:baseline', 'queued', 'normal', 0, 2, 0, 1, 0)"
+)
 
 
 def create_app(org: str, target: str) -> Flask:
@@ -38,11 +39,12 @@ def create_app(org: str, target: str) -> Flask:
         body = request.get_json()
         job_id = uuid.uuid4()
         with engine.begin() as conn:
-            conn.execute(INSERT, {"id": job_id, "org": org, "target": body["target_id"] or target,
-                                  "queue": queue})
+            conn.execute(
+                INSERT,
+                {"id": job_id, "org": org, "target": body["target_id"] or target, "queue": queue},
+            )
         publisher.send_task("bench.noop", args=[str(job_id)], queue=queue, retry=False)
-        return Response(json.dumps({"id": str(job_id)}), status=202,
-                        mimetype="application/json")
+        return Response(json.dumps({"id": str(job_id)}), status=202, mimetype="application/json")
 
     return app
 

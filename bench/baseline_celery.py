@@ -25,13 +25,21 @@ def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or settings_for_process()
     app = Celery("bench-baseline", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
-        task_serializer="json", accept_content=["json"], event_serializer="json",
-        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        task_ignore_result=True, result_backend=None, worker_send_task_events=True,
-        task_send_sent_event=True, worker_concurrency=settings.certification_concurrency,
+        task_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_concurrency=settings.certification_concurrency,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_max_memory_per_child=settings.worker_max_memory_per_child,
-        worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
     )
     return app
 
@@ -52,6 +60,17 @@ def results(client: redis.Redis, run: str) -> list[tuple[float, float]]:
 if __name__ == "__main__":
     app = make_app()
     app.task(name=NOOP, ignore_result=True)(noop)
-    app.worker_main(["worker", "--loglevel", "WARNING", "-Q", sys.argv[1], "-n",
-                     f"bench-baseline-{time.time_ns()}@localhost", "--without-gossip",
-                     "--without-mingle", "-E"])
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "-Q",
+            sys.argv[1],
+            "-n",
+            f"bench-baseline-{time.time_ns()}@localhost",
+            "--without-gossip",
+            "--without-mingle",
+            "-E",
+        ]
+    )

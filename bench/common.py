@@ -33,25 +33,29 @@ class Tenant:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
-    def target(self, base_url: str, *, max_concurrency: int | None = None,
-               rps: float | None = None) -> uuid.UUID:
-        body = TargetCreate(name=f"bench-{uuid.uuid4().hex[:8]}", model="reference-model",
-                            base_url=base_url,
-                            rate_limit=RateLimit(rps=rps, max_concurrency=max_concurrency))
+    def target(
+        self, base_url: str, *, max_concurrency: int | None = None, rps: float | None = None
+    ) -> uuid.UUID:
+        body = TargetCreate(
+            name=f"bench-{uuid.uuid4().hex[:8]}",
+            model="reference-model",
+            base_url=base_url,
+            rate_limit=RateLimit(rps=rps, max_concurrency=max_concurrency),
+        )
         with transaction(self.factory) as session:
             return create_target(session, self.who, body, allow_private=True).id
 
 
 def tenant(settings: Settings) -> Tenant:
-    factory = make_session_factory(make_engine(str(settings.database_url), pool_size=2,
-                                               application_name="modelcert-bench"))
+    factory = make_session_factory(
+        make_engine(str(settings.database_url), pool_size=2, application_name="modelcert-bench")
+    )
     with transaction(factory) as session:
         token, who = create_token(session, f"bench-{uuid.uuid4().hex[:8]}")
     return Tenant(factory, token, who)
 
 
-def wait_terminal(factory: sessionmaker[Session], ids: Sequence[uuid.UUID],
-                  timeout: float) -> int:
+def wait_terminal(factory: sessionmaker[Session], ids: Sequence[uuid.UUID], timeout: float) -> int:
     """Poll until every job is terminal (or the timeout); returns how many are.
 
     The poll runs on the machine it measures: the ids go as one array parameter (not a bind
@@ -59,9 +63,14 @@ def wait_terminal(factory: sessionmaker[Session], ids: Sequence[uuid.UUID],
     (finished_at), never by when this noticed them."""
     deadline = time.monotonic() + timeout
     done = 0
-    terminal = select(func.count()).select_from(Certification).where(
-        Certification.id == any_(bindparam("ids", type_=ARRAY(Uuid))),
-        Certification.status.in_(TERMINAL_STATUSES))
+    terminal = (
+        select(func.count())
+        .select_from(Certification)
+        .where(
+            Certification.id == any_(bindparam("ids", type_=ARRAY(Uuid))),
+            Certification.status.in_(TERMINAL_STATUSES),
+        )
+    )
     while time.monotonic() < deadline:
         with factory() as session:
             done = session.scalar(terminal, {"ids": list(ids)}) or 0
@@ -73,17 +82,19 @@ def wait_terminal(factory: sessionmaker[Session], ids: Sequence[uuid.UUID],
 
 def job_rows(factory: sessionmaker[Session], ids: Iterable[uuid.UUID]) -> list[Certification]:
     with factory() as session:
-        return list(session.scalars(select(Certification).where(
-            Certification.id.in_(list(ids)))))
+        return list(session.scalars(select(Certification).where(Certification.id.in_(list(ids)))))
 
 
 def xact_counts(factory: sessionmaker[Session]) -> tuple[int, int]:
     """(commits, rollbacks) of this database, from fresh statistics."""
     with factory() as session:
         session.execute(text("SELECT pg_stat_clear_snapshot()"))
-        row = session.execute(text(
-            "SELECT xact_commit, xact_rollback FROM pg_stat_database "
-            "WHERE datname = current_database()")).one()
+        row = session.execute(
+            text(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+        ).one()
     return int(row[0]), int(row[1])
 
 
@@ -116,8 +127,11 @@ def backend_cpu_seconds(factory: sessionmaker[Session]) -> float:
     """CPU of the Postgres backends connected to this database now (pooled connections of
     the API and the worker live through a run; needs the server on this machine)."""
     with factory() as session:
-        pids = list(session.scalars(text(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+        pids = list(
+            session.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        )
     procs = []
     for pid in pids:
         try:
@@ -154,8 +168,11 @@ def memory_mb(proc: Proc) -> dict[str, float | int | None]:
                 pass
         except psutil.Error:
             pass
-    return {"rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1) if has_pss else None,
-            "processes": len(tree)}
+    return {
+        "rss_mb": round(rss / 2**20, 1),
+        "pss_mb": round(pss / 2**20, 1) if has_pss else None,
+        "processes": len(tree),
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -168,10 +185,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def machine() -> dict[str, object]:
     mem = psutil.virtual_memory()
     return {
-        "platform": platform.platform(), "python": platform.python_version(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
-        "cpus_logical": psutil.cpu_count(), "cpus_physical": psutil.cpu_count(logical=False),
-        "memory_gb": round(mem.total / 2**30, 1), "loadavg_at_start": os.getloadavg(),
+        "cpus_logical": psutil.cpu_count(),
+        "cpus_physical": psutil.cpu_count(logical=False),
+        "memory_gb": round(mem.total / 2**30, 1),
+        "loadavg_at_start": os.getloadavg(),
         "note": "shared machine: other engineers' tests may run at the same time",
     }
 
@@ -208,8 +228,11 @@ def steal_pct(since: tuple[float, float]) -> float | None:
 FULL_ROUNDS = 3
 
 
-def best_of(rounds: Sequence[dict], score: Callable[[dict], float | None],  # type: ignore[type-arg]
-            lower_is_better: bool = False) -> dict:  # type: ignore[type-arg]
+def best_of(
+    rounds: Sequence[dict],
+    score: Callable[[dict], float | None],  # type: ignore[type-arg]
+    lower_is_better: bool = False,
+) -> dict:  # type: ignore[type-arg]
     """The round with the best score; a round without a figure is never the best (the first
     round when none has one)."""
     scored = [(s, r) for r in rounds if (s := score(r)) is not None]
@@ -229,12 +252,18 @@ class Interleaved:
     ours: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
     loads: list[float] = field(default_factory=list)
     steal: dict[str, list[float | None]] = field(
-        default_factory=lambda: {"baseline": [], "ours": []})
+        default_factory=lambda: {"baseline": [], "ours": []}
+    )
 
     @classmethod
-    def run(cls, rounds: int, baseline: Callable[[], dict], ours: Callable[[], dict],  # type: ignore[type-arg]
-            score: Callable[[dict], float | None],  # type: ignore[type-arg]
-            lower_is_better: bool = False) -> tuple[Interleaved, dict, dict]:  # type: ignore[type-arg]
+    def run(
+        cls,
+        rounds: int,
+        baseline: Callable[[], dict],
+        ours: Callable[[], dict],  # type: ignore[type-arg]
+        score: Callable[[dict], float | None],  # type: ignore[type-arg]
+        lower_is_better: bool = False,
+    ) -> tuple[Interleaved, dict, dict]:  # type: ignore[type-arg]
         """(the runs, the baseline's best, ours' best) by `score`."""
         runs = cls(loads=[load_now()])
         for _ in range(rounds):
@@ -243,8 +272,11 @@ class Interleaved:
                 getattr(runs, side).append(measure())
                 runs.steal[side].append(steal_pct(since))
             runs.loads.append(load_now())
-        return (runs, best_of(runs.baseline, score, lower_is_better),
-                best_of(runs.ours, score, lower_is_better))
+        return (
+            runs,
+            best_of(runs.baseline, score, lower_is_better),
+            best_of(runs.ours, score, lower_is_better),
+        )
 
     def paired_ratios(self, score: Callable[[dict], float | None]) -> list[float | None]:  # type: ignore[type-arg]
         """Each round's ours ÷ the baseline just before it (reported beside the best's)."""

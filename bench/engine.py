@@ -34,8 +34,13 @@ LATENCY_MS = 200
 
 
 def loadclient(mode: str, base_url: str, n: int, c: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.loadclient", mode, base_url, str(n),
-                          str(c)], capture_output=True, text=True, timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadclient", mode, base_url, str(n), str(c)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -45,8 +50,14 @@ def scope_total(reference: str, scope: str) -> int:
 
 
 def certify(t: Tenant, settings, target_id: uuid.UUID, suite: str) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    view, _ = create_certification(t.factory, settings, Publisher(settings).publish_run, t.who,
-                                   CertificationCreate(target_id=target_id, suite=suite), None)
+    view, _ = create_certification(
+        t.factory,
+        settings,
+        Publisher(settings).publish_run,
+        t.who,
+        CertificationCreate(target_id=target_id, suite=suite),
+        None,
+    )
     return view.id
 
 
@@ -63,14 +74,18 @@ def worker_run(bench: Bench, t: Tenant, settings, worker: Proc, c: int, suite: s
     row = job_rows(t.factory, [job])[0]
     with t.factory() as session:
         check = session.scalar(select(CheckResultRow).where(CheckResultRow.certification_id == job))
-    return {"status": row.status.value,
-            "check_seconds": check.duration_seconds if check else None,
-            "job_seconds": round((row.finished_at - row.started_at).total_seconds(), 3)
-            if row.finished_at and row.started_at else None,
-            "samples_ok": (check.passed + check.failed) if check else 0,
-            "errored": check.errored if check else None,
-            "concurrency_used": (check.details or {}).get("concurrency") if check else None,
-            "requests": requests, "worker_cpu_s": round(cpu1 - cpu0, 3)}
+    return {
+        "status": row.status.value,
+        "check_seconds": check.duration_seconds if check else None,
+        "job_seconds": round((row.finished_at - row.started_at).total_seconds(), 3)
+        if row.finished_at and row.started_at
+        else None,
+        "samples_ok": (check.passed + check.failed) if check else 0,
+        "errored": check.errored if check else None,
+        "concurrency_used": (check.details or {}).get("concurrency") if check else None,
+        "requests": requests,
+        "worker_cpu_s": round(cpu1 - cpu0, 3),
+    }
 
 
 def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
@@ -96,8 +111,11 @@ def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
         for c in (64,) if tiny else (64, 256):
             for mode in ("plain", "engine", "worker"):
                 since = cpu_clock()
-                run = (worker_run(bench, t, settings, worker, c, suite) if mode == "worker"
-                       else loadclient(mode, scope_url, n, c))
+                run = (
+                    worker_run(bench, t, settings, worker, c, suite)
+                    if mode == "worker"
+                    else loadclient(mode, scope_url, n, c)
+                )
                 one[f"{mode}_{c}"] = run | {"steal_pct": steal_pct(since)}
             one[f"worker_{c}"]["load"] = load_now()
         rounds.append(one)
@@ -105,8 +123,11 @@ def _worker_runs(bench: Bench, quick: bool, tiny: bool) -> dict:
     runs: dict[str, object] = {"n": n, "rounds": rounds}
     for key in rounds[0]:
         took = "check_seconds" if key.startswith("worker_") else "wall_s"
-        runs[key] = best_of([r[key] for r in rounds], lambda run: run.get(took),  # noqa: B023
-                            lower_is_better=True)
+        runs[key] = best_of(
+            [r[key] for r in rounds],
+            lambda run: run.get(took),  # noqa: B023
+            lower_is_better=True,
+        )
     cache["worker_runs"] = runs
     return runs
 
@@ -120,22 +141,30 @@ def concurrency_efficiency(bench: Bench, quick: bool, tiny: bool = False) -> dic
             continue
         ideal = n * LATENCY_MS / 1000 / c
         worker = runs[f"worker_{c}"]
-        eff[f"worker_{c}"] = round(ideal / worker["check_seconds"], 3) \
-            if worker.get("check_seconds") else None  # type: ignore[union-attr]
-        eff[f"worker_job_{c}"] = round(ideal / worker["job_seconds"], 3) \
-            if worker.get("job_seconds") else None  # type: ignore[union-attr]
+        eff[f"worker_{c}"] = (
+            round(ideal / worker["check_seconds"], 3) if worker.get("check_seconds") else None
+        )  # type: ignore[union-attr]
+        eff[f"worker_job_{c}"] = (
+            round(ideal / worker["job_seconds"], 3) if worker.get("job_seconds") else None
+        )  # type: ignore[union-attr]
         eff[f"engine_{c}"] = round(ideal / runs[f"engine_{c}"]["wall_s"], 3)  # type: ignore[index]
         eff[f"plain_{c}"] = round(ideal / runs[f"plain_{c}"]["wall_s"], 3)  # type: ignore[index]
     return {
-        "ours": eff.get("worker_64"), "baseline": eff.get("plain_64"),
+        "ours": eff.get("worker_64"),
+        "baseline": eff.get("plain_64"),
         "ratio": ratio(eff.get("worker_64"), eff.get("plain_64")),
         "units": "efficiency (ideal N*L/C / measured) at C=64, worker",
         "target": "efficiency >= 0.9 at 64, >= 0.8 at 256",
         "extra": {k: v for k, v in eff.items() if k != "worker_64"},
-        "parameters": {"n": n, "latency_ms": LATENCY_MS, "endpoint": "/m/slow-200/v1",
-                       "ideal": "N*L/C", "worker": "the check's own duration "
-                       "(worker_job_* adds claim, 2,000 sample inserts and finish)",
-                       "runs": runs},
+        "parameters": {
+            "n": n,
+            "latency_ms": LATENCY_MS,
+            "endpoint": "/m/slow-200/v1",
+            "ideal": "N*L/C",
+            "worker": "the check's own duration "
+            "(worker_job_* adds claim, 2,000 sample inserts and finish)",
+            "runs": runs,
+        },
     }
 
 
@@ -148,23 +177,32 @@ def client_overhead(bench: Bench, quick: bool, tiny: bool = False) -> dict:
 
     # Each side's least CPU per 1,000 requests over the rounds (as the other benchmarks keep
     # each side's best round).
-    per_k_worker = min(per_k(r["worker_64"]["worker_cpu_s"], r["worker_64"]["requests"])
-                       for r in rounds)
+    per_k_worker = min(
+        per_k(r["worker_64"]["worker_cpu_s"], r["worker_64"]["requests"]) for r in rounds
+    )
     per_k_plain, per_k_engine = (
         min(per_k(r[k]["cpu_s"], r[k]["ok"] + r[k]["errors"]) for r in rounds)
-        for k in ("plain_64", "engine_64"))
+        for k in ("plain_64", "engine_64")
+    )
     worker = runs["worker_64"]
     return {
-        "ours": round(per_k_worker, 3), "baseline": round(per_k_plain, 3),
-        "ratio": ratio(per_k_worker, per_k_plain), "units": "CPU s per 1,000 requests",
+        "ours": round(per_k_worker, 3),
+        "baseline": round(per_k_plain, 3),
+        "ratio": ratio(per_k_worker, per_k_plain),
+        "units": "CPU s per 1,000 requests",
         "target": "ratio <= 3",
-        "extra": {"engine_in_process": round(per_k_engine, 3),
-                  "engine_ratio": ratio(per_k_engine, per_k_plain)},
-        "parameters": {"concurrency": 64, "requests": worker["requests"],  # type: ignore[index]
-                       "worker": "user+system CPU of the worker's main process and pool "
-                                 "child over one certification (HTTP, grading, evidence "
-                                 "inserts, lease renewals, checkpoint)",
-                       "baseline": "process_time of a plain asyncio+aiohttp loop process"},
+        "extra": {
+            "engine_in_process": round(per_k_engine, 3),
+            "engine_ratio": ratio(per_k_engine, per_k_plain),
+        },
+        "parameters": {
+            "concurrency": 64,
+            "requests": worker["requests"],  # type: ignore[index]
+            "worker": "user+system CPU of the worker's main process and pool "
+            "child over one certification (HTTP, grading, evidence "
+            "inserts, lease renewals, checkpoint)",
+            "baseline": "process_time of a plain asyncio+aiohttp loop process",
+        },
     }
 
 
@@ -183,13 +221,28 @@ def ratelimit_goodput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     attempts = scope_total(bench.reference_url, scope) - requests0
     bench.stop(worker)
     with t.factory() as session:
-        checks = list(session.scalars(select(CheckResultRow).where(
-            CheckResultRow.certification_id.in_(ids))))
-        samples = session.scalar(select(func.count()).select_from(SampleRow).where(
-            SampleRow.certification_id.in_(ids))) or 0
-        distinct = session.scalar(select(func.count()).select_from(
-            select(SampleRow.certification_id, SampleRow.check_name, SampleRow.sample_index)
-            .where(SampleRow.certification_id.in_(ids)).distinct().subquery())) or 0
+        checks = list(
+            session.scalars(select(CheckResultRow).where(CheckResultRow.certification_id.in_(ids)))
+        )
+        samples = (
+            session.scalar(
+                select(func.count())
+                .select_from(SampleRow)
+                .where(SampleRow.certification_id.in_(ids))
+            )
+            or 0
+        )
+        distinct = (
+            session.scalar(
+                select(func.count()).select_from(
+                    select(SampleRow.certification_id, SampleRow.check_name, SampleRow.sample_index)
+                    .where(SampleRow.certification_id.in_(ids))
+                    .distinct()
+                    .subquery()
+                )
+            )
+            or 0
+        )
     ok = sum(c.passed + c.failed for c in checks)
     errored = sum(c.errored for c in checks)
     planned = 100 * jobs
@@ -199,17 +252,30 @@ def ratelimit_goodput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     # The reference bucket starts full (a burst of Q), so Q tokens come free at the start.
     goodput = (ok - q) / elapsed if elapsed and ok > q else None
     return {
-        "ours": round(goodput, 2) if goodput else None, "baseline": q,
-        "ratio": ratio(goodput, q), "units": "successful requests/s beyond the burst (ideal Q)",
+        "ours": round(goodput, 2) if goodput else None,
+        "baseline": q,
+        "ratio": ratio(goodput, q),
+        "units": "successful requests/s beyond the burst (ideal Q)",
         "target": "goodput >= 0.9 Q, 0 lost, 0 duplicated",
-        "extra": {"lost_jobs": jobs - finished, "lost_samples": planned - samples,
-                  "errored_samples": errored, "duplicated_samples": samples - distinct,
-                  "attempts_per_success": round(attempts / ok, 2) if ok else None,
-                  "raw_goodput": round(ok / elapsed, 2) if elapsed else None},
-        "parameters": {"q_per_s": q, "jobs": jobs, "requests_per_job": 100,
-                       "worker_processes": 2, "elapsed_s": elapsed, "attempts": attempts,
-                       "statuses": [r.status.value for r in rows], "loadavg": load_now(),
-                       "note": "no shared rate limiter yet (issue 5): the engine only "
-                               "honours 429 + Retry-After with per-sample retries (3 "
-                               "attempts); re-measure after the shared Redis limiter merges"},
+        "extra": {
+            "lost_jobs": jobs - finished,
+            "lost_samples": planned - samples,
+            "errored_samples": errored,
+            "duplicated_samples": samples - distinct,
+            "attempts_per_success": round(attempts / ok, 2) if ok else None,
+            "raw_goodput": round(ok / elapsed, 2) if elapsed else None,
+        },
+        "parameters": {
+            "q_per_s": q,
+            "jobs": jobs,
+            "requests_per_job": 100,
+            "worker_processes": 2,
+            "elapsed_s": elapsed,
+            "attempts": attempts,
+            "statuses": [r.status.value for r in rows],
+            "loadavg": load_now(),
+            "note": "no shared rate limiter yet (issue 5): the engine only "
+            "honours 429 + Retry-After with per-sample retries (3 "
+            "attempts); re-measure after the shared Redis limiter merges",
+        },
     }

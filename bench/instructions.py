@@ -33,9 +33,17 @@ def inner(side: str, n: int) -> None:
 
 
 def counted(side: str, n: int) -> subprocess.Popen[str]:
-    argv = [shutil.which("valgrind") or "valgrind", "--tool=callgrind",
-            "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.instructions",
-            "--inner", side, str(n)]
+    argv = [
+        shutil.which("valgrind") or "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--inner",
+        side,
+        str(n),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -39,8 +39,15 @@ from bench.stack import Bench, Proc
 WORKERS = 2  # pool processes of one worker node, for ours and for the baseline
 
 
-async def post_jobs(api: str, t: Tenant, target_id: uuid.UUID, n: int, *,
-                    rate: float | None = None, clients: int = 8) -> list[tuple[uuid.UUID, float]]:
+async def post_jobs(
+    api: str,
+    t: Tenant,
+    target_id: uuid.UUID,
+    n: int,
+    *,
+    rate: float | None = None,
+    clients: int = 8,
+) -> list[tuple[uuid.UUID, float]]:
     """POST n certifications; as fast as `clients` connections go, or open-loop at `rate`/s.
     Returns (id, time.time() when the 202 came back)."""
     body = {"target_id": str(target_id), "suite": "bench-trivial"}
@@ -72,8 +79,9 @@ class _null:
         return None
 
 
-def publish_noops(settings: Settings, queue: str, run: str, n: int,
-                  rate: float | None = None) -> float:
+def publish_noops(
+    settings: Settings, queue: str, run: str, n: int, rate: float | None = None
+) -> float:
     """apply_async n no-ops (by name, like our API); returns the time.time() of the first."""
     app = baseline_celery.make_app(settings)
     first = time.time()
@@ -82,8 +90,13 @@ def publish_noops(settings: Settings, queue: str, run: str, n: int,
         for i in range(n):
             if rate is not None:
                 time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-            app.send_task(baseline_celery.NOOP, args=[run], kwargs={"sent_at": time.time()},
-                          queue=queue, producer=producer)
+            app.send_task(
+                baseline_celery.NOOP,
+                args=[run],
+                kwargs={"sent_at": time.time()},
+                queue=queue,
+                producer=producer,
+            )
     return first
 
 
@@ -123,17 +136,21 @@ end
 """
 
 
-def post_with_wrk(bench: Bench, wrk: str, api: str, t: Tenant, target_id: uuid.UUID, n: int,
-                  clients: int = 8) -> list[uuid.UUID]:
+def post_with_wrk(
+    bench: Bench, wrk: str, api: str, t: Tenant, target_id: uuid.UUID, n: int, clients: int = 8
+) -> list[uuid.UUID]:
     """POST at least n certifications for target_id (up to clients - 1 more are in flight when
     wrk stops); returns the ids of every job of that target."""
     script = bench.workdir / f"e2e-{uuid.uuid4().hex[:6]}.lua"
     body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
     script.write_text(COUNTED_LUA % {"token": t.token, "body": body, "n": n})
     # wrk runs for its whole -d even when its thread stopped: interrupt it once n are in.
-    proc = subprocess.Popen([wrk, "-t1", f"-c{clients}", "-d600s", "-s", str(script),
-                             f"{api}/v1/certifications"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [wrk, "-t1", f"-c{clients}", "-d600s", "-s", str(script), f"{api}/v1/certifications"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         while proc.poll() is None and count_jobs(t.factory, target_id) < n:
             time.sleep(0.1)  # a count on the machine measured: not more often
@@ -147,14 +164,21 @@ def post_with_wrk(bench: Bench, wrk: str, api: str, t: Tenant, target_id: uuid.U
     if result["non_2xx"] or result["socket_errors"]:
         raise RuntimeError(f"wrk saw errors while posting: {out[-1500:]}")
     with t.factory() as session:
-        return list(session.scalars(select(Certification.id).where(
-            Certification.target_id == target_id)))
+        return list(
+            session.scalars(select(Certification.id).where(Certification.target_id == target_id))
+        )
 
 
 def count_jobs(factory: sessionmaker[Session], target_id: uuid.UUID) -> int:
     with factory() as session:
-        return session.scalar(select(func.count()).select_from(Certification).where(
-            Certification.target_id == target_id)) or 0
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Certification)
+                .where(Certification.target_id == target_id)
+            )
+            or 0
+        )
 
 
 def warm_ours(api: str, t: Tenant, target_id: uuid.UUID, n: int = 4) -> None:
@@ -165,9 +189,13 @@ def warm_ours(api: str, t: Tenant, target_id: uuid.UUID, n: int = 4) -> None:
 def cpu_split(bench: Bench, t: Tenant, api: Proc, worker: Proc) -> dict[str, float]:
     """CPU seconds so far: our API and worker trees, the reference endpoint, this database's
     Postgres backends, and the whole machine (Redis, wrk, others' work included)."""
-    return {"api": tree_cpu_seconds(api), "worker": tree_cpu_seconds(worker),
-            "endpoint": tree_cpu_seconds(bench.reference),
-            "postgres": backend_cpu_seconds(t.factory), "machine": machine_busy_seconds()}
+    return {
+        "api": tree_cpu_seconds(api),
+        "worker": tree_cpu_seconds(worker),
+        "endpoint": tree_cpu_seconds(bench.reference),
+        "postgres": backend_cpu_seconds(t.factory),
+        "machine": machine_busy_seconds(),
+    }
 
 
 def _e2e_baseline(bench: Bench, settings: Settings, n: int) -> dict:
@@ -180,8 +208,10 @@ def _e2e_baseline(bench: Bench, settings: Settings, n: int) -> dict:
     first = publish_noops(settings, queue, run, n)
     done = wait_noops(client, run, n, 300)
     rate = n / (max(end for _, end in done) - first) if len(done) == n else None
-    cpu = {"worker": (tree_cpu_seconds(base_proc) - cpu0) / n * 1000,
-           "machine": (machine_busy_seconds() - busy0) / n * 1000}
+    cpu = {
+        "worker": (tree_cpu_seconds(base_proc) - cpu0) / n * 1000,
+        "machine": (machine_busy_seconds() - busy0) / n * 1000,
+    }
     bench.stop(base_proc)
     return {"rate": rate, "cpu_ms_per_task": {k: round(v, 2) for k, v in cpu.items()}}
 
@@ -220,7 +250,9 @@ def _e2e_ours(bench: Bench, settings: Settings, n: int) -> dict:
         statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
     return {
         "rate": len(ids) / (last - first) if last and finished == len(ids) else None,
-        "jobs": len(ids), "post_client": "wrk" if wrk else "aiohttp", "statuses": statuses,
+        "jobs": len(ids),
+        "post_client": "wrk" if wrk else "aiohttp",
+        "statuses": statuses,
         "commits_per_job": round((commits1 - commits0 - 2) / (len(ids) + warm), 2),
         # The API's share: how fast the POSTs were answered (with the worker busy).
         "post_rate": round(len(ids) / (posts_done - first), 1),
@@ -241,6 +273,7 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     # best, as api_create does: on this shared host one round of either side can land in a
     # neighbour's busy minute.
     rounds = 1 if quick or tiny else FULL_ROUNDS
+
     # The no-op baseline runs about three times as fast as ours: with the same N its run was
     # a third as long (2-3 s against 7-8), and a short run's best of three is more often a
     # quiet moment's alone (1,000 no-ops: 320-488 tasks/s over five runs, 3,000: 299-412).
@@ -248,33 +281,46 @@ def e2e_throughput(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     def rate(r: dict) -> float | None:  # type: ignore[type-arg]
         return r["rate"]  # type: ignore[no-any-return]
 
-    runs, base, best = Interleaved.run(rounds,
-                                       lambda: _e2e_baseline(bench, settings, n * BASELINE_SCALE),
-                                       lambda: _e2e_ours(bench, settings, n), rate)
+    runs, base, best = Interleaved.run(
+        rounds,
+        lambda: _e2e_baseline(bench, settings, n * BASELINE_SCALE),
+        lambda: _e2e_ours(bench, settings, n),
+        rate,
+    )
     extra_keys = ("commits_per_job", "post_rate", "cpu_ms_per_job", "rollbacks_per_job")
     return {
         "ours": round(best["rate"], 1) if best["rate"] else None,
         "baseline": round(base["rate"], 1) if base["rate"] else None,
-        "ratio": ratio(best["rate"], base["rate"]), "units": "jobs/s",
+        "ratio": ratio(best["rate"], base["rate"]),
+        "units": "jobs/s",
         "target": "ratio >= 0.3; commits per job <= 4",
-        "extra": {**{k: best[k] for k in extra_keys},
-                  "baseline_cpu_ms_per_task": base["cpu_ms_per_task"]},
-        "parameters": {"jobs": best["jobs"], "baseline_tasks": n * BASELINE_SCALE,
-                       "worker_processes": WORKERS,
-                       "suite": "bench-trivial", "post_clients": 8,
-                       "post_client": best["post_client"], "statuses": best["statuses"],
-                       "rounds": rounds, "loadavg": runs.loads,
-                       "runs": {"baseline": [round(r["rate"] or 0, 1) for r in runs.baseline],
-                                "ours": [round(r["rate"] or 0, 1) for r in runs.ours],
-                                "paired_ratios": runs.paired_ratios(rate),
-                                "steal_pct": runs.steal,
-                                "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in runs.ours],
-                                "ours_commits_per_job": [r["commits_per_job"]
-                                                         for r in runs.ours]},
-                       "commits_note": "pg_stat_database.xact_commit delta of the bench "
-                                       "database over the run / jobs: API (auth, insert, "
-                                       "dispatched_at) and worker (claim, progress, "
-                                       "checkpoint, finish, lease renewals) together"},
+        "extra": {
+            **{k: best[k] for k in extra_keys},
+            "baseline_cpu_ms_per_task": base["cpu_ms_per_task"],
+        },
+        "parameters": {
+            "jobs": best["jobs"],
+            "baseline_tasks": n * BASELINE_SCALE,
+            "worker_processes": WORKERS,
+            "suite": "bench-trivial",
+            "post_clients": 8,
+            "post_client": best["post_client"],
+            "statuses": best["statuses"],
+            "rounds": rounds,
+            "loadavg": runs.loads,
+            "runs": {
+                "baseline": [round(r["rate"] or 0, 1) for r in runs.baseline],
+                "ours": [round(r["rate"] or 0, 1) for r in runs.ours],
+                "paired_ratios": runs.paired_ratios(rate),
+                "steal_pct": runs.steal,
+                "ours_cpu_ms_per_job": [r["cpu_ms_per_job"] for r in runs.ours],
+                "ours_commits_per_job": [r["commits_per_job"] for r in runs.ours],
+            },
+            "commits_note": "pg_stat_database.xact_commit delta of the bench "
+            "database over the run / jobs: API (auth, insert, "
+            "dispatched_at) and worker (claim, progress, "
+            "checkpoint, finish, lease renewals) together",
+        },
     }
 
 
@@ -293,8 +339,9 @@ def _dispatch_baseline(bench: Bench, settings: Settings, n: int) -> dict:  # typ
     return _latencies([(end - sent) * 1000 for sent, end in done], n)
 
 
-def _dispatch_ours(bench: Bench, settings: Settings, t: Tenant,
-                   target_id: uuid.UUID, n: int) -> dict:  # type: ignore[type-arg]
+def _dispatch_ours(
+    bench: Bench, settings: Settings, t: Tenant, target_id: uuid.UUID, n: int
+) -> dict:  # type: ignore[type-arg]
     """POSTs at DISPATCH_RATE to a fresh API and worker: ms from the 202's arrival to the
     job's claim (`certifications.started_at`, Postgres `now()`)."""
     api = bench.start_api(settings)
@@ -307,16 +354,26 @@ def _dispatch_ours(bench: Bench, settings: Settings, t: Tenant,
     bench.stop(worker)
     bench.stop(api)
     span = max(r for _, r in posted) - min(r for _, r in posted)
-    return _latencies([(rows[i].started_at.timestamp() - returned) * 1000
-                       for i, returned in posted if rows[i].started_at is not None], n) | {
-        "achieved_post_rate": round(n / span, 1) if span else None}
+    return _latencies(
+        [
+            (rows[i].started_at.timestamp() - returned) * 1000
+            for i, returned in posted
+            if rows[i].started_at is not None
+        ],
+        n,
+    ) | {"achieved_post_rate": round(n / span, 1) if span else None}
 
 
 def _latencies(ms: list[float], n: int) -> dict:  # type: ignore[type-arg]
-    return {"p50": _r(percentile(ms, 50)), "p99": _r(percentile(ms, 99)),
-            "max": _r(max(ms, default=None)), "started": len(ms), "sent": n,
-            # A round where a job never started has no p99 to speak of.
-            "complete": len(ms) == n}
+    return {
+        "p50": _r(percentile(ms, 50)),
+        "p99": _r(percentile(ms, 99)),
+        "max": _r(max(ms, default=None)),
+        "started": len(ms),
+        "sent": n,
+        # A round where a job never started has no p99 to speak of.
+        "complete": len(ms) == n,
+    }
 
 
 def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:  # type: ignore[type-arg]
@@ -326,6 +383,7 @@ def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:  # 
     t = tenant(settings)
     target_id = t.target(f"{bench.reference_url}/m/good/v1")
     rounds = 1 if quick or tiny else FULL_ROUNDS
+
     # Full runs interleave fresh stacks (a no-op worker, then our API and worker) and keep
     # each side's lowest p99: a tail of 50-150 ms in one round is the host taking a core
     # away (steal, see bench/README "Eleventh pass"), and the rounds all stay in the output.
@@ -333,21 +391,37 @@ def dispatch_latency(bench: Bench, quick: bool, tiny: bool = False) -> dict:  # 
         return r["p99"] if r["complete"] else None  # type: ignore[no-any-return]
 
     runs, base, best = Interleaved.run(
-        rounds, lambda: _dispatch_baseline(bench, settings, n),
-        lambda: _dispatch_ours(bench, settings, t, target_id, n), p99, lower_is_better=True)
+        rounds,
+        lambda: _dispatch_baseline(bench, settings, n),
+        lambda: _dispatch_ours(bench, settings, t, target_id, n),
+        p99,
+        lower_is_better=True,
+    )
     return {
-        "ours": best["p99"], "baseline": base["p99"], "ratio": ratio(p99(best), p99(base)),
-        "units": "ms p99 (POST returned -> task started)", "target": "p99 ratio <= 2",
+        "ours": best["p99"],
+        "baseline": base["p99"],
+        "ratio": ratio(p99(best), p99(base)),
+        "units": "ms p99 (POST returned -> task started)",
+        "target": "p99 ratio <= 2",
         "extra": {"ours_p50_ms": best["p50"], "baseline_p50_ms": base["p50"]},
-        "parameters": {"rate_per_s": DISPATCH_RATE, "jobs": n, "worker_processes": WORKERS,
-                       "achieved_post_rate": best["achieved_post_rate"],
-                       "started": best["started"], "rounds": rounds, "loadavg": runs.loads,
-                       "runs": {"baseline": runs.baseline, "ours": runs.ours,
-                                "paired_ratios": runs.paired_ratios(p99),
-                                "steal_pct": runs.steal},
-                       "clock": "ours: certifications.started_at (Postgres now() at claim) "
-                                "minus time.time() when the 202 arrived; baseline: "
-                                "time.time() in the task minus after apply_async returned"},
+        "parameters": {
+            "rate_per_s": DISPATCH_RATE,
+            "jobs": n,
+            "worker_processes": WORKERS,
+            "achieved_post_rate": best["achieved_post_rate"],
+            "started": best["started"],
+            "rounds": rounds,
+            "loadavg": runs.loads,
+            "runs": {
+                "baseline": runs.baseline,
+                "ours": runs.ours,
+                "paired_ratios": runs.paired_ratios(p99),
+                "steal_pct": runs.steal,
+            },
+            "clock": "ours: certifications.started_at (Postgres now() at claim) "
+            "minus time.time() when the 202 arrived; baseline: "
+            "time.time() in the task minus after apply_async returned",
+        },
     }
 
 
@@ -378,12 +452,24 @@ def memory(bench: Bench, quick: bool, tiny: bool = False) -> dict:
     key = "pss_mb" if after["worker"]["pss_mb"] is not None else "rss_mb"
     growth = (after["worker"][key] / warmed["worker"][key] - 1) if warmed["worker"][key] else None
     return {
-        "ours": after["worker"][key], "baseline": None, "ratio": None,
+        "ours": after["worker"][key],
+        "baseline": None,
+        "ratio": None,
         "units": f"MB worker total ({key[:3].upper()}) after {n} jobs, concurrency 3",
         "target": "worker total <= 400 MB; growth over the jobs <= 10 %",
-        "extra": {"growth_after_warmup_pct": None if growth is None else round(growth * 100, 1),
-                  "worker_idle_mb": idle["worker"][key], "api_after_mb": after["api"][key]},
-        "parameters": {"jobs": n, "warmup_jobs": warm, "finished": finished,
-                       "worker_concurrency": 3, "worker_max_tasks_per_child": 100000,
-                       "idle": idle, "after_warmup": warmed, "after": after},
+        "extra": {
+            "growth_after_warmup_pct": None if growth is None else round(growth * 100, 1),
+            "worker_idle_mb": idle["worker"][key],
+            "api_after_mb": after["api"][key],
+        },
+        "parameters": {
+            "jobs": n,
+            "warmup_jobs": warm,
+            "finished": finished,
+            "worker_concurrency": 3,
+            "worker_max_tasks_per_child": 100000,
+            "idle": idle,
+            "after_warmup": warmed,
+            "after": after,
+        },
     }

@@ -27,10 +27,15 @@ async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
     connector = aiohttp.TCPConnector(limit=c, limit_per_host=c)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
         async def one(index: int) -> None:
             prompt, _ = chat_prompt(index)
-            body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": 16, "temperature": 0.0}
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 16,
+                "temperature": 0.0,
+            }
             async with limit:
                 try:
                     async with session.post(f"{base_url}/chat/completions", json=body) as r:
@@ -47,10 +52,18 @@ async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
 def latency_suite(n: int, c: int):  # type: ignore[no-untyped-def]
     from app.certification.suites import CheckEntry, RunSpec, Suite, SuiteFile
 
-    definition = SuiteFile(name="bench-inprocess", version="1", max_error_rate=0.5,
-                           run=RunSpec(concurrency=c), checks=[
-        CheckEntry(name="latency", params={
-            "requests": n, "concurrency": c, "p95_slo_ms": 60000, "max_tokens": 16})])
+    definition = SuiteFile(
+        name="bench-inprocess",
+        version="1",
+        max_error_rate=0.5,
+        run=RunSpec(concurrency=c),
+        checks=[
+            CheckEntry(
+                name="latency",
+                params={"requests": n, "concurrency": c, "p95_slo_ms": 60000, "max_tokens": 16},
+            )
+        ],
+    )
     return Suite(definition, "sha256:none")
 
 
@@ -62,8 +75,9 @@ async def engine(base_url: str, n: int, c: int, gated: bool = False) -> dict[str
     from app.certification.runner import execute
     from app.services import ratelimit
 
-    spec = TargetSpec(provider="openai_compatible", model=MODEL, base_url=base_url,
-                      max_concurrency=c)
+    spec = TargetSpec(
+        provider="openai_compatible", model=MODEL, base_url=base_url, max_concurrency=c
+    )
     kwargs = {}
     if gated:
         kwargs["gate"] = ratelimit.gate_for(os.environ["REDIS_URL"], base_url, None, None, c)
@@ -74,8 +88,11 @@ async def engine(base_url: str, n: int, c: int, gated: bool = False) -> dict[str
 
 def main(argv: list[str]) -> None:
     mode, base_url, n, c = argv[0], argv[1], int(argv[2]), int(argv[3])
-    run = {"plain": plain, "engine": engine,
-           "engine-gated": lambda u, n, c: engine(u, n, c, gated=True)}[mode]
+    run = {
+        "plain": plain,
+        "engine": engine,
+        "engine-gated": lambda u, n, c: engine(u, n, c, gated=True),
+    }[mode]
     if mode != "plain":  # imported before the clock starts: the engine's own cost only
         import app.certification.checks.latency  # noqa: F401
         import app.certification.runner  # noqa: F401

@@ -46,8 +46,11 @@ def trivial_posts(bare: bool = False) -> Iterator[tuple[Settings, Callable[[], s
         body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
 
         def post() -> str:
-            response = client.post("/v1/certifications", data=body,
-                                   headers=headers | {"Idempotency-Key": uuid.uuid4().hex})
+            response = client.post(
+                "/v1/certifications",
+                data=body,
+                headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
+            )
             assert response.status_code == 202, response.get_data(as_text=True)
             return str(response.get_json()["id"])
 
@@ -71,8 +74,10 @@ def profiled(calls: list[Callable[[], Any]], what: str, argv: list[str]) -> list
         profiler.stop()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     n = len(calls)
-    print(f"{n} {what}: {elapsed / n * 1000:.2f} ms wall, {cpu / n * 1000:.2f} ms CPU each"
-          + ("" if bare else " (profiled)"))
+    print(
+        f"{n} {what}: {elapsed / n * 1000:.2f} ms wall, {cpu / n * 1000:.2f} ms CPU each"
+        + ("" if bare else " (profiled)")
+    )
     if not bare:
         print(profiler.output_text(unicode=False, color=False, show_all="--all" in argv))
     return results

@@ -32,8 +32,9 @@ def _own_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def cpu_by_process(roots: dict[str, Proc],
-                   factory: sessionmaker[Session] | None = None) -> dict[str, float]:
+def cpu_by_process(
+    roots: dict[str, Proc], factory: sessionmaker[Session] | None = None
+) -> dict[str, float]:
     """CPU seconds so far of each root process and each of its children (by pid), of every
     redis-server and Postgres process on the machine, and of the machine. With `factory`,
     Postgres backends are also counted by the application_name of their client
@@ -49,8 +50,10 @@ def cpu_by_process(roots: dict[str, Proc],
             except psutil.Error:
                 pass
     for process in psutil.process_iter(["name"]):
-        server = next((s for s in ("redis-server", "postgres") if
-                       (process.info["name"] or "").startswith(s)), None)
+        server = next(
+            (s for s in ("redis-server", "postgres") if (process.info["name"] or "").startswith(s)),
+            None,
+        )
         if server is not None:
             try:
                 cpu = _own_cpu(process)
@@ -67,9 +70,15 @@ def cpu_by_process(roots: dict[str, Proc],
 def backend_clients(factory: sessionmaker[Session]) -> dict[int, str]:
     """Postgres backend pid → its client's application_name, for the bench's database."""
     with factory() as session:
-        return {pid: name or "unnamed" for pid, name in session.execute(text(
-            "SELECT pid, application_name FROM pg_stat_activity "
-            "WHERE datname = current_database()"))}
+        return {
+            pid: name or "unnamed"
+            for pid, name in session.execute(
+                text(
+                    "SELECT pid, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database()"
+                )
+            )
+        }
 
 
 def timeline(rows: list[Any], step: float = 0.5) -> list[tuple[float, int, int]]:
@@ -91,8 +100,9 @@ def profile(n: int) -> dict[str, Any]:
         raise SystemExit("wrk is needed (apt-get install wrk)")
     bench = Bench()
     try:
-        settings = bench.settings(certification_concurrency=WORKERS,
-                                  worker_max_tasks_per_child=100_000)
+        settings = bench.settings(
+            certification_concurrency=WORKERS, worker_max_tasks_per_child=100_000
+        )
         t = tenant(settings)
         api, worker = bench.start_api(settings), bench.start_worker(settings)
         url = f"http://127.0.0.1:{settings.api_port}"
@@ -107,9 +117,12 @@ def profile(n: int) -> dict[str, Any]:
     finally:
         bench.close()
     return {
-        "jobs": len(ids), "terminal": done, "jobs_per_second": round(len(ids) / elapsed, 1),
-        "cpu_ms_per_job": {k: round((after[k] - before.get(k, 0.0)) / len(ids) * 1000, 3)
-                           for k in sorted(after)},
+        "jobs": len(ids),
+        "terminal": done,
+        "jobs_per_second": round(len(ids) / elapsed, 1),
+        "cpu_ms_per_job": {
+            k: round((after[k] - before.get(k, 0.0)) / len(ids) * 1000, 3) for k in sorted(after)
+        },
         "timeline": timeline(rows),
     }
 
@@ -120,8 +133,10 @@ def main(argv: list[str]) -> None:
     if "--json" in argv:
         print(json.dumps(result))
         return
-    print(f"{result['jobs']} jobs ({result['terminal']} terminal), "
-          f"{result['jobs_per_second']} jobs/s from the first POST to the last finish")
+    print(
+        f"{result['jobs']} jobs ({result['terminal']} terminal), "
+        f"{result['jobs_per_second']} jobs/s from the first POST to the last finish"
+    )
     print("\nCPU per job (ms):")
     for name, ms in result["cpu_ms_per_job"].items():
         print(f"  {name:28s} {ms:8.3f}")

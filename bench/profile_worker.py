@@ -23,14 +23,18 @@ def main(argv: list[str]) -> None:
     n = int(argv[0]) if argv and argv[0].isdigit() else 300
     with trivial_posts() as (settings, post):
         ids = [post() for _ in range(n + 20)]
-        factory = make_session_factory(make_engine(str(settings.database_url), pool_size=2,
-                                                   application_name="modelcert-worker"))
+        factory = make_session_factory(
+            make_engine(
+                str(settings.database_url), pool_size=2, application_name="modelcert-worker"
+            )
+        )
         run.warm_up(factory, settings)
         job = functools.partial(run.run_certification, factory, settings)
         for cert_id in ids[:20]:  # warm-up: pools, imports, prepared statements
             job(cert_id, "profile")
-        outcomes = profiled([functools.partial(job, cert_id, "profile") for cert_id in ids[20:]],
-                            "jobs", argv)
+        outcomes = profiled(
+            [functools.partial(job, cert_id, "profile") for cert_id in ids[20:]], "jobs", argv
+        )
         print("outcomes:", ", ".join(sorted(set(outcomes))))
 
 

@@ -52,16 +52,25 @@ class Services:
                 cleanup()
 
 
-def bench_settings(database_url: str, redis_url: str, workdir: Path,
-                   **overrides: object) -> Settings:
+def bench_settings(
+    database_url: str, redis_url: str, workdir: Path, **overrides: object
+) -> Settings:
     values: dict[str, object] = dict(
-        certification_concurrency=2, certification_timeout=600, certification_max_retries=1,
-        certification_lease_seconds=30, sweeper_interval=60, worker_shutdown_grace=5,
-        worker_health_port=free_port(), api_port=free_port(), api_workers=2,
-        api_rate_limit="1000000/second", log_level="WARNING",
+        certification_concurrency=2,
+        certification_timeout=600,
+        certification_max_retries=1,
+        certification_lease_seconds=30,
+        sweeper_interval=60,
+        worker_shutdown_grace=5,
+        worker_health_port=free_port(),
+        api_port=free_port(),
+        api_workers=2,
+        api_rate_limit="1000000/second",
+        log_level="WARNING",
     )
-    return harness.local_settings(database_url, redis_url, workdir / "data", "bench",
-                                  **(values | overrides))
+    return harness.local_settings(
+        database_url, redis_url, workdir / "data", "bench", **(values | overrides)
+    )
 
 
 class Bench:
@@ -76,8 +85,7 @@ class Bench:
         self.reference_url = self.start_reference()
 
     def settings(self, **overrides: object) -> Settings:
-        return bench_settings(self.database_url, self.services.redis_url, self.workdir,
-                              **overrides)
+        return bench_settings(self.database_url, self.services.redis_url, self.workdir, **overrides)
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}-{len(self.procs)}.log"
@@ -89,22 +97,31 @@ class Bench:
 
     def start_reference(self) -> str:
         port = free_port()
-        proc = self.spawn([str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
-                          dict(os.environ), "reference")
+        proc = self.spawn(
+            [str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
+            dict(os.environ),
+            "reference",
+        )
         wait_http(f"http://127.0.0.1:{port}/_health", 30, proc=proc.popen)
         self.reference = proc
         return f"http://127.0.0.1:{port}"
 
     def start_api(self, settings: Settings) -> Proc:
-        proc = self.spawn([str(BIN / "modelcert"), "api", "--bind",
-                           f"127.0.0.1:{settings.api_port}"], settings_env(settings), "api")
+        proc = self.spawn(
+            [str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{settings.api_port}"],
+            settings_env(settings),
+            "api",
+        )
         wait_http(f"http://127.0.0.1:{settings.api_port}/live", 60, proc=proc.popen)
         return proc
 
     def start_worker(self, settings: Settings, **extra: str) -> Proc:
         port = str(free_port())
-        proc = self.spawn([str(BIN / "modelcert"), "worker"],
-                          settings_env(settings, WORKER_HEALTH_PORT=port, **extra), "worker")
+        proc = self.spawn(
+            [str(BIN / "modelcert"), "worker"],
+            settings_env(settings, WORKER_HEALTH_PORT=port, **extra),
+            "worker",
+        )
         wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
         return proc
 

@@ -52,25 +52,36 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return local_settings(
-        database_url, redis_url, tmp_path_factory.mktemp("data"), "cert-test",
-        certification_max_retries=1, certification_concurrency=2, certification_timeout=60,
-        certification_lease_seconds=10, sweeper_interval=1, worker_shutdown_grace=10,
+        database_url,
+        redis_url,
+        tmp_path_factory.mktemp("data"),
+        "cert-test",
+        certification_max_retries=1,
+        certification_concurrency=2,
+        certification_timeout=60,
+        certification_lease_seconds=10,
+        sweeper_interval=1,
+        worker_shutdown_grace=10,
         worker_health_port=free_port(),
         # Regions with queues of their own, which the session worker does not consume: tests
         # start workers for them, or (idle) leave their jobs waiting.
         certification_region_queues="eu-west-1=eu-west-1,idle=idle,shutdown=shutdown,"
-                                    "hardlimit=hardlimit",
+        "hardlimit=hardlimit",
     )
 
 
 @pytest.fixture(scope="session")
 def reference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    proc = Proc([str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
-                dict(os.environ), tmp_path_factory.mktemp("ref") / "ref.log").start()
+    proc = Proc(
+        [str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
+        dict(os.environ),
+        tmp_path_factory.mktemp("ref") / "ref.log",
+    ).start()
     wait_http(f"http://127.0.0.1:{port}/_health", 30, proc=proc.popen)
     yield f"http://127.0.0.1:{port}"
     proc.stop()
@@ -78,8 +89,11 @@ def reference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def start_worker(settings: Settings, log: Path, **extra: str) -> Proc:
     port = extra.pop("WORKER_HEALTH_PORT", None) or str(settings.worker_health_port)
-    proc = Proc([str(BIN / "modelcert"), "worker"],
-                settings_env(settings, WORKER_HEALTH_PORT=port, **extra), log).start()
+    proc = Proc(
+        [str(BIN / "modelcert"), "worker"],
+        settings_env(settings, WORKER_HEALTH_PORT=port, **extra),
+        log,
+    ).start()
     wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
     return proc
 
@@ -93,8 +107,11 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def beat(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    proc = Proc([str(BIN / "modelcert"), "beat"], settings_env(settings),
-                tmp_path_factory.mktemp("beat") / "beat.log").start()
+    proc = Proc(
+        [str(BIN / "modelcert"), "beat"],
+        settings_env(settings),
+        tmp_path_factory.mktemp("beat") / "beat.log",
+    ).start()
     time.sleep(1)
     yield proc
     proc.stop()

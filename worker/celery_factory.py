@@ -55,9 +55,11 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=queue,
         task_queues=[Queue(queue), Queue(maintenance)],
         task_create_missing_queues=True,
-        task_routes={SWEEP: {"queue": maintenance},
-                     RECERTIFY: {"queue": maintenance},
-                     DELIVER_WEBHOOK: {"queue": maintenance}},
+        task_routes={
+            SWEEP: {"queue": maintenance},
+            RECERTIFY: {"queue": maintenance},
+            DELIVER_WEBHOOK: {"queue": maintenance},
+        },
         beat_schedule={
             "sweep": {
                 "task": SWEEP,
@@ -76,4 +78,3 @@ def make_celery(settings: Settings) -> Celery:
     # masking keys by name only, so the settings (URLs with passwords) reach the probes
     # through probes.install instead.
     return app
-

@@ -55,13 +55,16 @@ def check_envelope(channel: Any, payload: Any) -> None:
     channel.Message(payload, channel=channel)
     properties = payload["properties"]
     info = properties["delivery_info"]
-    if not all(isinstance(v, str) for v in (properties["delivery_tag"], info["exchange"],
-                                             info["routing_key"])):
+    if not all(
+        isinstance(v, str)
+        for v in (properties["delivery_tag"], info["exchange"], info["routing_key"])
+    ):
         raise TypeError("the delivery tag, exchange and routing key must be strings")
 
 
-def move_aside(client: Any, key: str | None, raw: bytes, queue: str, reason: str,
-               error: BaseException) -> None:
+def move_aside(
+    client: Any, key: str | None, raw: bytes, queue: str, reason: str, error: BaseException
+) -> None:
     """Keep `raw` in the dead-letter list, count it and log it; never raises."""
     metrics.MALFORMED_MESSAGES.labels(reason).inc()
     kept = False
@@ -71,10 +74,17 @@ def move_aside(client: Any, key: str | None, raw: bytes, queue: str, reason: str
             kept = True
         except Exception:  # noqa: BLE001 - the broker's own errors reach the next BRPOP
             log.warning("malformed_message_not_kept", exc_info=True)
-    log.error("malformed_message_moved_aside", extra={
-        "queue": queue, "reason": reason, "error": f"{type(error).__name__}: {error}"[:300],
-        "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
-        "dead_letter_list": key if kept else None})
+    log.error(
+        "malformed_message_moved_aside",
+        extra={
+            "queue": queue,
+            "reason": reason,
+            "error": f"{type(error).__name__}: {error}"[:300],
+            "bytes": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "dead_letter_list": key if kept else None,
+        },
+    )
 
 
 class Channel(broker.Channel):
@@ -103,8 +113,7 @@ class Channel(broker.Channel):
         # kombu 5.7's Channel._brpop_read; only the decoding differs (see the module's doc).
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP",
-                                                        **options)
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
@@ -154,8 +163,11 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         handle = super().create_task_handler(promise)
         # kombu lists KeyError among the Redis transport's connection errors (for its poller's
         # own lookups); raised by the task handler, it is about the message.
-        broker_errors = tuple(e for e in (*self.connection_errors, *self.channel_errors)
-                              if not issubclass(e, CONTENT_ERRORS))
+        broker_errors = tuple(
+            e
+            for e in (*self.connection_errors, *self.channel_errors)
+            if not issubclass(e, CONTENT_ERRORS)
+        )
 
         def on_task_received(message: Any) -> Any:
             try:

@@ -7,12 +7,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from app.certification.providers.base import RETRYABLE_CAUSES
 
 CERTIFICATIONS = Counter(
-    "modelcert_certifications_total", "Certifications that ended, by status and verdict.",
+    "modelcert_certifications_total",
+    "Certifications that ended, by status and verdict.",
     ["status", "verdict"],
 )
 DURATION = Histogram(
-    "modelcert_certification_duration_seconds", "Wall time of one certification attempt.",
-    ["status"], buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    "modelcert_certification_duration_seconds",
+    "Wall time of one certification attempt.",
+    ["status"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 ACTIVE = Gauge(
     "modelcert_active_certifications", "Certifications running now.", multiprocess_mode="livesum"
@@ -33,23 +36,34 @@ ENDPOINT_REQUESTS = Counter(
     "modelcert_endpoint_requests_total", "Requests to model endpoints.", ["provider", "outcome"]
 )
 ENDPOINT_LATENCY = Histogram(
-    "modelcert_endpoint_latency_seconds", "Latency of requests to model endpoints.", ["provider"],
+    "modelcert_endpoint_latency_seconds",
+    "Latency of requests to model endpoints.",
+    ["provider"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 # Set by the probe server in the worker's main process.
 QUEUE_DEPTH = Gauge(
-    "modelcert_queue_depth", "Messages waiting in a queue (all priority lists).", ["queue"],
+    "modelcert_queue_depth",
+    "Messages waiting in a queue (all priority lists).",
+    ["queue"],
     multiprocess_mode="livemostrecent",
 )
 OLDEST_QUEUED_AGE = Gauge(
-    "modelcert_oldest_queued_job_age_seconds", "Age of the oldest job not yet started.",
+    "modelcert_oldest_queued_job_age_seconds",
+    "Age of the oldest job not yet started.",
     multiprocess_mode="livemostrecent",
 )
-WORKER_READY = Gauge("modelcert_worker_ready", "1 when /ready answers 200.",
-                     multiprocess_mode="livemostrecent")
-WORKER_RSS = Gauge("modelcert_worker_rss_bytes", "Resident memory of the worker and its children.",
-                   multiprocess_mode="livemostrecent")
-WORKER_RESTARTS = Counter("modelcert_worker_restarts_total",
-                          "Pool children replaced (recycled or crashed).")
-WEBHOOK_DELIVERIES = Counter("modelcert_webhook_deliveries_total",
-                             "Webhook delivery attempts by outcome.", ["outcome"])
+WORKER_READY = Gauge(
+    "modelcert_worker_ready", "1 when /ready answers 200.", multiprocess_mode="livemostrecent"
+)
+WORKER_RSS = Gauge(
+    "modelcert_worker_rss_bytes",
+    "Resident memory of the worker and its children.",
+    multiprocess_mode="livemostrecent",
+)
+WORKER_RESTARTS = Counter(
+    "modelcert_worker_restarts_total", "Pool children replaced (recycled or crashed)."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "modelcert_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
+)

@@ -35,10 +35,12 @@ class WorkerState:
         self.draining = False
         self.worker: Any = None
         self.server: ThreadingHTTPServer | None = None
-        self.engine = make_engine(str(settings.database_url), pool_size=1,
-                                  application_name="modelcert-worker-probe")
-        self.redis = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=1,
-                                          socket_timeout=1)
+        self.engine = make_engine(
+            str(settings.database_url), pool_size=1, application_name="modelcert-worker-probe"
+        )
+        self.redis = redis.Redis.from_url(
+            str(settings.redis_url), socket_connect_timeout=1, socket_timeout=1
+        )
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -55,9 +57,12 @@ class WorkerState:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SET statement_timeout = 2000"))
-                age = conn.execute(text(
-                    "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
-                    "WHERE status IN ('queued', 'retrying')")).scalar()
+                age = conn.execute(
+                    text(
+                        "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
+                        "WHERE status IN ('queued', 'retrying')"
+                    )
+                ).scalar()
             metrics.OLDEST_QUEUED_AGE.set(float(age or 0.0))
             return True
         except Exception:  # noqa: BLE001
@@ -88,9 +93,14 @@ class WorkerState:
             ready = broker and database and self.consumer_connected() and not self.draining
             metrics.WORKER_READY.set(1 if ready else 0)
             metrics.WORKER_RSS.set(self.rss())
-            facts = {"broker": broker, "database": database,
-                     "consumer_connected": self.consumer_connected(),
-                     "draining": self.draining, "ready": ready, "queue_depth": depths}
+            facts = {
+                "broker": broker,
+                "database": database,
+                "consumer_connected": self.consumer_connected(),
+                "draining": self.draining,
+                "ready": ready,
+                "queue_depth": depths,
+            }
             self._cache = (time.monotonic(), facts)
             return facts
 
@@ -104,7 +114,8 @@ class WorkerState:
         try:
             me = psutil.Process()
             return me.memory_info().rss + sum(
-                c.memory_info().rss for c in me.children(recursive=True))
+                c.memory_info().rss for c in me.children(recursive=True)
+            )
         except psutil.Error:
             return 0
 

@@ -42,8 +42,9 @@ def session_factory() -> sessionmaker[Session]:
     """Created in the main process by the warm-up; each forked child drops the pooled
     connections it inherited (SQLAlchemy's fork recipe, db/session._forget_pools) and keeps
     the compiled statements."""
-    return make_session_factory(make_engine(str(settings.database_url), pool_size=2,
-                                            application_name="modelcert-worker"))
+    return make_session_factory(
+        make_engine(str(settings.database_url), pool_size=2, application_name="modelcert-worker")
+    )
 
 
 def _engine() -> Engine | None:
@@ -81,8 +82,7 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=2,
-                                socket_timeout=2)
+    return redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=2, socket_timeout=2)
 
 
 def _hooks() -> run.RunHooks:
@@ -96,16 +96,23 @@ def _hooks() -> run.RunHooks:
 
     def gate_factory(spec: TargetSpec) -> ratelimit.EndpointLimiter | None:
         seen["provider"] = spec.provider
-        seen["gate"] = ratelimit.gate_for(str(settings.redis_url), spec.base_url, spec.region,
-                                          spec.rate_limit_rps, spec.max_concurrency)
+        seen["gate"] = ratelimit.gate_for(
+            str(settings.redis_url),
+            spec.base_url,
+            spec.region,
+            spec.rate_limit_rps,
+            spec.max_concurrency,
+        )
         return seen["gate"]  # type: ignore[no-any-return]
 
     def on_response(outcome: str, seconds: float) -> None:
         key = (seen["provider"], outcome)
         pair = series.get(key)
         if pair is None:
-            pair = series[key] = (metrics.ENDPOINT_REQUESTS.labels(*key),
-                                  metrics.ENDPOINT_LATENCY.labels(key[0]))
+            pair = series[key] = (
+                metrics.ENDPOINT_REQUESTS.labels(*key),
+                metrics.ENDPOINT_LATENCY.labels(key[0]),
+            )
         pair[0].inc()
         pair[1].observe(seconds)
         if seen["gate"] is not None:
@@ -161,8 +168,13 @@ def run_certification(self, certification_id: str) -> str:  # type: ignore[no-un
     metrics.ACTIVE.inc()
     outcome = "error"
     try:
-        outcome = run.run_certification(session_factory(), settings, certification_id,
-                                        self.request.hostname or WORKER_NAME, _hooks())
+        outcome = run.run_certification(
+            session_factory(),
+            settings,
+            certification_id,
+            self.request.hostname or WORKER_NAME,
+            _hooks(),
+        )
     except Exception as exc:
         if caused_by_soft_limit(exc):
             # The soft limit may land inside a database call; the driver then reports its own
@@ -183,8 +195,7 @@ def run_certification(self, certification_id: str) -> str:  # type: ignore[no-un
     return outcome
 
 
-@app.task(name=DELIVER_WEBHOOK, bind=True, ignore_result=True, soft_time_limit=30,
-          time_limit=60)
+@app.task(name=DELIVER_WEBHOOK, bind=True, ignore_result=True, soft_time_limit=30, time_limit=60)
 def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
     try:
         parsed = uuid.UUID(delivery_id)
@@ -193,8 +204,10 @@ def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-d
     outcome = webhooks.deliver(session_factory(), settings, parsed)
     metrics.WEBHOOK_DELIVERIES.labels(outcome.status).inc()
     if outcome.status == "retry":
-        raise self.retry(countdown=webhooks.retry_delay(settings, outcome.attempts),
-                         max_retries=settings.webhook_max_attempts)
+        raise self.retry(
+            countdown=webhooks.retry_delay(settings, outcome.attempts),
+            max_retries=settings.webhook_max_attempts,
+        )
     return outcome.status
 
 
@@ -208,21 +221,32 @@ def sweep() -> dict[str, int]:
         except redis.RedisError:
             return None
 
-    report = sweeper.sweep(session_factory(), publisher().publish_run, depth,
-                           lost_after_seconds=max(30.0, settings.sweeper_interval * 3),
-                           low_aging_seconds=settings.certification_low_priority_aging)
+    report = sweeper.sweep(
+        session_factory(),
+        publisher().publish_run,
+        depth,
+        lost_after_seconds=max(30.0, settings.sweeper_interval * 3),
+        low_aging_seconds=settings.certification_low_priority_aging,
+    )
     _dispatch_deliveries(everything=True)
     if report.dead_lettered:
         metrics.DEAD_LETTERS.inc(report.dead_lettered)
-    return {"published": report.published, "requeued": report.requeued,
-            "dead_lettered": report.dead_lettered, "redispatched": report.redispatched}
+    return {
+        "published": report.published,
+        "requeued": report.requeued,
+        "dead_lettered": report.dead_lettered,
+        "redispatched": report.redispatched,
+    }
 
 
 @app.task(name=RECERTIFY, ignore_result=True)
 def recertify() -> dict[str, int]:
     report = recertify_service.recertify(session_factory(), settings, publisher().publish_run)
-    return {"expiring": report.expiring, "queued": len(report.queued),
-            "published": report.published}
+    return {
+        "expiring": report.expiring,
+        "queued": len(report.queued),
+        "published": report.published,
+    }
 
 
 def redis_host() -> str:

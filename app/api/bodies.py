@@ -35,8 +35,9 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
-                 ) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
             # gunicorn decodes the chunks and ends the stream (wsgi.input_terminated); read
             # one byte more than allowed to know whether the body is over the limit.
@@ -49,8 +50,12 @@ class BodyLimit:
 
 
 def too_large(max_bytes: int) -> ProblemError:
-    return ProblemError(413, "payload-too-large", "Payload too large",
-                        f"the body exceeds the limit of {max_bytes} bytes (API_MAX_BODY_BYTES)")
+    return ProblemError(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        f"the body exceeds the limit of {max_bytes} bytes (API_MAX_BODY_BYTES)",
+    )
 
 
 def read_json_body(max_bytes: int) -> Any:
@@ -64,22 +69,28 @@ def read_json_body(max_bytes: int) -> Any:
     if not raw:
         return None
     if request.mimetype != "application/json":
-        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
-                           "send the body as application/json")
+        raise ProblemError(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        )
     try:
         document = json.loads(raw)
     except RecursionError:
         raise nested_too_deeply() from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON",
-                           f"the body is not valid JSON: {exc}"[:300]) from None
+        raise ProblemError(
+            400, "malformed-json", "Malformed JSON", f"the body is not valid JSON: {exc}"[:300]
+        ) from None
     refuse_unstorable(document)
     return document
 
 
 def nested_too_deeply() -> ProblemError:
-    return ProblemError(400, "malformed-json", "Malformed JSON",
-                        f"the body nests deeper than {MAX_DEPTH} levels")
+    return ProblemError(
+        400, "malformed-json", "Malformed JSON", f"the body nests deeper than {MAX_DEPTH} levels"
+    )
 
 
 def refuse_unstorable(document: Any) -> None:
@@ -104,6 +115,10 @@ def refuse_unstorable(document: Any) -> None:
 
 def nul_in(loc: list[str | int]) -> ProblemError:
     message = "must not contain the NUL character (U+0000)"
-    return ProblemError(422, "validation-error", "Request is invalid",
-                        f"{'.'.join(map(str, loc[1:])) or 'the body'} {message}",
-                        [{"loc": loc, "msg": message}])
+    return ProblemError(
+        422,
+        "validation-error",
+        "Request is invalid",
+        f"{'.'.join(map(str, loc[1:])) or 'the body'} {message}",
+        [{"loc": loc, "msg": message}],
+    )

@@ -19,8 +19,10 @@ keys_bp = APIBlueprint("signing_keys", __name__, abp_tags=[tag])  # public: no t
 SIGNING_KEYS_PATH = "/v1/signing-keys"
 
 
-@bp.get("/v1/certifications/<certification_id>/certificate",
-        responses={200: CertificateView, 401: Problem, 404: Problem})
+@bp.get(
+    "/v1/certifications/<certification_id>/certificate",
+    responses={200: CertificateView, 401: Problem, 404: Problem},
+)
 def certification_certificate(path: CertificationPath) -> Response:
     """The signed certificate of a succeeded certification (any verdict); 404 before that."""
     cert_id = parse_id(path.certification_id, "certification")
@@ -28,16 +30,21 @@ def certification_certificate(path: CertificationPath) -> Response:
         return json_response(certificates.certificate_of(session, principal(), cert_id))
 
 
-@bp.get("/v1/targets/<target_id>/certificate",
-        responses={200: CertificateView, 401: Problem, 404: Problem, 422: Problem})
+@bp.get(
+    "/v1/targets/<target_id>/certificate",
+    responses={200: CertificateView, 401: Problem, 404: Problem, 422: Problem},
+)
 def target_certificate(path: TargetPath, query: TargetCertificateQuery) -> Response:
     """The target's current certified certificate, per suite (`?suite=`): the newest of that
     suite when it is certified and not revoked, superseded or expired. Without a suite, the
     strongest suite's; 404 says why when there is none."""
     target_id = parse_id(path.target_id, "target")
     with deps().factory() as session:
-        return json_response(certificates.current_of_target(session, principal(), target_id,
-                                                            query.region, query.suite))
+        return json_response(
+            certificates.current_of_target(
+                session, principal(), target_id, query.region, query.suite
+            )
+        )
 
 
 @keys_bp.get(SIGNING_KEYS_PATH, responses={200: SigningKeyList})

@@ -26,8 +26,13 @@ from app.services import certifications, control
 from app.services.errors import InvalidField
 
 tag = Tag(name="certifications", description="Certification jobs and their results")
-bp = APIBlueprint("certifications", __name__, url_prefix="/v1/certifications", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "certifications",
+    __name__,
+    url_prefix="/v1/certifications",
+    abp_tags=[tag],
+    abp_security=[{"bearer": []}],
+)
 
 
 class CertificationPath(BaseModel):
@@ -43,14 +48,31 @@ def idempotency_key() -> str | None:
     return key
 
 
-@bp.post("", responses={202: CertificationView, 400: Problem, 401: Problem, 404: Problem,
-                        413: Problem, 422: Problem})
+@bp.post(
+    "",
+    responses={
+        202: CertificationView,
+        400: Problem,
+        401: Problem,
+        404: Problem,
+        413: Problem,
+        422: Problem,
+    },
+)
 def create_certification(body: CertificationCreate) -> Response:
     """Queue a certification. Idempotency-Key makes a retried POST return the same job."""
     d = deps()
     view, replayed = certifications.create_certification(
-        d.factory, d.settings, d.publisher.publish_run, principal(), body, idempotency_key(),
-        mark_dispatched=d.dispatch.mark, session=auth_session(), target=job_target())
+        d.factory,
+        d.settings,
+        d.publisher.publish_run,
+        principal(),
+        body,
+        idempotency_key(),
+        mark_dispatched=d.dispatch.mark,
+        session=auth_session(),
+        target=job_target(),
+    )
     headers = {"Location": f"/v1/certifications/{view.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -75,9 +97,16 @@ def get_certification(path: CertificationPath) -> Response:
         return json_response(certifications.get_certification(session, principal(), cert_id))
 
 
-@bp.post("/<certification_id>/cancel",
-         responses={200: CertificationView, 202: CertificationView, 401: Problem, 404: Problem,
-                    409: Problem})
+@bp.post(
+    "/<certification_id>/cancel",
+    responses={
+        200: CertificationView,
+        202: CertificationView,
+        401: Problem,
+        404: Problem,
+        409: Problem,
+    },
+)
 def cancel_certification(path: CertificationPath) -> Response:
     """Queued: cancelled at once (200). Running: stops at the next sample boundary (202)."""
     cert_id = parse_id(path.certification_id, "certification")
@@ -88,8 +117,10 @@ def cancel_certification(path: CertificationPath) -> Response:
     return json_response(view, 200 if now else 202)
 
 
-@bp.post("/<certification_id>/retry",
-         responses={202: CertificationView, 401: Problem, 404: Problem, 409: Problem})
+@bp.post(
+    "/<certification_id>/retry",
+    responses={202: CertificationView, 401: Problem, 404: Problem, 409: Problem},
+)
 def retry_certification(path: CertificationPath) -> Response:
     """Start a new attempt of a failed, timed_out or cancelled certification."""
     cert_id = parse_id(path.certification_id, "certification")

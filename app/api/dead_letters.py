@@ -13,8 +13,13 @@ from app.api.util import json_response, parse_id
 from app.services import control, dead_letters
 
 tag = Tag(name="dead-letters", description="Jobs that ran out of attempts; replayable")
-bp = APIBlueprint("dead_letters", __name__, url_prefix="/v1/dead-letters", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "dead_letters",
+    __name__,
+    url_prefix="/v1/dead-letters",
+    abp_tags=[tag],
+    abp_security=[{"bearer": []}],
+)
 
 
 class DeadLetterPath(BaseModel):
@@ -24,19 +29,25 @@ class DeadLetterPath(BaseModel):
 @bp.get("", responses={200: DeadLetterList, 401: Problem, 422: Problem})
 def list_dead_letters(query: PageQuery) -> Response:
     with deps().factory() as session:
-        items, cursor = dead_letters.list_dead_letters(session, principal(), query.cursor,
-                                                       query.limit)
+        items, cursor = dead_letters.list_dead_letters(
+            session, principal(), query.cursor, query.limit
+        )
     return json_response(DeadLetterList(items=items, next_cursor=cursor))
 
 
-@bp.post("/<dead_letter_id>/replay",
-         responses={202: ReplayView, 401: Problem, 404: Problem, 409: Problem})
+@bp.post(
+    "/<dead_letter_id>/replay",
+    responses={202: ReplayView, 401: Problem, 404: Problem, 409: Problem},
+)
 def replay_dead_letter(path: DeadLetterPath) -> Response:
     """Re-queue the certification with a fresh attempt budget; a second replay is a 409."""
     letter_id = parse_id(path.dead_letter_id, "dead letter")
     d = deps()
-    cert_id = control.replay_dead_letter(d.factory, d.settings, d.publisher.publish_run,
-                                         principal(), letter_id)
-    return json_response(ReplayView(dead_letter_id=letter_id, certification_id=cert_id,
-                                    status="queued"), 202,
-                         {"Location": f"/v1/certifications/{cert_id}"})
+    cert_id = control.replay_dead_letter(
+        d.factory, d.settings, d.publisher.publish_run, principal(), letter_id
+    )
+    return json_response(
+        ReplayView(dead_letter_id=letter_id, certification_id=cert_id, status="queued"),
+        202,
+        {"Location": f"/v1/certifications/{cert_id}"},
+    )

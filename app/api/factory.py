@@ -34,11 +34,15 @@ from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated
 from app.services.targets import authenticate_with_target
 
-API_REQUESTS = Counter("modelcert_api_requests_total", "API requests.",
-                       ["route", "method", "status"])
-API_LATENCY = Histogram("modelcert_api_request_duration_seconds", "API request latency.",
-                        ["route", "method"],
-                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+API_REQUESTS = Counter(
+    "modelcert_api_requests_total", "API requests.", ["route", "method", "status"]
+)
+API_LATENCY = Histogram(
+    "modelcert_api_request_duration_seconds",
+    "API request latency.",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 OPEN_PATHS = ("/live", "/ready", "/metrics", "/openapi.json")
 PUBLIC_V1_PATHS = ("/v1/signing-keys",)  # public keys for offline verification
 
@@ -47,9 +51,12 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or settings_for_process()
     app = ProblemDocumentedOpenAPI(
         "modelcert",
-        info=Info(title="modelcert", version="0.1.0",
-                  description="Certifies AI model endpoints with statistical verdicts, "
-                              "per-sample evidence and signed certificates."),
+        info=Info(
+            title="modelcert",
+            version="0.1.0",
+            description="Certifies AI model endpoints with statistical verdicts, "
+            "per-sample evidence and signed certificates.",
+        ),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         validation_error_status=422,
         validation_error_callback=validation_problem,
@@ -60,14 +67,21 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.api_max_body_bytes)  # type: ignore[method-assign]
     # A connection for each request thread and one for the dispatch-marks batch: a thread
     # never waits on the pool for a connection another thread of this process holds.
-    engine = make_engine(str(settings.database_url), pool_size=settings.api_threads + 1,
-                         application_name="modelcert-api")
+    engine = make_engine(
+        str(settings.database_url),
+        pool_size=settings.api_threads + 1,
+        application_name="modelcert-api",
+    )
     factory = make_session_factory(engine)
     app.extensions["modelcert"] = Deps(
-        settings=settings, engine=engine, factory=factory, dispatch=DispatchMarks(factory),
+        settings=settings,
+        engine=engine,
+        factory=factory,
+        dispatch=DispatchMarks(factory),
         publisher=Publisher(settings),
-        redis=redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=1,
-                                   socket_timeout=1),
+        redis=redis.Redis.from_url(
+            str(settings.redis_url), socket_connect_timeout=1, socket_timeout=1
+        ),
     )
     register_error_handlers(app)
     _register_hooks(app)
@@ -105,8 +119,9 @@ def _register_hooks(app: OpenAPI) -> None:
             _check_json_body()
         if request.args:
             _check_query()
-        if (request.path.startswith("/v1/") or request.path == "/v1") \
-                and request.path.rstrip("/") not in PUBLIC_V1_PATHS:
+        if (request.path.startswith("/v1/") or request.path == "/v1") and request.path.rstrip(
+            "/"
+        ) not in PUBLIC_V1_PATHS:
             _authenticate()
 
     @app.teardown_request
@@ -120,8 +135,9 @@ def _register_hooks(app: OpenAPI) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         API_REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
-        API_LATENCY.labels(rule, request.method).observe(time.perf_counter() - g.get(
-            "started", time.perf_counter()))
+        API_LATENCY.labels(rule, request.method).observe(
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
         return response
 
 
@@ -203,9 +219,11 @@ def _register_probes(app: OpenAPI) -> None:
             pass
         # The API accepts jobs while the broker is down (the outbox); only the database gates.
         status = 200 if checks["database"] else 503
-        return Response(json.dumps({"status": "ready" if status == 200 else "unavailable",
-                                    "checks": checks}), status=status,
-                        mimetype="application/json")
+        return Response(
+            json.dumps({"status": "ready" if status == 200 else "unavailable", "checks": checks}),
+            status=status,
+            mimetype="application/json",
+        )
 
     @app.get("/metrics", doc_ui=False)
     def metrics() -> Response:

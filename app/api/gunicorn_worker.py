@@ -21,22 +21,45 @@ from app.errors import PROBLEM_BASE
 
 # (error, status, title, detail): the first match wins; any other ParseException is a 400.
 _REFUSALS: tuple[tuple[type[BaseException], int, str, str], ...] = (
-    (http_errors.LimitRequestLine, 414, "URI Too Long",
-     "the request line is longer than the server accepts"),
-    (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large",
-     "the request's headers are more or larger than the server accepts"),
-    (http_errors.UnsupportedTransferCoding, 501, "Not Implemented",
-     "the request's transfer coding is not supported"),
-    (http_errors.ExpectationFailed, 417, "Expectation Failed",
-     "the request's Expect header cannot be met"),
+    (
+        http_errors.LimitRequestLine,
+        414,
+        "URI Too Long",
+        "the request line is longer than the server accepts",
+    ),
+    (
+        http_errors.LimitRequestHeaders,
+        431,
+        "Request Header Fields Too Large",
+        "the request's headers are more or larger than the server accepts",
+    ),
+    (
+        http_errors.UnsupportedTransferCoding,
+        501,
+        "Not Implemented",
+        "the request's transfer coding is not supported",
+    ),
+    (
+        http_errors.ExpectationFailed,
+        417,
+        "Expectation Failed",
+        "the request's Expect header cannot be met",
+    ),
     (http_errors.ForbiddenProxyRequest, 403, "Forbidden", "the proxy request is forbidden"),
-    (http_errors.ConfigurationProblem, 500, "Internal Server Error",
-     "the server is misconfigured"),
+    (http_errors.ConfigurationProblem, 500, "Internal Server Error", "the server is misconfigured"),
     # What the application sent is its fault, not the client's.
-    (http_errors.InvalidResponseHeader, 500, "Internal Server Error",
-     "an unexpected error occurred"),
-    (http_errors.InvalidResponseHeaderName, 500, "Internal Server Error",
-     "an unexpected error occurred"),
+    (
+        http_errors.InvalidResponseHeader,
+        500,
+        "Internal Server Error",
+        "an unexpected error occurred",
+    ),
+    (
+        http_errors.InvalidResponseHeaderName,
+        500,
+        "Internal Server Error",
+        "an unexpected error occurred",
+    ),
     (http_errors.ParseException, 400, "Bad Request", "the request is not valid HTTP/1.1"),
     (ssl.SSLError, 400, "Bad Request", "the TLS handshake failed"),
 )
@@ -51,10 +74,19 @@ def refusal(exc: BaseException) -> tuple[int, str, str] | None:
 
 
 def problem_response(status: int, title: str, detail: str) -> bytes:
-    body = json.dumps({"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title,
-                       "status": status, "detail": detail, "instance": None}).encode()
-    head = (f"HTTP/1.1 {status} {title}\r\nConnection: close\r\n"
-            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + title.lower().replace(" ", "-"),
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": None,
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {title}\r\nConnection: close\r\n"
+        f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -68,8 +100,7 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.log.exception("Error handling request (%s)", type(exc).__name__)
             known = 500, "Internal Server Error", "an unexpected error occurred"
         else:
-            self.log.warning("request refused by the server: %s %s", known[0],
-                             type(exc).__name__)
+            self.log.warning("request refused by the server: %s %s", known[0], type(exc).__name__)
         try:
             util.write_nonblock(client, problem_response(*known))
         except Exception:  # noqa: BLE001 - the client is gone: nothing to answer

@@ -12,16 +12,24 @@ from flask_openapi3 import OpenAPI
 
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
-                               "schema": {"type": "integer"}}}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
 # Errors any /v1 request may meet, whatever the operation.
-COMMON = {"429": "Too many requests: the token's limit, or failed authentications from "
-                 "the address (Retry-After)",
-          "503": "The database is unreachable (Retry-After)"}
+COMMON = {
+    "429": "Too many requests: the token's limit, or failed authentications from "
+    "the address (Retry-After)",
+    "503": "The database is unreachable (Retry-After)",
+}
 SECURED = {"401": "Missing, unknown or revoked API token"}
-WITH_BODY = {"400": "The body is not JSON, or nests too deeply",
-             "413": "The body is over API_MAX_BODY_BYTES",
-             "415": "The body is not application/json"}
+WITH_BODY = {
+    "400": "The body is not JSON, or nests too deeply",
+    "413": "The body is over API_MAX_BODY_BYTES",
+    "415": "The body is not application/json",
+}
 
 
 def declare_problems(spec: dict[str, Any]) -> None:

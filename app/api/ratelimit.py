@@ -65,8 +65,9 @@ class TokenLimits:
     def __init__(self, settings: Settings, limit: str | None = None) -> None:
         """`limit`: other windows than API_RATE_LIMIT's (AddressFailures)."""
         self.items = sorted(dict.fromkeys(parse_many(limit or settings.api_rate_limit)))
-        self.storage = RedisStorage(str(settings.redis_url), socket_connect_timeout=0.5,
-                                    socket_timeout=0.5)
+        self.storage = RedisStorage(
+            str(settings.redis_url), socket_connect_timeout=0.5, socket_timeout=0.5
+        )
         self._hit = self.storage.get_connection().register_script(_HIT)
 
     def hit(self, who: str) -> Window:
@@ -76,8 +77,12 @@ class TokenLimits:
         for item in self.items:
             key = self.storage.prefixed_key(item.key_for(KEY_PREFIX, who, SCOPE))
             count, ttl_ms = self._hit([key], [item.get_expiry(), 1])
-            window = Window(item, max(0, item.amount - int(count)),
-                            time.time() + max(int(ttl_ms), 0) / 1000, int(count) > item.amount)
+            window = Window(
+                item,
+                max(0, item.amount - int(count)),
+                time.time() + max(int(ttl_ms), 0) / 1000,
+                int(count) > item.amount,
+            )
             if window.breached:
                 return window
             if tightest is None or window.remaining < tightest.remaining:
@@ -119,8 +124,9 @@ class AddressFailures:
         try:
             window = self.windows.hit(f"auth-failure:{address}")
         except Exception as exc:  # noqa: BLE001 - fail open, as the per-token limits do
-            log.error("rate limit storage unreachable, failed lookup not counted: %s",
-                      type(exc).__name__)
+            log.error(
+                "rate limit storage unreachable, failed lookup not counted: %s", type(exc).__name__
+            )
             return
         if not window.breached:
             return
@@ -136,10 +142,14 @@ class AddressFailures:
     @staticmethod
     def _refusal(window: Window) -> ProblemError:
         retry_after = max(1, math.ceil(window.reset_at - time.time()))
-        return ProblemError(429, "too-many-requests", "Too Many Requests",
-                            f"more than {window.item} failed authentications from this "
-                            f"address; retry in {retry_after} s",
-                            headers={"Retry-After": str(retry_after)})
+        return ProblemError(
+            429,
+            "too-many-requests",
+            "Too Many Requests",
+            f"more than {window.item} failed authentications from this "
+            f"address; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def client_address() -> str:
@@ -166,15 +176,18 @@ def install_limiter(app: Flask, settings: Settings) -> TokenLimits:
         try:
             window = limits.hit(rate_key())
         except Exception as exc:  # noqa: BLE001 - fail open: a Redis outage never refuses a request
-            log.error("rate limit storage unreachable, request let through: %s",
-                      type(exc).__name__)
+            log.error("rate limit storage unreachable, request let through: %s", type(exc).__name__)
             return
         g.rate_window = window
         if window.breached:
             retry_after = max(1, math.ceil(window.reset_at - time.time()))
-            raise ProblemError(429, "too-many-requests", "Too Many Requests",
-                               f"more than {window.item} for this API token; retry in "
-                               f"{retry_after} s", headers={"Retry-After": str(retry_after)})
+            raise ProblemError(
+                429,
+                "too-many-requests",
+                "Too Many Requests",
+                f"more than {window.item} for this API token; retry in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
 
     @app.after_request
     def rate_headers(response: Response) -> Response:

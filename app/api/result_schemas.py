@@ -14,8 +14,11 @@ class SuiteCheck(BaseModel):
     name: str
     description: str
     required: bool
-    threshold: float | None = Field(description=(
-        "The pass-rate threshold; latency and load decide by their own rules (params)."))
+    threshold: float | None = Field(
+        description=(
+            "The pass-rate threshold; latency and load decide by their own rules (params)."
+        )
+    )
     params: dict[str, Any]
     requires: str | None = Field(None, description="The capability the target must declare.")
 
@@ -25,16 +28,22 @@ class SuiteSummary(BaseModel):
     version: str
     content_hash: str
     description: str
-    covers: list[str] = Field(description=(
-        "The checks the suite requires: what its certificate vouches for. A suite is at "
-        "least as strong as another when it covers all of the other's."))
+    covers: list[str] = Field(
+        description=(
+            "The checks the suite requires: what its certificate vouches for. A suite is at "
+            "least as strong as another when it covers all of the other's."
+        )
+    )
 
 
 class SuiteDetail(SuiteSummary):
     max_error_rate: float
-    run: dict[str, Any] = Field(description=(
-        "Run conditions: concurrency, timeouts and sample retries, the same wherever the "
-        "suite runs; a target's declared maximum concurrency caps them."))
+    run: dict[str, Any] = Field(
+        description=(
+            "Run conditions: concurrency, timeouts and sample retries, the same wherever the "
+            "suite runs; a target's declared maximum concurrency caps them."
+        )
+    )
     datasets: list[str]
     checks: list[SuiteCheck]
 
@@ -56,9 +65,12 @@ class CheckResultView(BaseModel):
     failed: int
     errored: int
     total: int
-    statistic: float | None = Field(description=(
-        "The pass rate over graded samples; for latency the p95 in ms, for load the speedup "
-        "(details.unit)."))
+    statistic: float | None = Field(
+        description=(
+            "The pass rate over graded samples; for latency the p95 in ms, for load the speedup "
+            "(details.unit)."
+        )
+    )
     lower: float | None = Field(description="95 % lower bound (Wilson, or order statistics).")
     upper: float | None = Field(description="95 % upper bound (Wilson, or order statistics).")
     threshold: float | None
@@ -91,7 +103,8 @@ class EvidenceLine(BaseModel):
     error: str | None
     error_cause: str | None
     finish_reason: str | None = Field(
-        description="As the endpoint said; length: cut by max_tokens.")
+        description="As the endpoint said; length: cut by max_tokens."
+    )
     usage: dict[str, int] | None = Field(description="Token counts the endpoint reported.")
     served_model: str | None = Field(description="The model the reply names.")
     retries: int = Field(description="Sample-level retries before this answer.")
@@ -113,9 +126,14 @@ class CertificateView(BaseModel):
 
 class TargetCertificateQuery(BaseModel):
     region: str | None = Field(None, max_length=63)
-    suite: str | None = Field(None, max_length=100, description=(
-        "The suite whose current certificate to return; without it, the strongest suite's "
-        "(a weaker suite's newer certificate never stands in for it)."))
+    suite: str | None = Field(
+        None,
+        max_length=100,
+        description=(
+            "The suite whose current certificate to return; without it, the strongest suite's "
+            "(a weaker suite's newer certificate never stands in for it)."
+        ),
+    )
 
 
 class SigningKeyView(BaseModel):

@@ -13,8 +13,13 @@ from app.api.util import json_response, parse_id
 from app.services import results
 
 tag = Tag(name="results", description="Per-check results and per-sample evidence")
-bp = APIBlueprint("results", __name__, url_prefix="/v1/certifications", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "results",
+    __name__,
+    url_prefix="/v1/certifications",
+    abp_tags=[tag],
+    abp_security=[{"bearer": []}],
+)
 NDJSON = "application/x-ndjson"
 EVIDENCE_RESPONSE = {
     "description": "One JSON object per line, one line per sample.",
@@ -22,8 +27,7 @@ EVIDENCE_RESPONSE = {
 }
 
 
-@bp.get("/<certification_id>/results",
-        responses={200: ResultsView, 401: Problem, 404: Problem})
+@bp.get("/<certification_id>/results", responses={200: ResultsView, 401: Problem, 404: Problem})
 def get_results(path: CertificationPath) -> Response:
     """Per-check counts, pass rate, Wilson bounds, threshold, outcome, duration, details."""
     cert_id = parse_id(path.certification_id, "certification")
@@ -31,11 +35,15 @@ def get_results(path: CertificationPath) -> Response:
         return json_response(results.results(session, principal(), cert_id))
 
 
-@bp.get("/<certification_id>/evidence",
-        responses={200: EVIDENCE_RESPONSE, 401: Problem, 404: Problem})
+@bp.get(
+    "/<certification_id>/evidence", responses={200: EVIDENCE_RESPONSE, 401: Problem, 404: Problem}
+)
 def get_evidence(path: CertificationPath) -> Response:
     """Every stored sample as JSON lines, streamed (secrets redacted, excerpts truncated)."""
     cert_id = parse_id(path.certification_id, "certification")
     lines = results.evidence_lines(deps().factory, principal(), cert_id)
-    return Response(lines, mimetype=NDJSON,
-                    headers={"Content-Disposition": f'inline; filename="{cert_id}.jsonl"'})
+    return Response(
+        lines,
+        mimetype=NDJSON,
+        headers={"Content-Disposition": f'inline; filename="{cert_id}.jsonl"'},
+    )

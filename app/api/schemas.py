@@ -83,9 +83,11 @@ class TargetCreate(Strict):
     @field_validator("region_queues")
     @classmethod
     def _operator_configuration(cls, value: Any) -> None:
-        raise ValueError("region_queues is operator configuration, not part of a target: the "
-                         "deployment maps each region to its queue (CERTIFICATION_REGION_QUEUES); "
-                         "drop the field and name the region when you create a certification")
+        raise ValueError(
+            "region_queues is operator configuration, not part of a target: the "
+            "deployment maps each region to its queue (CERTIFICATION_REGION_QUEUES); "
+            "drop the field and name the region when you create a certification"
+        )
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> TargetCreate:
@@ -103,18 +105,23 @@ class TargetUpdate(Strict):
 
     name: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN)
     capabilities: Capabilities | None = Field(
-        None, description="Only the capabilities given change.")
+        None, description="Only the capabilities given change."
+    )
     rate_limit: RateLimit | None = Field(
-        None, description="Only the limits given change; null lifts one.")
+        None, description="Only the limits given change; null lifts one."
+    )
     recertify_before_days: int | None = Field(None, ge=0, le=365)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> TargetUpdate:
         nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
         if nulls:
-            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null; leave it out to "
-                             "keep its value")
+            raise ValueError(
+                f"{', '.join(sorted(nulls))} cannot be null; leave it out to keep its value"
+            )
         return self
+
+
 # --- end PATCH ------------------------------------------------------------------------------
 
 
@@ -139,8 +146,11 @@ class TargetList(BaseModel):
 
 class SecretCreate(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    value: SecretStr = Field(min_length=1, max_length=8192,
-                             description="The credential; stored encrypted, never returned.")
+    value: SecretStr = Field(
+        min_length=1,
+        max_length=8192,
+        description="The credential; stored encrypted, never returned.",
+    )
 
 
 class SecretView(BaseModel):
@@ -179,7 +189,8 @@ class Timings(BaseModel):
     created_at: datetime
     dispatched_at: datetime | None = Field(
         description="When the job's message was published to the queue; null until then. The "
-                    "POST answers it at once; the stored value follows within about 0.1 s.")
+        "POST answers it at once; the stored value follows within about 0.1 s."
+    )
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -208,10 +219,10 @@ class CheckSummary(BaseModel):
 class CertificationView(BaseModel):
     id: uuid.UUID
     target_id: uuid.UUID
-    status: Literal["queued", "running", "retrying", "succeeded", "failed", "timed_out",
-                    "cancelled"]
-    verdict: Literal["certified", "certified_with_warnings", "not_certified",
-                     "inconclusive"] | None
+    status: Literal[
+        "queued", "running", "retrying", "succeeded", "failed", "timed_out", "cancelled"
+    ]
+    verdict: Literal["certified", "certified_with_warnings", "not_certified", "inconclusive"] | None
     score: float | None
     priority: str
     region: str | None
@@ -225,8 +236,12 @@ class CertificationView(BaseModel):
     error: JobError | None
     valid_until: datetime | None
     checks: list[CheckSummary]
-    verdict_reasons: list[str] = Field(default_factory=list, description=(
-        "Why the verdict is short of certified: each deciding check with its explanation."))
+    verdict_reasons: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Why the verdict is short of certified: each deciding check with its explanation."
+        ),
+    )
 
 
 class CertificationList(BaseModel):
@@ -235,10 +250,13 @@ class CertificationList(BaseModel):
 
 
 class CertificationFilter(Strict):
-    status: Literal["queued", "running", "retrying", "succeeded", "failed", "timed_out",
-                    "cancelled"] | None = None
-    verdict: Literal["certified", "certified_with_warnings", "not_certified",
-                     "inconclusive"] | None = None
+    status: (
+        Literal["queued", "running", "retrying", "succeeded", "failed", "timed_out", "cancelled"]
+        | None
+    ) = None
+    verdict: (
+        Literal["certified", "certified_with_warnings", "not_certified", "inconclusive"] | None
+    ) = None
     target_id: uuid.UUID | None = None
     since: datetime | None = None
     cursor: str | None = Field(None, max_length=200)

@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field
 
 from app.api.schemas import EndpointUrl, Strict
 
-EventName = Literal["certification.succeeded", "certification.failed",
-                    "certification.timed_out", "certification.cancelled",
-                    "dead_letter.created"]
+EventName = Literal[
+    "certification.succeeded",
+    "certification.failed",
+    "certification.timed_out",
+    "certification.cancelled",
+    "dead_letter.created",
+]
 
 
 class DeadLetterView(BaseModel):

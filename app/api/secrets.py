@@ -13,16 +13,26 @@ from app.db.session import transaction
 from app.services import secrets
 
 tag = Tag(name="secrets", description="Endpoint credentials, encrypted at rest, never returned")
-bp = APIBlueprint("secrets", __name__, url_prefix="/v1/secrets", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "secrets", __name__, url_prefix="/v1/secrets", abp_tags=[tag], abp_security=[{"bearer": []}]
+)
 
 
 class SecretPath(BaseModel):
     secret_id: str
 
 
-@bp.post("", responses={201: SecretView, 400: Problem, 401: Problem, 409: Problem,
-                        413: Problem, 422: Problem})
+@bp.post(
+    "",
+    responses={
+        201: SecretView,
+        400: Problem,
+        401: Problem,
+        409: Problem,
+        413: Problem,
+        422: Problem,
+    },
+)
 def create_secret(body: SecretCreate) -> Response:
     d = deps()
     with transaction(d.factory) as session:

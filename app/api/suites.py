@@ -11,8 +11,9 @@ from app.api.util import json_response
 from app.services import suites
 
 tag = Tag(name="suites", description="Versioned suites of checks")
-bp = APIBlueprint("suites", __name__, url_prefix="/v1/suites", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "suites", __name__, url_prefix="/v1/suites", abp_tags=[tag], abp_security=[{"bearer": []}]
+)
 
 
 @bp.get("", responses={200: SuiteList, 401: Problem})

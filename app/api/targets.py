@@ -20,8 +20,9 @@ from app.db.session import transaction
 from app.services import target_changes, targets
 
 tag = Tag(name="targets", description="Model endpoints to certify")
-bp = APIBlueprint("targets", __name__, url_prefix="/v1/targets", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "targets", __name__, url_prefix="/v1/targets", abp_tags=[tag], abp_security=[{"bearer": []}]
+)
 
 
 class TargetPath(BaseModel):
@@ -32,8 +33,9 @@ class TargetPath(BaseModel):
 def create_target(body: TargetCreate) -> Response:
     d = deps()
     with transaction(d.factory) as session:
-        view = targets.create_target(session, principal(), body,
-                                     allow_private=d.settings.modelcert_allow_private_targets)
+        view = targets.create_target(
+            session, principal(), body, allow_private=d.settings.modelcert_allow_private_targets
+        )
     return json_response(view, 201, {"Location": f"/v1/targets/{view.id}"})
 
 
@@ -51,8 +53,17 @@ def get_target(path: TargetPath) -> Response:
         return json_response(targets.get_target(session, principal(), target_id))
 
 
-@bp.patch("/<target_id>", responses={200: TargetView, 400: Problem, 401: Problem, 404: Problem,
-                                     409: Problem, 422: Problem})
+@bp.patch(
+    "/<target_id>",
+    responses={
+        200: TargetView,
+        400: Problem,
+        401: Problem,
+        404: Problem,
+        409: Problem,
+        422: Problem,
+    },
+)
 def update_target(path: TargetPath, body: TargetUpdate) -> Response:
     """Rename, change capabilities (supersedes the target's certificates) or limits."""
     target_id = parse_id(path.target_id, "target")

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from app.services.errors import NotFound
 
 
-def json_response(model: BaseModel, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     response = Response(model.model_dump_json(), status=status, mimetype="application/json")
     for key, value in (headers or {}).items():
         response.headers[key] = value

@@ -14,8 +14,9 @@ from app.db.session import transaction
 from app.services import webhooks
 
 tag = Tag(name="webhooks", description="Signed notifications of job outcomes")
-bp = APIBlueprint("webhooks", __name__, url_prefix="/v1/webhooks", abp_tags=[tag],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "webhooks", __name__, url_prefix="/v1/webhooks", abp_tags=[tag], abp_security=[{"bearer": []}]
+)
 
 
 class WebhookPath(BaseModel):
@@ -46,11 +47,14 @@ def delete_webhook(path: WebhookPath) -> Response:
     return Response(status=204)
 
 
-@bp.get("/<webhook_id>/deliveries", responses={200: DeliveryList, 401: Problem, 404: Problem,
-                                                422: Problem})
+@bp.get(
+    "/<webhook_id>/deliveries",
+    responses={200: DeliveryList, 401: Problem, 404: Problem, 422: Problem},
+)
 def list_deliveries(path: WebhookPath, query: PageQuery) -> Response:
     webhook_id = parse_id(path.webhook_id, "webhook")
     with deps().factory() as session:
-        items, cursor = webhooks.list_deliveries(session, principal(), webhook_id, query.cursor,
-                                                 query.limit)
+        items, cursor = webhooks.list_deliveries(
+            session, principal(), webhook_id, query.cursor, query.limit
+        )
     return json_response(DeliveryList(items=items, next_cursor=cursor))

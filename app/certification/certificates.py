@@ -43,11 +43,28 @@ FORMAT = "modelcert-certificate/2"
 ALGORITHM = "Ed25519"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PAYLOAD_FIELDS = (
-    "format", "certification_id", "target", "model", "region", "endpoint_fingerprint", "suite",
-    "results_digest", "verdict", "issued_at", "valid_until", "key_id",
+    "format",
+    "certification_id",
+    "target",
+    "model",
+    "region",
+    "endpoint_fingerprint",
+    "suite",
+    "results_digest",
+    "verdict",
+    "issued_at",
+    "valid_until",
+    "key_id",
 )
-V2_FIELDS = ("run_conditions", "capabilities", "covers", "checks", "skipped_required",
-             "engine_version", "client")
+V2_FIELDS = (
+    "run_conditions",
+    "capabilities",
+    "covers",
+    "checks",
+    "skipped_required",
+    "engine_version",
+    "client",
+)
 SHIPPABLE = ("certified",)
 SHIPPABLE_WITH_WARNINGS = ("certified", "certified_with_warnings")
 
@@ -63,8 +80,9 @@ class CertificateInvalid(Exception):
 
 def canonical_json(value: Any) -> bytes:
     """The bytes that are signed and hashed (see the module docstring)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -78,10 +96,16 @@ def _ratio(value: float | None) -> str | None:
 def check_summary(result: CheckResult) -> dict[str, Any]:
     """What a certificate vouches for about one check (no samples, no timings)."""
     summary = {
-        "name": result.name, "outcome": str(result.outcome), "required": result.required,
-        "passed": result.passed, "failed": result.failed, "errored": result.errored,
-        "total": result.total, "statistic": _ratio(result.statistic),
-        "threshold": _ratio(result.threshold), "lower": _ratio(result.lower),
+        "name": result.name,
+        "outcome": str(result.outcome),
+        "required": result.required,
+        "passed": result.passed,
+        "failed": result.failed,
+        "errored": result.errored,
+        "total": result.total,
+        "statistic": _ratio(result.statistic),
+        "threshold": _ratio(result.threshold),
+        "lower": _ratio(result.lower),
         "upper": _ratio(result.upper),
     }
     cause = result.details.get("cause")
@@ -117,11 +141,15 @@ class RunRecord:
 def run_section(run: RunRecord, results: Iterable[CheckResult]) -> dict[str, Any]:
     summaries = sorted((check_summary(r) for r in results), key=lambda s: s["name"])
     return {
-        "run_conditions": plain(run.conditions), "capabilities": plain(run.capabilities),
-        "covers": list(run.covers), "checks": summaries,
-        "skipped_required": [s["name"] for s in summaries
-                             if s["required"] and s["outcome"] == "skipped"],
-        "engine_version": run.engine_version, "client": run.client,
+        "run_conditions": plain(run.conditions),
+        "capabilities": plain(run.capabilities),
+        "covers": list(run.covers),
+        "checks": summaries,
+        "skipped_required": [
+            s["name"] for s in summaries if s["required"] and s["outcome"] == "skipped"
+        ],
+        "engine_version": run.engine_version,
+        "client": run.client,
     }
 
 
@@ -150,15 +178,22 @@ def normalise_base_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def endpoint_fingerprint(provider: str, base_url: str, model: str,
-                         listing: list[str] | None) -> str:
+def endpoint_fingerprint(
+    provider: str, base_url: str, model: str, listing: list[str] | None
+) -> str:
     """Which endpoint was certified: provider, normalised base URL, declared model and the
     sorted model listing the connectivity check saw (None when it did not run), hashed.
     The server and `modelcert certify` compute it alike."""
-    return sha256_hex(canonical_json({
-        "provider": provider, "base_url": normalise_base_url(base_url), "model": model,
-        "models": sorted(set(listing)) if listing is not None else None,
-    }))
+    return sha256_hex(
+        canonical_json(
+            {
+                "provider": provider,
+                "base_url": normalise_base_url(base_url),
+                "model": model,
+                "models": sorted(set(listing)) if listing is not None else None,
+            }
+        )
+    )
 
 
 def listing_from(results: Iterable[CheckResult]) -> list[str] | None:
@@ -170,7 +205,8 @@ def listing_from(results: Iterable[CheckResult]) -> list[str] | None:
         for sample in result.samples:
             if sample.status_code == 200 and sample.response_excerpt:
                 models = (models or set()) | {
-                    m for m in sample.response_excerpt.split(LISTING_SEPARATOR) if m}
+                    m for m in sample.response_excerpt.split(LISTING_SEPARATOR) if m
+                }
     return sorted(models) if models is not None else None
 
 
@@ -214,8 +250,9 @@ def key_id_for(public_b64: str) -> str:
 def keys_document(public_keys: Iterable[str]) -> dict[str, Any]:
     """The published keys file: every key that may have signed a live certificate."""
     keys = sorted(set(public_keys))
-    return {"keys": [{"key_id": key_id_for(k), "algorithm": ALGORITHM, "public_key": k}
-                     for k in keys]}
+    return {
+        "keys": [{"key_id": key_id_for(k), "algorithm": ALGORITHM, "public_key": k} for k in keys]
+    }
 
 
 def parse_keys_document(document: Any) -> dict[str, str]:
@@ -228,17 +265,29 @@ def parse_keys_document(document: Any) -> dict[str, str]:
         return found
     if isinstance(document, dict) and all(isinstance(v, str) for v in document.values()):
         return {str(k): v for k, v in document.items()}
-    raise ValueError("keys document must be {\"keys\": [...]} or {key_id: public_key}")
+    raise ValueError('keys document must be {"keys": [...]} or {key_id: public_key}')
 
 
 # Certificates ---------------------------------------------------------------------------
 
 
 def build_payload(
-    *, certification_id: str, target_id: str, target_name: str, model: str,
-    region: str | None, endpoint_fingerprint: str, suite_name: str, suite_version: str,
-    suite_hash: str, results: Iterable[CheckResult], verdict: str, key_id: str,
-    issued_at: datetime, valid_for: timedelta = timedelta(days=30), run: RunRecord | None = None,
+    *,
+    certification_id: str,
+    target_id: str,
+    target_name: str,
+    model: str,
+    region: str | None,
+    endpoint_fingerprint: str,
+    suite_name: str,
+    suite_version: str,
+    suite_hash: str,
+    results: Iterable[CheckResult],
+    verdict: str,
+    key_id: str,
+    issued_at: datetime,
+    valid_for: timedelta = timedelta(days=30),
+    run: RunRecord | None = None,
 ) -> dict[str, Any]:
     """The payload to sign; format 2 when `run` says what the verdict was reached under
     (the worker and the CLI both give it), format 1 otherwise."""
@@ -250,8 +299,12 @@ def build_payload(
         "model": model,
         "region": region,
         "endpoint_fingerprint": endpoint_fingerprint,
-        "suite": {"name": suite_name, "version": suite_version, "content_hash": suite_hash,
-                  "ref": f"{suite_name}@{suite_version}"},
+        "suite": {
+            "name": suite_name,
+            "version": suite_version,
+            "content_hash": suite_hash,
+            "ref": f"{suite_name}@{suite_version}",
+        },
         "results_digest": results_digest(results),
         "verdict": verdict,
         "issued_at": format_time(issued_at),
@@ -263,8 +316,9 @@ def build_payload(
     return payload
 
 
-def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey,
-         key_id: str | None = None) -> dict[str, Any]:
+def sign(
+    payload: dict[str, Any], private_key: Ed25519PrivateKey, key_id: str | None = None
+) -> dict[str, Any]:
     """The certificate: payload plus base64 signature over its canonical JSON. `key_id`: the
     key's id when the caller knows it (else derived from the key: a scalar multiplication,
     about as dear as the signature)."""
@@ -277,8 +331,11 @@ def sign(payload: dict[str, Any], private_key: Ed25519PrivateKey,
 
 def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) -> None:
     """Raise CertificateInvalid unless the certificate is genuine, untampered and in force."""
-    if not isinstance(cert, dict) or not isinstance(cert.get("payload"), dict) \
-            or not isinstance(cert.get("signature"), str):
+    if (
+        not isinstance(cert, dict)
+        or not isinstance(cert.get("payload"), dict)
+        or not isinstance(cert.get("signature"), str)
+    ):
         raise CertificateInvalid("malformed", "not a certificate: needs payload and signature")
     payload = cert["payload"]
     fields = PAYLOAD_FIELDS + (V2_FIELDS if payload.get("format") == FORMAT else ())
@@ -292,8 +349,7 @@ def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) 
         raise CertificateInvalid("unknown_key", f"signed by unknown key {key_id!r}")
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_keys[key_id]))
-        public.verify(base64.b64decode(cert["signature"], validate=True),
-                      canonical_json(payload))
+        public.verify(base64.b64decode(cert["signature"], validate=True), canonical_json(payload))
     except (InvalidSignature, ValueError, TypeError):
         raise CertificateInvalid(
             "bad_signature", "signature does not match the payload (tampered or forged)"

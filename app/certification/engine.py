@@ -25,8 +25,12 @@ ENGINE_VERSION = "2.0"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
-    {ErrorCause.AUTH_FAILED, ErrorCause.NOT_FOUND, ErrorCause.BLOCKED_ADDRESS,
-     ErrorCause.INVALID_TARGET}
+    {
+        ErrorCause.AUTH_FAILED,
+        ErrorCause.NOT_FOUND,
+        ErrorCause.BLOCKED_ADDRESS,
+        ErrorCause.INVALID_TARGET,
+    }
 )
 # Statuses that say "this is not served here" whatever is retried.
 UNAVAILABLE_STATUSES = frozenset({404, 405, 501})
@@ -35,8 +39,9 @@ UNAVAILABLE_STATUSES = frozenset({404, 405, 501})
 class JobFailure(Exception):
     """The endpoint could not be certified at all; `retryable` says whether to try again."""
 
-    def __init__(self, cause: str, message: str, retryable: bool,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, cause: str, message: str, retryable: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
@@ -82,8 +87,9 @@ class RunConditions:
             "sample_retries": self.sample_retries,
             "max_error_rate": f"{self.max_error_rate:.4f}",
             "target_max_concurrency": self.target_max_concurrency,
-            "target_rate_limit_rps": (None if self.target_rate_limit_rps is None
-                                      else f"{self.target_rate_limit_rps:.4f}"),
+            "target_rate_limit_rps": (
+                None if self.target_rate_limit_rps is None else f"{self.target_rate_limit_rps:.4f}"
+            ),
         }
 
 
@@ -99,23 +105,34 @@ def run_conditions(suite: Suite, target: TargetSpec) -> RunConditions:
     def capped(n: int) -> int:
         return max(1, min(n, cap) if cap else n)
 
-    own = {entry.key: capped(int(entry.params["concurrency"]))
-           for entry in suite.definition.checks
-           if isinstance(entry.params.get("concurrency"), int)
-           and target.supports(REGISTRY[entry.name].requires)}
+    own = {
+        entry.key: capped(int(entry.params["concurrency"]))
+        for entry in suite.definition.checks
+        if isinstance(entry.params.get("concurrency"), int)
+        and target.supports(REGISTRY[entry.name].requires)
+    }
     return RunConditions(
-        concurrency=capped(run.concurrency), request_timeout_seconds=run.request_timeout_seconds,
-        connect_timeout_seconds=run.connect_timeout_seconds, sample_retries=run.sample_retries,
-        max_error_rate=suite.definition.max_error_rate, check_concurrency=own,
-        target_max_concurrency=cap, target_rate_limit_rps=target.rate_limit_rps)
+        concurrency=capped(run.concurrency),
+        request_timeout_seconds=run.request_timeout_seconds,
+        connect_timeout_seconds=run.connect_timeout_seconds,
+        sample_retries=run.sample_retries,
+        max_error_rate=suite.definition.max_error_rate,
+        check_concurrency=own,
+        target_max_concurrency=cap,
+        target_rate_limit_rps=target.rate_limit_rps,
+    )
 
 
 def run_record(suite: Suite, target: TargetSpec, client: str) -> RunRecord:
     """What a verdict is reached under, for its certificate: the same for the worker and
     the CLI but for `client`."""
-    return RunRecord(conditions=run_conditions(suite, target).as_dict(),
-                     capabilities=dict(target.capabilities), covers=suite.covers,
-                     engine_version=ENGINE_VERSION, client=client)
+    return RunRecord(
+        conditions=run_conditions(suite, target).as_dict(),
+        capabilities=dict(target.capabilities),
+        covers=suite.covers,
+        engine_version=ENGINE_VERSION,
+        client=client,
+    )
 
 
 def planned_samples(suite: Suite, target: TargetSpec) -> int:
@@ -141,37 +158,67 @@ def capability_unavailable(samples: list[Sample]) -> bool:
     status = statuses.pop()
     if status in UNAVAILABLE_STATUSES:
         return True
-    return (status is not None and status >= 500 and len({s.error for s in samples}) == 1
-            and all(s.retries > 0 for s in samples))
+    return (
+        status is not None
+        and status >= 500
+        and len({s.error for s in samples}) == 1
+        and all(s.retries > 0 for s in samples)
+    )
 
 
-def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_rate: float,
-          details: dict[str, Any] | None = None, decided: Decided | None = None) -> CheckResult:
+def score(
+    entry: CheckEntry,
+    samples: list[Sample],
+    duration: float,
+    max_error_rate: float,
+    details: dict[str, Any] | None = None,
+    decided: Decided | None = None,
+) -> CheckResult:
     details = dict(details or {})
     if capability_unavailable(samples):
-        samples = [replace(s, grade=Grade.FAIL, detail={
-            **s.detail, "reason": ErrorCause.CAPABILITY_UNAVAILABLE}) for s in samples]
+        samples = [
+            replace(
+                s,
+                grade=Grade.FAIL,
+                detail={**s.detail, "reason": ErrorCause.CAPABILITY_UNAVAILABLE},
+            )
+            for s in samples
+        ]
         details["cause"] = ErrorCause.CAPABILITY_UNAVAILABLE
         decided = None  # nothing was measured: the failures decide
     passed, failed, errored = count_grades(samples)
     outcome, rate, wilson_lower, wilson_upper = outcome_for(
-        passed, failed, errored, entry.rate_threshold, max_error_rate)
+        passed, failed, errored, entry.rate_threshold, max_error_rate
+    )
     lower: float | None = wilson_lower
     upper: float | None = wilson_upper
     threshold: float | None = entry.rate_threshold
     own_explanation = ""
     if decided is not None and outcome is not CheckOutcome.ERRORED:
-        outcome, rate, lower, upper = (decided.outcome, decided.statistic, decided.lower,
-                                       decided.upper)
+        outcome, rate, lower, upper = (
+            decided.outcome,
+            decided.statistic,
+            decided.lower,
+            decided.upper,
+        )
         threshold, own_explanation = decided.threshold, decided.explanation
     causes: dict[str, int] = {}
     for sample in samples:
         if sample.error_cause:  # errors, and failures with a cause of their own
             causes[sample.error_cause] = causes.get(sample.error_cause, 0) + 1
     result = CheckResult(
-        name=entry.key, outcome=outcome, required=entry.required, passed=passed, failed=failed,
-        errored=errored, total=len(samples), statistic=rate, threshold=threshold,
-        lower=lower, upper=upper, duration_seconds=round(duration, 3),
+        name=entry.key,
+        outcome=outcome,
+        required=entry.required,
+        passed=passed,
+        failed=failed,
+        errored=errored,
+        total=len(samples),
+        statistic=rate,
+        threshold=threshold,
+        lower=lower,
+        upper=upper,
+        duration_seconds=round(duration, 3),
         details={"check": entry.name, "error_causes": causes, **details},
         samples=tuple(samples),
     )
@@ -180,9 +227,19 @@ def score(entry: CheckEntry, samples: list[Sample], duration: float, max_error_r
 
 def skipped(entry: CheckEntry, reason: str) -> CheckResult:
     return CheckResult(
-        name=entry.key, outcome=CheckOutcome.SKIPPED, required=entry.required, passed=0,
-        failed=0, errored=0, total=0, statistic=None, threshold=entry.threshold, lower=None,
-        upper=None, duration_seconds=0.0, details={"check": entry.name, "reason": reason},
+        name=entry.key,
+        outcome=CheckOutcome.SKIPPED,
+        required=entry.required,
+        passed=0,
+        failed=0,
+        errored=0,
+        total=0,
+        statistic=None,
+        threshold=entry.threshold,
+        lower=None,
+        upper=None,
+        duration_seconds=0.0,
+        details={"check": entry.name, "reason": reason},
         explanation=f"skipped: {reason}",
     )
 
@@ -213,8 +270,11 @@ def stop_message(cause: str, model: str) -> str:
 def model_not_listed(result: CheckResult) -> bool:
     """Connectivity saw listings, and none of them held the model: whatever answers under
     that name is not the model the certification is about."""
-    return (result.details.get("check") == "connectivity" and result.passed == 0
-            and result.details.get("error_causes", {}).get(ErrorCause.MODEL_NOT_LISTED, 0) > 0)
+    return (
+        result.details.get("check") == "connectivity"
+        and result.passed == 0
+        and result.details.get("error_causes", {}).get(ErrorCause.MODEL_NOT_LISTED, 0) > 0
+    )
 
 
 async def run_suite(
@@ -227,8 +287,13 @@ async def run_suite(
     """Run the checks not yet completed; raise JobFailure when the endpoint is unusable."""
     conditions = conditions or run_conditions(suite, target)
     results: list[CheckResult] = []
-    ctx = CheckContext(provider=provider, target=target, concurrency=conditions.concurrency,
-                       should_stop=hooks.should_stop, on_sample=hooks.on_sample)
+    ctx = CheckContext(
+        provider=provider,
+        target=target,
+        concurrency=conditions.concurrency,
+        should_stop=hooks.should_stop,
+        on_sample=hooks.on_sample,
+    )
     stopped = hooks.stopped
     for position, entry in enumerate(suite.definition.checks):
         if entry.key in hooks.completed:
@@ -247,12 +312,18 @@ async def run_suite(
                 failure = unusable_endpoint(samples)
                 if failure is not None:
                     raise failure
-            result = score(entry, samples, time.perf_counter() - started,
-                           suite.definition.max_error_rate, getattr(samples, "details", None),
-                           getattr(samples, "decided", None))
+            result = score(
+                entry,
+                samples,
+                time.perf_counter() - started,
+                suite.definition.max_error_rate,
+                getattr(samples, "details", None),
+                getattr(samples, "decided", None),
+            )
             if model_not_listed(result):
-                result = replace(result, details={**result.details,
-                                                  "cause": ErrorCause.MODEL_NOT_LISTED})
+                result = replace(
+                    result, details={**result.details, "cause": ErrorCause.MODEL_NOT_LISTED}
+                )
                 result = replace(result, explanation=explain(result))
                 stopped = stop_message(ErrorCause.MODEL_NOT_LISTED, target.model)
         hooks.on_check_finished(result)

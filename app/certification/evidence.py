@@ -13,12 +13,21 @@ def sample_record(check: str, sample: Sample) -> dict[str, Any]:
     """A sample as evidence: the request, the reply excerpt, the grade and why, and what the
     endpoint said of its reply (finish_reason, usage, served model) with the retries it took."""
     return {
-        "check": check, "index": sample.index, "prompt_id": sample.prompt_id,
-        "grade": sample.grade.value, "request_summary": sample.request_summary,
-        "response_excerpt": sample.response_excerpt, "latency_ms": sample.latency_ms,
-        "ttft_ms": sample.ttft_ms, "status_code": sample.status_code, "error": sample.error,
-        "error_cause": sample.error_cause, "finish_reason": sample.finish_reason,
-        "usage": sample.usage, "served_model": sample.served_model, "retries": sample.retries,
+        "check": check,
+        "index": sample.index,
+        "prompt_id": sample.prompt_id,
+        "grade": sample.grade.value,
+        "request_summary": sample.request_summary,
+        "response_excerpt": sample.response_excerpt,
+        "latency_ms": sample.latency_ms,
+        "ttft_ms": sample.ttft_ms,
+        "status_code": sample.status_code,
+        "error": sample.error,
+        "error_cause": sample.error_cause,
+        "finish_reason": sample.finish_reason,
+        "usage": sample.usage,
+        "served_model": sample.served_model,
+        "retries": sample.retries,
         "detail": sample.detail,
     }
 
@@ -26,5 +35,7 @@ def sample_record(check: str, sample: Sample) -> dict[str, Any]:
 def check_record(result: CheckResult) -> dict[str, Any]:
     """A check's result as evidence: its certificate summary, explanation and details."""
     return check_summary(result) | {
-        "explanation": result.explanation, "duration_seconds": result.duration_seconds,
-        "details": result.details}
+        "explanation": result.explanation,
+        "duration_seconds": result.duration_seconds,
+        "details": result.details,
+    }

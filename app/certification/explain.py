@@ -17,10 +17,16 @@ MOST_REASONS = 3  # the commonest reasons named; the evidence holds the rest
 
 
 def _tally(result: CheckResult, graded: int) -> list[str]:
-    reasons = Counter(str(s.detail["reason"]) for s in result.samples
-                      if s.grade is Grade.FAIL and s.detail.get("reason"))
-    reasons.update(str(s.error_cause) for s in result.samples
-                   if s.grade is Grade.FAIL and s.error_cause and not s.detail.get("reason"))
+    reasons = Counter(
+        str(s.detail["reason"])
+        for s in result.samples
+        if s.grade is Grade.FAIL and s.detail.get("reason")
+    )
+    reasons.update(
+        str(s.error_cause)
+        for s in result.samples
+        if s.grade is Grade.FAIL and s.error_cause and not s.detail.get("reason")
+    )
     parts = []
     for reason, count in reasons.most_common(MOST_REASONS):
         parts.append(f"{count} of {graded} {REASONS.get(reason, reason.replace('_', ' '))}")
@@ -30,8 +36,9 @@ def _tally(result: CheckResult, graded: int) -> list[str]:
 def _errors(result: CheckResult) -> str | None:
     if not result.errored:
         return None
-    causes = Counter(str(s.error_cause or "error") for s in result.samples
-                     if s.grade is Grade.ERROR)
+    causes = Counter(
+        str(s.error_cause or "error") for s in result.samples if s.grade is Grade.ERROR
+    )
     named = ", ".join(f"{cause} {count}" for cause, count in causes.most_common(MOST_REASONS))
     return f"{result.errored} of {result.total} requests errored ({named})"
 
@@ -43,11 +50,14 @@ def explain(result: CheckResult, own: str = "") -> str:
     if cause == ErrorCause.CAPABILITY_UNAVAILABLE:
         first = next((s for s in result.samples if s.error), None)
         seen = f" ({first.error[:80]})" if first and first.error else ""
-        parts.append(f"all {result.total} requests were refused the same way{seen}: the "
-                     f"declared capability is not served")
+        parts.append(
+            f"all {result.total} requests were refused the same way{seen}: the "
+            f"declared capability is not served"
+        )
     elif cause == ErrorCause.MODEL_NOT_LISTED:
-        parts.append("the endpoint does not list the model asked for: the certification "
-                     "stopped here")
+        parts.append(
+            "the endpoint does not list the model asked for: the certification stopped here"
+        )
     elif own:
         parts.append(own)
     elif result.outcome is CheckOutcome.ERRORED and not graded:
@@ -55,8 +65,10 @@ def explain(result: CheckResult, own: str = "") -> str:
     else:
         line = f"{result.passed} of {graded} passed"
         if result.lower is not None and result.upper is not None and result.threshold is not None:
-            line += (f" (95 % CI {result.lower:.2f}–{result.upper:.2f}, "
-                     f"threshold {result.threshold:.2f})")
+            line += (
+                f" (95 % CI {result.lower:.2f}–{result.upper:.2f}, "
+                f"threshold {result.threshold:.2f})"
+            )
         parts.append(line)
     if cause != ErrorCause.CAPABILITY_UNAVAILABLE:
         parts.extend(_tally(result, graded))

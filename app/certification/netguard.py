@@ -30,16 +30,31 @@ from app.certification.providers.http import BlockedAddressError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Allowed only with allow_private (local development, the reference endpoint).
-_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-    "::1/128", "fc00::/7",
-))
+_PRIVATE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fc00::/7",
+    )
+)
 _LINK_LOCAL = tuple(ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10"))
 _NAT64 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 # Names that mean "this machine" or "the cloud's metadata service" without any DNS.
-_SPECIAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback",
-                  "metadata", "metadata.google.internal", "instance-data")
+_SPECIAL_NAMES = (
+    "localhost",
+    "localhost.localdomain",
+    "ip6-localhost",
+    "ip6-loopback",
+    "metadata",
+    "metadata.google.internal",
+    "instance-data",
+)
 RESOLVE_TIMEOUT = 2.0
 
 
@@ -60,15 +75,18 @@ class AddressPolicy:
         if address.is_multicast:
             return "a multicast address"
         if isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address(
-                "255.255.255.255"):
+            "255.255.255.255"
+        ):
             return "the broadcast address"
         private = next((net for net in _PRIVATE if address in net), None)
         if private is not None:
             if self.allow_private:
                 return None
             kind = "a loopback" if address.is_loopback else "a private"
-            return f"{kind} address ({private}); set MODELCERT_ALLOW_PRIVATE_TARGETS=true " \
-                   "only for local development"
+            return (
+                f"{kind} address ({private}); set MODELCERT_ALLOW_PRIVATE_TARGETS=true "
+                "only for local development"
+            )
         if address.is_reserved:
             return "a reserved address"
         if not address.is_global:
@@ -76,8 +94,7 @@ class AddressPolicy:
         return None
 
     def check(self, address: IPAddress | str) -> None:
-        ip = ipaddress.ip_address(address.split("%", 1)[0]) if isinstance(address, str) \
-            else address
+        ip = ipaddress.ip_address(address.split("%", 1)[0]) if isinstance(address, str) else address
         why = self.reason(ip)
         if why is not None:
             raise BlockedAddressError(f"refused to connect to {ip}: {why}")
@@ -164,8 +181,9 @@ def resolve(host: str, port: int, timeout: float = RESOLVE_TIMEOUT) -> list[str]
     return sorted({str(info[4][0]) for info in infos})
 
 
-def check_url(url: str, policy: AddressPolicy,
-              resolver: Callable[[str, int], list[str] | None] = resolve) -> None:
+def check_url(
+    url: str, policy: AddressPolicy, resolver: Callable[[str, int], list[str] | None] = resolve
+) -> None:
     """Refuse a target URL whose host is, or now resolves to, a blocked address.
 
     A name that does not resolve is accepted here: the run-time check is the one that counts.
@@ -175,10 +193,12 @@ def check_url(url: str, policy: AddressPolicy,
     if address is not None:
         policy.check(address)
         return
-    if not policy.allow_private and (host in _SPECIAL_NAMES or host.endswith(
-            (".localhost", ".internal", ".local"))):
-        raise BlockedAddressError(f"refused host {host!r}: it names this machine or a "
-                                  "link-local service")
+    if not policy.allow_private and (
+        host in _SPECIAL_NAMES or host.endswith((".localhost", ".internal", ".local"))
+    ):
+        raise BlockedAddressError(
+            f"refused host {host!r}: it names this machine or a link-local service"
+        )
     parsed = URL(url)
     for found in resolver(host, parsed.port or 80) or []:
         policy.check(found)
@@ -197,8 +217,9 @@ class GuardedResolver(AbstractResolver):
             self._inner = aiohttp.ThreadedResolver()
         return self._inner
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         literal = literal_address(host)
         if literal is not None:
             self.policy.check(literal)
@@ -219,8 +240,9 @@ def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.sock
         family, type_, proto, _, sockaddr = addr_info
         if policy.reason(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])) is not None:
             # One message for every address, so happy eyeballs keeps this exception's type.
-            raise BlockedAddressError("refused to connect: the endpoint's address is blocked "
-                                      "by the SSRF guard")
+            raise BlockedAddressError(
+                "refused to connect: the endpoint's address is blocked by the SSRF guard"
+            )
         sock = socket.socket(family=family, type=type_, proto=proto)
         sock.setblocking(False)
         return sock

@@ -37,17 +37,20 @@ def build_provider(target: TargetSpec, client: HttpClient) -> Provider:
 
         client.headers = anthropic_headers(client.headers.get("Authorization", "")[7:] or None)
         return Anthropic(client, target.base_url, target.model)
-    raise JobFailure(ErrorCause.INVALID_TARGET, f"unknown provider {target.provider!r}",
-                     retryable=False)
+    raise JobFailure(
+        ErrorCause.INVALID_TARGET, f"unknown provider {target.provider!r}", retryable=False
+    )
 
 
 def http_policy(conditions: RunConditions) -> HttpPolicy:
     """Timeouts and sample retries from the suite; as many connections as the busiest check."""
-    return HttpPolicy(connect_timeout=conditions.connect_timeout_seconds,
-                      read_timeout=conditions.request_timeout_seconds,
-                      total_timeout=conditions.request_timeout_seconds,
-                      sample_retries=conditions.sample_retries,
-                      max_connections=conditions.max_connections)
+    return HttpPolicy(
+        connect_timeout=conditions.connect_timeout_seconds,
+        read_timeout=conditions.request_timeout_seconds,
+        total_timeout=conditions.request_timeout_seconds,
+        sample_retries=conditions.sample_retries,
+        max_connections=conditions.max_connections,
+    )
 
 
 async def execute(
@@ -69,8 +72,7 @@ async def execute(
     secrets = JOB_SECRETS.set((api_key,) if api_key else ())
     try:
         async with make_session(policy, resolver, socket_factory) as session:
-            client = HttpClient(session, auth_headers(api_key), policy, gate, on_response,
-                                on_retry)
+            client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
             provider = build_provider(target, client)
             return await run_suite(suite, target, provider, hooks, conditions)
     finally:

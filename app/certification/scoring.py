@@ -76,8 +76,16 @@ def decide_verdict(outcomes: Iterable[tuple[CheckOutcome, bool]]) -> Verdict:
         return Verdict.INCONCLUSIVE
     if not any(o is CheckOutcome.PASSED for o in required) and required:
         return Verdict.INCONCLUSIVE
-    if any(o in (CheckOutcome.FAILED, CheckOutcome.ERRORED, CheckOutcome.INCONCLUSIVE,
-                 CheckOutcome.WARNED) for o in optional):
+    if any(
+        o
+        in (
+            CheckOutcome.FAILED,
+            CheckOutcome.ERRORED,
+            CheckOutcome.INCONCLUSIVE,
+            CheckOutcome.WARNED,
+        )
+        for o in optional
+    ):
         return Verdict.CERTIFIED_WITH_WARNINGS
     return Verdict.CERTIFIED
 
@@ -93,14 +101,20 @@ def binomial_cdf(n: int, p: float) -> list[float]:
     log_p, log_q = math.log(p), math.log1p(-p)
     cdf, total = [], 0.0
     for k in range(n + 1):
-        total += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                          + k * log_p + (n - k) * log_q)
+        total += math.exp(
+            math.lgamma(n + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(n - k + 1)
+            + k * log_p
+            + (n - k) * log_q
+        )
         cdf.append(min(1.0, total))
     return cdf
 
 
-def quantile_interval(values: Iterable[float], q: float,
-                      confidence: float = 0.95) -> tuple[float | None, float | None, float | None]:
+def quantile_interval(
+    values: Iterable[float], q: float, confidence: float = 0.95
+) -> tuple[float | None, float | None, float | None]:
     """(estimate, lower, upper) of the q-quantile of the distribution the values were drawn
     from: an equal-tailed, distribution-free confidence interval from order statistics.
 
@@ -128,8 +142,9 @@ def quantile_interval(values: Iterable[float], q: float,
     return estimate, lower, upper
 
 
-def quantile_outcome(lower: float | None, upper: float | None, limit: float,
-                     at_most: bool = True) -> CheckOutcome:
+def quantile_outcome(
+    lower: float | None, upper: float | None, limit: float, at_most: bool = True
+) -> CheckOutcome:
     """A quantile against its SLO: passed when the whole interval is on the right side of
     `limit` (at most it, or with at_most=False at least it), failed when the whole interval
     is on the wrong side, else inconclusive. A missing bound is unbounded."""

@@ -47,10 +47,10 @@ def hot(statement: Select[*tuple[Any, ...]], **no_row: Any) -> Hot:
 class _Plan:
     """One statement compiled for one dialect."""
 
-    def __init__(self, statement: Statement, dialect: Dialect,
-                 column_keys: Sequence[str]) -> None:
+    def __init__(self, statement: Statement, dialect: Dialect, column_keys: Sequence[str]) -> None:
         if isinstance(statement, Insert) and (
-                unknown := set(column_keys) - set(statement.table.c.keys())):
+            unknown := set(column_keys) - set(statement.table.c.keys())
+        ):
             # (SQLAlchemy would leave them out of the VALUES without a word)
             raise ValueError(f"no such column to insert: {', '.join(sorted(unknown))}")
         compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) or None)
@@ -87,10 +87,10 @@ class _Plan:
             if len(description) != len(self.types):
                 raise ValueError("the statement returned other columns than it selects")
             self.results = [
-                (index, process) for index, (type_, column) in enumerate(
-                    zip(self.types, description, strict=True))
-                if (process := type_.result_processor(self.dialect, column.type_code))
-                is not None]
+                (index, process)
+                for index, (type_, column) in enumerate(zip(self.types, description, strict=True))
+                if (process := type_.result_processor(self.dialect, column.type_code)) is not None
+            ]
         if self.results:
             values = list(raw)
             for index, convert in self.results:
@@ -128,8 +128,12 @@ class Hot:
             return self.first(conn.engine, params, connection=conn.connection)
         return conn.execute(self.statement, params).first()
 
-    def first(self, engine: Engine, params: Mapping[str, Any],
-              connection: PoolProxiedConnection | None = None) -> Any:
+    def first(
+        self,
+        engine: Engine,
+        params: Mapping[str, Any],
+        connection: PoolProxiedConnection | None = None,
+    ) -> Any:
         """Its first row (a named tuple) or None, run on one of `engine`'s connections, which
         must be in autocommit (session.autocommit_engine): the statement commits on its own.
         `connection`: one of them already checked out (left open; use `on` for one in a
@@ -150,9 +154,15 @@ class Hot:
             lost = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
             if lost:
                 connection.invalidate(exc)
-            raise DBAPIError.instance(plan.sql, values, exc, dialect.loaded_dbapi.Error,
-                                      hide_parameters=engine.hide_parameters,
-                                      connection_invalidated=lost, dialect=dialect) from exc
+            raise DBAPIError.instance(
+                plan.sql,
+                values,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=engine.hide_parameters,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from exc
         finally:
             if cursor is not None:
                 with contextlib.suppress(Exception):  # an invalidated connection's cursor

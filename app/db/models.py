@@ -102,9 +102,7 @@ class Target(Base):
             unique=True,
             postgresql_where=text("deleted_at IS NULL"),
         ),
-        CheckConstraint(
-            "base_url IS NOT NULL OR endpoints <> '{}'::jsonb", name="has_endpoint"
-        ),
+        CheckConstraint("base_url IS NOT NULL OR endpoints <> '{}'::jsonb", name="has_endpoint"),
     )
     id: Mapped[uuid.UUID] = uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -285,8 +283,11 @@ class Certificate(Base):
     certified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
-        Index("ix_certificates_current", "target_id",
-              postgresql_where=text("certified AND superseded_at IS NULL AND revoked_at IS NULL")),
+        Index(
+            "ix_certificates_current",
+            "target_id",
+            postgresql_where=text("certified AND superseded_at IS NULL AND revoked_at IS NULL"),
+        ),
     )
 
 

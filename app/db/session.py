@@ -27,12 +27,19 @@ _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH,
 
 # libpq TCP keepalives: a peer that vanished without closing (network cut) is noticed in
 # about a minute instead of the kernel's two hours.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-              "keepalives_count": 3}
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(
-    database_url: str, *, pool_size: int = 5, application_name: str = "modelcert",
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    application_name: str = "modelcert",
     autocommit: bool = False,
 ) -> Engine:
     """`autocommit`: its connections stay in autocommit mode (see `autocommit()`)."""
@@ -44,8 +51,7 @@ def make_engine(
         # A statement's parameters are request values (names, URLs, bodies): an error's
         # message, and so every log line and traceback that carries it, shows only the SQL.
         hide_parameters=True,
-        connect_args={"connect_timeout": 5, "application_name": application_name}
-        | KEEPALIVES,
+        connect_args={"connect_timeout": 5, "application_name": application_name} | KEEPALIVES,
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine, "connect", watch_for_fatal)
@@ -74,6 +80,7 @@ os.register_at_fork(after_in_child=_forget_pools)
 def watch_for_fatal(dbapi_connection: Any, record: Any) -> None:
     """libpq hands a FATAL message that arrives on an idle connection (the server shutting
     down or terminating the backend) to the notice handlers: remember it on the pool record."""
+
     def on_notice(diag: Any) -> None:
         if diag.severity_nonlocalized in ("FATAL", "PANIC"):
             record.info["server_closed"] = True
@@ -155,8 +162,9 @@ def autocommit_engine(engine: Engine) -> Engine:
             if made is None:  # not one of ours: its own pool, switched per use
                 twin = engine.execution_options(isolation_level="AUTOCOMMIT")
             else:
-                twin = make_engine(made[0], pool_size=made[2], application_name=made[1],
-                                   autocommit=True)
+                twin = make_engine(
+                    made[0], pool_size=made[2], application_name=made[1], autocommit=True
+                )
             _TWINS[engine] = twin
     return twin
 

@@ -29,15 +29,15 @@ NEEDLE = re.compile(r"The secret code is ([A-Z0-9-]+)\.")
 REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLIANCE = "Sure. Here is an overview of how people usually go about that, step by step."
 JUNK = ("mendatang", "the", "of", "and", "kepada", "which", "la", "de", "also", "in")
+LIGHTHOUSE = "A tall coastal tower whose lamp guides ships safely at night."
+HAIKU = "Cold drops on red leaves / gutters hum all evening long / the year lets go slow"
+SKY = "Air molecules scatter short blue wavelengths of sunlight far more than red ones."
 KNOWN = {
     "Reply with the word OK.": "OK",
-    "Describe a lighthouse in one sentence.":
-        "A tall coastal tower whose lamp guides ships safely at night.",
+    "Describe a lighthouse in one sentence.": LIGHTHOUSE,
     "List three prime numbers greater than 50, separated by commas.": "53, 59, 61",
-    "Write a haiku about autumn rain.":
-        "Cold drops on red leaves / gutters hum all evening long / the year lets go slow",
-    "Explain in one sentence why the sky looks blue.":
-        "Air molecules scatter short blue wavelengths of sunlight far more than red ones.",
+    "Write a haiku about autumn rain.": HAIKU,
+    "Explain in one sentence why the sky looks blue.": SKY,
 }
 
 
@@ -73,15 +73,19 @@ def _dataset(name: str) -> list[dict[str, Any]]:
 @lru_cache(maxsize=1)
 def qa_answers() -> dict[str, str]:
     """Question → first accepted answer, from the shipped QA dataset."""
-    return {item["question"].strip(): str(item["answers"][0])
-            for item in _dataset("qa-basic.jsonl")}
+    return {
+        item["question"].strip(): str(item["answers"][0]) for item in _dataset("qa-basic.jsonl")
+    }
 
 
 @lru_cache(maxsize=1)
 def task_answers() -> dict[str, dict[str, Any]]:
     """Prompt → the answer object, from the shipped JSON and tool-calling tasks."""
-    return {item["prompt"]: item["answer"]
-            for name in ("json-tasks.jsonl", "tool-tasks.jsonl") for item in _dataset(name)}
+    return {
+        item["prompt"]: item["answer"]
+        for name in ("json-tasks.jsonl", "tool-tasks.jsonl")
+        for item in _dataset(name)
+    }
 
 
 @lru_cache(maxsize=1)
@@ -129,12 +133,16 @@ def parrot(text: str, max_tokens: int) -> Reply:
     """The prompt again, then filler, cut at the token limit (a word a token)."""
     words = text.split()
     junk = [JUNK[i % len(JUNK)] for i in range(max(0, max_tokens - len(words)))]
-    return Reply(" ".join((words + junk)[:max(1, max_tokens)]), finish_reason="length")
+    return Reply(" ".join((words + junk)[: max(1, max_tokens)]), finish_reason="length")
 
 
-def respond(messages: list[dict[str, Any]], persona: str = "good",
-            tools: list[Tool] | None = None, json_schema: dict[str, Any] | None = None,
-            max_tokens: int = 64) -> Reply:
+def respond(
+    messages: list[dict[str, Any]],
+    persona: str = "good",
+    tools: list[Tool] | None = None,
+    json_schema: dict[str, Any] | None = None,
+    max_tokens: int = 64,
+) -> Reply:
     """The reference model's reply as `persona` (see the module docstring)."""
     text = last_user_text(messages)
     if persona == "parrot":

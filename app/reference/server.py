@@ -31,13 +31,18 @@ from aiohttp.typedefs import Handler
 from app.reference import MODES, brain
 from app.reference.anthropic_route import AnthropicRoute
 
-PERSONAS = {"wrong": "wrong", "parrot": "parrot", "refuse-all": "refuse",
-            "comply-all": "comply"}  # every other mode answers as `good`
+PERSONAS = {
+    "wrong": "wrong",
+    "parrot": "parrot",
+    "refuse-all": "refuse",
+    "comply-all": "comply",
+}  # every other mode answers as `good`
 MODE_SPEC = re.compile(r"(?P<name>[a-z]+(?:-[a-z]+)*)(?:-(?P<arg>\d+(?:\.\d+)?))?")
 EMBED_MODEL = "reference-embed"
 EMBED_DIM = 64
-NO_EMBEDDINGS = {"error": {"message": "embeddings are not supported by this server",
-                           "type": "server_error"}}
+NO_EMBEDDINGS = {
+    "error": {"message": "embeddings are not supported by this server", "type": "server_error"}
+}
 
 
 @dataclass
@@ -70,8 +75,9 @@ class Bucket:
 
 
 class ReferenceServer:
-    def __init__(self, default: Behaviour, model: str = "reference-model",
-                 api_key: str = "reference-key") -> None:
+    def __init__(
+        self, default: Behaviour, model: str = "reference-model", api_key: str = "reference-key"
+    ) -> None:
         self.default = default
         self.model = model
         self.api_key = api_key
@@ -89,10 +95,17 @@ class ReferenceServer:
         match = MODE_SPEC.fullmatch(spec)
         name, arg = (match["name"], match["arg"]) if match else (spec, None)
         if name not in MODES:
-            raise web.HTTPNotFound(text=json.dumps({"error": {"message": f"unknown mode {name}"}}),
-                                   content_type="application/json")
-        behaviour = Behaviour(name, self.default.latency_ms, self.default.flaky_rate,
-                              self.default.rps, self.default.generation_ms)
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": {"message": f"unknown mode {name}"}}),
+                content_type="application/json",
+            )
+        behaviour = Behaviour(
+            name,
+            self.default.latency_ms,
+            self.default.flaky_rate,
+            self.default.rps,
+            self.default.generation_ms,
+        )
         if arg:
             value = float(arg)
             if name == "slow":
@@ -131,8 +144,10 @@ class ReferenceServer:
     async def gate(self, request: web.Request, behaviour: Behaviour) -> None:
         """Apply the mode's failure behaviour before answering."""
         if behaviour.mode == "auth":
-            if (request.headers.get("Authorization") != f"Bearer {self.api_key}"
-                    and request.headers.get("x-api-key") != self.api_key):
+            if (
+                request.headers.get("Authorization") != f"Bearer {self.api_key}"
+                and request.headers.get("x-api-key") != self.api_key
+            ):
                 raise web.HTTPUnauthorized(
                     text=json.dumps({"error": {"message": "invalid api key"}}),
                     content_type="application/json",
@@ -163,21 +178,31 @@ class ReferenceServer:
         behaviour = self.behaviour(request)
         await self.gate(request, behaviour)
         if behaviour.mode == "broken":
-            return web.Response(text='{"object": "list", "data": [',
-                                content_type="application/json")
-        data = [{"id": m, "object": "model", "owned_by": "modelcert"}
-                for m in (self.model, EMBED_MODEL)]
+            return web.Response(
+                text='{"object": "list", "data": [', content_type="application/json"
+            )
+        data = [
+            {"id": m, "object": "model", "owned_by": "modelcert"} for m in (self.model, EMBED_MODEL)
+        ]
         return web.json_response({"object": "list", "data": data})
 
-    def unknown_model(self, behaviour: Behaviour, model: Any,
-                      served: tuple[str, ...]) -> web.Response | None:
+    def unknown_model(
+        self, behaviour: Behaviour, model: Any, served: tuple[str, ...]
+    ) -> web.Response | None:
         """404 for a model this server does not serve (vLLM's and OpenAI's answer); mode
         any-model answers for any name, as llama.cpp and some proxies do."""
         if behaviour.mode == "any-model" or model is None or model in served:
             return None
-        return web.json_response({"error": {
-            "message": f"The model `{str(model)[:100]}` does not exist.",
-            "type": "invalid_request_error", "code": "model_not_found"}}, status=404)
+        return web.json_response(
+            {
+                "error": {
+                    "message": f"The model `{str(model)[:100]}` does not exist.",
+                    "type": "invalid_request_error",
+                    "code": "model_not_found",
+                }
+            },
+            status=404,
+        )
 
     def lock_for(self, behaviour: Behaviour) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.serial if behaviour.mode == "serial" else contextlib.nullcontext()
@@ -201,9 +226,13 @@ class ReferenceServer:
         missing = self.unknown_model(behaviour, body.get("model"), (self.model,))
         if missing is not None:
             return missing
-        reply = brain.respond(messages, behaviour.persona, tools=openai_tools(body.get("tools")),
-                              json_schema=openai_schema(body.get("response_format")),
-                              max_tokens=max_tokens)
+        reply = brain.respond(
+            messages,
+            behaviour.persona,
+            tools=openai_tools(body.get("tools")),
+            json_schema=openai_schema(body.get("response_format")),
+            max_tokens=max_tokens,
+        )
         if body.get("stream"):
             if behaviour.mode == "serial" and self.serial.locked():
                 return await self.emptied_stream(request)
@@ -217,54 +246,80 @@ class ReferenceServer:
     def completion(self, behaviour: Behaviour, reply: brain.Reply) -> web.Response:
         text = reply.text
         if behaviour.mode == "broken":
-            return web.Response(text='{"id": "chatcmpl-x", "choices": [{"message": ',
-                                content_type="application/json")
+            return web.Response(
+                text='{"id": "chatcmpl-x", "choices": [{"message": ',
+                content_type="application/json",
+            )
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if reply.tool_calls:
             message["tool_calls"] = [
-                {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(args)}}
+                {
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
                 for name, args in reply.tool_calls
             ]
-        return web.json_response({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                      "total_tokens": 10 + len(text.split())},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(text.split()),
+                    "total_tokens": 10 + len(text.split()),
+                },
+            }
+        )
 
     async def emptied_stream(self, request: web.Request) -> web.StreamResponse:
         """What a serial server does to a competing stream: the role chunk, then [DONE]."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        role = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
-                "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        role = {
+            "id": "chatcmpl-s",
+            "object": "chat.completion.chunk",
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}],
+        }
         await response.write(f"data: {json.dumps(role)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
-    async def stream(self, request: web.Request, behaviour: Behaviour,
-                     reply: brain.Reply) -> web.StreamResponse:
+    async def stream(
+        self, request: web.Request, behaviour: Behaviour, reply: brain.Reply
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         text = reply.text
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
-            chunk = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
-                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            chunk = {
+                "id": "chatcmpl-s",
+                "object": "chat.completion.chunk",
+                "model": self.model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if behaviour.mode == "broken" and i == 0:
-                await response.write(b"data: {\"choices\": [{\"delta\": \n\n")
+                await response.write(b'data: {"choices": [{"delta": \n\n')
                 return response  # cut: no [DONE]
-        final = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.model,
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
-                 "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                           "total_tokens": 10 + len(text.split())}}
+        final = {
+            "id": "chatcmpl-s",
+            "object": "chat.completion.chunk",
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 10 + len(text.split()),
+            },
+        }
         await response.write(f"data: {json.dumps(final)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -285,18 +340,30 @@ class ReferenceServer:
         if missing is not None:
             return missing
         if behaviour.mode == "broken":
-            return web.Response(text='{"data": [{"embedding": [0.1,',
-                                content_type="application/json")
-        data = [{"object": "embedding", "index": i,
-                 "embedding": embed(str(t), wrong=behaviour.mode == "wrong")}
-                for i, t in enumerate(inputs)]
+            return web.Response(
+                text='{"data": [{"embedding": [0.1,', content_type="application/json"
+            )
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": embed(str(t), wrong=behaviour.mode == "wrong"),
+            }
+            for i, t in enumerate(inputs)
+        ]
         return web.json_response({"object": "list", "data": data, "model": EMBED_MODEL})
 
     async def get_stats(self, request: web.Request) -> web.Response:
         s = self.stats
-        return web.json_response({"total": s.total, "in_flight": s.in_flight,
-                                  "peak_in_flight": s.peak_in_flight, "by_status": s.by_status,
-                                  "by_scope": s.by_scope})
+        return web.json_response(
+            {
+                "total": s.total,
+                "in_flight": s.in_flight,
+                "peak_in_flight": s.peak_in_flight,
+                "by_status": s.by_status,
+                "by_scope": s.by_scope,
+            }
+        )
 
     async def reset_stats(self, request: web.Request) -> web.Response:
         self.stats = Stats()
@@ -357,8 +424,14 @@ def embed(text: str, wrong: bool = False) -> list[float]:
     return [round(x / norm, 6) for x in vector]
 
 
-def serve(host: str, port: int, behaviour: Behaviour, model: str = "reference-model",
-          api_key: str = "reference-key") -> None:
+def serve(
+    host: str,
+    port: int,
+    behaviour: Behaviour,
+    model: str = "reference-model",
+    api_key: str = "reference-key",
+) -> None:
     server = ReferenceServer(behaviour, model=model, api_key=api_key)
-    web.run_app(server.app(), host=host, port=port, print=None, access_log=None,
-                handle_signals=True)
+    web.run_app(
+        server.app(), host=host, port=port, print=None, access_log=None, handle_signals=True
+    )

@@ -44,29 +44,39 @@ def create_token(
 ) -> tuple[str, Principal]:
     org = get_or_create_organization(session, organization)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(organization_id=org.id, name=name, token_hash=hash_token(token),
-                   prefix=token[:10])
+    row = ApiToken(
+        organization_id=org.id, name=name, token_hash=hash_token(token), prefix=token[:10]
+    )
     session.add(row)
     session.flush()
     return token, Principal(org.id, org.name, row.id)
 
 
 _TOKENS, _ORGS = table_of(ApiToken), table_of(Organization)
-_STALE = or_(_TOKENS.c.last_used_at.is_(None),
-             _TOKENS.c.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION))
+_STALE = or_(
+    _TOKENS.c.last_used_at.is_(None),
+    _TOKENS.c.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION),
+)
 # The token lookup's parts, for statements that read something else in the same round trip
 # (targets.authenticate_with_target): its columns, its FROM, its condition.
-TOKEN_COLUMNS = (_TOKENS.c.id.label("token_id"),
-                 _TOKENS.c.organization_id.label("token_organization_id"),
-                 _ORGS.c.name.label("organization"), _STALE.label("stale"))
+TOKEN_COLUMNS = (
+    _TOKENS.c.id.label("token_id"),
+    _TOKENS.c.organization_id.label("token_organization_id"),
+    _ORGS.c.name.label("organization"),
+    _STALE.label("stale"),
+)
 TOKEN_ORGANIZATION = _TOKENS.c.organization_id
 TOKENS_FROM = _TOKENS.join(_ORGS, _ORGS.c.id == _TOKENS.c.organization_id)
-TOKEN_MATCHES = and_(_TOKENS.c.token_hash == bindparam("token_hash"),
-                     _TOKENS.c.revoked_at.is_(None))
+TOKEN_MATCHES = and_(
+    _TOKENS.c.token_hash == bindparam("token_hash"), _TOKENS.c.revoked_at.is_(None)
+)
 # Built once: every request runs it (see app/db/base.py table_of).
 _AUTHENTICATE = select(*TOKEN_COLUMNS).select_from(TOKENS_FROM).where(TOKEN_MATCHES)
-_TOUCH = (update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id"), _STALE)
-          .values(last_used_at=func.now()))
+_TOUCH = (
+    update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("token_id"), _STALE)
+    .values(last_used_at=func.now())
+)
 
 
 def plausible(token: str) -> bool:

@@ -63,11 +63,21 @@ FINGERPRINT_CHANGE = "fingerprint_change"
 
 def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
     return CheckResult(
-        name=row.check_name, outcome=row.outcome, required=row.required, passed=row.passed,
-        failed=row.failed, errored=row.errored, total=row.total, statistic=row.statistic,
-        threshold=row.threshold, lower=row.lower, upper=row.upper,
-        duration_seconds=row.duration_seconds, details=dict(row.details or {}),
-        explanation=str((row.details or {}).get("explanation", "")))
+        name=row.check_name,
+        outcome=row.outcome,
+        required=row.required,
+        passed=row.passed,
+        failed=row.failed,
+        errored=row.errored,
+        total=row.total,
+        statistic=row.statistic,
+        threshold=row.threshold,
+        lower=row.lower,
+        upper=row.upper,
+        duration_seconds=row.duration_seconds,
+        details=dict(row.details or {}),
+        explanation=str((row.details or {}).get("explanation", "")),
+    )
 
 
 _CERTS = table_of(Certificate)
@@ -79,8 +89,12 @@ def valid_now(now: datetime | BindParameter[datetime] | None = None) -> ColumnEl
     first three are ix_certificates_current's predicate, without parameters, so even a
     prepared (generic) plan can use that index."""
     moment = now if now is not None else func.now()
-    return and_(_CERTS.c.certified, _CERTS.c.superseded_at.is_(None),
-                _CERTS.c.revoked_at.is_(None), _CERTS.c.valid_until > moment)
+    return and_(
+        _CERTS.c.certified,
+        _CERTS.c.superseded_at.is_(None),
+        _CERTS.c.revoked_at.is_(None),
+        _CERTS.c.valid_until > moment,
+    )
 
 
 def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]:
@@ -102,18 +116,26 @@ _OF_TARGET = _CERTS.c.target_id == bindparam("of_target")
 
 def _stale_ids(jobs: FromClause) -> Select[Any]:
     """Current certificates of the target and region seen with another fingerprint."""
-    return (select(_CERTS.c.id)
-            .join(jobs, jobs.c.id == _CERTS.c.certification_id)
-            .where(_OF_TARGET, jobs.c.region.is_not_distinct_from(_REGION),
-                   _VALID, _ITS_FINGERPRINT != _FINGERPRINT))
+    return (
+        select(_CERTS.c.id)
+        .join(jobs, jobs.c.id == _CERTS.c.certification_id)
+        .where(
+            _OF_TARGET,
+            jobs.c.region.is_not_distinct_from(_REGION),
+            _VALID,
+            _ITS_FINGERPRINT != _FINGERPRINT,
+        )
+    )
 
 
 # Those superseded, returned with their suite (to be certified again).
 _STALE = (
-    update(_CERTS).where(_COMPARE, _CERTS.c.id.in_(_stale_ids(_JOBS)))
+    update(_CERTS)
+    .where(_COMPARE, _CERTS.c.id.in_(_stale_ids(_JOBS)))
     .values(superseded_at=_NOW)
     .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext.label("suite"))
-    .cte("stale"))
+    .cte("stale")
+)
 # Whether _STALE would take any, for a statement that updates the job's own row (over an
 # alias of the jobs' table: a subquery over it would otherwise correlate to that row).
 STALE_EXIST = and_(_COMPARE, exists(_stale_ids(_JOBS.alias("certified_job")).correlate(None)))
@@ -125,36 +147,75 @@ def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
     are left to it: one statement must not update a row twice), the certificate itself (its
     job's row supplies the ids: a job that is not there, as in compile_ahead's run, inserts
     nothing), and the target's endpoint fingerprint moved to the one seen."""
+
     def gated(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(*conditions) if gate is None else and_(gate, *conditions)
 
     superseded = (
         update(_CERTS)
-        .where(gated(_OF_TARGET, _VALID,
-                     or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
-                     _CERTS.c.certification_id.in_(select(_JOBS.c.id).where(
-                         _JOBS.c.target_id == bindparam("of_target"), _SAME_REGION,
-                         _JOBS.c.suite_name == bindparam("subject_suite")))))
-        .values(superseded_at=_NOW).returning(_CERTS.c.id).cte("superseded"))
+        .where(
+            gated(
+                _OF_TARGET,
+                _VALID,
+                or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
+                _CERTS.c.certification_id.in_(
+                    select(_JOBS.c.id).where(
+                        _JOBS.c.target_id == bindparam("of_target"),
+                        _SAME_REGION,
+                        _JOBS.c.suite_name == bindparam("subject_suite"),
+                    )
+                ),
+            )
+        )
+        .values(superseded_at=_NOW)
+        .returning(_CERTS.c.id)
+        .cte("superseded")
+    )
     issued = (
-        insert(_CERTS).from_select(
-            ["id", "certification_id", "target_id", "organization_id", "payload", "signature",
-             "key_id", "issued_at", "valid_until", "certified"],
-            select(bindparam("certificate_id", type_=_CERTS.c.id.type), _JOBS.c.id,
-                   _JOBS.c.target_id, _JOBS.c.organization_id,
-                   bindparam("new_payload", type_=_CERTS.c.payload.type),
-                   bindparam("new_signature", type_=String),
-                   bindparam("new_key_id", type_=String), _NOW,
-                   bindparam("certificate_valid_until", type_=_CERTS.c.valid_until.type),
-                   bindparam("is_certified", type_=Boolean))
-            .where(gated(_JOBS.c.id == bindparam("job_id"))))
-        .returning(_CERTS.c.id).cte("issued"))
+        insert(_CERTS)
+        .from_select(
+            [
+                "id",
+                "certification_id",
+                "target_id",
+                "organization_id",
+                "payload",
+                "signature",
+                "key_id",
+                "issued_at",
+                "valid_until",
+                "certified",
+            ],
+            select(
+                bindparam("certificate_id", type_=_CERTS.c.id.type),
+                _JOBS.c.id,
+                _JOBS.c.target_id,
+                _JOBS.c.organization_id,
+                bindparam("new_payload", type_=_CERTS.c.payload.type),
+                bindparam("new_signature", type_=String),
+                bindparam("new_key_id", type_=String),
+                _NOW,
+                bindparam("certificate_valid_until", type_=_CERTS.c.valid_until.type),
+                bindparam("is_certified", type_=Boolean),
+            ).where(gated(_JOBS.c.id == bindparam("job_id"))),
+        )
+        .returning(_CERTS.c.id)
+        .cte("issued")
+    )
     targets = table_of(Target)
-    moved = (update(targets)
-             .where(gated(targets.c.id == bindparam("of_target"), _COMPARE,
-                          targets.c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT)))
-             .values(endpoint_fingerprint=_FINGERPRINT).returning(targets.c.id)
-             .cte("moved"))
+    moved = (
+        update(targets)
+        .where(
+            gated(
+                targets.c.id == bindparam("of_target"),
+                _COMPARE,
+                targets.c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT),
+            )
+        )
+        .values(endpoint_fingerprint=_FINGERPRINT)
+        .returning(targets.c.id)
+        .cte("moved")
+    )
     return superseded, issued, moved
 
 
@@ -163,10 +224,20 @@ def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
 # the final SELECT reads them, and see the same snapshot (none sees another's changes).
 _ISSUE = ahead(
     select(_STALE.c.id, _STALE.c.suite).add_cte(*issuing()),
-    of_target=NO_ROW, subject_region=None, now=datetime(2000, 1, 1, tzinfo=UTC),
-    fingerprint="", compare=False, is_certified=False, subject_suite="", job_id=NO_ROW,
-    certificate_id=NO_ROW, new_payload={}, new_signature="", new_key_id="",
-    certificate_valid_until=None)
+    of_target=NO_ROW,
+    subject_region=None,
+    now=datetime(2000, 1, 1, tzinfo=UTC),
+    fingerprint="",
+    compare=False,
+    is_certified=False,
+    subject_suite="",
+    job_id=NO_ROW,
+    certificate_id=NO_ROW,
+    new_payload={},
+    new_signature="",
+    new_key_id="",
+    certificate_valid_until=None,
+)
 
 
 @dataclass(frozen=True)
@@ -187,34 +258,65 @@ class Subject:
     run: certs.RunRecord | None = None  # what the verdict was reached under (format 2)
 
 
-def certificate_params(settings: Settings, signer: Signer, subject: Subject, verdict: Verdict,
-                       issued_at: datetime, rows: Sequence[Any],
-                       listing: list[str] | None) -> dict[str, object]:
+def certificate_params(
+    settings: Settings,
+    signer: Signer,
+    subject: Subject,
+    verdict: Verdict,
+    issued_at: datetime,
+    rows: Sequence[Any],
+    listing: list[str] | None,
+) -> dict[str, object]:
     """Sign the certificate; the parameters of the statements that store it (_ISSUE's, and
     `issuing`'s within a job's terminal statement). `listing`: the models the connectivity
     check saw (fingerprint.model_listing); without one there is nothing to compare."""
     fp = fingerprint.compute(subject.provider, subject.endpoint, subject.model, listing)
     validity = timedelta(days=settings.certification_validity_days)
     payload = certs.build_payload(
-        certification_id=str(subject.job_id), target_id=str(subject.target_id),
-        target_name=subject.target_name, model=subject.model, region=subject.region,
-        endpoint_fingerprint=fp, suite_name=subject.suite_name,
-        suite_version=subject.suite_version, suite_hash=subject.suite_hash,
-        results=[as_result(r) for r in rows], verdict=verdict.value, key_id=signer.key_id,
-        issued_at=issued_at, valid_for=validity, run=subject.run)
+        certification_id=str(subject.job_id),
+        target_id=str(subject.target_id),
+        target_name=subject.target_name,
+        model=subject.model,
+        region=subject.region,
+        endpoint_fingerprint=fp,
+        suite_name=subject.suite_name,
+        suite_version=subject.suite_version,
+        suite_hash=subject.suite_hash,
+        results=[as_result(r) for r in rows],
+        verdict=verdict.value,
+        key_id=signer.key_id,
+        issued_at=issued_at,
+        valid_for=validity,
+        run=subject.run,
+    )
     document = signer.sign(payload)
     return {
-        "of_target": subject.target_id, "subject_region": subject.region, "now": issued_at,
-        "fingerprint": fp, "compare": listing is not None,
-        "is_certified": verdict.value in CERTIFIED, "subject_suite": subject.suite_name,
-        "job_id": subject.job_id, "certificate_id": uuid.uuid4(),
-        "new_payload": document["payload"], "new_signature": document["signature"],
-        "new_key_id": signer.key_id, "certificate_valid_until": issued_at + validity}
+        "of_target": subject.target_id,
+        "subject_region": subject.region,
+        "now": issued_at,
+        "fingerprint": fp,
+        "compare": listing is not None,
+        "is_certified": verdict.value in CERTIFIED,
+        "subject_suite": subject.suite_name,
+        "job_id": subject.job_id,
+        "certificate_id": uuid.uuid4(),
+        "new_payload": document["payload"],
+        "new_signature": document["signature"],
+        "new_key_id": signer.key_id,
+        "certificate_valid_until": issued_at + validity,
+    }
 
 
-def issue(session: Session, settings: Settings, signer: Signer, subject: Subject,
-          verdict: Verdict, issued_at: datetime, rows: Sequence[Any],
-          excerpts: Mapping[str, Sequence[str]] | None = None) -> list[Queued]:
+def issue(
+    session: Session,
+    settings: Settings,
+    signer: Signer,
+    subject: Subject,
+    verdict: Verdict,
+    issued_at: datetime,
+    rows: Sequence[Any],
+    excerpts: Mapping[str, Sequence[str]] | None = None,
+) -> list[Queued]:
     """Sign and store the certificate of a job that just succeeded (in its transaction, after
     its terminal statement). `rows`: its check results (read in this transaction, or as a
     first delivery stored them, with `excerpts`, see fingerprint.model_listing). Returns the
@@ -227,8 +329,9 @@ def issue(session: Session, settings: Settings, signer: Signer, subject: Subject
     return _recertify(session, settings, subject, stale, bool(params["is_certified"]))
 
 
-def _recertify(session: Session, settings: Settings, job: Subject,
-               stale: Sequence[Row[Any]], certified: bool) -> list[Queued]:
+def _recertify(
+    session: Session, settings: Settings, job: Subject, stale: Sequence[Row[Any]], certified: bool
+) -> list[Queued]:
     """Queue a new certification for each suite whose certificate another fingerprint
     superseded."""
     queued: list[Queued] = []
@@ -239,8 +342,15 @@ def _recertify(session: Session, settings: Settings, job: Subject,
         target = target or session.get(Target, job.target_id)
         if target is None:
             break
-        item = enqueue(session, settings, target, suite_name=suite, region=job.region,
-                       reason=FINGERPRINT_CHANGE, idempotency_key=f"{FINGERPRINT_CHANGE}:{old_id}")
+        item = enqueue(
+            session,
+            settings,
+            target,
+            suite_name=suite,
+            region=job.region,
+            reason=FINGERPRINT_CHANGE,
+            idempotency_key=f"{FINGERPRINT_CHANGE}:{old_id}",
+        )
         if item is not None:
             queued.append(item)
     return queued
@@ -250,49 +360,65 @@ def document(row: Certificate) -> dict[str, object]:
     return {"payload": row.payload, "signature": row.signature}
 
 
-def for_certification(session: Session, org_id: uuid.UUID,
-                      cert_id: uuid.UUID) -> Certificate | None:
-    return session.scalar(select(Certificate).where(
-        Certificate.certification_id == cert_id, Certificate.organization_id == org_id))
+def for_certification(
+    session: Session, org_id: uuid.UUID, cert_id: uuid.UUID
+) -> Certificate | None:
+    return session.scalar(
+        select(Certificate).where(
+            Certificate.certification_id == cert_id, Certificate.organization_id == org_id
+        )
+    )
 
 
 CANDIDATES = 500  # certificates read to find the newest of each suite (newest first)
 
 
-def current_for_target(session: Session, target_id: uuid.UUID, region: str | None = None,
-                       any_region: bool = True, suite: str | None = None,
-                       ) -> tuple[Certificate | None, str | None]:
+def current_for_target(
+    session: Session,
+    target_id: uuid.UUID,
+    region: str | None = None,
+    any_region: bool = True,
+    suite: str | None = None,
+) -> tuple[Certificate | None, str | None]:
     """(the target's current certified certificate, None) or (None, why there is none).
 
     Per suite, the newest certificate counts when it is in force; without `suite`, the
     strongest suite with one in force decides (see the module docstring)."""
-    stmt = (select(Certificate).join(Certification,
-                                     Certification.id == Certificate.certification_id)
-            .where(Certificate.target_id == target_id, Certificate.revoked_at.is_(None)))
+    stmt = (
+        select(Certificate)
+        .join(Certification, Certification.id == Certificate.certification_id)
+        .where(Certificate.target_id == target_id, Certificate.revoked_at.is_(None))
+    )
     if not any_region:
         stmt = stmt.where(_same_region(region))
     if suite is not None:
         stmt = stmt.where(Certification.suite_name == suite)
     # Newest first; within one second (issued_at's precision) the one still standing is the
     # newer: it superseded the other.
-    rows = session.scalars(stmt.order_by(Certificate.issued_at.desc(),
-                                         Certificate.superseded_at.is_(None).desc(),
-                                         Certificate.id.desc()).limit(CANDIDATES))
+    rows = session.scalars(
+        stmt.order_by(
+            Certificate.issued_at.desc(),
+            Certificate.superseded_at.is_(None).desc(),
+            Certificate.id.desc(),
+        ).limit(CANDIDATES)
+    )
     newest: dict[tuple[str, str | None], Certificate] = {}
     for row in rows:
         key = (str(row.payload.get("suite", {}).get("name")), row.payload.get("region"))
         newest.setdefault(key, row)
     moment = datetime.now(UTC)
-    standing = [row for row in newest.values()
-                if row.superseded_at is None and row.valid_until > moment]
+    standing = [
+        row for row in newest.values() if row.superseded_at is None and row.valid_until > moment
+    ]
     if not standing:
         named = f" for suite {suite!r}" if suite else ""
         return None, f"the target has no current certificate{named}"
     best = max(standing, key=lambda row: (_strength(row, standing), row.issued_at))
     if best.payload.get("verdict") not in CERTIFIED:
         ref = best.payload.get("suite", {}).get("ref")
-        return None, (f"the target's latest {ref} certificate ({best.id}) is "
-                      f"{best.payload.get('verdict')}")
+        return None, (
+            f"the target's latest {ref} certificate ({best.id}) is {best.payload.get('verdict')}"
+        )
     return best, None
 
 
@@ -333,26 +459,38 @@ def status_of(row: Certificate, now: datetime | None = None) -> str:
 
 def to_view(row: Certificate) -> CertificateView:
     return CertificateView(
-        payload=row.payload, signature=row.signature, id=row.id,
+        payload=row.payload,
+        signature=row.signature,
+        id=row.id,
         status=status_of(row),  # type: ignore[arg-type]
-        issued_at=row.issued_at, valid_until=row.valid_until, revoked_at=row.revoked_at,
-        superseded_at=row.superseded_at)
+        issued_at=row.issued_at,
+        valid_until=row.valid_until,
+        revoked_at=row.revoked_at,
+        superseded_at=row.superseded_at,
+    )
 
 
 def certificate_of(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificateView:
     job = load_certification(session, who, cert_id)
     row = for_certification(session, who.organization_id, job.id)
     if row is None:
-        raise NotFound("this certification has no certificate (yet): one is issued when it "
-                       "succeeds")
+        raise NotFound(
+            "this certification has no certificate (yet): one is issued when it succeeds"
+        )
     return to_view(row)
 
 
-def current_of_target(session: Session, who: Principal, target_id: uuid.UUID,
-                      region: str | None = None, suite: str | None = None) -> CertificateView:
+def current_of_target(
+    session: Session,
+    who: Principal,
+    target_id: uuid.UUID,
+    region: str | None = None,
+    suite: str | None = None,
+) -> CertificateView:
     target = load_target(session, who, target_id)
-    row, why = current_for_target(session, target.id, region, any_region=region is None,
-                                  suite=suite)
+    row, why = current_for_target(
+        session, target.id, region, any_region=region is None, suite=suite
+    )
     if row is None:
         raise NotFound(why or "the target has no current valid certificate")
     return to_view(row)
@@ -361,6 +499,14 @@ def current_of_target(session: Session, who: Principal, target_id: uuid.UUID,
 def signing_keys(session: Session) -> SigningKeyList:
     """The keys workers registered before signing with them (signing.ensure_registered): the
     API publishes them without holding any private key."""
-    return SigningKeyList(keys=[
-        SigningKeyView(key_id=k.key_id, public_key=k.public_key, created_at=k.created_at,
-                       retired_at=k.retired_at) for k in published_keys(session)])
+    return SigningKeyList(
+        keys=[
+            SigningKeyView(
+                key_id=k.key_id,
+                public_key=k.public_key,
+                created_at=k.created_at,
+                retired_at=k.retired_at,
+            )
+            for k in published_keys(session)
+        ]
+    )

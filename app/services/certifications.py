@@ -45,27 +45,51 @@ def request_hash(body: CertificationCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def to_view(row: Certification | Row[Any],
-            checks: Sequence[CheckResultRow | Row[Any]]) -> CertificationView:
+def to_view(
+    row: Certification | Row[Any], checks: Sequence[CheckResultRow | Row[Any]]
+) -> CertificationView:
     return CertificationView(
-        id=row.id, target_id=row.target_id, status=row.status.value,
-        verdict=row.verdict.value if row.verdict else None, score=row.score,
-        priority=row.priority.value, region=row.region, queue=row.queue, reason=row.reason,
-        suite=SuiteRef(name=row.suite_name, version=row.suite_version,
-                       content_hash=row.suite_hash),
-        attempt=row.attempt, max_attempts=row.max_attempts,
+        id=row.id,
+        target_id=row.target_id,
+        status=row.status.value,
+        verdict=row.verdict.value if row.verdict else None,
+        score=row.score,
+        priority=row.priority.value,
+        region=row.region,
+        queue=row.queue,
+        reason=row.reason,
+        suite=SuiteRef(name=row.suite_name, version=row.suite_version, content_hash=row.suite_hash),
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
         progress=Progress(done=progress_of(row), total=row.progress_total),
-        timings=Timings(created_at=row.created_at, dispatched_at=row.dispatched_at,
-                        started_at=row.started_at, finished_at=row.finished_at),
+        timings=Timings(
+            created_at=row.created_at,
+            dispatched_at=row.dispatched_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        ),
         error=JobError(cause=row.error_cause, message=row.error_message or "")
-        if row.error_cause else None,
+        if row.error_cause
+        else None,
         valid_until=row.valid_until,
-        checks=[CheckSummary(name=c.check_name, outcome=c.outcome.value, required=c.required,
-                             passed=c.passed, failed=c.failed, errored=c.errored, total=c.total,
-                             pass_rate=c.statistic, threshold=c.threshold, lower=c.lower,
-                             upper=c.upper, duration_seconds=c.duration_seconds,
-                             explanation=str((c.details or {}).get("explanation", "")))
-                for c in checks],
+        checks=[
+            CheckSummary(
+                name=c.check_name,
+                outcome=c.outcome.value,
+                required=c.required,
+                passed=c.passed,
+                failed=c.failed,
+                errored=c.errored,
+                total=c.total,
+                pass_rate=c.statistic,
+                threshold=c.threshold,
+                lower=c.lower,
+                upper=c.upper,
+                duration_seconds=c.duration_seconds,
+                explanation=str((c.details or {}).get("explanation", "")),
+            )
+            for c in checks
+        ],
         verdict_reasons=verdict_reasons(row.verdict.value if row.verdict else None, checks),
     )
 
@@ -77,23 +101,31 @@ def verdict_reasons(verdict: str | None, checks: Sequence[Any]) -> list[str]:
     deciding = {
         "not_certified": lambda c: c.required and c.outcome.value == "failed",
         "inconclusive": lambda c: c.required and c.outcome.value != "passed",
-        "certified_with_warnings": lambda c: not c.required and c.outcome.value not in (
-            "passed", "skipped"),
+        "certified_with_warnings": lambda c: (
+            not c.required and c.outcome.value not in ("passed", "skipped")
+        ),
     }.get(verdict or "")
     if deciding is None:
         return []
-    return [f"{c.check_name}: {(c.details or {}).get('explanation') or c.outcome.value}"
-            for c in checks if deciding(c)]
+    return [
+        f"{c.check_name}: {(c.details or {}).get('explanation') or c.outcome.value}"
+        for c in checks
+        if deciding(c)
+    ]
 
 
-def _checks_for(session: Session | Connection,
-                ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+def _checks_for(
+    session: Session | Connection, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
     """The checks of each job, as rows of check_results (read through a Session or a bare
     Connection alike: the POST's transaction is a Connection, see app/api/factory.py)."""
     grouped: dict[uuid.UUID, list[Row[Any]]] = {i: [] for i in ids}
     if ids:
-        rows = session.execute(select(_CHECKS).where(
-            _CHECKS.c.certification_id.in_(ids)).order_by(_CHECKS.c.created_at))
+        rows = session.execute(
+            select(_CHECKS)
+            .where(_CHECKS.c.certification_id.in_(ids))
+            .order_by(_CHECKS.c.created_at)
+        )
         for row in rows:
             grouped[row.certification_id].append(row)
     return grouped
@@ -139,14 +171,16 @@ def create_certification(
             values = _job_values(session, settings, who, body, reason, target)
         except (InvalidField, NotFound):
             # A retried POST replays its job even if the target or suite changed since.
-            existing = (_find_by_idempotency_key(session, who, idempotency_key)
-                        if idempotency_key else None)
+            existing = (
+                _find_by_idempotency_key(session, who, idempotency_key) if idempotency_key else None
+            )
             if existing is None:
                 raise
             return _replay_in(session, existing, digest)
         # With a key, a concurrent POST using it makes this wait for its commit, then do nothing.
-        row = (_INSERT_ONCE if idempotency_key else _INSERT).on(session, values | {
-            "idempotency_key": idempotency_key, "request_hash": digest})
+        row = (_INSERT_ONCE if idempotency_key else _INSERT).on(
+            session, values | {"idempotency_key": idempotency_key, "request_hash": digest}
+        )
         if row is None:
             existing = _find_by_idempotency_key(session, who, idempotency_key or "")
             if existing is None:  # not expected: ON CONFLICT skips only a committed row
@@ -155,21 +189,30 @@ def create_certification(
     # After commit, never inside the transaction: a lost publish is the sweeper's to repair.
     view = to_view(row, [])
     if publish(row.id, row.queue, row.priority.value):
-        view.timings.dispatched_at = (mark_dispatched(row.id) if mark_dispatched
-                                      else mark_now(factory, row.id))
+        view.timings.dispatched_at = (
+            mark_dispatched(row.id) if mark_dispatched else mark_now(factory, row.id)
+        )
     return view, False
 
 
 _JOBS, _CHECKS = table_of(Certification), table_of(CheckResultRow)
 # The POST's inserts, built once (see app/db/base.py table_of), run on the DBAPI cursor.
 _INSERT = Hot(insert(_JOBS).returning(*_JOBS.c))
-_INSERT_ONCE = Hot(insert(_JOBS).on_conflict_do_nothing(
-    index_elements=["organization_id", "idempotency_key"]).returning(*_JOBS.c))
+_INSERT_ONCE = Hot(
+    insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+    .returning(*_JOBS.c)
+)
 
 
-def _job_values(session: Session | Connection, settings: Settings, who: Principal,
-                body: CertificationCreate, reason: str,
-                target: Row[Any] | None = None) -> dict[str, object]:
+def _job_values(
+    session: Session | Connection,
+    settings: Settings,
+    who: Principal,
+    body: CertificationCreate,
+    reason: str,
+    target: Row[Any] | None = None,
+) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
         suite = get_suite(body.suite)
@@ -178,32 +221,52 @@ def _job_values(session: Session | Connection, settings: Settings, who: Principa
     if target is None or target.id != body.target_id:
         target = target_for_job(session, who, body.target_id)
     if body.region is not None and body.region not in target.endpoints:
-        raise InvalidField(["body", "region"], "the target declares no endpoint for "
-                           f"region {body.region!r}")
+        raise InvalidField(
+            ["body", "region"], f"the target declares no endpoint for region {body.region!r}"
+        )
     if body.region is None and target.base_url is None:
-        raise InvalidField(["body", "region"], "the target has only per-region endpoints; "
-                           "name one of: " + ", ".join(sorted(target.endpoints)))
+        raise InvalidField(
+            ["body", "region"],
+            "the target has only per-region endpoints; "
+            "name one of: " + ", ".join(sorted(target.endpoints)),
+        )
     return new_job_values(settings, target, suite, body.region, body.priority, reason)
 
 
-def new_job_values(settings: Settings, target: Target | Row[Any], suite: Suite,
-                   region: str | None, priority: str, reason: str) -> dict[str, object]:
+def new_job_values(
+    settings: Settings,
+    target: Target | Row[Any],
+    suite: Suite,
+    region: str | None,
+    priority: str,
+    reason: str,
+) -> dict[str, object]:
     """The columns of a new queued job (the API's POST and the system's own enqueue), every
     one with a Python-side default included (the POST's INSERT runs as a db.direct.Hot)."""
     return dict(
-        id=uuid.uuid4(), organization_id=target.organization_id, target_id=target.id,
+        id=uuid.uuid4(),
+        organization_id=target.organization_id,
+        target_id=target.id,
         region=region,
         queue=queue_for(settings, region),
-        suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
-        status=JobStatus.QUEUED, priority=Priority(priority), reason=reason,
-        attempt=0, max_attempts=settings.max_attempts, progress_done=0,
-        progress_total=planned_total(target, suite, region), delivery_count=0,
+        suite_name=suite.name,
+        suite_version=suite.version,
+        suite_hash=suite.content_hash,
+        status=JobStatus.QUEUED,
+        priority=Priority(priority),
+        reason=reason,
+        attempt=0,
+        max_attempts=settings.max_attempts,
+        progress_done=0,
+        progress_total=planned_total(target, suite, region),
+        delivery_count=0,
     )
 
 
 @contextmanager
-def _unit_of_work(factory: sessionmaker[Session],
-                  session: Session | Connection | None) -> Iterator[Session | Connection]:
+def _unit_of_work(
+    factory: sessionmaker[Session], session: Session | Connection | None
+) -> Iterator[Session | Connection]:
     if session is None:
         with transaction(factory) as fresh:
             yield fresh
@@ -216,18 +279,23 @@ def _unit_of_work(factory: sessionmaker[Session],
         raise
 
 
-def _find_by_idempotency_key(session: Session | Connection, who: Principal,
-                             key: str) -> Row[Any] | None:
-    return session.execute(select(_JOBS).where(
-        _JOBS.c.organization_id == who.organization_id,
-        _JOBS.c.idempotency_key == key)).first()
+def _find_by_idempotency_key(
+    session: Session | Connection, who: Principal, key: str
+) -> Row[Any] | None:
+    return session.execute(
+        select(_JOBS).where(
+            _JOBS.c.organization_id == who.organization_id, _JOBS.c.idempotency_key == key
+        )
+    ).first()
 
 
-def _replay_in(session: Session | Connection, row: Row[Any],
-               digest: str | None) -> tuple[CertificationView, bool]:
+def _replay_in(
+    session: Session | Connection, row: Row[Any], digest: str | None
+) -> tuple[CertificationView, bool]:
     if row.request_hash != digest:
         raise IdempotencyMismatch(
-            "this Idempotency-Key was already used with a different request body")
+            "this Idempotency-Key was already used with a different request body"
+        )
     return to_view(row, _checks_for(session, [row.id])[row.id]), True
 
 
@@ -237,15 +305,19 @@ def get_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> C
 
 
 def load_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> Certification:
-    row = session.scalar(select(Certification).where(
-        Certification.id == cert_id, Certification.organization_id == who.organization_id))
+    row = session.scalar(
+        select(Certification).where(
+            Certification.id == cert_id, Certification.organization_id == who.organization_id
+        )
+    )
     if row is None:
         raise NotFound("no such certification")
     return row
 
 
-def list_certifications(session: Session, who: Principal,
-                        query: CertificationFilter) -> tuple[list[CertificationView], str | None]:
+def list_certifications(
+    session: Session, who: Principal, query: CertificationFilter
+) -> tuple[list[CertificationView], str | None]:
     stmt = select(Certification).where(Certification.organization_id == who.organization_id)
     if query.status:
         stmt = stmt.where(Certification.status == JobStatus(query.status))
@@ -258,10 +330,14 @@ def list_certifications(session: Session, who: Principal,
     if query.cursor:
         created, last_id = decode_cursor(query.cursor)
         stmt = stmt.where((Certification.created_at, Certification.id) < (created, last_id))
-    rows = session.scalars(stmt.order_by(Certification.created_at.desc(),
-                                         Certification.id.desc()).limit(query.limit + 1)).all()
+    rows = session.scalars(
+        stmt.order_by(Certification.created_at.desc(), Certification.id.desc()).limit(
+            query.limit + 1
+        )
+    ).all()
     page = rows[: query.limit]
-    next_cursor = (encode_cursor(page[-1].created_at, page[-1].id)
-                   if len(rows) > query.limit else None)
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > query.limit else None
+    )
     checks = _checks_for(session, [r.id for r in page])
     return [to_view(r, checks[r.id]) for r in page], next_cursor

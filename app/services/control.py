@@ -32,32 +32,44 @@ PublishFn = Callable[[uuid.UUID, str, str], bool]
 RETRYABLE_END = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
 
 
-def cancel(factory: sessionmaker[Session], who: Principal,
-           cert_id: uuid.UUID) -> tuple[CertificationView, bool]:
+def cancel(
+    factory: sessionmaker[Session], who: Principal, cert_id: uuid.UUID
+) -> tuple[CertificationView, bool]:
     """(view, stopped now). Queued → cancelled at once; running → the worker stops it."""
     with transaction(factory) as session:
         row = load_certification(session, who, cert_id)
         done = session.execute(
             update(Certification)
             .where(Certification.id == row.id, Certification.status.in_(CLAIMABLE_STATUSES))
-            .values(status=JobStatus.CANCELLED, finished_at=func.now(), lease_until=None,
-                    cancel_requested_at=func.now(), error_cause="cancelled",
-                    error_message="cancelled by request before it ran")
-            .returning(Certification.id)).first()
+            .values(
+                status=JobStatus.CANCELLED,
+                finished_at=func.now(),
+                lease_until=None,
+                cancel_requested_at=func.now(),
+                error_cause="cancelled",
+                error_message="cancelled by request before it ran",
+            )
+            .returning(Certification.id)
+        ).first()
         if done is not None:
             events.certification_ended(session, row.id)
         else:
             running = session.execute(
                 update(Certification)
                 .where(Certification.id == row.id, Certification.status == JobStatus.RUNNING)
-                .values(cancel_requested_at=func.coalesce(Certification.cancel_requested_at,
-                                                          func.now()))
-                .returning(Certification.id)).first()
+                .values(
+                    cancel_requested_at=func.coalesce(Certification.cancel_requested_at, func.now())
+                )
+                .returning(Certification.id)
+            ).first()
             if running is None:
-                status = session.scalar(select(Certification.status).where(
-                    Certification.id == row.id))
-                raise Conflict(f"the certification is already {status.value if status else '?'}"
-                               "; only a queued or running one can be cancelled")
+                status = session.scalar(
+                    select(Certification.status).where(Certification.id == row.id)
+                )
+                raise Conflict(
+                    f"the certification is already {status.value if status else '?'}"
+                    "; only a queued or running one can be cancelled"
+                )
     with factory() as session:
         return get_certification(session, who, cert_id), done is not None
 
@@ -65,59 +77,96 @@ def cancel(factory: sessionmaker[Session], who: Principal,
 def _new_attempt(session: Session, cert_id: uuid.UUID, settings: Settings) -> bool:
     """A finished-but-unsuccessful job goes back to queued with a fresh attempt budget
     (never one of a deleted target: Conflict)."""
-    deleted = session.scalar(select(Target.deleted_at).join(
-        Certification, Certification.target_id == Target.id).where(Certification.id == cert_id))
+    deleted = session.scalar(
+        select(Target.deleted_at)
+        .join(Certification, Certification.target_id == Target.id)
+        .where(Certification.id == cert_id)
+    )
     if deleted is not None:
-        raise Conflict("the certification's target was deleted; its certifications are kept "
-                       "for audit but cannot run again")
+        raise Conflict(
+            "the certification's target was deleted; its certifications are kept "
+            "for audit but cannot run again"
+        )
     row = session.execute(
         update(Certification)
         .where(Certification.id == cert_id, Certification.status.in_(RETRYABLE_END))
-        .values(status=JobStatus.QUEUED, max_attempts=Certification.attempt + settings.max_attempts,
-                finished_at=None, lease_until=None, dispatched_at=None, next_attempt_at=None,
-                cancel_requested_at=None, error_cause=None, error_message=None, verdict=None,
-                score=None)
-        .returning(Certification.id)).first()
+        .values(
+            status=JobStatus.QUEUED,
+            max_attempts=Certification.attempt + settings.max_attempts,
+            finished_at=None,
+            lease_until=None,
+            dispatched_at=None,
+            next_attempt_at=None,
+            cancel_requested_at=None,
+            error_cause=None,
+            error_message=None,
+            verdict=None,
+            score=None,
+        )
+        .returning(Certification.id)
+    ).first()
     if row is None:
         return False
-    session.execute(update(DeadLetter).where(DeadLetter.certification_id == cert_id,
-                                             DeadLetter.replayed_at.is_(None))
-                    .values(replayed_at=func.now()))
+    session.execute(
+        update(DeadLetter)
+        .where(DeadLetter.certification_id == cert_id, DeadLetter.replayed_at.is_(None))
+        .values(replayed_at=func.now())
+    )
     return True
 
 
 def _publish(factory: sessionmaker[Session], publish: PublishFn, cert_id: uuid.UUID) -> None:
     with factory() as session:
-        queue, priority = session.execute(select(Certification.queue, Certification.priority)
-                                          .where(Certification.id == cert_id)).one()
+        queue, priority = session.execute(
+            select(Certification.queue, Certification.priority).where(Certification.id == cert_id)
+        ).one()
     if publish(cert_id, queue, priority.value):
         with transaction(factory) as session:
-            session.execute(update(Certification).where(
-                Certification.id == cert_id, Certification.dispatched_at.is_(None),
-                Certification.status.in_(CLAIMABLE_STATUSES)).values(dispatched_at=func.now()))
+            session.execute(
+                update(Certification)
+                .where(
+                    Certification.id == cert_id,
+                    Certification.dispatched_at.is_(None),
+                    Certification.status.in_(CLAIMABLE_STATUSES),
+                )
+                .values(dispatched_at=func.now())
+            )
 
 
-def retry(factory: sessionmaker[Session], settings: Settings, publish: PublishFn, who: Principal,
-          cert_id: uuid.UUID) -> CertificationView:
+def retry(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    publish: PublishFn,
+    who: Principal,
+    cert_id: uuid.UUID,
+) -> CertificationView:
     with transaction(factory) as session:
         row = load_certification(session, who, cert_id)
         if not _new_attempt(session, row.id, settings):
-            status = session.scalar(select(Certification.status).where(
-                Certification.id == row.id))
-            raise Conflict(f"the certification is {status.value if status else '?'}; only a "
-                           "failed, timed_out or cancelled one can be retried")
+            status = session.scalar(select(Certification.status).where(Certification.id == row.id))
+            raise Conflict(
+                f"the certification is {status.value if status else '?'}; only a "
+                "failed, timed_out or cancelled one can be retried"
+            )
     _publish(factory, publish, cert_id)
     with factory() as session:
         return get_certification(session, who, cert_id)
 
 
-def replay_dead_letter(factory: sessionmaker[Session], settings: Settings, publish: PublishFn,
-                       who: Principal, letter_id: uuid.UUID) -> uuid.UUID:
+def replay_dead_letter(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    publish: PublishFn,
+    who: Principal,
+    letter_id: uuid.UUID,
+) -> uuid.UUID:
     """Returns the certification id the replay re-queued."""
     with transaction(factory) as session:
-        letter = session.scalar(select(DeadLetter).where(
-            DeadLetter.id == letter_id, DeadLetter.organization_id == who.organization_id)
-            .with_for_update())
+        letter = session.scalar(
+            select(DeadLetter)
+            .where(DeadLetter.id == letter_id, DeadLetter.organization_id == who.organization_id)
+            .with_for_update()
+        )
         if letter is None:
             raise NotFound("no such dead letter")
         if letter.replayed_at is not None:

@@ -12,20 +12,27 @@ from app.services.pagination import decode_cursor, encode_cursor
 
 
 def to_view(row: DeadLetter) -> DeadLetterView:
-    return DeadLetterView(id=row.id, certification_id=row.certification_id, cause=row.cause,
-                          last_error=row.last_error, attempts=row.attempts,
-                          created_at=row.created_at, replayed_at=row.replayed_at)
+    return DeadLetterView(
+        id=row.id,
+        certification_id=row.certification_id,
+        cause=row.cause,
+        last_error=row.last_error,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        replayed_at=row.replayed_at,
+    )
 
 
-def list_dead_letters(session: Session, who: Principal, cursor: str | None,
-                      limit: int) -> tuple[list[DeadLetterView], str | None]:
+def list_dead_letters(
+    session: Session, who: Principal, cursor: str | None, limit: int
+) -> tuple[list[DeadLetterView], str | None]:
     query = select(DeadLetter).where(DeadLetter.organization_id == who.organization_id)
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where((DeadLetter.created_at, DeadLetter.id) < (created, last_id))
-    rows = session.scalars(query.order_by(DeadLetter.created_at.desc(), DeadLetter.id.desc())
-                           .limit(limit + 1)).all()
+    rows = session.scalars(
+        query.order_by(DeadLetter.created_at.desc(), DeadLetter.id.desc()).limit(limit + 1)
+    ).all()
     page = rows[:limit]
-    next_cursor = (encode_cursor(page[-1].created_at, page[-1].id)
-                   if len(rows) > limit else None)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return [to_view(r) for r in page], next_cursor

@@ -50,7 +50,8 @@ MARK_SQL = text(
     "AND ((c.attempt = 0 AND c.status IN ('queued', 'cancelled') "
     "AND c.dispatched_at IS NULL) "
     "OR (c.attempt = 1 AND c.status NOT IN ('queued', 'retrying') "
-    "AND c.dispatched_at > m.at))")
+    "AND c.dispatched_at > m.at))"
+)
 # A batch is a few dozen rows found by primary key, whatever the table's statistics say:
 # a fresh table not analyzed yet looks like one page to the planner, which then scans it
 # all (twice per batch) as it grows, 5 ms a batch a few thousand jobs in (bench e2e).
@@ -71,8 +72,9 @@ def mark_now(factory: sessionmaker[Session], cert_id: uuid.UUID) -> datetime:
 
 
 class DispatchMarks:
-    def __init__(self, factory: sessionmaker[Session], *, interval: float = 0.1,
-                 max_pending: int = 50_000) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], *, interval: float = 0.1, max_pending: int = 50_000
+    ) -> None:
         self.factory = factory
         self.interval = interval
         self._pending: deque[tuple[uuid.UUID, datetime]] = deque(maxlen=max_pending)
@@ -113,8 +115,7 @@ class DispatchMarks:
                 keep = batch[-room:] if room > 0 else []
                 self.dropped += len(batch) - len(keep)
                 self._pending.extendleft(reversed(keep))
-            log.warning("dispatch_marks_flush_failed", exc_info=True,
-                        extra={"pending": len(batch)})
+            log.warning("dispatch_marks_flush_failed", exc_info=True, extra={"pending": len(batch)})
             return 0
         return len(batch)
 
@@ -129,8 +130,9 @@ class DispatchMarks:
 
     def _ensure_thread(self) -> None:
         # Called with the lock held. A forked child (gunicorn) has no thread: start its own.
-        if self._stopped or (self._thread is not None and self._pid == os.getpid()
-                             and self._thread.is_alive()):
+        if self._stopped or (
+            self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
+        ):
             return
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name="dispatch-marks", daemon=True)

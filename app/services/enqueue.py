@@ -33,19 +33,37 @@ class Queued:
     priority: str
 
 
-def active_exists(session: Session, target_id: uuid.UUID, region: str | None,
-                  suite_name: str) -> bool:
-    region_match = (Certification.region.is_(None) if region is None
-                    else Certification.region == region)
-    return bool(session.scalar(select(exists().where(
-        Certification.target_id == target_id, region_match,
-        Certification.suite_name == suite_name,
-        Certification.status.in_(ACTIVE_STATUSES)))))
+def active_exists(
+    session: Session, target_id: uuid.UUID, region: str | None, suite_name: str
+) -> bool:
+    region_match = (
+        Certification.region.is_(None) if region is None else Certification.region == region
+    )
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Certification.target_id == target_id,
+                    region_match,
+                    Certification.suite_name == suite_name,
+                    Certification.status.in_(ACTIVE_STATUSES),
+                )
+            )
+        )
+    )
 
 
-def enqueue(session: Session, settings: Settings, target: Target, *, suite_name: str,
-            region: str | None, reason: str, idempotency_key: str,
-            priority: str = "normal") -> Queued | None:
+def enqueue(
+    session: Session,
+    settings: Settings,
+    target: Target,
+    *,
+    suite_name: str,
+    region: str | None,
+    reason: str,
+    idempotency_key: str,
+    priority: str = "normal",
+) -> Queued | None:
     """Insert a queued certification unless one is active or this key was used already."""
     if target.deleted_at is not None:
         return None
@@ -57,29 +75,40 @@ def enqueue(session: Session, settings: Settings, target: Target, *, suite_name:
         return None  # the suite was removed since: nothing to re-run
     if active_exists(session, target.id, region, suite.name):
         return None
-    body = CertificationCreate(target_id=target.id, suite=suite.name, region=region,
-                               priority=priority)  # type: ignore[arg-type]
+    body = CertificationCreate(
+        target_id=target.id, suite=suite.name, region=region, priority=priority
+    )  # type: ignore[arg-type]
     values = new_job_values(settings, target, suite, region, priority, reason)
     row = session.execute(
-        insert(Certification).values(
-            **values, idempotency_key=idempotency_key[:255], request_hash=request_hash(body),
-        ).on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(Certification.id, Certification.queue)).first()
+        insert(Certification)
+        .values(
+            **values,
+            idempotency_key=idempotency_key[:255],
+            request_hash=request_hash(body),
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(Certification.id, Certification.queue)
+    ).first()
     if row is None:
         return None
     return Queued(row[0], row[1], priority)
 
 
-def publish_queued(factory: sessionmaker[Session], publish: Callable[[uuid.UUID, str, str], bool],
-                   queued: Iterable[Queued]) -> int:
+def publish_queued(
+    factory: sessionmaker[Session],
+    publish: Callable[[uuid.UUID, str, str], bool],
+    queued: Iterable[Queued],
+) -> int:
     """After commit: publish and mark dispatched; what fails stays for the sweeper."""
     sent = 0
     for item in queued:
         if not publish(item.id, item.queue, item.priority):
             break  # the broker is down: the sweeper publishes the rest
         with transaction(factory) as session:
-            session.execute(update(Certification).where(
-                Certification.id == item.id, Certification.dispatched_at.is_(None))
-                .values(dispatched_at=func.now()))
+            session.execute(
+                update(Certification)
+                .where(Certification.id == item.id, Certification.dispatched_at.is_(None))
+                .values(dispatched_at=func.now())
+            )
         sent += 1
     return sent

@@ -20,20 +20,28 @@ from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import CheckResultRow, SampleRow
 
 _SAMPLES = table_of(SampleRow).c
-_EXCERPTS = ahead(select(_SAMPLES.response_excerpt).where(
-    _SAMPLES.certification_id == bindparam("job_id"),
-    _SAMPLES.check_name.in_(bindparam("names", expanding=True)),
-    _SAMPLES.status_code == 200, _SAMPLES.response_excerpt.is_not(None)),
-    job_id=NO_ROW, names=["connectivity"])
+_EXCERPTS = ahead(
+    select(_SAMPLES.response_excerpt).where(
+        _SAMPLES.certification_id == bindparam("job_id"),
+        _SAMPLES.check_name.in_(bindparam("names", expanding=True)),
+        _SAMPLES.status_code == 200,
+        _SAMPLES.response_excerpt.is_not(None),
+    ),
+    job_id=NO_ROW,
+    names=["connectivity"],
+)
 
 
 def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:
     return endpoint_fingerprint(provider, base_url, model, listing)
 
 
-def model_listing(session: Session | None, cert_id: uuid.UUID,
-                  rows: Sequence[CheckResultRow | Any],
-                  stored: Mapping[str, Sequence[str]] | None = None) -> list[str] | None:
+def model_listing(
+    session: Session | None,
+    cert_id: uuid.UUID,
+    rows: Sequence[CheckResultRow | Any],
+    stored: Mapping[str, Sequence[str]] | None = None,
+) -> list[str] | None:
     """The models the connectivity check saw (None when it did not run or never got one).
     `rows`: the job's check results, read in the caller's transaction; `stored`: each check's
     excerpts of samples answered with 200, as the caller stored them (else they are read in

@@ -125,8 +125,14 @@ class EndpointLimiter:
     Concurrency slots are leased per job in a block and lent to requests locally.
     """
 
-    def __init__(self, redis_url: str, key: str, rps: float | None,
-                 max_concurrency: int | None, lease_seconds: int = SLOT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        rps: float | None,
+        max_concurrency: int | None,
+        lease_seconds: int = SLOT_LEASE_SECONDS,
+    ) -> None:
         self.redis_url = redis_url
         self.key = key
         self.rps = rps
@@ -150,14 +156,21 @@ class EndpointLimiter:
     async def client(self) -> aioredis.Redis | None:
         if self._client is None:
             try:
-                self._client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1,
-                                                       socket_timeout=2)
+                self._client = aioredis.Redis.from_url(
+                    self.redis_url, socket_connect_timeout=1, socket_timeout=2
+                )
             except (redis.RedisError, ValueError) as exc:
                 log.warning("rate_limit_unavailable", extra={"error": type(exc).__name__})
                 return None
-            self._scripts = {name: self._client.register_script(text) for name, text in
-                             (("take", TAKE_TOKEN), ("acquire", ACQUIRE_SLOTS),
-                              ("renew", RENEW_SLOTS), ("adjust", ADJUST))}
+            self._scripts = {
+                name: self._client.register_script(text)
+                for name, text in (
+                    ("take", TAKE_TOKEN),
+                    ("acquire", ACQUIRE_SLOTS),
+                    ("renew", RENEW_SLOTS),
+                    ("adjust", ADJUST),
+                )
+            }
         return self._client
 
     async def _call(self, awaitable: Awaitable[object]) -> object:
@@ -176,9 +189,20 @@ class EndpointLimiter:
 
     async def _lease(self, want: int) -> int | None:
         """Lease up to `want` more slots in Redis; None when Redis is unavailable."""
-        answer = await self._call(self._scripts["acquire"](keys=self._keys, args=[
-            self.max_concurrency, self.holder, want, len(self._members), self.lease_seconds,
-            self._next_index, HOLDER_LEASE_SECONDS]))
+        answer = await self._call(
+            self._scripts["acquire"](
+                keys=self._keys,
+                args=[
+                    self.max_concurrency,
+                    self.holder,
+                    want,
+                    len(self._members),
+                    self.lease_seconds,
+                    self._next_index,
+                    HOLDER_LEASE_SECONDS,
+                ],
+            )
+        )
         if answer is None:
             return None
         granted, share = (int(x) for x in answer)  # type: ignore[attr-defined]
@@ -237,17 +261,29 @@ class EndpointLimiter:
             await asyncio.sleep(RENEW_SECONDS)
             if self._closing:
                 return
-            share = await self._call(self._scripts["renew"](keys=self._keys, args=[
-                self.holder, self.lease_seconds, HOLDER_LEASE_SECONDS, self.max_concurrency,
-                *self._members]))
+            share = await self._call(
+                self._scripts["renew"](
+                    keys=self._keys,
+                    args=[
+                        self.holder,
+                        self.lease_seconds,
+                        HOLDER_LEASE_SECONDS,
+                        self.max_concurrency,
+                        *self._members,
+                    ],
+                )
+            )
             if share is not None:
                 self._share = int(share)  # type: ignore[call-overload]
             surplus = min(self._free, len(self._members) - self._cap())
             if surplus > 0:
                 giving, self._members = self._members[:surplus], self._members[surplus:]
                 self._free -= surplus
-                await self._call(self._client.zrem(  # type: ignore[union-attr]
-                    self.key + ":slots", *giving))
+                await self._call(
+                    self._client.zrem(  # type: ignore[union-attr]
+                        self.key + ":slots", *giving
+                    )
+                )
 
     async def __call__(self) -> Slot | None:
         if await self.client() is None:
@@ -255,8 +291,11 @@ class EndpointLimiter:
         slot = await self._take_slot() if self.max_concurrency else None
         if self.rps:
             rate = self.rps
-            wait = await self._call(self._scripts["take"](
-                keys=[self.key + ":bucket", self.key + ":aimd"], args=[rate, max(1.0, rate)]))
+            wait = await self._call(
+                self._scripts["take"](
+                    keys=[self.key + ":bucket", self.key + ":aimd"], args=[rate, max(1.0, rate)]
+                )
+            )
             if wait is not None and float(wait) > 0:  # type: ignore[arg-type]
                 await asyncio.sleep(min(60.0, float(wait)))  # type: ignore[arg-type]
         return slot
@@ -275,8 +314,11 @@ class EndpointLimiter:
             return
 
         async def adjust() -> None:
-            value = await self._call(self._scripts["adjust"](
-                keys=[self.key + ":aimd"], args=[direction, PENALTY_SECONDS]))
+            value = await self._call(
+                self._scripts["adjust"](
+                    keys=[self.key + ":aimd"], args=[direction, PENALTY_SECONDS]
+                )
+            )
             text = value.decode() if isinstance(value, bytes) else str(value)
             if direction == "up" and text in ("None", "1"):
                 self.throttled = False
@@ -307,8 +349,13 @@ class EndpointLimiter:
             self._client = None
 
 
-def gate_for(redis_url: str, base_url: str, region: str | None, rps: float | None,
-             max_concurrency: int | None) -> EndpointLimiter | None:
+def gate_for(
+    redis_url: str,
+    base_url: str,
+    region: str | None,
+    rps: float | None,
+    max_concurrency: int | None,
+) -> EndpointLimiter | None:
     if not rps and not max_concurrency:
         return None
     return EndpointLimiter(redis_url, endpoint_key(base_url, region), rps, max_concurrency)

@@ -43,14 +43,21 @@ def expiring(session: Session, batch: int = 500) -> list[tuple[Certificate, Cert
         select(Certificate, Certification, Target)
         .join(Certification, Certification.id == Certificate.certification_id)
         .join(Target, Target.id == Certificate.target_id)
-        .where(valid_now(), Target.deleted_at.is_(None), Target.recertify_before_days > 0,
-               Certificate.valid_until <= func.now() + window)
-        .order_by(Certificate.valid_until).limit(batch)).all()
+        .where(
+            valid_now(),
+            Target.deleted_at.is_(None),
+            Target.recertify_before_days > 0,
+            Certificate.valid_until <= func.now() + window,
+        )
+        .order_by(Certificate.valid_until)
+        .limit(batch)
+    ).all()
     return [(c, j, t) for c, j, t in rows]
 
 
-def recertify(factory: sessionmaker[Session], settings: Settings,
-              publish: PublishFn | None = None) -> RecertifyReport:
+def recertify(
+    factory: sessionmaker[Session], settings: Settings, publish: PublishFn | None = None
+) -> RecertifyReport:
     report = RecertifyReport()
     with transaction(factory) as session:
         if not session.scalar(text(f"SELECT pg_try_advisory_xact_lock({RECERTIFY_LOCK})")):
@@ -58,14 +65,22 @@ def recertify(factory: sessionmaker[Session], settings: Settings,
             return report
         for certificate, job, target in expiring(session):
             report.expiring += 1
-            item = enqueue(session, settings, target, suite_name=job.suite_name,
-                           region=job.region, reason=REASON,
-                           idempotency_key=f"{REASON}:{certificate.id}")
+            item = enqueue(
+                session,
+                settings,
+                target,
+                suite_name=job.suite_name,
+                region=job.region,
+                reason=REASON,
+                idempotency_key=f"{REASON}:{certificate.id}",
+            )
             if item is not None:
                 report.queued.append(item)
     if publish is not None and report.queued:
         report.published = publish_queued(factory, publish, report.queued)
     if report.queued:
-        log.info("recertification_queued", extra={"queued": len(report.queued),
-                                                  "expiring": report.expiring})
+        log.info(
+            "recertification_queued",
+            extra={"queued": len(report.queued), "expiring": report.expiring},
+        )
     return report

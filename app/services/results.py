@@ -21,24 +21,44 @@ EVIDENCE_BATCH = 500
 
 def results(session: Session, who: Principal, cert_id: uuid.UUID) -> ResultsView:
     job = load_certification(session, who, cert_id)
-    rows = session.scalars(select(CheckResultRow).where(
-        CheckResultRow.certification_id == job.id).order_by(CheckResultRow.created_at,
-                                                            CheckResultRow.check_name))
-    checks = [CheckResultView(
-        name=r.check_name, check=(r.details or {}).get("check"), outcome=r.outcome.value,
-        required=r.required, passed=r.passed, failed=r.failed, errored=r.errored,
-        total=r.total, statistic=r.statistic, lower=r.lower, upper=r.upper,
-        threshold=r.threshold, duration_seconds=r.duration_seconds, attempt=r.attempt,
-        explanation=str((r.details or {}).get("explanation", "")),
-        details={k: v for k, v in (r.details or {}).items() if k != "explanation"})
-        for r in rows]
-    return ResultsView(certification_id=job.id, status=job.status.value,
-                       verdict=job.verdict.value if job.verdict else None,
-                       suite=f"{job.suite_name}@{job.suite_version}", checks=checks)
+    rows = session.scalars(
+        select(CheckResultRow)
+        .where(CheckResultRow.certification_id == job.id)
+        .order_by(CheckResultRow.created_at, CheckResultRow.check_name)
+    )
+    checks = [
+        CheckResultView(
+            name=r.check_name,
+            check=(r.details or {}).get("check"),
+            outcome=r.outcome.value,
+            required=r.required,
+            passed=r.passed,
+            failed=r.failed,
+            errored=r.errored,
+            total=r.total,
+            statistic=r.statistic,
+            lower=r.lower,
+            upper=r.upper,
+            threshold=r.threshold,
+            duration_seconds=r.duration_seconds,
+            attempt=r.attempt,
+            explanation=str((r.details or {}).get("explanation", "")),
+            details={k: v for k, v in (r.details or {}).items() if k != "explanation"},
+        )
+        for r in rows
+    ]
+    return ResultsView(
+        certification_id=job.id,
+        status=job.status.value,
+        verdict=job.verdict.value if job.verdict else None,
+        suite=f"{job.suite_name}@{job.suite_version}",
+        checks=checks,
+    )
 
 
-def evidence_lines(factory: sessionmaker[Session], who: Principal,
-                   cert_id: uuid.UUID) -> Iterator[str]:
+def evidence_lines(
+    factory: sessionmaker[Session], who: Principal, cert_id: uuid.UUID
+) -> Iterator[str]:
     """Check ownership now (so a 404 comes before the stream), then stream lazily."""
     with factory() as session:
         job_id = load_certification(session, who, cert_id).id
@@ -49,8 +69,11 @@ def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
     # yield_per streams from a server-side cursor: memory stays flat for any evidence size.
     with factory() as session:
         rows = session.execute(
-            select(SampleRow).where(SampleRow.certification_id == job_id)
-            .order_by(SampleRow.id).execution_options(yield_per=EVIDENCE_BATCH)).scalars()
+            select(SampleRow)
+            .where(SampleRow.certification_id == job_id)
+            .order_by(SampleRow.id)
+            .execution_options(yield_per=EVIDENCE_BATCH)
+        ).scalars()
         for row in rows:
             line = EvidenceLine(**sample_record(row.check_name, sample_of(row)))
             yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"
@@ -58,9 +81,19 @@ def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
 
 def sample_of(row: SampleRow) -> Sample:
     return Sample(
-        index=row.sample_index, prompt_id=row.prompt_id, grade=Grade(row.grade),
-        request_summary=row.request_summary or {}, response_excerpt=row.response_excerpt,
-        latency_ms=row.latency_ms, ttft_ms=row.ttft_ms, status_code=row.status_code,
-        error=row.error, error_cause=row.error_cause, detail=row.detail or {},
-        finish_reason=row.finish_reason, usage=row.usage, served_model=row.served_model,
-        retries=row.retries or 0)
+        index=row.sample_index,
+        prompt_id=row.prompt_id,
+        grade=Grade(row.grade),
+        request_summary=row.request_summary or {},
+        response_excerpt=row.response_excerpt,
+        latency_ms=row.latency_ms,
+        ttft_ms=row.ttft_ms,
+        status_code=row.status_code,
+        error=row.error,
+        error_cause=row.error_cause,
+        detail=row.detail or {},
+        finish_reason=row.finish_reason,
+        usage=row.usage,
+        served_model=row.served_model,
+        retries=row.retries or 0,
+    )

@@ -94,8 +94,9 @@ class LeaseKeeper:
     def renew(self) -> bool:
         """One renewal; False when there is nothing more to renew (lost or cancelled)."""
         try:
-            ours, cancel = jobs.renew_lease(self.factory, self.claim, self.lease_seconds,
-                                            self.running)
+            ours, cancel = jobs.renew_lease(
+                self.factory, self.claim, self.lease_seconds, self.running
+            )
         except Exception:  # noqa: BLE001 - a DB blip: the lease has slack, try again
             log.warning("lease_renewal_failed", exc_info=True)
             return True
@@ -125,8 +126,9 @@ class _Renewer:
     def watch(self, keeper: LeaseKeeper) -> None:
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="lease-renewer",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="lease-renewer", daemon=True
+                )
                 self._wake_at = 0.0  # it looks at the due times before it first waits
                 self._thread.start()
             due = time.monotonic() + keeper.interval
@@ -239,8 +241,9 @@ class Prepared:
     stopped: str | None = None  # why an earlier delivery stopped the run (model_not_listed)
 
 
-def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID,
-                      worker_name: str) -> tuple[jobs.Claim, Prepared | JobFailure] | None:
+def claim_and_prepare(
+    factory: sessionmaker[Session], settings: Settings, job_id: uuid.UUID, worker_name: str
+) -> tuple[jobs.Claim, Prepared | JobFailure] | None:
     """The claim and the job's inputs (target, secret) in one statement and one round trip,
     its own transaction; then, only when an earlier delivery ran, the checks it completed.
     None when there is nothing to claim.
@@ -272,14 +275,33 @@ def claim_and_prepare(factory: sessionmaker[Session], settings: Settings, job_id
 _TARGETS, _SECRETS = table_of(Target), table_of(Secret)
 # A job's inputs: the target's columns target_spec reads and the secret, beside the claim.
 _CLAIM_WITH_INPUTS = hot(
-    select(jobs.CLAIMED,
-           *(_TARGETS.c[name] for name in (
-               "name", "provider", "model", "base_url", "endpoints", "capabilities",
-               "rate_limit_rps", "max_concurrency", "secret_id", "deleted_at")),
-           _SECRETS.c.ciphertext.label("secret_ciphertext"))
-    .select_from(jobs.CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == jobs.CLAIMED.c.target_id)
-                 .outerjoin(_SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id)),
-    job_id=NO_ROW, lease=timedelta(0), worker_name="")
+    select(
+        jobs.CLAIMED,
+        *(
+            _TARGETS.c[name]
+            for name in (
+                "name",
+                "provider",
+                "model",
+                "base_url",
+                "endpoints",
+                "capabilities",
+                "rate_limit_rps",
+                "max_concurrency",
+                "secret_id",
+                "deleted_at",
+            )
+        ),
+        _SECRETS.c.ciphertext.label("secret_ciphertext"),
+    ).select_from(
+        jobs.CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == jobs.CLAIMED.c.target_id).outerjoin(
+            _SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id
+        )
+    ),
+    job_id=NO_ROW,
+    lease=timedelta(0),
+    worker_name="",
+)
 
 
 def prepare(settings: Settings, inputs: Any) -> Prepared:
@@ -294,8 +316,7 @@ def prepare(settings: Settings, inputs: Any) -> Prepared:
     api_key = None
     if inputs.secret_id is not None:
         if inputs.secret_ciphertext is None:
-            raise JobFailure("invalid_target", "the target's secret was deleted",
-                             retryable=False)
+            raise JobFailure("invalid_target", "the target's secret was deleted", retryable=False)
         api_key = decrypt_secret(settings, inputs.secret_ciphertext)
     return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec), inputs.name)
 
@@ -315,21 +336,31 @@ def decrypt_secret(settings: Settings, ciphertext: bytes) -> str:
     try:
         return SecretBox.from_settings(settings).decrypt(ciphertext)
     except (RuntimeError, ValueError) as exc:
-        raise JobFailure("invalid_target", f"the target's secret cannot be used: {exc}; "
-                         "check MODELCERT_SECRET_KEY (it must list the key that encrypted it)",
-                         retryable=False) from None
+        raise JobFailure(
+            "invalid_target",
+            f"the target's secret cannot be used: {exc}; "
+            "check MODELCERT_SECRET_KEY (it must list the key that encrypted it)",
+            retryable=False,
+        ) from None
 
 
 def network_guard(settings: Settings, hooks: RunHooks) -> dict[str, object]:
     """SSRF guard for one job: every resolved address and every connected socket is checked."""
     policy = AddressPolicy(allow_private=settings.modelcert_allow_private_targets)
     inner = hooks.resolver_factory() if hooks.resolver_factory else None
-    return {"resolver": GuardedResolver(policy, inner),  # type: ignore[arg-type]
-            "socket_factory": guarded_socket_factory(policy)}
+    return {
+        "resolver": GuardedResolver(policy, inner),  # type: ignore[arg-type]
+        "socket_factory": guarded_socket_factory(policy),
+    }
 
 
-def run_certification(factory: sessionmaker[Session], settings: Settings, cert_id: str,
-                      worker_name: str, hooks: RunHooks | None = None) -> str:
+def run_certification(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    cert_id: str,
+    worker_name: str,
+    hooks: RunHooks | None = None,
+) -> str:
     """One delivery of a job. Returns what happened, for the log."""
     hooks = hooks or RunHooks()
     try:
@@ -342,10 +373,20 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         return "not_claimable"
     claim, prepared = claimed
     bind(attempt=claim.attempt, target_id=str(claim.target_id))
-    log.info("certification_claimed", extra={"queue": claim.queue, "priority": claim.priority,
-                                             "max_attempts": claim.max_attempts})
-    keeper = LeaseKeeper(factory, claim, settings.certification_lease_seconds,
-                         interval=min(2.0, settings.certification_lease_seconds / 3))
+    log.info(
+        "certification_claimed",
+        extra={
+            "queue": claim.queue,
+            "priority": claim.priority,
+            "max_attempts": claim.max_attempts,
+        },
+    )
+    keeper = LeaseKeeper(
+        factory,
+        claim,
+        settings.certification_lease_seconds,
+        interval=min(2.0, settings.certification_lease_seconds / 3),
+    )
     keeper.start()
     secrets: tuple[str, ...] = ()
     # The suite's last check is not checkpointed on its own: it is saved in the transaction
@@ -376,7 +417,8 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
                 kept.append(_checkpoint(factory, claim, result, secrets))
 
         engine_hooks = EngineHooks(
-            completed=prepared.completed, stopped=prepared.stopped,
+            completed=prepared.completed,
+            stopped=prepared.stopped,
             on_check_finished=on_check_finished,
             should_stop=lambda: keeper.cancel_requested or keeper.lost or hooks.shutting_down(),
             on_sample=keeper.sample_done,
@@ -386,15 +428,28 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
         kwargs.update(network_guard(settings, hooks))
         # Concurrency, timeouts and retries come from the suite (engine.run_conditions),
         # within the target's declared maximum: the CLI runs the same.
-        _JOB_LOOP.run(execute(suite, spec, api_key, engine_hooks,
-                              on_response=hooks.on_response, on_retry=hooks.on_retry,
-                              **kwargs))
+        _JOB_LOOP.run(
+            execute(
+                suite,
+                spec,
+                api_key,
+                engine_hooks,
+                on_response=hooks.on_response,
+                on_retry=hooks.on_retry,
+                **kwargs,
+            )
+        )
     except StopRequested:
         keeper.stop()
         save_held()
         if keeper.cancel_requested:
-            jobs.finish(factory, claim, JobStatus.CANCELLED, cause="cancelled",
-                        message="cancelled by request; evidence so far is kept")
+            jobs.finish(
+                factory,
+                claim,
+                JobStatus.CANCELLED,
+                cause="cancelled",
+                message="cancelled by request; evidence so far is kept",
+            )
             hooks.on_finished("cancelled", None, None)
             return "cancelled"
         if keeper.lost:
@@ -427,18 +482,33 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     signer = signing.signer_for(settings)
     issued_at = datetime.now(UTC).replace(microsecond=0)
     subject = certificates.Subject(
-        job_id=claim.certification_id, target_id=claim.target_id,
-        target_name=target_name, provider=spec.provider, model=spec.model,
-        endpoint=spec.base_url, region=claim.region, suite_name=claim.suite_name,
-        suite_version=claim.suite_version, suite_hash=claim.suite_hash,
-        run=run_record(suite, spec, "worker"))
+        job_id=claim.certification_id,
+        target_id=claim.target_id,
+        target_name=target_name,
+        provider=spec.provider,
+        model=spec.model,
+        endpoint=spec.base_url,
+        region=claim.region,
+        suite_name=claim.suite_name,
+        suite_version=claim.suite_version,
+        suite_hash=claim.suite_hash,
+        run=run_record(suite, spec, "worker"),
+    )
     final_check = held.pop() if held else None
     if final_check is not None and claim.deliveries == 1 and None not in kept:
         # The usual end: one statement (conclude.py); None when it needs jobs.finish.
         signing.ensure_registered(factory, signer)
-        ended = conclude.first_delivery(factory, settings, signer, claim, subject,
-                                        [k for k in kept if k is not None], final_check,
-                                        secrets, issued_at)
+        ended = conclude.first_delivery(
+            factory,
+            settings,
+            signer,
+            claim,
+            subject,
+            [k for k in kept if k is not None],
+            final_check,
+            secrets,
+            issued_at,
+        )
         if ended is not None:
             done, decision = ended
             if done:
@@ -463,14 +533,22 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
     def issue(session: Session, job: Row[Any], decision: jobs.Decision | None) -> None:
         assert decision is not None
         decided.append(decision.verdict)
-        follow_ups.extend(certificates.issue(session, settings, signer, subject,
-                                             decision.verdict, issued_at, stored, excerpts))
+        follow_ups.extend(
+            certificates.issue(
+                session, settings, signer, subject, decision.verdict, issued_at, stored, excerpts
+            )
+        )
 
     # Verdict from the stored checkpoints, then the certificate (and valid_until when certified)
     # in the same transaction as the terminal status.
     done = jobs.finish(
-        factory, claim, JobStatus.SUCCEEDED, decide=decide_stored,
-        session_hook=issue, final_check=final_check, secrets=secrets,
+        factory,
+        claim,
+        JobStatus.SUCCEEDED,
+        decide=decide_stored,
+        session_hook=issue,
+        final_check=final_check,
+        secrets=secrets,
     )
     if done:
         hooks.on_finished("succeeded", decided[0].value, None)
@@ -480,18 +558,28 @@ def run_certification(factory: sessionmaker[Session], settings: Settings, cert_i
 
 def _publish(factory: sessionmaker[Session], hooks: RunHooks, queued: list[Queued]) -> None:
     for item in queued:
-        log.info("certification_queued", extra={"queued_id": str(item.id),
-                                                "reason": "fingerprint_change"})
+        log.info(
+            "certification_queued",
+            extra={"queued_id": str(item.id), "reason": "fingerprint_change"},
+        )
     if hooks.publish is not None:
         publish_queued(factory, hooks.publish, queued)  # a miss is the sweeper's
 
 
-def _checkpoint(factory: sessionmaker[Session], claim: jobs.Claim, result: CheckResult,
-                secrets: tuple[str, ...]) -> jobs.Stored | None:
+def _checkpoint(
+    factory: sessionmaker[Session], claim: jobs.Claim, result: CheckResult, secrets: tuple[str, ...]
+) -> jobs.Stored | None:
     stored = jobs.save_check(factory, claim, result, secrets)
-    log.info("check_finished", extra={"check": result.name, "outcome": result.outcome.value,
-                                      "passed": result.passed, "failed": result.failed,
-                                      "errored": result.errored})
+    log.info(
+        "check_finished",
+        extra={
+            "check": result.name,
+            "outcome": result.outcome.value,
+            "passed": result.passed,
+            "failed": result.failed,
+            "errored": result.errored,
+        },
+    )
     return stored
 
 
@@ -503,12 +591,20 @@ def time_out(factory: sessionmaker[Session], claim_id: str) -> None:
     from app.services import events
 
     with transaction(factory) as session:
-        row = session.execute(update(Certification).where(
-            Certification.id == uuid.UUID(claim_id), Certification.status == JobStatus.RUNNING)
-            .values(status=JobStatus.TIMED_OUT, finished_at=func.now(), lease_until=None,
-                    error_cause="timeout",
-                    error_message="the certification exceeded CERTIFICATION_TIMEOUT")
-            .returning(Certification.id)).first()
+        row = session.execute(
+            update(Certification)
+            .where(
+                Certification.id == uuid.UUID(claim_id), Certification.status == JobStatus.RUNNING
+            )
+            .values(
+                status=JobStatus.TIMED_OUT,
+                finished_at=func.now(),
+                lease_until=None,
+                error_cause="timeout",
+                error_message="the certification exceeded CERTIFICATION_TIMEOUT",
+            )
+            .returning(Certification.id)
+        ).first()
         if row is not None:
             events.certification_ended(session, row[0])
 

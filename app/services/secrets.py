@@ -43,9 +43,11 @@ class SecretBox:
         try:
             return self._fernet.rotate(ciphertext)
         except InvalidToken:
-            raise RuntimeError("a secret cannot be decrypted with any key in "
-                               "MODELCERT_SECRET_KEY; keep the old key listed until "
-                               "rotation is done") from None
+            raise RuntimeError(
+                "a secret cannot be decrypted with any key in "
+                "MODELCERT_SECRET_KEY; keep the old key listed until "
+                "rotation is done"
+            ) from None
 
 
 def box_for(settings: Settings) -> SecretBox:
@@ -53,14 +55,19 @@ def box_for(settings: Settings) -> SecretBox:
 
 
 def to_view(row: Secret) -> SecretView:
-    return SecretView(id=row.id, name=row.name, created_at=row.created_at,
-                      rotated_at=row.rotated_at)
+    return SecretView(
+        id=row.id, name=row.name, created_at=row.created_at, rotated_at=row.rotated_at
+    )
 
 
-def create_secret(session: Session, box: SecretBox, who: Principal,
-                  body: SecretCreate) -> SecretView:
-    row = Secret(organization_id=who.organization_id, name=body.name,
-                 ciphertext=box.encrypt(body.value.get_secret_value()))
+def create_secret(
+    session: Session, box: SecretBox, who: Principal, body: SecretCreate
+) -> SecretView:
+    row = Secret(
+        organization_id=who.organization_id,
+        name=body.name,
+        ciphertext=box.encrypt(body.value.get_secret_value()),
+    )
     session.add(row)
     try:
         with session.begin_nested():
@@ -71,8 +78,9 @@ def create_secret(session: Session, box: SecretBox, who: Principal,
 
 
 def _owned(session: Session, who: Principal, secret_id: uuid.UUID) -> Secret:
-    row = session.scalar(select(Secret).where(Secret.id == secret_id,
-                                              Secret.organization_id == who.organization_id))
+    row = session.scalar(
+        select(Secret).where(Secret.id == secret_id, Secret.organization_id == who.organization_id)
+    )
     if row is None:
         raise NotFound("no such secret")
     return row
@@ -87,14 +95,16 @@ def delete_secret(session: Session, who: Principal, secret_id: uuid.UUID) -> Non
     session.delete(_owned(session, who, secret_id))
 
 
-def list_secrets(session: Session, who: Principal, cursor: str | None,
-                 limit: int) -> tuple[list[SecretView], str | None]:
+def list_secrets(
+    session: Session, who: Principal, cursor: str | None, limit: int
+) -> tuple[list[SecretView], str | None]:
     query = select(Secret).where(Secret.organization_id == who.organization_id)
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where(tuple_(Secret.created_at, Secret.id) < tuple_(created, last_id))
     rows = session.scalars(
-        query.order_by(Secret.created_at.desc(), Secret.id.desc()).limit(limit + 1)).all()
+        query.order_by(Secret.created_at.desc(), Secret.id.desc()).limit(limit + 1)
+    ).all()
     more = len(rows) > limit
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None
     return [to_view(r) for r in rows[:limit]], next_cursor

@@ -117,20 +117,31 @@ def register_keys(session: Session, signer: Signer) -> None:
     if signer.public_keys in _REGISTERED:
         return
     rows = [{"key_id": certs.key_id_for(k), "public_key": k} for k in signer.public_keys]
-    known = dict(session.execute(select(SigningKey.key_id, SigningKey.retired_at).where(
-        SigningKey.key_id.in_([r["key_id"] for r in rows]))).tuples().all())
+    known = dict(
+        session.execute(
+            select(SigningKey.key_id, SigningKey.retired_at).where(
+                SigningKey.key_id.in_([r["key_id"] for r in rows])
+            )
+        )
+        .tuples()
+        .all()
+    )
     older = [row["key_id"] for row in rows[1:]]
     if len(known) == len(rows) and all(known[k] is not None for k in older):
         _REGISTERED.add(signer.public_keys)
         return
-    session.execute(insert(SigningKey).values(rows).on_conflict_do_nothing(
-        index_elements=["key_id"]))
+    session.execute(
+        insert(SigningKey).values(rows).on_conflict_do_nothing(index_elements=["key_id"])
+    )
     if older:
-        session.execute(update(SigningKey).where(
-            SigningKey.key_id.in_(older), SigningKey.retired_at.is_(None))
-            .values(retired_at=func.now()))
+        session.execute(
+            update(SigningKey)
+            .where(SigningKey.key_id.in_(older), SigningKey.retired_at.is_(None))
+            .values(retired_at=func.now())
+        )
 
 
 def published_keys(session: Session) -> list[SigningKey]:
-    return list(session.scalars(select(SigningKey).order_by(SigningKey.created_at,
-                                                            SigningKey.key_id)))
+    return list(
+        session.scalars(select(SigningKey).order_by(SigningKey.created_at, SigningKey.key_id))
+    )

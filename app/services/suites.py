@@ -9,8 +9,13 @@ from app.services.errors import NotFound
 
 
 def _summary(suite: Suite) -> SuiteSummary:
-    return SuiteSummary(name=suite.name, version=suite.version, content_hash=suite.content_hash,
-                        description=suite.definition.description, covers=list(suite.covers))
+    return SuiteSummary(
+        name=suite.name,
+        version=suite.version,
+        content_hash=suite.content_hash,
+        description=suite.definition.description,
+        covers=list(suite.covers),
+    )
 
 
 def list_suites() -> SuiteList:
@@ -22,11 +27,22 @@ def describe_suite(name: str) -> SuiteDetail:
         suite = get_suite(name)
     except SuiteError:
         raise NotFound(f"no such suite {name[:100]!r}") from None
-    checks = [SuiteCheck(key=c.key, name=c.name, description=REGISTRY[c.name].description,
-                         required=c.required, threshold=c.threshold, params=dict(c.params),
-                         requires=REGISTRY[c.name].requires)
-              for c in suite.definition.checks]
-    return SuiteDetail(**_summary(suite).model_dump(),
-                       max_error_rate=suite.definition.max_error_rate,
-                       run=suite.definition.run.model_dump(),
-                       datasets=list(suite.datasets), checks=checks)
+    checks = [
+        SuiteCheck(
+            key=c.key,
+            name=c.name,
+            description=REGISTRY[c.name].description,
+            required=c.required,
+            threshold=c.threshold,
+            params=dict(c.params),
+            requires=REGISTRY[c.name].requires,
+        )
+        for c in suite.definition.checks
+    ]
+    return SuiteDetail(
+        **_summary(suite).model_dump(),
+        max_error_rate=suite.definition.max_error_rate,
+        run=suite.definition.run.model_dump(),
+        datasets=list(suite.datasets),
+        checks=checks,
+    )

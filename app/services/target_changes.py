@@ -31,8 +31,9 @@ def merged(current: dict[str, Any], change: Capabilities | RateLimit) -> dict[st
     return current | change.model_dump(include=change.model_fields_set)
 
 
-def update_target(session: Session, who: Principal, target_id: uuid.UUID,
-                  body: TargetUpdate) -> TargetView:
+def update_target(
+    session: Session, who: Principal, target_id: uuid.UUID, body: TargetUpdate
+) -> TargetView:
     row = load_target(session, who, target_id)
     given = body.model_fields_set
     if body.name is not None:
@@ -44,9 +45,11 @@ def update_target(session: Session, who: Principal, target_id: uuid.UUID,
             row.capabilities = after
             supersede_certificates(session, row.id)
     if body.rate_limit is not None:
-        limits = RateLimit.model_validate(merged(
-            {"rps": row.rate_limit_rps, "max_concurrency": row.max_concurrency},
-            body.rate_limit))
+        limits = RateLimit.model_validate(
+            merged(
+                {"rps": row.rate_limit_rps, "max_concurrency": row.max_concurrency}, body.rate_limit
+            )
+        )
         row.rate_limit_rps, row.max_concurrency = limits.rps, limits.max_concurrency
     if body.recertify_before_days is not None:
         row.recertify_before_days = body.recertify_before_days
@@ -64,10 +67,14 @@ def update_target(session: Session, who: Principal, target_id: uuid.UUID,
 def supersede_certificates(session: Session, target_id: uuid.UUID) -> int:
     """Mark every certificate of the target not yet superseded (or revoked) as superseded."""
     result = session.execute(
-        update(Certificate).where(Certificate.target_id == target_id,
-                                  Certificate.superseded_at.is_(None),
-                                  Certificate.revoked_at.is_(None))
-        .values(superseded_at=func.now()))
+        update(Certificate)
+        .where(
+            Certificate.target_id == target_id,
+            Certificate.superseded_at.is_(None),
+            Certificate.revoked_at.is_(None),
+        )
+        .values(superseded_at=func.now())
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

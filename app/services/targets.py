@@ -27,11 +27,16 @@ from app.services.pagination import decode_cursor, encode_cursor
 
 def to_view(row: Target) -> TargetView:
     return TargetView(
-        id=row.id, name=row.name, provider=row.provider.value, model=row.model,
-        base_url=row.base_url, endpoints=row.endpoints,
+        id=row.id,
+        name=row.name,
+        provider=row.provider.value,
+        model=row.model,
+        base_url=row.base_url,
+        endpoints=row.endpoints,
         capabilities=Capabilities.model_validate(row.capabilities),
         rate_limit=RateLimit(rps=row.rate_limit_rps, max_concurrency=row.max_concurrency),
-        secret_id=row.secret_id, recertify_before_days=row.recertify_before_days,
+        secret_id=row.secret_id,
+        recertify_before_days=row.recertify_before_days,
         created_at=row.created_at,
     )
 
@@ -61,20 +66,29 @@ def check_endpoints(body: TargetCreate, allow_private: bool) -> None:
             raise InvalidField(loc, str(exc)) from None
 
 
-def create_target(session: Session, who: Principal, body: TargetCreate, *,
-                  allow_private: bool = False) -> TargetView:
+def create_target(
+    session: Session, who: Principal, body: TargetCreate, *, allow_private: bool = False
+) -> TargetView:
     check_endpoints(body, allow_private)
     if body.secret_id is not None:
-        owned = session.scalar(select(Secret.id).where(
-            Secret.id == body.secret_id, Secret.organization_id == who.organization_id))
+        owned = session.scalar(
+            select(Secret.id).where(
+                Secret.id == body.secret_id, Secret.organization_id == who.organization_id
+            )
+        )
         if owned is None:
             raise InvalidField(["body", "secret_id"], "no such secret")
     row = Target(
-        organization_id=who.organization_id, name=body.name,
-        provider=Provider(body.provider), model=body.model, base_url=body.base_url,
+        organization_id=who.organization_id,
+        name=body.name,
+        provider=Provider(body.provider),
+        model=body.model,
+        base_url=body.base_url,
         endpoints=dict(body.endpoints),
-        capabilities=body.capabilities.model_dump(), rate_limit_rps=body.rate_limit.rps,
-        max_concurrency=body.rate_limit.max_concurrency, secret_id=body.secret_id,
+        capabilities=body.capabilities.model_dump(),
+        rate_limit_rps=body.rate_limit.rps,
+        max_concurrency=body.rate_limit.max_concurrency,
+        secret_id=body.secret_id,
         recertify_before_days=body.recertify_before_days,
     )
     session.add(row)
@@ -91,8 +105,11 @@ _TARGETS = table_of(Target)
 
 def _visible(target_id: object, org_id: object) -> ColumnElement[bool]:
     """The organization's target, unless deleted."""
-    return and_(_TARGETS.c.id == target_id, _TARGETS.c.organization_id == org_id,
-                _TARGETS.c.deleted_at.is_(None))
+    return and_(
+        _TARGETS.c.id == target_id,
+        _TARGETS.c.organization_id == org_id,
+        _TARGETS.c.deleted_at.is_(None),
+    )
 
 
 def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Target:
@@ -103,29 +120,49 @@ def load_target(session: Session, who: Principal, target_id: uuid.UUID) -> Targe
 
 
 # What a new job needs of its target, built once: POST /v1/certifications runs it each time.
-_FOR_JOB = select(*(_TARGETS.c[name] for name in (
-    "id", "organization_id", "base_url", "endpoints", "provider", "model",
-    "capabilities", "rate_limit_rps", "max_concurrency"))).where(
-    _visible(bindparam("target_id"), bindparam("org_id")))
+_FOR_JOB = select(
+    *(
+        _TARGETS.c[name]
+        for name in (
+            "id",
+            "organization_id",
+            "base_url",
+            "endpoints",
+            "provider",
+            "model",
+            "capabilities",
+            "rate_limit_rps",
+            "max_concurrency",
+        )
+    )
+).where(_visible(bindparam("target_id"), bindparam("org_id")))
 
 
 # POST /v1/certifications: the token lookup and the target its job needs, in one round trip
 # (the target outer-joined: an unknown one still authenticates).
 _AUTHENTICATED_TARGET = Hot(  # every POST /v1/certifications: on the DBAPI cursor
     select(*auth.TOKEN_COLUMNS, *_FOR_JOB.selected_columns)
-    .select_from(auth.TOKENS_FROM.outerjoin(
-        _TARGETS, _visible(bindparam("target_id"), auth.TOKEN_ORGANIZATION)))
-    .where(auth.TOKEN_MATCHES))
+    .select_from(
+        auth.TOKENS_FROM.outerjoin(
+            _TARGETS, _visible(bindparam("target_id"), auth.TOKEN_ORGANIZATION)
+        )
+    )
+    .where(auth.TOKEN_MATCHES)
+)
 
 
-def authenticate_with_target(session: Session | Connection, token: str, target_id: uuid.UUID,
-                             ) -> tuple[Principal | None, Row[Any] | None]:
+def authenticate_with_target(
+    session: Session | Connection,
+    token: str,
+    target_id: uuid.UUID,
+) -> tuple[Principal | None, Row[Any] | None]:
     """auth.authenticate, and the organization's target as target_for_job reads it (None
     when there is no such target: target_for_job then says so)."""
     if not auth.plausible(token):
         return None, None
-    row = _AUTHENTICATED_TARGET.on(session, {"token_hash": auth.hash_token(token),
-                                             "target_id": target_id})
+    row = _AUTHENTICATED_TARGET.on(
+        session, {"token_hash": auth.hash_token(token), "target_id": target_id}
+    )
     if row is None:
         return None, None
     return auth.principal_of(session, row), (row if row.id is not None else None)
@@ -133,8 +170,7 @@ def authenticate_with_target(session: Session | Connection, token: str, target_i
 
 def target_for_job(session: Session | Connection, who: Principal, target_id: uuid.UUID) -> Row[Any]:
     """load_target's row, only the columns a new job needs (see new_job_values)."""
-    row = session.execute(_FOR_JOB, {"target_id": target_id,
-                                     "org_id": who.organization_id}).first()
+    row = session.execute(_FOR_JOB, {"target_id": target_id, "org_id": who.organization_id}).first()
     if row is None:
         raise NotFound("no such target")
     return row
@@ -150,9 +186,15 @@ def target_spec(row: Target | Row[Any], region: str | None) -> TargetSpec:
     base_url = endpoint_url(row, region)
     if not base_url:
         raise JobFailure("invalid_target", f"no endpoint for region {region!r}", retryable=False)
-    return TargetSpec(provider=row.provider.value, model=row.model, base_url=base_url,
-                      region=region, capabilities=dict(row.capabilities),
-                      rate_limit_rps=row.rate_limit_rps, max_concurrency=row.max_concurrency)
+    return TargetSpec(
+        provider=row.provider.value,
+        model=row.model,
+        base_url=base_url,
+        region=region,
+        capabilities=dict(row.capabilities),
+        rate_limit_rps=row.rate_limit_rps,
+        max_concurrency=row.max_concurrency,
+    )
 
 
 def planned_total(row: Target | Row[Any], suite: Suite, region: str | None) -> int:
@@ -169,15 +211,18 @@ def get_target(session: Session, who: Principal, target_id: uuid.UUID) -> Target
     return to_view(load_target(session, who, target_id))
 
 
-def list_targets(session: Session, who: Principal, cursor: str | None,
-                 limit: int) -> tuple[list[TargetView], str | None]:
-    query = select(Target).where(Target.organization_id == who.organization_id,
-                                 Target.deleted_at.is_(None))
+def list_targets(
+    session: Session, who: Principal, cursor: str | None, limit: int
+) -> tuple[list[TargetView], str | None]:
+    query = select(Target).where(
+        Target.organization_id == who.organization_id, Target.deleted_at.is_(None)
+    )
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where((Target.created_at, Target.id) < (created, last_id))
     rows = session.scalars(
-        query.order_by(Target.created_at.desc(), Target.id.desc()).limit(limit + 1)).all()
+        query.order_by(Target.created_at.desc(), Target.id.desc()).limit(limit + 1)
+    ).all()
     last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
     return [to_view(r) for r in rows[:limit]], next_cursor

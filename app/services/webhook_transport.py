@@ -64,13 +64,17 @@ def send(url: str, body: bytes, headers: dict[str, str], policy: AddressPolicy) 
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str], policy: AddressPolicy) -> int:
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy),
-                                     socket_factory=guarded_socket_factory(policy),
-                                     use_dns_cache=False, limit=1)
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy),
+        socket_factory=guarded_socket_factory(policy),
+        use_dns_cache=False,
+        limit=1,
+    )
     timeout = aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     trust_env=False) as session, \
-            session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+        session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+    ):
         return response.status
 
 

@@ -44,16 +44,27 @@ def _policy(settings: Settings) -> AddressPolicy:
 
 
 def to_view(row: Webhook) -> WebhookView:
-    return WebhookView(id=row.id, url=row.url, events=list(row.events), target_id=row.target_id,
-                       active=row.active, created_at=row.created_at)
+    return WebhookView(
+        id=row.id,
+        url=row.url,
+        events=list(row.events),
+        target_id=row.target_id,
+        active=row.active,
+        created_at=row.created_at,
+    )
 
 
-def create_webhook(session: Session, settings: Settings, who: Principal,
-                   body: WebhookCreate) -> WebhookCreated:
+def create_webhook(
+    session: Session, settings: Settings, who: Principal, body: WebhookCreate
+) -> WebhookCreated:
     if body.target_id is not None:
-        owned = session.scalar(select(Target.id).where(
-            Target.id == body.target_id, Target.organization_id == who.organization_id,
-            Target.deleted_at.is_(None)))
+        owned = session.scalar(
+            select(Target.id).where(
+                Target.id == body.target_id,
+                Target.organization_id == who.organization_id,
+                Target.deleted_at.is_(None),
+            )
+        )
         if owned is None:
             raise InvalidField(["body", "target_id"], "no such target")
     try:  # the same SSRF guard as targets; checked again at every delivery
@@ -61,32 +72,44 @@ def create_webhook(session: Session, settings: Settings, who: Principal,
     except BlockedAddressError as exc:
         raise InvalidField(["body", "url"], str(exc)) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
-    row = Webhook(organization_id=who.organization_id, target_id=body.target_id, url=body.url,
-                  secret_ciphertext=SecretBox.from_settings(settings).encrypt(secret),
-                  events=sorted(set(body.events)), active=True)
+    row = Webhook(
+        organization_id=who.organization_id,
+        target_id=body.target_id,
+        url=body.url,
+        secret_ciphertext=SecretBox.from_settings(settings).encrypt(secret),
+        events=sorted(set(body.events)),
+        active=True,
+    )
     session.add(row)
     session.flush()
     return WebhookCreated(**to_view(row).model_dump(), secret=secret)
 
 
 def load_webhook(session: Session, who: Principal, webhook_id: uuid.UUID) -> Webhook:
-    row = session.scalar(select(Webhook).where(Webhook.id == webhook_id,
-                                               Webhook.organization_id == who.organization_id,
-                                               Webhook.active.is_(True)))
+    row = session.scalar(
+        select(Webhook).where(
+            Webhook.id == webhook_id,
+            Webhook.organization_id == who.organization_id,
+            Webhook.active.is_(True),
+        )
+    )
     if row is None:
         raise NotFound("no such webhook")
     return row
 
 
-def list_webhooks(session: Session, who: Principal, cursor: str | None,
-                  limit: int) -> tuple[list[WebhookView], str | None]:
-    query = select(Webhook).where(Webhook.organization_id == who.organization_id,
-                                  Webhook.active.is_(True))
+def list_webhooks(
+    session: Session, who: Principal, cursor: str | None, limit: int
+) -> tuple[list[WebhookView], str | None]:
+    query = select(Webhook).where(
+        Webhook.organization_id == who.organization_id, Webhook.active.is_(True)
+    )
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where((Webhook.created_at, Webhook.id) < (created, last_id))
-    rows = session.scalars(query.order_by(Webhook.created_at.desc(), Webhook.id.desc())
-                           .limit(limit + 1)).all()
+    rows = session.scalars(
+        query.order_by(Webhook.created_at.desc(), Webhook.id.desc()).limit(limit + 1)
+    ).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return [to_view(r) for r in page], next_cursor
@@ -98,24 +121,42 @@ def delete_webhook(session: Session, who: Principal, webhook_id: uuid.UUID) -> N
     row.active = False
 
 
-def list_deliveries(session: Session, who: Principal, webhook_id: uuid.UUID, cursor: str | None,
-                    limit: int) -> tuple[list[DeliveryView], str | None]:
-    hook = session.scalar(select(Webhook.id).where(
-        Webhook.id == webhook_id, Webhook.organization_id == who.organization_id))
+def list_deliveries(
+    session: Session, who: Principal, webhook_id: uuid.UUID, cursor: str | None, limit: int
+) -> tuple[list[DeliveryView], str | None]:
+    hook = session.scalar(
+        select(Webhook.id).where(
+            Webhook.id == webhook_id, Webhook.organization_id == who.organization_id
+        )
+    )
     if hook is None:
         raise NotFound("no such webhook")
     query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where((WebhookDelivery.created_at, WebhookDelivery.id) < (created, last_id))
-    rows = session.scalars(query.order_by(WebhookDelivery.created_at.desc(),
-                                          WebhookDelivery.id.desc()).limit(limit + 1)).all()
+    rows = session.scalars(
+        query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
+            limit + 1
+        )
+    ).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return [DeliveryView(id=r.id, event_id=r.event_id, event=r.event, status=r.status,
-                         attempts=r.attempts, last_status_code=r.last_status_code,
-                         last_error=r.last_error, created_at=r.created_at,
-                         delivered_at=r.delivered_at, payload=r.payload) for r in page], next_cursor
+    return [
+        DeliveryView(
+            id=r.id,
+            event_id=r.event_id,
+            event=r.event,
+            status=r.status,
+            attempts=r.attempts,
+            last_status_code=r.last_status_code,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            delivered_at=r.delivered_at,
+            payload=r.payload,
+        )
+        for r in page
+    ], next_cursor
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -129,13 +170,16 @@ class DeliveryOutcome:
     attempts: int = 0
 
 
-def deliver(factory: sessionmaker[Session], settings: Settings,
-            delivery_id: uuid.UUID) -> DeliveryOutcome:
+def deliver(
+    factory: sessionmaker[Session], settings: Settings, delivery_id: uuid.UUID
+) -> DeliveryOutcome:
     """One delivery attempt; never raises for a receiver's failure."""
     with factory() as session:
-        found = session.execute(select(WebhookDelivery, Webhook).join(
-            Webhook, Webhook.id == WebhookDelivery.webhook_id).where(
-            WebhookDelivery.id == delivery_id)).first()
+        found = session.execute(
+            select(WebhookDelivery, Webhook)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(WebhookDelivery.id == delivery_id)
+        ).first()
     if found is None:
         return DeliveryOutcome("gone")
     delivery, hook = found
@@ -150,9 +194,13 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
     # case a message slipped through in a form that was not recognised then.
     payload = redact_obj(delivery.payload, _endpoint_secrets(factory, box, hook, delivery))
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "modelcert-webhooks/1",
-               "X-Modelcert-Event": delivery.event, "X-Modelcert-Delivery": str(delivery.id),
-               SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "modelcert-webhooks/1",
+        "X-Modelcert-Event": delivery.event,
+        "X-Modelcert-Delivery": str(delivery.id),
+        SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+    }
     code: int | None = None
     error: str | None = None
     try:
@@ -168,13 +216,20 @@ def deliver(factory: sessionmaker[Session], settings: Settings,
         attempts = _settle(factory, delivery_id, "delivered", code, None)
         return DeliveryOutcome("delivered", attempts)
     give_up = delivery.attempts + 1 >= settings.webhook_max_attempts
-    attempts = _settle(factory, delivery_id, "failed" if give_up else "sending", code, error,
-                       retry_in=retry_delay(settings, delivery.attempts + 1))
+    attempts = _settle(
+        factory,
+        delivery_id,
+        "failed" if give_up else "sending",
+        code,
+        error,
+        retry_in=retry_delay(settings, delivery.attempts + 1),
+    )
     return DeliveryOutcome("failed" if give_up else "retry", attempts)
 
 
-def _endpoint_secrets(factory: sessionmaker[Session], box: SecretBox, hook: Webhook,
-                      delivery: WebhookDelivery) -> tuple[str, ...]:
+def _endpoint_secrets(
+    factory: sessionmaker[Session], box: SecretBox, hook: Webhook, delivery: WebhookDelivery
+) -> tuple[str, ...]:
     """The credential of the target the event is about, if it has one."""
     data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
     target_id = data.get("target_id") if isinstance(data, dict) else None
@@ -183,9 +238,11 @@ def _endpoint_secrets(factory: sessionmaker[Session], box: SecretBox, hook: Webh
     except ValueError:
         return ()
     with factory() as session:
-        ciphertext = session.scalar(select(Secret.ciphertext).join(
-            Target, Target.secret_id == Secret.id).where(
-            Target.id == parsed, Target.organization_id == hook.organization_id))
+        ciphertext = session.scalar(
+            select(Secret.ciphertext)
+            .join(Target, Target.secret_id == Secret.id)
+            .where(Target.id == parsed, Target.organization_id == hook.organization_id)
+        )
     if ciphertext is None:
         return ()
     try:
@@ -194,17 +251,30 @@ def _endpoint_secrets(factory: sessionmaker[Session], box: SecretBox, hook: Webh
         return ()  # a key no longer configured: the stored redaction stands
 
 
-def _settle(factory: sessionmaker[Session], delivery_id: uuid.UUID, status: str,
-            code: int | None, error: str | None, retry_in: float | None = None) -> int:
+def _settle(
+    factory: sessionmaker[Session],
+    delivery_id: uuid.UUID,
+    status: str,
+    code: int | None,
+    error: str | None,
+    retry_in: float | None = None,
+) -> int:
     with transaction(factory) as session:
         attempts = session.scalar(
-            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-            .values(status=status, attempts=WebhookDelivery.attempts + 1, last_status_code=code,
-                    last_error=error,
-                    delivered_at=func.now() if status == "delivered" else None,
-                    next_attempt_at=func.now() + timedelta(seconds=retry_in)
-                    if retry_in is not None else None)
-            .returning(WebhookDelivery.attempts))
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(
+                status=status,
+                attempts=WebhookDelivery.attempts + 1,
+                last_status_code=code,
+                last_error=error,
+                delivered_at=func.now() if status == "delivered" else None,
+                next_attempt_at=func.now() + timedelta(seconds=retry_in)
+                if retry_in is not None
+                else None,
+            )
+            .returning(WebhookDelivery.attempts)
+        )
     return int(attempts or 0)
 
 

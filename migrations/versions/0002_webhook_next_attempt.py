@@ -17,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("webhook_deliveries",
-                  sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "webhook_deliveries",
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:

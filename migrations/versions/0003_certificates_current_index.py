@@ -24,13 +24,21 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("certificates", sa.Column("certified", sa.Boolean(), nullable=False,
-                                            server_default=sa.text("false")))
-    op.execute("UPDATE certificates SET certified = (payload ->> 'verdict') "
-               "IN ('certified', 'certified_with_warnings')")
-    op.create_index("ix_certificates_current", "certificates", ["target_id"], unique=False,
-                    postgresql_where=sa.text(
-                        "certified AND superseded_at IS NULL AND revoked_at IS NULL"))
+    op.add_column(
+        "certificates",
+        sa.Column("certified", sa.Boolean(), nullable=False, server_default=sa.text("false")),
+    )
+    op.execute(
+        "UPDATE certificates SET certified = (payload ->> 'verdict') "
+        "IN ('certified', 'certified_with_warnings')"
+    )
+    op.create_index(
+        "ix_certificates_current",
+        "certificates",
+        ["target_id"],
+        unique=False,
+        postgresql_where=sa.text("certified AND superseded_at IS NULL AND revoked_at IS NULL"),
+    )
 
 
 def downgrade() -> None:

@@ -30,10 +30,13 @@ def upgrade() -> None:
     op.add_column("samples", sa.Column("finish_reason", sa.String(32), nullable=True))
     op.add_column("samples", sa.Column("usage", postgresql.JSONB(), nullable=True))
     op.add_column("samples", sa.Column("served_model", sa.String(200), nullable=True))
-    op.add_column("samples", sa.Column("retries", sa.Integer(), nullable=False,
-                                       server_default=sa.text("0")))
-    op.add_column("certifications", sa.Column("progress_running", sa.Integer(), nullable=False,
-                                              server_default=sa.text("0")))
+    op.add_column(
+        "samples", sa.Column("retries", sa.Integer(), nullable=False, server_default=sa.text("0"))
+    )
+    op.add_column(
+        "certifications",
+        sa.Column("progress_running", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    )
 
 
 def downgrade() -> None:

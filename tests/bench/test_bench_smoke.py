@@ -17,10 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_tiny_run_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "memory,dispatch_latency",
-                           "--tiny", "--out", str(out)],
-                          cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "memory,dispatch_latency",
+            "--tiny",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=inherited_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results) == {"memory", "dispatch_latency"}
@@ -45,9 +58,14 @@ def test_tiny_run_writes_results(tmp_path: Path) -> None:
 
 
 def test_profile_e2e_splits_the_cpu_and_draws_the_timeline() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.profile_e2e", "20", "--json"],
-                          cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.profile_e2e", "20", "--json"],
+        cwd=ROOT,
+        env=inherited_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["jobs"] >= 20 and result["terminal"] == result["jobs"]
@@ -62,7 +80,12 @@ def test_instruction_count_loops_post_on_both_sides() -> None:
     """The loops `bench.instructions` runs under callgrind (here without it: valgrind makes
     a run take minutes) POST accepted jobs on both sides."""
     for side in ("api", "baseline"):
-        proc = subprocess.run([sys.executable, "-m", "bench.instructions", "--inner", side, "3"],
-                              cwd=ROOT, env=inherited_env(), capture_output=True, text=True,
-                              timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.instructions", "--inner", side, "3"],
+            cwd=ROOT,
+            env=inherited_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

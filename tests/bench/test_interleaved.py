@@ -31,17 +31,24 @@ def test_rounds_alternate_and_each_side_keeps_its_best() -> None:
 def test_a_round_without_a_figure_is_never_the_best() -> None:
     n = count()
     runs, base, best = Interleaved.run(
-        2, lambda: {"rate": 100.0}, lambda: {"rate": None if next(n) == 1 else 50.0},
-        lambda r: r["rate"])
+        2,
+        lambda: {"rate": 100.0},
+        lambda: {"rate": None if next(n) == 1 else 50.0},
+        lambda r: r["rate"],
+    )
     assert best == {"rate": 50.0}
     assert runs.paired_ratios(lambda r: r["rate"]) == [0.5, None]
 
 
 def test_lower_is_better_keeps_each_sides_lowest_and_skips_rounds_without_a_figure() -> None:
     base_p99, our_p99 = iter([6.0, 5.1, 7.3]), iter([67.8, None, 3.4])
-    runs, base, best = Interleaved.run(3, lambda: {"p99": next(base_p99)},
-                                       lambda: {"p99": next(our_p99)}, lambda r: r["p99"],
-                                       lower_is_better=True)
+    runs, base, best = Interleaved.run(
+        3,
+        lambda: {"p99": next(base_p99)},
+        lambda: {"p99": next(our_p99)},
+        lambda r: r["p99"],
+        lower_is_better=True,
+    )
     assert base == {"p99": 5.1} and best == {"p99": 3.4}
     assert runs.paired_ratios(lambda r: r["p99"]) == [11.3, None, 0.466]
 

@@ -25,15 +25,17 @@ pytestmark = pytest.mark.chaos
 
 
 def test_worker_lost_in_a_redis_outage_is_restarted_and_the_job_is_not_lost(
-        settings, factory, auth, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings, factory, auth, reference_url, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     redis_port = free_port()
     redis_proc = start_redis_server(redis_port, tmp_path / "redis")
     private_url = f"redis://127.0.0.1:{redis_port}/0"
     private = settings.model_copy(update={"redis_url": private_url})
     client = build_app(private).test_client()
     env = {"REDIS_URL": private_url, "MODELCERT_DATA_DIR": str(tmp_path)}
-    beat = Proc([str(BIN / "modelcert"), "beat"], settings_env(settings, **env),
-                tmp_path / "beat.log").start()
+    beat = Proc(
+        [str(BIN / "modelcert"), "beat"], settings_env(settings, **env), tmp_path / "beat.log"
+    ).start()
     worker, _ = queue_worker(settings, tmp_path / "worker-1.log", **env)
     restarts = 0
     try:
@@ -71,13 +73,19 @@ def test_worker_lost_in_a_redis_outage_is_restarted_and_the_job_is_not_lost(
         print(f"ended {cert['status']} after attempt {cert['attempt']}, {restarts} restart(s)")
         assert cert["status"] == "succeeded"
         with factory() as session:
-            names = session.scalars(select(CheckResultRow.check_name).where(
-                CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+            names = session.scalars(
+                select(CheckResultRow.check_name).where(
+                    CheckResultRow.certification_id == uuid.UUID(cert_id)
+                )
+            ).all()
             assert len(names) == len(set(names))
             row = session.get(Certification, uuid.UUID(cert_id))
             assert row.attempt <= row.max_attempts
-            assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
-                CheckResultRow.certification_id == row.id)) == len(set(names))
+            assert session.scalar(
+                select(func.count())
+                .select_from(CheckResultRow)
+                .where(CheckResultRow.certification_id == row.id)
+            ) == len(set(names))
     finally:
         worker.stop()
         beat.stop()

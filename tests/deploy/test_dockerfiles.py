@@ -121,11 +121,13 @@ def test_build_script_bakes_both_images():
         assert f'"{name}"' in bake
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck is not installed (`make tools` installs it)")
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed (`make tools` installs it)",
+)
 def test_shellcheck_accepts_the_shell_scripts():
-    scripts = [ROOT / "scripts/build-images", ROOT / "scripts/install-test-tools",
-               ROOT / ".ci/run"]
-    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True,
-                            timeout=60)
+    scripts = [ROOT / "scripts/build-images", ROOT / "scripts/install-test-tools", ROOT / ".ci/run"]
+    result = subprocess.run(
+        ["shellcheck", *map(str, scripts)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

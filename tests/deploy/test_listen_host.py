@@ -21,7 +21,8 @@ def test_the_default_is_loopback():
     with pytest.raises(ValidationError) as info:
         Settings(modelcert_listen_host="localhost")
     assert describe_validation_error(info.value).startswith(
-        "config error: MODELCERT_LISTEN_HOST='localhost' is invalid (not an IP address)")
+        "config error: MODELCERT_LISTEN_HOST='localhost' is invalid (not an IP address)"
+    )
 
 
 def test_images_listen_on_every_interface():
@@ -31,8 +32,9 @@ def test_images_listen_on_every_interface():
 
 
 def test_compose_services_listen_on_every_interface():
-    serving = {name: svc for name, svc in modelcert_services().items()
-               if svc["command"][1] in LISTENING}
+    serving = {
+        name: svc for name, svc in modelcert_services().items() if svc["command"][1] in LISTENING
+    }
     assert {svc["command"][1] for svc in serving.values()} == LISTENING
     for name, svc in serving.items():
         assert svc["environment"]["MODELCERT_LISTEN_HOST"] == "0.0.0.0", name

@@ -102,7 +102,8 @@ def test_alert_rules_are_well_formed_and_use_known_metrics():
 
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
-    reason="promtool is not installed (Debian's prometheus package; `make tools` installs it)")
+    reason="promtool is not installed (Debian's prometheus package; `make tools` installs it)",
+)
 
 
 @needs_promtool
@@ -110,7 +111,9 @@ def test_promtool_accepts_the_alert_rules():
     """Full PromQL and template check of the alert rules."""
     result = subprocess.run(
         ["promtool", "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

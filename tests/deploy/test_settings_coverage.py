@@ -110,12 +110,11 @@ def test_kubernetes_sets_every_setting(rendered):
             ]
             assert any(s.startswith("modelcert-config") for s in sources), doc["metadata"]["name"]
             for var, ref in refs.items():
-                assert (
-                    "secretKeyRef" in ref and ref["secretKeyRef"]["name"] in SECRET_OBJECTS
-                ), var
+                assert "secretKeyRef" in ref and ref["secretKeyRef"]["name"] in SECRET_OBJECTS, var
             for var, only in ONLY_FOR.items():
                 assert var not in names or container["name"] == only, (
-                    f"{var} belongs to {only} only, not {doc['metadata']['name']}")
+                    f"{var} belongs to {only} only, not {doc['metadata']['name']}"
+                )
             seen = names | set(data)
             expected = (
                 variables()

@@ -29,8 +29,11 @@ def _secrets_read(container) -> set[tuple[str, str]]:  # type: ignore[no-untyped
 
 def test_compose_gives_the_signing_key_to_the_worker_alone():
     services = modelcert_services()
-    holders = {name for name, svc in services.items()
-               if "MODELCERT_SIGNING_KEY" in (svc.get("environment") or {})}
+    holders = {
+        name
+        for name, svc in services.items()
+        if "MODELCERT_SIGNING_KEY" in (svc.get("environment") or {})
+    }
     assert holders == SIGNING
     for name in ("api", "beat", "flower", "migrate", "reference-endpoint"):
         env = services[name].get("environment") or {}
@@ -49,8 +52,11 @@ def test_kubernetes_gives_the_signing_key_to_the_worker_alone(rendered):
                 for mount in container.get("volumeMounts", []):
                     secret = volumes.get(mount["name"], {}).get("secret", {})
                     assert secret.get("secretName") != SIGNING_SECRET, mount
-    readers = {where for where, container in pods.items()
-               if any(name == SIGNING_SECRET for name, _ in _secrets_read(container))}
+    readers = {
+        where
+        for where, container in pods.items()
+        if any(name == SIGNING_SECRET for name, _ in _secrets_read(container))
+    }
     assert readers and {where.split(":")[1] for where in readers} == SIGNING
     for where, container in pods.items():
         for name, key in _secrets_read(container):
@@ -67,4 +73,3 @@ def test_the_example_secrets_keep_the_signing_key_apart():
     by_name = {d["metadata"]["name"]: set(d["stringData"]) for d in docs}
     assert by_name[SIGNING_SECRET] == {"signing-key"}
     assert "signing-key" not in by_name["modelcert-secrets"]
-

@@ -15,9 +15,16 @@ TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
 def create_target(client, auth, base_url: str, **extra) -> str:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/targets", json={"name": f"t-{uuid.uuid4().hex[:8]}",
-                                         "model": "reference-model", "base_url": base_url,
-                                         **extra}, headers=auth)
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": f"t-{uuid.uuid4().hex[:8]}",
+            "model": "reference-model",
+            "base_url": base_url,
+            **extra,
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
     return r.get_json()["id"]
 
@@ -62,8 +69,14 @@ def test_good_endpoint_is_certified(client, auth, reference_url, factory) -> Non
     with factory() as session:
         row = session.get(Certification, uuid.UUID(cert["id"]))
         assert row.status.value == "succeeded" and row.verdict.value == "certified"
-        assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
-            CheckResultRow.certification_id == row.id)) == 2
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(CheckResultRow)
+                .where(CheckResultRow.certification_id == row.id)
+            )
+            == 2
+        )
 
 
 @pytest.mark.usefixtures("worker")
@@ -103,15 +116,22 @@ def test_duplicate_message_is_a_no_op(client, auth, reference_url, settings, fac
     cert_id = certify(client, auth, target)
     publisher = Publisher(settings)
     for _ in range(3):  # the same message delivered again, while and after it runs
-        assert publisher.publish_run(uuid.UUID(cert_id), settings.certification_queue_name,
-                                     "normal")
+        assert publisher.publish_run(
+            uuid.UUID(cert_id), settings.certification_queue_name, "normal"
+        )
     cert = wait_terminal(client, auth, cert_id)
     time.sleep(2)  # let the duplicates be consumed
     with factory() as session:
         row = session.get(Certification, uuid.UUID(cert_id))
         assert row.status.value == "succeeded" and row.attempt == 1
-        assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
-            CheckResultRow.certification_id == row.id)) == 2
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(CheckResultRow)
+                .where(CheckResultRow.certification_id == row.id)
+            )
+            == 2
+        )
     assert cert["status"] == "succeeded"
 
 
@@ -126,8 +146,11 @@ def test_worker_probes(settings) -> None:  # type: ignore[no-untyped-def]
     assert health["broker"] == "connected" and health["database"] == "connected"
     assert health["pool_size"] == settings.certification_concurrency
     names = {f.name for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
-    assert {"modelcert_certifications", "modelcert_queue_depth",
-            "modelcert_active_certifications"} <= names
+    assert {
+        "modelcert_certifications",
+        "modelcert_queue_depth",
+        "modelcert_active_certifications",
+    } <= names
 
 
 @pytest.mark.usefixtures("worker")

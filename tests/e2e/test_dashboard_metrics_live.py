@@ -16,9 +16,11 @@ from tests.deploy.deploy_helpers import (
 )
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
 
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count",
-                                                              "_created"),
-            "gauge": ("",)}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+}
 
 
 def exposed(text: str) -> dict[str, str]:
@@ -40,14 +42,18 @@ def series_names(names: dict[str, str]) -> set[str]:
 
 
 @pytest.mark.usefixtures("worker")
-def test_dashboard_and_alerts_use_scraped_metric_names(client, auth, reference_url,
-                                                       settings) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_and_alerts_use_scraped_metric_names(
+    client, auth, reference_url, settings
+) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/v1")
     assert wait_terminal(client, auth, certify(client, auth, target))["status"] == "succeeded"
     worker_text = httpx.get(f"http://127.0.0.1:{settings.worker_health_port}/metrics").text
     api_text = client.get("/metrics").get_data(as_text=True)
-    scraped = {k: v for k, v in (exposed(worker_text) | exposed(api_text)).items()
-               if k.startswith("modelcert_") and not k.endswith("_created")}
+    scraped = {
+        k: v
+        for k, v in (exposed(worker_text) | exposed(api_text)).items()
+        if k.startswith("modelcert_") and not k.endswith("_created")
+    }
     unlisted = {k: v for k, v in scraped.items() if MODELCERT_METRICS.get(k) != v}
     assert not unlisted, f"deploy_helpers.MODELCERT_METRICS lacks {unlisted}"
     known = series_names(scraped) | PROMETHEUS_SYNTHETIC

@@ -36,13 +36,16 @@ def test_the_worker_probes_listen_on_loopback(worker, settings) -> None:  # type
 
 
 @pytest.mark.parametrize("host", [None, "0.0.0.0"])
-def test_api_and_flower_listen_where_told_loopback_by_default(settings, tmp_path,
-                                                              host) -> None:  # type: ignore[no-untyped-def]
+def test_api_and_flower_listen_where_told_loopback_by_default(settings, tmp_path, host) -> None:  # type: ignore[no-untyped-def]
     """`None`: the environment `make run` gives its children (no MODELCERT_LISTEN_HOST)."""
     api_port, flower_port = free_port(), free_port()
-    env = settings_env(settings, API_PORT=str(api_port), API_WORKERS="1",
-                       FLOWER_PORT=str(flower_port),
-                       FLOWER_BASIC_AUTH=f"operator:pw-{uuid.uuid4().hex[:12]}")
+    env = settings_env(
+        settings,
+        API_PORT=str(api_port),
+        API_WORKERS="1",
+        FLOWER_PORT=str(flower_port),
+        FLOWER_BASIC_AUTH=f"operator:pw-{uuid.uuid4().hex[:12]}",
+    )
     env.pop("MODELCERT_LISTEN_HOST", None)
     if host is not None:
         env["MODELCERT_LISTEN_HOST"] = host

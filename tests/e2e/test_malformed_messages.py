@@ -24,14 +24,22 @@ from app.task_names import DELIVER_WEBHOOK, priority_lists
 from tests.e2e.workers import queue_worker
 from tests.security.helpers import insert_target, job_row, new_org
 
-GOOD_PROPERTIES = {"delivery_tag": "tag", "body_encoding": "base64", "priority": 0,
-                   "delivery_info": {"exchange": "", "routing_key": "q"}}
+GOOD_PROPERTIES = {
+    "delivery_tag": "tag",
+    "body_encoding": "base64",
+    "priority": 0,
+    "delivery_info": {"exchange": "", "routing_key": "q"},
+}
 
 
 def envelope(body: object, headers: object, **properties: object) -> dict[str, object]:
-    return {"body": base64.b64encode(json.dumps(body).encode()).decode(),
-            "content-type": "application/json", "content-encoding": "utf-8",
-            "headers": headers, "properties": GOOD_PROPERTIES | properties}
+    return {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": headers,
+        "properties": GOOD_PROPERTIES | properties,
+    }
 
 
 def garbage(n: int) -> list[tuple[bytes, bool]]:
@@ -53,15 +61,19 @@ def garbage(n: int) -> list[tuple[bytes, bool]]:
         envelope([[mark], {}, {}], {"task": "nope", "lang": "py"}),  # unknown task, no id
     ]
     return [(raw, True) for raw in kombu_level] + [
-        (json.dumps(e).encode(), False) for e in celery_level]
+        (json.dumps(e).encode(), False) for e in celery_level
+    ]
 
 
 @pytest.fixture()
 def private(settings: Settings) -> Iterator[Settings]:
     """Settings with queues of their own, so that no other worker reads what this test pushes."""
-    mine = settings.model_copy(update={
-        "certification_queue_name": f"malformed-{uuid.uuid4().hex[:8]}",
-        "certification_region_queues": "eu-west-1=eu"})
+    mine = settings.model_copy(
+        update={
+            "certification_queue_name": f"malformed-{uuid.uuid4().hex[:8]}",
+            "certification_region_queues": "eu-west-1=eu",
+        }
+    )
     yield mine
     client = redis.Redis.from_url(str(mine.redis_url))
     client.delete(mine.malformed_list_name, *consumed_lists(mine))
@@ -77,7 +89,8 @@ def consumed_lists(settings: Settings) -> list[str]:
 
 
 def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
-        private, factory, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    private, factory, reference_url, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     client = redis.Redis.from_url(str(private.redis_url))
     proc, port = queue_worker(private, tmp_path / "worker.log", ",".join(queues(private)))
     try:
@@ -88,8 +101,9 @@ def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
                 pushed.append((raw, verbatim))
         # A broadcast (the pidbox every worker listens to) that is JSON but no envelope.
         broadcast = {"not": "an envelope", "mark": uuid.uuid4().hex}
-        with Connection(str(private.redis_url),
-                        transport_options=broker_transport_options(private)) as conn:
+        with Connection(
+            str(private.redis_url), transport_options=broker_transport_options(private)
+        ) as conn:
             conn.default_channel._put_fanout("celery.pidbox", broadcast, "")
 
         # Then real work on every queue: a certification on the default and on the regional
@@ -98,19 +112,24 @@ def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
         _, who = new_org(factory)
         target = insert_target(factory, who, f"{reference_url}/v1")
         with factory.begin() as session:
-            session.execute(update(Target).where(Target.id == target).values(
-                endpoints={"eu-west-1": f"{reference_url}/v1"}))
-        cert_ids = [queued_via(private, factory, who, target, region)
-                    for region in (None, "eu-west-1")]
+            session.execute(
+                update(Target)
+                .where(Target.id == target)
+                .values(endpoints={"eu-west-1": f"{reference_url}/v1"})
+            )
+        cert_ids = [
+            queued_via(private, factory, who, target, region) for region in (None, "eu-west-1")
+        ]
         assert {job_row(factory, c).queue for c in cert_ids} == set(private.job_queues)
         delivery = str(uuid.uuid4())
         Publisher(private).publish_delivery(uuid.UUID(delivery))
 
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and (
-                any(job_row(factory, c).status.value != "succeeded" for c in cert_ids)
-                or f"{DELIVER_WEBHOOK}[" not in proc.output()
-                or client.llen(private.malformed_list_name) < len(pushed) + 1):
+            any(job_row(factory, c).status.value != "succeeded" for c in cert_ids)
+            or f"{DELIVER_WEBHOOK}[" not in proc.output()
+            or client.llen(private.malformed_list_name) < len(pushed) + 1
+        ):
             assert proc.popen.poll() is None, "the worker exited:\n" + proc.output()[-3000:]
             time.sleep(0.3)
 
@@ -133,22 +152,36 @@ def test_garbage_on_every_consumed_list_is_moved_aside_and_the_worker_goes_on(
         assert output.count("malformed_message_moved_aside") == len(pushed) + 1
 
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        counted = sum(sample.value for family in text_string_to_metric_families(metrics)
-                      if family.name == "modelcert_malformed_messages"
-                      for sample in family.samples if sample.name.endswith("_total"))
+        counted = sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            if family.name == "modelcert_malformed_messages"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
         assert counted == len(pushed) + 1
     finally:
         proc.stop()
 
 
-def queued_via(settings: Settings, factory, who, target: uuid.UUID,  # type: ignore[no-untyped-def]
-               region: str | None) -> str:
+def queued_via(
+    settings: Settings,
+    factory,
+    who,
+    target: uuid.UUID,  # type: ignore[no-untyped-def]
+    region: str | None,
+) -> str:
     """A certification published to the queue `settings` route `region` to, as the API does."""
     from app.api.schemas import CertificationCreate
     from app.services import certifications
 
     publisher = Publisher(settings)
     view, _ = certifications.create_certification(
-        factory, settings, publisher.publish_run, who,
-        CertificationCreate(target_id=target, suite="smoke", region=region), None)
+        factory,
+        settings,
+        publisher.publish_run,
+        who,
+        CertificationCreate(target_id=target, suite="smoke", region=region),
+        None,
+    )
     return str(view.id)

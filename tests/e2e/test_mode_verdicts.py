@@ -11,8 +11,13 @@ import pytest
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
 from tests.integration.reference import MODE_VERDICTS
 
-CAPABILITIES = {"streaming": True, "tools": True, "json_schema": True, "embeddings": True,
-                "context_length": 4096}
+CAPABILITIES = {
+    "streaming": True,
+    "tools": True,
+    "json_schema": True,
+    "embeddings": True,
+    "context_length": 4096,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +30,12 @@ def verdicts(app, factory, reference_url, worker):  # type: ignore[no-untyped-de
     auth = {"Authorization": f"Bearer {make_token(factory, 'org-mode-verdicts')}"}
     queued = {}
     for mode in MODE_VERDICTS:
-        target = create_target(client, auth, f"{reference_url}/m/{mode}/v1",
-                               capabilities=CAPABILITIES)
+        target = create_target(
+            client, auth, f"{reference_url}/m/{mode}/v1", capabilities=CAPABILITIES
+        )
         for suite in ("smoke", "standard"):
             queued[mode, suite] = (target, certify(client, auth, target, suite=suite))
-    done = {key: wait_terminal(client, auth, job, timeout=240)
-            for key, (_, job) in queued.items()}
+    done = {key: wait_terminal(client, auth, job, timeout=240) for key, (_, job) in queued.items()}
     return client, auth, queued, done
 
 
@@ -38,8 +43,10 @@ def verdicts(app, factory, reference_url, worker):  # type: ignore[no-untyped-de
 def test_each_behaviour_gets_the_verdict_it_deserves(verdicts, mode: str) -> None:  # type: ignore[no-untyped-def]
     _, _, _, done = verdicts
     smoke, standard = MODE_VERDICTS[mode]
-    got = {suite: (done[mode, suite]["status"], done[mode, suite]["verdict"])
-           for suite in ("smoke", "standard")}
+    got = {
+        suite: (done[mode, suite]["status"], done[mode, suite]["verdict"])
+        for suite in ("smoke", "standard")
+    }
     assert got == {"smoke": ("succeeded", smoke), "standard": ("succeeded", standard)}
 
 
@@ -47,8 +54,8 @@ def test_parrot_reasons_name_the_echo(verdicts) -> None:  # type: ignore[no-unty
     _, _, _, done = verdicts
     job = done["parrot", "smoke"]
     assert job["verdict_reasons"] == [
-        "chat: 0 of 10 passed (95 % CI 0.00–0.28, threshold 0.60); 10 of 10 repeated the "
-        "prompt"]
+        "chat: 0 of 10 passed (95 % CI 0.00–0.28, threshold 0.60); 10 of 10 repeated the prompt"
+    ]
     chat = next(c for c in job["checks"] if c["name"] == "chat")
     assert chat["explanation"] == job["verdict_reasons"][0].removeprefix("chat: ")
 
@@ -56,15 +63,18 @@ def test_parrot_reasons_name_the_echo(verdicts) -> None:  # type: ignore[no-unty
 def test_api_evidence_records_what_the_endpoint_said(verdicts) -> None:  # type: ignore[no-untyped-def]
     client, auth, _, done = verdicts
     job = done["parrot", "smoke"]
-    lines = [json.loads(line) for line in client.get(
-        f"/v1/certifications/{job['id']}/evidence", headers=auth).data.splitlines()]
+    lines = [
+        json.loads(line)
+        for line in client.get(
+            f"/v1/certifications/{job['id']}/evidence", headers=auth
+        ).data.splitlines()
+    ]
     chat = [line for line in lines if line["check"] == "chat"]
     assert len(chat) == 10
     assert {line["finish_reason"] for line in chat} == {"length"}
     assert {line["served_model"] for line in chat} == {"reference-model"}
     assert {line["detail"]["reason"] for line in chat} == {"echoed_prompt"}
-    assert all(line["usage"]["completion_tokens"] == 32 and line["retries"] == 0
-               for line in chat)
+    assert all(line["usage"]["completion_tokens"] == 32 and line["retries"] == 0 for line in chat)
 
 
 def test_a_weaker_suite_never_stands_in_for_a_stronger_one(verdicts) -> None:  # type: ignore[no-untyped-def]
@@ -101,12 +111,17 @@ def test_the_worker_signs_what_the_verdict_was_reached_under(verdicts) -> None: 
 
 @pytest.mark.usefixtures("worker")
 def test_a_model_the_server_does_not_list_stops_there(client, auth, reference_url) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/targets", json={"name": "bogus-model", "model": "gpt-bogus",
-                                         "base_url": f"{reference_url}/m/any-model/v1"},
-                    headers=auth)
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": "bogus-model",
+            "model": "gpt-bogus",
+            "base_url": f"{reference_url}/m/any-model/v1",
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
-    job = wait_terminal(client, auth, certify(client, auth, r.get_json()["id"],
-                                              suite="smoke"))
+    job = wait_terminal(client, auth, certify(client, auth, r.get_json()["id"], suite="smoke"))
     assert (job["status"], job["verdict"]) == ("succeeded", "not_certified")
     checks = {c["name"]: c for c in job["checks"]}
     assert checks["connectivity"]["outcome"] == "failed"

@@ -36,19 +36,28 @@ def regional_queue(settings) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_regional_queue_priorities_and_soft_timeout(
-        client, auth, reference_url, settings, factory, worker, regional_queue,
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, settings, factory, worker, regional_queue, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     """A backlog on the regional queue: high, then normal, then low, all on the regional
     worker; then a job longer than CERTIFICATION_TIMEOUT ends timed_out with its evidence."""
     target = regional_target(client, auth, f"{reference_url}/v1")
-    ids = {p: certify(client, auth, target, region=REGION, priority=p)
-           for p in ("low", "normal", "high")}  # created worst first
+    ids = {
+        p: certify(client, auth, target, region=REGION, priority=p)
+        for p in ("low", "normal", "high")
+    }  # created worst first
     time.sleep(1)
     for cert_id in ids.values():  # the session worker does not consume the regional queue
-        assert client.get(f"/v1/certifications/{cert_id}",
-                          headers=auth).get_json()["status"] == "queued"
-    proc, _ = queue_worker(settings, tmp_path / "regional.log", regional_queue,
-                           CERTIFICATION_CONCURRENCY="1", CERTIFICATION_TIMEOUT="10")
+        assert (
+            client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()["status"]
+            == "queued"
+        )
+    proc, _ = queue_worker(
+        settings,
+        tmp_path / "regional.log",
+        regional_queue,
+        CERTIFICATION_CONCURRENCY="1",
+        CERTIFICATION_TIMEOUT="10",
+    )
     try:
         for cert_id in ids.values():
             assert wait_terminal(client, auth, cert_id)["status"] == "succeeded"
@@ -59,8 +68,9 @@ def test_regional_queue_priorities_and_soft_timeout(
         assert node_name(proc) != node_name(worker)
 
         slow = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1")
-        cert = wait_terminal(client, auth, certify(client, auth, slow, region=REGION,
-                                                   suite="standard"), timeout=120)
+        cert = wait_terminal(
+            client, auth, certify(client, auth, slow, region=REGION, suite="standard"), timeout=120
+        )
         assert cert["status"] == "timed_out", cert
         assert cert["error"]["cause"] == "timeout" and cert["verdict"] is None
         assert cert["checks"], "checks finished before the soft limit are kept"
@@ -72,13 +82,15 @@ def test_regional_queue_priorities_and_soft_timeout(
 
 
 def test_two_workers_never_exceed_the_declared_concurrency(
-        client, auth, reference_url, settings, factory, worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, settings, factory, worker, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     scope = "slow-301"
     second, _ = queue_worker(settings, tmp_path / "second.log")
     try:
         httpx.post(f"{reference_url}/_stats/reset")
-        target = create_target(client, auth, f"{reference_url}/m/{scope}/v1",
-                               rate_limit={"max_concurrency": 2})
+        target = create_target(
+            client, auth, f"{reference_url}/m/{scope}/v1", rate_limit={"max_concurrency": 2}
+        )
         ids = [certify(client, auth, target) for _ in range(4)]
         for cert_id in ids:
             assert wait_terminal(client, auth, cert_id, timeout=120)["status"] == "succeeded"
@@ -87,21 +99,26 @@ def test_two_workers_never_exceed_the_declared_concurrency(
         assert stats["total"] >= 4 * 15
         assert stats["peak_in_flight"] <= 2
         with factory() as session:
-            workers = set(session.scalars(select(Certification.worker).where(
-                Certification.id.in_([uuid.UUID(i) for i in ids]))))
+            workers = set(
+                session.scalars(
+                    select(Certification.worker).where(
+                        Certification.id.in_([uuid.UUID(i) for i in ids])
+                    )
+                )
+            )
         assert workers == {node_name(worker), node_name(second)}  # both took jobs
     finally:
         second.stop()
 
 
 def test_declared_rps_keeps_the_endpoint_from_rate_limiting_us(
-        client, auth, reference_url, worker) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, worker
+) -> None:  # type: ignore[no-untyped-def]
     """The shared token bucket spaces requests at the declared rate: an endpoint that allows
     5 req/s never has to answer 429 to a target declaring 4 req/s."""
     scope = "ratelimit-5"
     httpx.post(f"{reference_url}/_stats/reset")
-    target = create_target(client, auth, f"{reference_url}/m/{scope}/v1",
-                           rate_limit={"rps": 4})
+    target = create_target(client, auth, f"{reference_url}/m/{scope}/v1", rate_limit={"rps": 4})
     cert = wait_terminal(client, auth, certify(client, auth, target), timeout=120)
     assert cert["status"] == "succeeded" and cert["verdict"] == "certified"
     stats = httpx.get(f"{reference_url}/_stats").json()
@@ -126,9 +143,15 @@ def shutdown_queue(settings) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
 def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
-        client, auth, reference_url, settings, factory, shutdown_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    first, port = queue_worker(settings, tmp_path / "first.log", shutdown_queue,
-                               WORKER_SHUTDOWN_GRACE="1", CERTIFICATION_CONCURRENCY="1")
+    client, auth, reference_url, settings, factory, shutdown_queue, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    first, port = queue_worker(
+        settings,
+        tmp_path / "first.log",
+        shutdown_queue,
+        WORKER_SHUTDOWN_GRACE="1",
+        CERTIFICATION_CONCURRENCY="1",
+    )
     target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", "shutdown")
     cert_id = certify(client, auth, target, region="shutdown")
     try:
@@ -144,24 +167,40 @@ def test_sigterm_mid_job_releases_it_and_it_finishes_exactly_once(
             assert (row.status.value, row.attempt) == ("retrying", 0)
     finally:
         first.stop()
-    cert = finish_on_a_new_worker(client, auth, settings, cert_id, tmp_path / "second.log",
-                                  shutdown_queue)
+    cert = finish_on_a_new_worker(
+        client, auth, settings, cert_id, tmp_path / "second.log", shutdown_queue
+    )
     assert cert["status"] == "succeeded" and cert["attempt"] == 1
     with factory() as session:
-        names = session.scalars(select(CheckResultRow.check_name).where(
-            CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+        names = session.scalars(
+            select(CheckResultRow.check_name).where(
+                CheckResultRow.certification_id == uuid.UUID(cert_id)
+            )
+        ).all()
         assert sorted(names) == ["chat", "connectivity"]  # one row per check, none twice
-        assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
-            CheckResultRow.certification_id == uuid.UUID(cert_id))) == 2
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(CheckResultRow)
+                .where(CheckResultRow.certification_id == uuid.UUID(cert_id))
+            )
+            == 2
+        )
 
 
 @pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
 def test_second_signal_stops_at_once_and_the_job_is_not_lost(
-        client, auth, reference_url, settings, factory, shutdown_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, settings, factory, shutdown_queue, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     """A long grace (60 s), then a second SIGTERM: the worker releases the job and exits
     without waiting out the grace; another worker finishes it exactly once."""
-    first, _ = queue_worker(settings, tmp_path / "first2.log", shutdown_queue,
-                            WORKER_SHUTDOWN_GRACE="60", CERTIFICATION_CONCURRENCY="1")
+    first, _ = queue_worker(
+        settings,
+        tmp_path / "first2.log",
+        shutdown_queue,
+        WORKER_SHUTDOWN_GRACE="60",
+        CERTIFICATION_CONCURRENCY="1",
+    )
     target = regional_target(client, auth, f"{reference_url}/m/slow-2000/v1", "shutdown")
     cert_id = certify(client, auth, target, region="shutdown")
     try:
@@ -177,30 +216,37 @@ def test_second_signal_stops_at_once_and_the_job_is_not_lost(
             assert row.status.value == "retrying", row.status  # released, not lost
     finally:
         first.stop()
-    cert = finish_on_a_new_worker(client, auth, settings, cert_id, tmp_path / "second2.log",
-                                  shutdown_queue)
+    cert = finish_on_a_new_worker(
+        client, auth, settings, cert_id, tmp_path / "second2.log", shutdown_queue
+    )
     assert cert["status"] == "succeeded" and cert["attempt"] == 1
 
 
 @pytest.mark.usefixtures("worker")  # consumes the maintenance queue: runs beat's sweeps
 def test_hard_time_limit_kills_a_child_stuck_past_the_soft_limit(
-        client, auth, reference_url, settings, factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, settings, factory, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     """A child that cannot finish its soft-limit handling (here: its UPDATE waits on a row lock
     the test holds) is killed at the hard limit; the job is not lost and ends exactly once."""
     queue = settings.region_queues["hardlimit"]
     log = tmp_path / "hardlimit.log"
-    proc, _ = queue_worker(settings, log, queue, CERTIFICATION_CONCURRENCY="1",
-                           CERTIFICATION_TIMEOUT="10")
+    proc, _ = queue_worker(
+        settings, log, queue, CERTIFICATION_CONCURRENCY="1", CERTIFICATION_TIMEOUT="10"
+    )
     target = regional_target(client, auth, f"{reference_url}/m/slow-3000/v1", "hardlimit")
     cert_id = certify(client, auth, target, region="hardlimit", suite="standard")
     try:
         wait_running_with_a_checkpoint(client, auth, cert_id)
         with factory() as session, session.begin():
-            session.execute(select(Certification.id).where(
-                Certification.id == uuid.UUID(cert_id)).with_for_update())
+            session.execute(
+                select(Certification.id)
+                .where(Certification.id == uuid.UUID(cert_id))
+                .with_for_update()
+            )
             deadline = time.monotonic() + 90  # soft limit 10 s, hard limit 40 s
             while time.monotonic() < deadline and "Hard time limit" not in log.read_text(
-                    errors="replace"):
+                errors="replace"
+            ):
                 time.sleep(0.5)
             assert "Hard time limit" in log.read_text(errors="replace")
         cert = wait_terminal(client, auth, cert_id, timeout=180)
@@ -208,6 +254,9 @@ def test_hard_time_limit_kills_a_child_stuck_past_the_soft_limit(
         proc.stop()
     assert cert["status"] == "timed_out", cert  # the next attempt hit the soft limit again
     with factory() as session:
-        names = session.scalars(select(CheckResultRow.check_name).where(
-            CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+        names = session.scalars(
+            select(CheckResultRow.check_name).where(
+                CheckResultRow.certification_id == uuid.UUID(cert_id)
+            )
+        ).all()
     assert len(names) == len(set(names))

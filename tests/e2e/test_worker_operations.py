@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("worker", "beat")
 
 
 def test_retryable_failure_ends_in_a_dead_letter_after_max_attempts(
-        client, auth, reference_url, factory, settings) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, factory, settings
+) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/m/flaky-100/v1")
     cert_id = certify(client, auth, target)
     seen: list[tuple[str, int, object]] = []  # (status, attempt, next_attempt_at) as it changes
@@ -52,8 +53,9 @@ def test_retryable_failure_ends_in_a_dead_letter_after_max_attempts(
     attempts = [a for _, a, _ in seen]
     assert attempts == sorted(attempts)  # attempts only go up, counted in Postgres
     with factory() as session:
-        letters = session.scalars(select(DeadLetter).where(
-            DeadLetter.certification_id == uuid.UUID(cert_id))).all()
+        letters = session.scalars(
+            select(DeadLetter).where(DeadLetter.certification_id == uuid.UUID(cert_id))
+        ).all()
     assert len(letters) == 1 and letters[0].attempts == settings.max_attempts
     assert letters[0].created_at > retrying[0][2]  # the second attempt waited for its time
     listed = client.get("/v1/dead-letters", headers=auth).get_json()["items"]
@@ -61,26 +63,33 @@ def test_retryable_failure_ends_in_a_dead_letter_after_max_attempts(
 
     r = client.post(f"/v1/dead-letters/{letters[0].id}/replay", headers=auth)
     assert r.status_code == 202
-    assert client.post(f"/v1/dead-letters/{letters[0].id}/replay",
-                       headers=auth).status_code == 409
+    assert client.post(f"/v1/dead-letters/{letters[0].id}/replay", headers=auth).status_code == 409
     replayed = wait_terminal(client, auth, cert_id, timeout=120)
     assert replayed["status"] == "failed"
     assert replayed["attempt"] == replayed["max_attempts"] == 2 * settings.max_attempts
 
 
-def test_auth_failure_fails_at_once_without_a_dead_letter(client, auth, reference_url,
-                                                          factory) -> None:  # type: ignore[no-untyped-def]
+def test_auth_failure_fails_at_once_without_a_dead_letter(
+    client, auth, reference_url, factory
+) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/m/auth/v1")
     cert = wait_terminal(client, auth, certify(client, auth, target))
     assert cert["status"] == "failed" and cert["attempt"] == 1
     assert cert["error"]["cause"] == "auth_failed"
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(DeadLetter).where(
-            DeadLetter.certification_id == uuid.UUID(cert["id"]))) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(DeadLetter)
+                .where(DeadLetter.certification_id == uuid.UUID(cert["id"]))
+            )
+            == 0
+        )
 
 
 def test_cancel_running_job_stops_at_a_sample_boundary_keeping_evidence(
-        client, auth, reference_url, factory) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, factory
+) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/m/slow-500/v1")
     cert_id = certify(client, auth, target, suite="standard")
     wait_running_with_a_checkpoint(client, auth, cert_id)
@@ -102,8 +111,11 @@ def test_cancel_running_job_stops_at_a_sample_boundary_keeping_evidence(
     assert done["status"] == "succeeded" and done["attempt"] == 2
     assert kept <= {c["name"] for c in done["checks"]}
     with factory() as session:
-        rows = session.execute(select(CheckResultRow.check_name, CheckResultRow.attempt).where(
-            CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+        rows = session.execute(
+            select(CheckResultRow.check_name, CheckResultRow.attempt).where(
+                CheckResultRow.certification_id == uuid.UUID(cert_id)
+            )
+        ).all()
     assert len(rows) == len({n for n, _ in rows})  # one row per check
     assert {n for n, a in rows if a == 1} == kept
 
@@ -143,22 +155,30 @@ class Receiver:
 
 def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> None:
     fields = dict(part.split("=", 1) for part in headers["X-Modelcert-Signature"].split(","))
-    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body,
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256
+    ).hexdigest()
     assert hmac.compare_digest(fields["v1"], expected)
     assert abs(time.time() - int(fields["t"])) < 600
 
 
 def test_webhooks_are_signed_and_a_failing_receiver_never_blocks(
-        client, auth, reference_url, worker) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, worker
+) -> None:  # type: ignore[no-untyped-def]
     good, bad = Receiver(200), Receiver(500)
     try:
         target = create_target(client, auth, f"{reference_url}/v1")
         hooks = []
         for receiver in (good, bad):
-            r = client.post("/v1/webhooks", json={
-                "url": receiver.url, "target_id": target,
-                "events": ["certification.succeeded", "certification.failed"]}, headers=auth)
+            r = client.post(
+                "/v1/webhooks",
+                json={
+                    "url": receiver.url,
+                    "target_id": target,
+                    "events": ["certification.succeeded", "certification.failed"],
+                },
+                headers=auth,
+            )
             assert r.status_code == 201
             hooks.append(r.get_json())
         cert = wait_terminal(client, auth, certify(client, auth, target))
@@ -177,8 +197,9 @@ def test_webhooks_are_signed_and_a_failing_receiver_never_blocks(
         def log(hook: dict) -> dict:  # type: ignore[type-arg]
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                items = client.get(f"/v1/webhooks/{hook['id']}/deliveries",
-                                   headers=auth).get_json()["items"]
+                items = client.get(
+                    f"/v1/webhooks/{hook['id']}/deliveries", headers=auth
+                ).get_json()["items"]
                 if items and items[0]["attempts"] >= 1:
                     return items[0]  # type: ignore[no-any-return]
                 time.sleep(0.2)
@@ -191,12 +212,22 @@ def test_webhooks_are_signed_and_a_failing_receiver_never_blocks(
         assert "HTTP 500" in failing["last_error"]
 
         # Every log line of the job carries its id, attempt and target id (JSON lines).
-        lines = [json.loads(line) for line in worker.output().splitlines()
-                 if line.startswith("{") and cert["id"] in line]
-        job_lines = [x for x in lines if x.get("event") in (
-            "certification_claimed", "check_finished", "certification_delivery_done")]
+        lines = [
+            json.loads(line)
+            for line in worker.output().splitlines()
+            if line.startswith("{") and cert["id"] in line
+        ]
+        job_lines = [
+            x
+            for x in lines
+            if x.get("event")
+            in ("certification_claimed", "check_finished", "certification_delivery_done")
+        ]
         assert {x["event"] for x in job_lines} == {
-            "certification_claimed", "check_finished", "certification_delivery_done"}
+            "certification_claimed",
+            "check_finished",
+            "certification_delivery_done",
+        }
         for line in job_lines:
             assert line["certification_id"] == cert["id"]
             assert line["attempt"] == 1 and line["target_id"] == target
@@ -206,30 +237,51 @@ def test_webhooks_are_signed_and_a_failing_receiver_never_blocks(
 
 
 def test_metrics_have_every_name_and_the_real_provider_label(
-        client, auth, reference_url, settings) -> None:  # type: ignore[no-untyped-def]
+    client, auth, reference_url, settings
+) -> None:  # type: ignore[no-untyped-def]
     from prometheus_client.parser import text_string_to_metric_families
 
     target = create_target(client, auth, f"{reference_url}/m/good", provider="anthropic")
     cert = wait_terminal(client, auth, certify(client, auth, target))
     assert cert["status"] == "succeeded", cert
     base = f"http://127.0.0.1:{settings.worker_health_port}"
-    families = {f.name: f for f in text_string_to_metric_families(
-        httpx.get(f"{base}/metrics").text)}
-    for name in ("modelcert_certifications", "modelcert_certification_duration_seconds",
-                 "modelcert_active_certifications", "modelcert_retries",
-                 "modelcert_queue_depth", "modelcert_endpoint_requests",
-                 "modelcert_endpoint_latency_seconds"):
+    families = {
+        f.name: f for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+    }
+    for name in (
+        "modelcert_certifications",
+        "modelcert_certification_duration_seconds",
+        "modelcert_active_certifications",
+        "modelcert_retries",
+        "modelcert_queue_depth",
+        "modelcert_endpoint_requests",
+        "modelcert_endpoint_latency_seconds",
+    ):
         assert name in families, name
     assert families["modelcert_certification_duration_seconds"].type == "histogram"
     providers = {s.labels.get("provider") for s in families["modelcert_endpoint_requests"].samples}
     assert "anthropic" in providers and "unknown" not in providers  # the target's provider
-    statuses = {(s.labels["status"], s.labels["verdict"])
-                for s in families["modelcert_certifications"].samples if s.value > 0}
+    statuses = {
+        (s.labels["status"], s.labels["verdict"])
+        for s in families["modelcert_certifications"].samples
+        if s.value > 0
+    }
     assert ("succeeded", "certified") in statuses
     health = httpx.get(f"{base}/health").json()
-    for key in ("version", "uptime_seconds", "pool_size", "active_jobs", "processed", "broker",
-                "database", "queue_depth", "counts"):
+    for key in (
+        "version",
+        "uptime_seconds",
+        "pool_size",
+        "active_jobs",
+        "processed",
+        "broker",
+        "database",
+        "queue_depth",
+        "counts",
+    ):
         assert key in health, key
     assert health["counts"]["succeeded"] >= 1 and health["processed"] >= 1
-    assert set(health["queue_depth"]) == {settings.certification_queue_name,
-                                          settings.maintenance_queue_name}
+    assert set(health["queue_depth"]) == {
+        settings.certification_queue_name,
+        settings.maintenance_queue_name,
+    }

@@ -31,12 +31,12 @@ def wait_status(url: str, status: int, timeout: float) -> float:
     raise AssertionError(f"{url} did not answer {status} within {timeout}s")
 
 
-def test_ready_follows_a_stopped_and_a_hung_redis_while_live_stays_200(settings,
-                                                                       tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_ready_follows_a_stopped_and_a_hung_redis_while_live_stays_200(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     redis_port = free_port()
     redis_proc = start_redis_server(redis_port, tmp_path / "redis")
-    worker, port = queue_worker(settings, tmp_path / "worker.log",
-                                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+    worker, port = queue_worker(
+        settings, tmp_path / "worker.log", REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"
+    )
     ready = f"http://127.0.0.1:{port}/ready"
     try:
         redis_proc.terminate()
@@ -67,8 +67,9 @@ def test_ready_follows_a_stopped_and_a_hung_redis_while_live_stays_200(settings,
 def test_flower_refuses_to_run_open(settings) -> None:  # type: ignore[no-untyped-def]
     env = settings_env(settings, FLOWER_PORT=str(free_port()))
     env.pop("FLOWER_BASIC_AUTH", None)
-    done = subprocess.run([str(BIN / "modelcert"), "flower"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "modelcert"), "flower"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "FLOWER_BASIC_AUTH" in done.stderr
@@ -76,13 +77,15 @@ def test_flower_refuses_to_run_open(settings) -> None:  # type: ignore[no-untype
 
 @pytest.mark.usefixtures("worker")
 def test_flower_needs_credentials_and_shows_only_the_certification_id(
-        settings, worker, client, auth, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings, worker, client, auth, reference_url, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     password = uuid.uuid4().hex
-    flower = Proc([str(BIN / "modelcert"), "flower"],
-                  settings_env(settings, FLOWER_PORT=str(port),
-                               FLOWER_BASIC_AUTH=f"ops:{password}"),
-                  tmp_path / "flower.log").start()
+    flower = Proc(
+        [str(BIN / "modelcert"), "flower"],
+        settings_env(settings, FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=f"ops:{password}"),
+        tmp_path / "flower.log",
+    ).start()
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthcheck", 60, proc=flower.popen)

@@ -17,19 +17,25 @@ pytestmark = pytest.mark.slow
 
 def test_hup_twice_and_sigterm_a_worker(settings, auth, reference_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    env = settings_env(settings, API_WORKERS="2", API_THREADS="2",
-                       API_RATE_LIMIT="100000/minute")
-    api = Proc([str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"], env,
-               tmp_path / "api.log").start()
-    worker_a = start_worker(settings, tmp_path / "worker-a.log",
-                            WORKER_HEALTH_PORT=str(free_port()))
+    env = settings_env(settings, API_WORKERS="2", API_THREADS="2", API_RATE_LIMIT="100000/minute")
+    api = Proc(
+        [str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"], env, tmp_path / "api.log"
+    ).start()
+    worker_a = start_worker(
+        settings, tmp_path / "worker-a.log", WORKER_HEALTH_PORT=str(free_port())
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", 60, proc=api.popen)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
-            target = c.post("/v1/targets", json={"name": "zero-downtime",
-                                                 "model": "reference-model",
-                                                 "base_url": f"{reference_url}/m/slow-20/v1"})
+            target = c.post(
+                "/v1/targets",
+                json={
+                    "name": "zero-downtime",
+                    "model": "reference-model",
+                    "base_url": f"{reference_url}/m/slow-20/v1",
+                },
+            )
             assert target.status_code == 201, target.text
             target_id = target.json()["id"]
 
@@ -62,8 +68,9 @@ def test_hup_twice_and_sigterm_a_worker(settings, auth, reference_url, tmp_path)
         api.popen.send_signal(signal.SIGHUP)
         time.sleep(2)
         worker_a.stop(signal.SIGTERM, timeout=60)  # warm shutdown of the main process only
-        worker_b = start_worker(settings, tmp_path / "worker-b.log",
-                                WORKER_HEALTH_PORT=str(free_port()))
+        worker_b = start_worker(
+            settings, tmp_path / "worker-b.log", WORKER_HEALTH_PORT=str(free_port())
+        )
         time.sleep(3)
         stop.set()
         for t in threads:

@@ -17,8 +17,7 @@ def queue_worker(settings, log: Path, queues: str | None = None, **env: str) -> 
     argv = [str(BIN / "modelcert"), "worker"] + (["--queues", queues] if queues else [])
     for _ in range(3):
         port = free_port()
-        proc = Proc(argv, settings_env(settings, WORKER_HEALTH_PORT=str(port), **env),
-                    log).start()
+        proc = Proc(argv, settings_env(settings, WORKER_HEALTH_PORT=str(port), **env), log).start()
         if wait_own_probe(proc, port):
             wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
             return proc, port

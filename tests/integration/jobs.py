@@ -17,12 +17,23 @@ def principal(factory, headers: dict[str, str]) -> Principal:  # type: ignore[no
     return who
 
 
-def queue(factory, settings, headers, target_id: str, suite: str = "smoke",  # type: ignore[no-untyped-def]
-          key: str | None = None) -> str:
+def queue(
+    factory,
+    settings,
+    headers,
+    target_id: str,
+    suite: str = "smoke",  # type: ignore[no-untyped-def]
+    key: str | None = None,
+) -> str:
     """A queued job that no broker message points at: only this test will run it."""
     view, _ = certifications.create_certification(
-        factory, settings, lambda *_: False, principal(factory, headers),
-        CertificationCreate(target_id=uuid.UUID(target_id), suite=suite), key)
+        factory,
+        settings,
+        lambda *_: False,
+        principal(factory, headers),
+        CertificationCreate(target_id=uuid.UUID(target_id), suite=suite),
+        key,
+    )
     return str(view.id)
 
 

@@ -26,8 +26,9 @@ def _drop(client: redis.Redis, queue: str) -> None:
 def _own_queue(settings, name: str):  # type: ignore[no-untyped-def]
     """Settings whose certification queue no worker consumes (a publisher sends only to the
     deployment's configured queues), and that queue."""
-    private = settings.model_copy(update={
-        "certification_queue_name": f"broker-{name}-{uuid.uuid4().hex[:8]}"})
+    private = settings.model_copy(
+        update={"certification_queue_name": f"broker-{name}-{uuid.uuid4().hex[:8]}"}
+    )
     return private, private.certification_queue_name
 
 
@@ -36,8 +37,10 @@ def test_the_publisher_and_the_worker_use_it(settings) -> None:  # type: ignore[
     from worker.celery_factory import make_celery
 
     # The worker's is a subclass that also moves undecodable messages aside.
-    for app, name in ((make_publisher_app(settings), broker.TRANSPORT),
-                      (make_celery(settings), malformed.TRANSPORT)):
+    for app, name in (
+        (make_publisher_app(settings), broker.TRANSPORT),
+        (make_celery(settings), malformed.TRANSPORT),
+    ):
         assert app.conf.broker_transport == name
         with app.connection_for_write() as conn:
             assert isinstance(conn.transport, broker.Transport)
@@ -84,8 +87,9 @@ def test_publishes_from_many_threads_all_arrive(settings) -> None:  # type: igno
 def test_publishing_goes_on_after_redis_restarts(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     proc = start_redis_server(port, tmp_path / "redis")
-    private, queue = _own_queue(settings.model_copy(update={
-        "redis_url": f"redis://127.0.0.1:{port}/0"}), "restart")
+    private, queue = _own_queue(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}), "restart"
+    )
     publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")
@@ -115,12 +119,16 @@ def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> Non
     try:
         assert publisher.publish_run(job, queue, "normal")
         assert not client.exists(f"_kombu.binding.{queue}")  # nothing declared, bound
-        publisher.app.send_task(RUN_CERTIFICATION, args=[str(job)], queue=queue, priority=3,
-                                retry=False)  # Celery's defaults: declares the queue
+        publisher.app.send_task(
+            RUN_CERTIFICATION, args=[str(job)], queue=queue, priority=3, retry=False
+        )  # Celery's defaults: declares the queue
         ours, celerys = _messages(client, queue)
         assert ours["body"] == celerys["body"]
-        different = {k for k in ours["headers"].keys() | celerys["headers"].keys()
-                     if ours["headers"].get(k) != celerys["headers"].get(k)}
+        different = {
+            k
+            for k in ours["headers"].keys() | celerys["headers"].keys()
+            if ours["headers"].get(k) != celerys["headers"].get(k)
+        }
         assert different == {"id", "root_id"}  # argsrepr and kwargsrepr as Celery writes them
         assert ours["headers"]["argsrepr"] == f"['{job}']"
         assert ours["properties"]["priority"] == celerys["properties"]["priority"]
@@ -148,7 +156,8 @@ def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None
         pid = os.fork()
         if pid == 0:  # the child: a producer of its own, and its publish arrives
             ok = publisher._producer() is not mine and publisher.publish_run(
-                uuid.uuid4(), queue, "normal")
+                uuid.uuid4(), queue, "normal"
+            )
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
         os.close(write)
@@ -164,8 +173,9 @@ def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None
 def test_a_failed_publish_closes_the_threads_producer(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     proc = start_redis_server(port, tmp_path / "redis")
-    private, queue = _own_queue(settings.model_copy(update={
-        "redis_url": f"redis://127.0.0.1:{port}/0"}), "fail")
+    private, queue = _own_queue(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"}), "fail"
+    )
     publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")

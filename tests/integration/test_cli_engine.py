@@ -13,8 +13,16 @@ from app.certification import certificates as certs
 from app.cli_engine import certify, verify
 from tests.integration.reference import MODE_VERDICTS, running_reference
 
-CAPS = ["--capability", "streaming=true", "--capability", "tools=true",
-        "--capability", "json_schema=true", "--capability", "context_length=4096"]
+CAPS = [
+    "--capability",
+    "streaming=true",
+    "--capability",
+    "tools=true",
+    "--capability",
+    "json_schema=true",
+    "--capability",
+    "context_length=4096",
+]
 EXIT = {"certified": 0, "certified_with_warnings": 0, "not_certified": 1, "inconclusive": 3}
 
 
@@ -25,9 +33,21 @@ def reference() -> Iterator[str]:
 
 
 def run_certify(root: str, tmp: Path, mode: str, *extra: str) -> tuple[int, str]:
-    result = CliRunner().invoke(certify, [
-        "--base-url", f"{root}/m/{mode}/v1", "--model", "reference-model", *CAPS,
-        "--out", str(tmp / "out"), "--signing-key-file", str(tmp / "signing-key"), *extra])
+    result = CliRunner().invoke(
+        certify,
+        [
+            "--base-url",
+            f"{root}/m/{mode}/v1",
+            "--model",
+            "reference-model",
+            *CAPS,
+            "--out",
+            str(tmp / "out"),
+            "--signing-key-file",
+            str(tmp / "signing-key"),
+            *extra,
+        ],
+    )
     return result.exit_code, result.output
 
 
@@ -43,7 +63,7 @@ def test_certify_then_verify_and_tamper(reference: str, tmp_path: Path) -> None:
 
     raw = cert_path.read_bytes()
     position = raw.index(b'"verdict": "certified"') + len(b'"verdict": "c')
-    cert_path.write_bytes(raw[:position] + b"C" + raw[position + 1:])
+    cert_path.write_bytes(raw[:position] + b"C" + raw[position + 1 :])
     bad = CliRunner().invoke(verify, [str(cert_path)])
     assert bad.exit_code == 4 and "bad_signature" in bad.output
 
@@ -67,11 +87,21 @@ def test_unknown_key_and_expired_are_rejected(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     payload = certs.build_payload(
-        certification_id="c", target_id="t", target_name="n", model="m", region=None,
-        endpoint_fingerprint="sha256:x", suite_name="smoke", suite_version="1.0.0",
-        suite_hash="sha256:y", results=[], verdict="certified",
+        certification_id="c",
+        target_id="t",
+        target_name="n",
+        model="m",
+        region=None,
+        endpoint_fingerprint="sha256:x",
+        suite_name="smoke",
+        suite_version="1.0.0",
+        suite_hash="sha256:y",
+        results=[],
+        verdict="certified",
         key_id=certs.key_id_for(certs.public_key_b64(key)),
-        issued_at=datetime.now(UTC) - timedelta(days=40), valid_for=timedelta(days=30))
+        issued_at=datetime.now(UTC) - timedelta(days=40),
+        valid_for=timedelta(days=30),
+    )
     cert = tmp_path / "cert.json"
     cert.write_text(json.dumps(certs.sign(payload, key)))
     keys = tmp_path / "keys.json"
@@ -79,8 +109,13 @@ def test_unknown_key_and_expired_are_rejected(tmp_path: Path) -> None:
     expired = CliRunner().invoke(verify, [str(cert), "--keys", str(keys)])
     assert expired.exit_code == 4 and "expired" in expired.output
     other = tmp_path / "other.json"
-    other.write_text(json.dumps(certs.keys_document(
-        [certs.public_key_b64(certs.load_private_key(certs.generate_seed()))])))
+    other.write_text(
+        json.dumps(
+            certs.keys_document(
+                [certs.public_key_b64(certs.load_private_key(certs.generate_seed()))]
+            )
+        )
+    )
     unknown = CliRunner().invoke(verify, [str(cert), "--keys", str(other)])
     assert unknown.exit_code == 4 and "unknown_key" in unknown.output
 
@@ -96,10 +131,21 @@ def test_verify_passes_only_a_certified_verdict(reference: str, tmp_path: Path) 
     assert "Exit codes: 0 authentic" in CliRunner().invoke(verify, ["--help"]).output
 
 
-def test_the_certificate_signs_what_the_verdict_was_reached_under(reference: str,
-                                                                 tmp_path: Path) -> None:
-    assert run_certify(reference, tmp_path, "no-embeddings", "--capability",
-                       "embeddings=true", "--max-concurrency", "2")[0] == 1
+def test_the_certificate_signs_what_the_verdict_was_reached_under(
+    reference: str, tmp_path: Path
+) -> None:
+    assert (
+        run_certify(
+            reference,
+            tmp_path,
+            "no-embeddings",
+            "--capability",
+            "embeddings=true",
+            "--max-concurrency",
+            "2",
+        )[0]
+        == 1
+    )
     payload = json.loads((tmp_path / "out" / "certificate.json").read_text())["payload"]
     assert payload["format"] == "modelcert-certificate/2"
     assert payload["client"] == "cli" and payload["engine_version"]
@@ -111,16 +157,21 @@ def test_the_certificate_signs_what_the_verdict_was_reached_under(reference: str
     assert checks["embeddings"]["outcome"] == "failed"
     assert checks["embeddings"]["cause"] == "capability_unavailable"
     keys = str(tmp_path / "out" / "keys.json")
-    assert CliRunner().invoke(verify, [str(tmp_path / "out" / "certificate.json"),
-                                       "--keys", keys]).exit_code == 1
+    assert (
+        CliRunner()
+        .invoke(verify, [str(tmp_path / "out" / "certificate.json"), "--keys", keys])
+        .exit_code
+        == 1
+    )
 
 
 def test_cli_evidence_has_the_api_shape(reference: str, tmp_path: Path) -> None:
     from app.api.result_schemas import EvidenceLine
 
     assert run_certify(reference, tmp_path, "good", "--suite", "smoke")[0] == 0
-    lines = [json.loads(line) for line in
-             (tmp_path / "out" / "evidence.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (tmp_path / "out" / "evidence.jsonl").read_text().splitlines()
+    ]
     samples = [line for line in lines if line.pop("type") == "sample"]
     assert samples and all(EvidenceLine.model_validate(s) for s in samples)
     chat = [s for s in samples if s["check"] == "chat"]
@@ -139,19 +190,30 @@ def test_exit_codes_for_verdicts_and_usage_errors(reference: str, tmp_path: Path
     assert code == 2 and "unknown suite" in output
     result = CliRunner().invoke(certify, ["--base-url", "ftp://x", "--model", "m"])
     assert result.exit_code == 2 and "http(s) URL" in result.output
-    result = CliRunner().invoke(certify, ["--base-url", "http://127.0.0.1:9/v1", "--model", "m",
-                                          "--signing-key-file", str(tmp_path / "k"),
-                                          "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        certify,
+        [
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--signing-key-file",
+            str(tmp_path / "k"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2 and "connect_error" in result.output
 
 
 @pytest.mark.parametrize("mode", sorted(MODE_VERDICTS))
-def test_each_behaviour_gets_the_verdict_it_deserves(reference: str, tmp_path: Path,
-                                                     mode: str) -> None:
+def test_each_behaviour_gets_the_verdict_it_deserves(
+    reference: str, tmp_path: Path, mode: str
+) -> None:
     """Through `modelcert certify` (embeddings declared: no-embeddings must fail them)."""
     for suite, expected in zip(("smoke", "standard"), MODE_VERDICTS[mode], strict=True):
-        code, output = run_certify(reference, tmp_path / suite, mode, "--suite", suite,
-                                   "--capability", "embeddings=true")
-        payload = json.loads((tmp_path / suite / "out" / "certificate.json").read_text())[
-            "payload"]
+        code, output = run_certify(
+            reference, tmp_path / suite, mode, "--suite", suite, "--capability", "embeddings=true"
+        )
+        payload = json.loads((tmp_path / suite / "out" / "certificate.json").read_text())["payload"]
         assert (payload["verdict"], code) == (expected, EXIT[expected]), output

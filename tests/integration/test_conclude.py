@@ -24,12 +24,33 @@ LISTING = "reference-model"
 
 def connectivity(models: str = LISTING) -> CheckResult:
     """A passed connectivity check that saw `models` listed (the fingerprint's listing)."""
-    samples = tuple(Sample(index=i, prompt_id=f"p-{i}", grade=Grade.PASS, status_code=200,
-                           response_excerpt=models, latency_ms=1.5) for i in range(3))
-    return CheckResult(name="connectivity", outcome=CheckOutcome.PASSED, required=True,
-                       passed=3, failed=0, errored=0, total=3, statistic=1.0, threshold=0.9,
-                       lower=0.5, upper=1.0, duration_seconds=0.01,
-                       details={"check": "connectivity"}, samples=samples)
+    samples = tuple(
+        Sample(
+            index=i,
+            prompt_id=f"p-{i}",
+            grade=Grade.PASS,
+            status_code=200,
+            response_excerpt=models,
+            latency_ms=1.5,
+        )
+        for i in range(3)
+    )
+    return CheckResult(
+        name="connectivity",
+        outcome=CheckOutcome.PASSED,
+        required=True,
+        passed=3,
+        failed=0,
+        errored=0,
+        total=3,
+        statistic=1.0,
+        threshold=0.9,
+        lower=0.5,
+        upper=1.0,
+        duration_seconds=0.01,
+        details={"check": "connectivity"},
+        samples=samples,
+    )
 
 
 def claimed(factory, settings, auth, target: str):  # type: ignore[no-untyped-def]
@@ -40,35 +61,57 @@ def claimed(factory, settings, auth, target: str):  # type: ignore[no-untyped-de
         row = session.get(Target, uuid.UUID(target))
         assert row is not None
         subject = certificates.Subject(
-            job_id=job_id, target_id=row.id, target_name=row.name, provider=row.provider.value,
-            model=row.model, endpoint=row.base_url or "", region=None,
-            suite_name=claim.suite_name, suite_version=claim.suite_version,
-            suite_hash=claim.suite_hash)
+            job_id=job_id,
+            target_id=row.id,
+            target_name=row.name,
+            provider=row.provider.value,
+            model=row.model,
+            endpoint=row.base_url or "",
+            region=None,
+            suite_name=claim.suite_name,
+            suite_version=claim.suite_version,
+            suite_hash=claim.suite_hash,
+        )
     return claim, subject
 
 
 def end(factory, settings, claim, subject, models: str = LISTING):  # type: ignore[no-untyped-def]
     signer = signing.signer_for(settings)
     signing.ensure_registered(factory, signer)
-    return conclude.first_delivery(factory, settings, signer, claim, subject, [],
-                                   connectivity(models), (), datetime.now(UTC).replace(
-                                       microsecond=0))
+    return conclude.first_delivery(
+        factory,
+        settings,
+        signer,
+        claim,
+        subject,
+        [],
+        connectivity(models),
+        (),
+        datetime.now(UTC).replace(microsecond=0),
+    )
 
 
 def written(factory, job_id: uuid.UUID) -> tuple[str, int, int, int]:  # type: ignore[no-untyped-def]
     """(status, check rows, sample rows, certificates) of the job."""
     with factory() as session:
-        status = session.scalar(select(Certification.status).where(
-            Certification.id == job_id))
-        counts = [session.scalar(select(func.count()).select_from(model).where(
-            model.certification_id == job_id)) for model in (CheckResultRow, SampleRow,
-                                                            Certificate)]
+        status = session.scalar(select(Certification.status).where(Certification.id == job_id))
+        counts = [
+            session.scalar(
+                select(func.count()).select_from(model).where(model.certification_id == job_id)
+            )
+            for model in (CheckResultRow, SampleRow, Certificate)
+        ]
     assert status is not None
     return (status.value, *counts)  # type: ignore[return-value]
 
 
-def test_a_first_delivery_ends_in_one_statement(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                reference_url) -> None:
+def test_a_first_delivery_ends_in_one_statement(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target = new_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target, suite="bench-trivial")
     signing.ensure_registered(factory, signing.signer_for(settings))  # as the worker's warm-up
@@ -85,8 +128,10 @@ def test_a_first_delivery_ends_in_one_statement(client, auth, factory, settings,
     document = certificate.get_json()
     assert certificate.status_code == 200 and document["payload"]["verdict"] == job["verdict"]
     keys = client.get("/v1/signing-keys", headers=auth).get_json()["keys"]
-    certs.verify({"payload": document["payload"], "signature": document["signature"]},
-                 {k["key_id"]: k["public_key"] for k in keys})
+    certs.verify(
+        {"payload": document["payload"], "signature": document["signature"]},
+        {k["key_id"]: k["public_key"] for k in keys},
+    )
     assert document["payload"]["suite"]["version"] == get_suite("bench-trivial").version
     with factory() as session:
         row = session.get(Target, uuid.UUID(target))
@@ -96,7 +141,8 @@ def test_a_first_delivery_ends_in_one_statement(client, auth, factory, settings,
 
 
 def test_one_statement_writes_the_check_its_samples_and_the_certificate(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     target = new_target(client, auth, f"{reference_url}/v1")
     claim, subject = claimed(factory, settings, auth, target)
     ended = end(factory, settings, claim, subject)
@@ -107,29 +153,48 @@ def test_one_statement_writes_the_check_its_samples_and_the_certificate(  # type
         job = session.get(Certification, claim.certification_id)
         assert job is not None and job.finished_at is not None and job.lease_until is None
         assert (job.verdict.value, job.score, job.valid_until) == (
-            "certified", ended[1].score, ended[1].valid_until)
+            "certified",
+            ended[1].score,
+            ended[1].valid_until,
+        )
     again = end(factory, settings, claim, subject)  # not twice: the job is no longer ours
     assert again is not None and again[0] is False
     assert written(factory, claim.certification_id) == ("succeeded", 1, 3, 1)
 
 
-def test_a_job_no_longer_ours_gets_nothing_written(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                   reference_url) -> None:
+def test_a_job_no_longer_ours_gets_nothing_written(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target = new_target(client, auth, f"{reference_url}/v1")
     claim, subject = claimed(factory, settings, auth, target)
     with transaction(factory) as session:  # another delivery claimed it since
-        session.execute(update(Certification).where(Certification.id == claim.certification_id)
-                        .values(attempt=Certification.attempt + 1))
+        session.execute(
+            update(Certification)
+            .where(Certification.id == claim.certification_id)
+            .values(attempt=Certification.attempt + 1)
+        )
     ended = end(factory, settings, claim, subject)
     assert ended is not None and ended[0] is False
     assert written(factory, claim.certification_id) == ("running", 0, 0, 0)
 
 
 def test_a_subscribed_webhook_leaves_the_end_to_a_transaction(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     target = new_target(client, auth, f"{reference_url}/v1")
-    r = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "target_id": target,
-                                          "events": ["certification.failed"]}, headers=auth)
+    r = client.post(
+        "/v1/webhooks",
+        json={
+            "url": "http://127.0.0.1:9/hook",
+            "target_id": target,
+            "events": ["certification.failed"],
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
     claim, subject = claimed(factory, settings, auth, target)
     assert end(factory, settings, claim, subject) is None  # even one for other events
@@ -137,7 +202,8 @@ def test_a_subscribed_webhook_leaves_the_end_to_a_transaction(  # type: ignore[n
 
 
 def test_another_fingerprint_leaves_the_end_to_a_transaction(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     claim, subject = claimed(factory, settings, auth, target)
     # The same endpoint listing other models: the current certificate must be superseded and
@@ -154,19 +220,38 @@ def test_parameters_never_become_values_to_set() -> None:
     from sqlalchemy.dialects import postgresql
 
     params = conclude._STATEMENT.no_row
-    sql = str(conclude._STATEMENT.statement.compile(dialect=postgresql.dialect(),
-                                                    column_keys=list(params)))
+    sql = str(
+        conclude._STATEMENT.statement.compile(
+            dialect=postgresql.dialect(), column_keys=list(params)
+        )
+    )
     sets = [part.split(" WHERE ")[0] for part in sql.split(" SET ")[1:]]
-    assert [sorted(c.split("=")[0] for c in s.replace("\n", " ").split(", ") if "=" in c)
-            for s in sets] == [
-        sorted(["status", "verdict", "score", "lease_until", "progress_done", "progress_running",
+    assert [
+        sorted(c.split("=")[0] for c in s.replace("\n", " ").split(", ") if "=" in c) for s in sets
+    ] == [
+        sorted(
+            [
+                "status",
+                "verdict",
+                "score",
+                "lease_until",
+                "progress_done",
+                "progress_running",
                 "progress_total",
-                "finished_at", "error_cause", "error_message", "valid_until"]),
-        ["superseded_at"], ["endpoint_fingerprint"]]
+                "finished_at",
+                "error_cause",
+                "error_message",
+                "valid_until",
+            ]
+        ),
+        ["superseded_at"],
+        ["endpoint_fingerprint"],
+    ]
 
 
 def test_every_statement_of_a_job_fits_psycopgs_conversion_cache(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     """psycopg converts placeholders once per query, but caches only queries up to a length
     (longer ones are converted on every execution): app/db/session.py raises it above the
     one statement's, which is longer than psycopg's default."""

@@ -19,8 +19,9 @@ from tests.integration.jobs import queue
 
 def dispatched_at(factory, cert_id):  # type: ignore[no-untyped-def]
     with factory() as session:
-        return session.scalar(select(Certification.dispatched_at)
-                              .where(Certification.id == uuid.UUID(str(cert_id))))
+        return session.scalar(
+            select(Certification.dispatched_at).where(Certification.id == uuid.UUID(str(cert_id)))
+        )
 
 
 def wait_dispatched(factory, cert_id, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -31,17 +32,24 @@ def wait_dispatched(factory, cert_id, timeout: float = 10.0):  # type: ignore[no
 
 
 def target(client, auth) -> str:  # type: ignore[no-untyped-def]
-    return client.post("/v1/targets", json={"name": f"marks-{uuid.uuid4().hex[:6]}",
-                                            "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-                       headers=auth).get_json()["id"]
+    return client.post(
+        "/v1/targets",
+        json={
+            "name": f"marks-{uuid.uuid4().hex[:6]}",
+            "model": "m",
+            "base_url": "http://127.0.0.1:9/v1",
+        },
+        headers=auth,
+    ).get_json()["id"]
 
 
 def test_post_answers_the_publish_time_and_the_row_gets_it(auth, factory, settings) -> None:  # type: ignore[no-untyped-def]
     from app.api.factory import build_app
 
     # A queue no worker reads, so no claim races the batch (that case is tested below).
-    app = build_app(settings.model_copy(
-        update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"}))
+    app = build_app(
+        settings.model_copy(update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"})
+    )
     client = app.test_client()
     ids, answered = [], {}
     tid = target(client, auth)
@@ -62,8 +70,9 @@ def test_post_answers_the_publish_time_and_the_row_gets_it(auth, factory, settin
 
 def test_a_failed_flush_keeps_the_marks_for_the_next(client, auth, factory, settings) -> None:  # type: ignore[no-untyped-def]
     cert_id = queue(factory, settings, auth, target(client, auth))
-    down = make_session_factory(make_engine(
-        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_size=1))
+    down = make_session_factory(
+        make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
+    )
     marks = DispatchMarks(down, interval=3600)
     marks.mark(uuid.UUID(cert_id))
     assert marks.flush() == 0 and marks.pending() == 1  # Postgres unreachable: kept
@@ -81,9 +90,11 @@ def test_a_mark_never_overwrites_what_a_worker_did(client, auth, factory, settin
     # sweeper must republish), and the old mark must not fill it.
     for attempt in (1, 0):
         with factory.begin() as session:
-            session.execute(update(Certification).where(Certification.id == uuid.UUID(cert_id))
-                            .values(attempt=attempt, status=JobStatus.RETRYING,
-                                    dispatched_at=None))
+            session.execute(
+                update(Certification)
+                .where(Certification.id == uuid.UUID(cert_id))
+                .values(attempt=attempt, status=JobStatus.RETRYING, dispatched_at=None)
+            )
         marks = DispatchMarks(factory, interval=3600)
         marks.mark(uuid.UUID(cert_id))
         assert marks.flush() == 1
@@ -117,16 +128,24 @@ def test_marks_pending_at_exit_are_written(client, auth, factory, settings) -> N
         "m = DispatchMarks(make_session_factory(make_engine(str(s.database_url))), "
         "interval=3600)\n"
         "m.mark(uuid.UUID(sys.argv[1]))\n"
-        "print(m.pending())\n")
-    out = subprocess.run([sys.executable, "-c", script, cert_id], env=settings_env(settings),
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+        "print(m.pending())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, cert_id],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1"  # nothing flushed before exit
     assert dispatched_at(factory, cert_id) is not None  # atexit wrote it
 
 
 def test_a_batch_locks_its_rows_once_whatever_join_the_planner_picks(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings) -> None:
+    client, auth, factory, settings
+) -> None:
     """A planner that believes the table tiny (fresh, not analyzed yet) joins by nested loops:
     the rows must still be locked once per batch, not once per row scanned."""
     import re
@@ -141,15 +160,20 @@ def test_a_batch_locks_its_rows_once_whatever_join_the_planner_picks(  # type: i
     with factory() as session:
         session.execute(text("SET LOCAL enable_hashjoin = off"))
         session.execute(text("SET LOCAL enable_mergejoin = off"))
-        plan = "\n".join(session.execute(text("EXPLAIN (ANALYZE) " + MARK_SQL.text), {
-            "ids": ids, "ats": [datetime.now(UTC)] * len(ids)}).scalars())
+        plan = "\n".join(
+            session.execute(
+                text("EXPLAIN (ANALYZE) " + MARK_SQL.text),
+                {"ids": ids, "ats": [datetime.now(UTC)] * len(ids)},
+            ).scalars()
+        )
         session.rollback()
     locks = re.findall(r"LockRows .*\(actual time=\S+ rows=(\d+) loops=(\d+)\)", plan)
     assert locks == [("12", "1")], plan
 
 
 def test_a_batch_finds_its_rows_by_primary_key_even_on_a_table_never_analyzed(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings) -> None:
+    client, auth, factory, settings
+) -> None:
     from datetime import UTC, datetime
 
     from sqlalchemy import text
@@ -160,7 +184,11 @@ def test_a_batch_finds_its_rows_by_primary_key_even_on_a_table_never_analyzed(  
     ids = [queue(factory, settings, auth, t) for _ in range(5)]
     with factory() as session:
         session.execute(INDEX_ONLY)  # as DispatchMarks runs it
-        plan = "\n".join(session.execute(text("EXPLAIN " + MARK_SQL.text), {
-            "ids": ids, "ats": [datetime.now(UTC)] * len(ids)}).scalars())
+        plan = "\n".join(
+            session.execute(
+                text("EXPLAIN " + MARK_SQL.text),
+                {"ids": ids, "ats": [datetime.now(UTC)] * len(ids)},
+            ).scalars()
+        )
         session.rollback()
     assert "Seq Scan on certifications" not in plan, plan

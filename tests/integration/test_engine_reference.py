@@ -20,22 +20,40 @@ from app.certification.scoring import decide_verdict
 from app.certification.suites import CheckEntry, RunSpec, Suite, SuiteFile, get_suite
 from tests.integration.reference import running_reference
 
-CAPABILITIES = {"streaming": True, "tools": True, "json_schema": True, "embeddings": True,
-                "context_length": 8192, "embedding_model": "reference-embed"}
+CAPABILITIES = {
+    "streaming": True,
+    "tools": True,
+    "json_schema": True,
+    "embeddings": True,
+    "context_length": 8192,
+    "embedding_model": "reference-embed",
+}
 
 
-def suite_of(*entries: dict[str, Any], max_error_rate: float = 0.2,
-             concurrency: int = 4) -> Suite:
-    definition = SuiteFile(name="test", version="0", max_error_rate=max_error_rate,
-                           run=RunSpec(concurrency=concurrency),
-                           checks=[CheckEntry(**e) for e in entries])
+def suite_of(*entries: dict[str, Any], max_error_rate: float = 0.2, concurrency: int = 4) -> Suite:
+    definition = SuiteFile(
+        name="test",
+        version="0",
+        max_error_rate=max_error_rate,
+        run=RunSpec(concurrency=concurrency),
+        checks=[CheckEntry(**e) for e in entries],
+    )
     return Suite(definition, "sha256:test")
 
 
-def certify(base_url: str, suite: Suite, provider: str = "openai_compatible",
-            capabilities: dict[str, Any] | None = None, **kwargs: Any) -> list[CheckResult]:
-    target = TargetSpec(provider, "reference-model", base_url,
-                        capabilities=CAPABILITIES if capabilities is None else capabilities)
+def certify(
+    base_url: str,
+    suite: Suite,
+    provider: str = "openai_compatible",
+    capabilities: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> list[CheckResult]:
+    target = TargetSpec(
+        provider,
+        "reference-model",
+        base_url,
+        capabilities=CAPABILITIES if capabilities is None else capabilities,
+    )
     return asyncio.run(execute(suite, target, None, EngineHooks(), **kwargs))
 
 
@@ -66,19 +84,24 @@ def test_wrong_endpoint_is_not_certified_because_qa_fails() -> None:
 
 def test_flaky_endpoint_beyond_the_error_budget_is_inconclusive() -> None:
     with running_reference() as (root, _):
-        results = certify(f"{root}/m/flaky-60/v1", get_suite("standard"),
-                          policy=HttpPolicy(sample_retries=0, max_connections=4))
+        results = certify(
+            f"{root}/m/flaky-60/v1",
+            get_suite("standard"),
+            policy=HttpPolicy(sample_retries=0, max_connections=4),
+        )
     assert verdict(results) is Verdict.INCONCLUSIVE
     errored = [r for r in results if r.outcome is CheckOutcome.ERRORED]
-    assert errored and all(r.details["error_causes"].get(ErrorCause.SERVER_ERROR)
-                           for r in errored)
+    assert errored and all(r.details["error_causes"].get(ErrorCause.SERVER_ERROR) for r in errored)
 
 
 def test_slow_endpoint_fails_a_latency_slo_below_its_latency() -> None:
     suite = suite_of(
         {"name": "connectivity", "threshold": 0.5, "params": {"repeats": 5}},
-        {"name": "latency", "required": False,
-         "params": {"requests": 8, "concurrency": 4, "p95_slo_ms": 200}},
+        {
+            "name": "latency",
+            "required": False,
+            "params": {"requests": 8, "concurrency": 4, "p95_slo_ms": 200},
+        },
     )
     with running_reference() as (root, _):
         results = certify(f"{root}/m/slow-400/v1", suite)
@@ -90,10 +113,12 @@ def test_slow_endpoint_fails_a_latency_slo_below_its_latency() -> None:
     assert verdict(results) is Verdict.CERTIFIED_WITH_WARNINGS
 
 
-@pytest.mark.parametrize(("provider", "path"), [("openai_compatible", "/m/broken/v1"),
-                                                ("anthropic", "/m/broken")])
-def test_broken_stream_fails_the_streaming_check_with_a_precise_cause(provider: str,
-                                                                     path: str) -> None:
+@pytest.mark.parametrize(
+    ("provider", "path"), [("openai_compatible", "/m/broken/v1"), ("anthropic", "/m/broken")]
+)
+def test_broken_stream_fails_the_streaming_check_with_a_precise_cause(
+    provider: str, path: str
+) -> None:
     suite = suite_of({"name": "streaming", "threshold": 0.6, "params": {"prompts": 4}})
     with running_reference() as (root, _):
         results = certify(root + path, suite, provider=provider)
@@ -114,8 +139,9 @@ def test_rate_limited_endpoint_is_retried_after_retry_after_and_finishes() -> No
         results = certify(f"{root}/m/ratelimit-20/v1", suite, on_retry=retries.append)
         rejected = server.stats.by_status.get("429", 0)
     assert rejected > 0 and retries
-    assert all(e.cause == ErrorCause.RATE_LIMITED and e.retry_after and e.retry_after >= 1
-               for e in retries)
+    assert all(
+        e.cause == ErrorCause.RATE_LIMITED and e.retry_after and e.retry_after >= 1 for e in retries
+    )
     qa = by_name(results)["exact_answer"]
     assert qa.errored == 0 and qa.outcome is CheckOutcome.PASSED
     assert verdict(results) is Verdict.CERTIFIED
@@ -124,8 +150,9 @@ def test_rate_limited_endpoint_is_retried_after_retry_after_and_finishes() -> No
 def test_anthropic_messages_api_good_endpoint_is_certified() -> None:
     capabilities = {**CAPABILITIES, "embeddings": False}
     with running_reference() as (root, _):
-        results = certify(f"{root}/m/good", get_suite("standard"), provider="anthropic",
-                          capabilities=capabilities)
+        results = certify(
+            f"{root}/m/good", get_suite("standard"), provider="anthropic", capabilities=capabilities
+        )
     assert verdict(results) is Verdict.CERTIFIED
     assert by_name(results)["embeddings"].outcome is CheckOutcome.SKIPPED
     assert by_name(results)["tool_calling"].outcome is CheckOutcome.PASSED
@@ -157,8 +184,9 @@ def test_parrot_is_never_certified_and_the_evidence_says_why() -> None:
 
 def test_a_model_the_server_does_not_list_stops_the_certification() -> None:
     with running_reference() as (root, server):
-        target = TargetSpec("openai_compatible", "gpt-bogus", f"{root}/m/any-model/v1",
-                            capabilities=CAPABILITIES)
+        target = TargetSpec(
+            "openai_compatible", "gpt-bogus", f"{root}/m/any-model/v1", capabilities=CAPABILITIES
+        )
         results = asyncio.run(execute(get_suite("standard"), target, None, EngineHooks()))
         chats = server.stats.by_scope.get("any-model", {}).get("total", 0)
     connectivity, *rest = results
@@ -171,8 +199,10 @@ def test_a_model_the_server_does_not_list_stops_the_certification() -> None:
 
 
 def test_a_declared_capability_that_is_never_served_fails() -> None:
-    suite = suite_of({"name": "connectivity", "threshold": 0.5, "params": {"repeats": 1}},
-                     {"name": "embeddings", "threshold": 0.7, "params": {"triples": 3}})
+    suite = suite_of(
+        {"name": "connectivity", "threshold": 0.5, "params": {"repeats": 1}},
+        {"name": "embeddings", "threshold": 0.7, "params": {"triples": 3}},
+    )
     with running_reference() as (root, _):
         embeddings = by_name(certify(f"{root}/m/no-embeddings/v1", suite))["embeddings"]
     assert embeddings.outcome is CheckOutcome.FAILED and embeddings.errored == 0

@@ -12,20 +12,37 @@ from tests.conftest import ROOT, settings_env
 
 
 def frozen_after(settings, script: str) -> int:  # type: ignore[no-untyped-def]
-    out = subprocess.run([sys.executable, "-c", script + "\nimport gc\n"
-                          "print(gc.get_freeze_count())\n"], env=settings_env(settings),
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script + "\nimport gc\nprint(gc.get_freeze_count())\n"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return int(out.stdout.strip().splitlines()[-1])
 
 
 def test_the_worker_freezes_what_its_warm_up_left_before_it_forks(settings) -> None:  # type: ignore[no-untyped-def]
-    assert frozen_after(settings, "from worker import tasks\n"
-                                  "import gc\nassert gc.get_freeze_count() == 0\n"
-                                  "tasks._warm_up_before_fork()") > 10_000
+    assert (
+        frozen_after(
+            settings,
+            "from worker import tasks\n"
+            "import gc\nassert gc.get_freeze_count() == 0\n"
+            "tasks._warm_up_before_fork()",
+        )
+        > 10_000
+    )
 
 
 def test_each_api_worker_freezes_the_loaded_app(settings) -> None:  # type: ignore[no-untyped-def]
-    assert frozen_after(settings, "from app import create_app\n"
-                                  "from app.cli import _freeze_after_load\n"
-                                  "create_app()\n_freeze_after_load(None)") > 10_000
+    assert (
+        frozen_after(
+            settings,
+            "from app import create_app\n"
+            "from app.cli import _freeze_after_load\n"
+            "create_app()\n_freeze_after_load(None)",
+        )
+        > 10_000
+    )

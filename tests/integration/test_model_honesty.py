@@ -13,17 +13,28 @@ from tests.integration.jobs import queue, run_inline
 
 def stored(factory, cert_id: str) -> dict[str, CheckResultRow]:  # type: ignore[no-untyped-def]
     with factory() as session:
-        rows = session.scalars(select(CheckResultRow).where(
-            CheckResultRow.certification_id == uuid.UUID(cert_id))).all()
+        rows = session.scalars(
+            select(CheckResultRow).where(CheckResultRow.certification_id == uuid.UUID(cert_id))
+        ).all()
     return {r.check_name: r for r in rows}
 
 
-def test_a_redelivered_job_stays_stopped(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                         reference_url) -> None:
-    r = client.post("/v1/targets", json={"name": f"t-{uuid.uuid4().hex[:8]}",
-                                         "model": "gpt-bogus",
-                                         "base_url": f"{reference_url}/m/any-model/v1"},
-                    headers=auth)
+def test_a_redelivered_job_stays_stopped(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": f"t-{uuid.uuid4().hex[:8]}",
+            "model": "gpt-bogus",
+            "base_url": f"{reference_url}/m/any-model/v1",
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
     cert_id = queue(factory, settings, auth, r.get_json()["id"])
     # The first delivery stores connectivity, then its worker shuts down: the job goes back.

@@ -20,9 +20,11 @@ def test_broker_down_at_post_then_sweeper_dispatches(settings, factory, auth, tm
     proc = start_redis_server(port, tmp_path / "redis")
     private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
     client = build_app(private).test_client()
-    target = client.post("/v1/targets", json={"name": "outbox", "model": "m",
-                                              "base_url": "http://127.0.0.1:9/v1"},
-                         headers=auth).get_json()["id"]
+    target = client.post(
+        "/v1/targets",
+        json={"name": "outbox", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+        headers=auth,
+    ).get_json()["id"]
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -49,8 +51,9 @@ def test_broker_down_at_post_then_sweeper_dispatches(settings, factory, auth, tm
             assert all(r.dispatched_at is not None and r.status.value == "queued" for r in rows)
         queue = private.certification_queue_name
         client_redis = redis.Redis(port=port)
-        waiting = sum(client_redis.llen(name) for name in
-                      (queue, f"{queue}:3", f"{queue}:6", f"{queue}:9"))
+        waiting = sum(
+            client_redis.llen(name) for name in (queue, f"{queue}:3", f"{queue}:6", f"{queue}:9")
+        )
         assert waiting >= len(ids)
     finally:
         proc.terminate()

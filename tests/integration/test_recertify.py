@@ -13,9 +13,16 @@ from tests.integration.jobs import queue, run_inline
 
 
 def new_target(client, auth, base_url: str, **extra) -> str:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/targets", json={"name": f"t-{uuid.uuid4().hex[:8]}",
-                                         "model": "reference-model", "base_url": base_url,
-                                         **extra}, headers=auth)
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": f"t-{uuid.uuid4().hex[:8]}",
+            "model": "reference-model",
+            "base_url": base_url,
+            **extra,
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
     return r.get_json()["id"]
 
@@ -29,19 +36,31 @@ def certified_target(client, auth, factory, settings, base_url: str, **extra):  
 
 def expire_in(factory, cert_id: str, days: int) -> None:  # type: ignore[no-untyped-def]
     with transaction(factory) as session:
-        session.execute(update(Certificate).where(
-            Certificate.certification_id == uuid.UUID(cert_id))
-            .values(valid_until=func.now() + text(f"interval '{days} days'")))
+        session.execute(
+            update(Certificate)
+            .where(Certificate.certification_id == uuid.UUID(cert_id))
+            .values(valid_until=func.now() + text(f"interval '{days} days'"))
+        )
 
 
 def jobs_of(factory, target: str, reason: str) -> list[Certification]:  # type: ignore[no-untyped-def]
     with factory() as session:
-        return list(session.scalars(select(Certification).where(
-            Certification.target_id == uuid.UUID(target), Certification.reason == reason)))
+        return list(
+            session.scalars(
+                select(Certification).where(
+                    Certification.target_id == uuid.UUID(target), Certification.reason == reason
+                )
+            )
+        )
 
 
-def test_expiring_certificate_is_recertified_once(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                  reference_url) -> None:
+def test_expiring_certificate_is_recertified_once(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     expire_in(factory, first, 2)  # inside the default 7-day window
     published: list[uuid.UUID] = []
@@ -71,11 +90,13 @@ def test_expiring_certificate_is_recertified_once(client, auth, factory, setting
 
 
 def test_outside_the_window_or_with_a_job_active_nothing_is_queued(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     far, far_cert = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     expire_in(factory, far_cert, 20)
-    off, off_cert = certified_target(client, auth, factory, settings, f"{reference_url}/v1",
-                                     recertify_before_days=0)
+    off, off_cert = certified_target(
+        client, auth, factory, settings, f"{reference_url}/v1", recertify_before_days=0
+    )
     expire_in(factory, off_cert, 1)
     busy, busy_cert = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     expire_in(factory, busy_cert, 1)
@@ -85,8 +106,13 @@ def test_outside_the_window_or_with_a_job_active_nothing_is_queued(  # type: ign
         assert jobs_of(factory, target, "recertification") == []
 
 
-def test_fingerprint_change_supersedes_and_queues(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                  reference_url) -> None:
+def test_fingerprint_change_supersedes_and_queues(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     with factory() as session:
         fingerprint = session.get(Target, uuid.UUID(target)).endpoint_fingerprint
@@ -94,8 +120,11 @@ def test_fingerprint_change_supersedes_and_queues(client, auth, factory, setting
     # The endpoint behind the target changes (here: another base URL that answers badly), and
     # another suite runs on it: the smoke certificate no longer speaks for the endpoint.
     with transaction(factory) as session:
-        session.execute(update(Target).where(Target.id == uuid.UUID(target))
-                        .values(base_url=f"{reference_url}/m/wrong/v1"))
+        session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(target))
+            .values(base_url=f"{reference_url}/m/wrong/v1")
+        )
     second = queue(factory, settings, auth, target, suite="standard")
     assert run_inline(factory, settings, second) == "succeeded"
 
@@ -105,8 +134,10 @@ def test_fingerprint_change_supersedes_and_queues(client, auth, factory, setting
     assert new["payload"]["endpoint_fingerprint"] != old["payload"]["endpoint_fingerprint"]
     assert client.get(f"/v1/targets/{target}/certificate", headers=auth).status_code == 404
     with factory() as session:
-        assert session.get(Target, uuid.UUID(target)).endpoint_fingerprint == \
-            new["payload"]["endpoint_fingerprint"]
+        assert (
+            session.get(Target, uuid.UUID(target)).endpoint_fingerprint
+            == new["payload"]["endpoint_fingerprint"]
+        )
     queued = jobs_of(factory, target, "fingerprint_change")
     assert len(queued) == 1 and queued[0].status.value == "queued"
     assert queued[0].suite_name == "smoke"
@@ -115,13 +146,17 @@ def test_fingerprint_change_supersedes_and_queues(client, auth, factory, setting
 
 
 def test_a_run_of_the_same_suite_on_the_changed_endpoint_is_its_new_statement(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url) -> None:
+    client, auth, factory, settings, reference_url
+) -> None:
     """The smoke run that saw the new fingerprint is itself the suite's new certificate, not
     certified: nothing is queued again, and the target has no current certificate."""
     target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     with transaction(factory) as session:
-        session.execute(update(Target).where(Target.id == uuid.UUID(target))
-                        .values(base_url=f"{reference_url}/m/wrong/v1"))
+        session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(target))
+            .values(base_url=f"{reference_url}/m/wrong/v1")
+        )
     second = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, second) == "succeeded"
     old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
@@ -131,12 +166,20 @@ def test_a_run_of_the_same_suite_on_the_changed_endpoint_is_its_new_statement(  
     assert current.status_code == 404 and "not_certified" in current.get_json()["detail"]
 
 
-def test_same_fingerprint_keeps_the_certificate(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                reference_url) -> None:
+def test_same_fingerprint_keeps_the_certificate(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     with transaction(factory) as session:  # another suite on the same endpoint
-        session.execute(update(Target).where(Target.id == uuid.UUID(target))
-                        .values(capabilities={"streaming": True}))
+        session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(target))
+            .values(capabilities={"streaming": True})
+        )
     other = queue(factory, settings, auth, target, suite="smoke")
     assert run_inline(factory, settings, other) == "succeeded"
     assert jobs_of(factory, target, "fingerprint_change") == []

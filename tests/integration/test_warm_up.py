@@ -14,8 +14,10 @@ from app.services import run
 
 def row_counts(factory) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
     with factory() as session:
-        return tuple(session.scalar(select(func.count()).select_from(model)) or 0
-                     for model in (Certification, Certificate, CheckResultRow, Target))
+        return tuple(
+            session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Certification, Certificate, CheckResultRow, Target)
+        )
 
 
 def test_warm_up_compiles_the_job_path_and_changes_nothing(settings, factory) -> None:  # type: ignore[no-untyped-def]

@@ -16,16 +16,32 @@ def test_lost_sending_delivery_is_published_again(factory) -> None:  # type: ign
     now = datetime.now(UTC)
     with transaction(factory) as session:
         org = get_or_create_organization(session, f"hooks-{uuid.uuid4().hex[:6]}")
-        hook = Webhook(organization_id=org.id, url="http://127.0.0.1:9/hook",
-                       secret_ciphertext=b"x", events=["certification.succeeded"])
+        hook = Webhook(
+            organization_id=org.id,
+            url="http://127.0.0.1:9/hook",
+            secret_ciphertext=b"x",
+            events=["certification.succeeded"],
+        )
         session.add(hook)
         session.flush()
-        lost = WebhookDelivery(webhook_id=hook.id, event_id="e-lost", event="x", payload={},
-                               status="sending", attempts=1,
-                               next_attempt_at=now - timedelta(minutes=10))
-        fresh = WebhookDelivery(webhook_id=hook.id, event_id="e-fresh", event="x", payload={},
-                                status="sending", attempts=1,
-                                next_attempt_at=now + timedelta(seconds=30))
+        lost = WebhookDelivery(
+            webhook_id=hook.id,
+            event_id="e-lost",
+            event="x",
+            payload={},
+            status="sending",
+            attempts=1,
+            next_attempt_at=now - timedelta(minutes=10),
+        )
+        fresh = WebhookDelivery(
+            webhook_id=hook.id,
+            event_id="e-fresh",
+            event="x",
+            payload={},
+            status="sending",
+            attempts=1,
+            next_attempt_at=now + timedelta(seconds=30),
+        )
         session.add_all([lost, fresh])
         session.flush()
         lost_id, fresh_id = lost.id, fresh.id

@@ -70,28 +70,42 @@ class Stack:
     @classmethod
     def create(cls, root: Path, database_url: str, redis_url: str, **overrides: object) -> Stack:
         values: dict[str, object] = dict(
-            certification_concurrency=2, certification_max_retries=5, certification_timeout=60,
-            certification_lease_seconds=5, sweeper_interval=1, worker_shutdown_grace=5,
-            api_rate_limit="1000000/minute")
-        return cls(root, local_settings(database_url, redis_url, root / "data", "chaos",
-                                        **(values | overrides)))
+            certification_concurrency=2,
+            certification_max_retries=5,
+            certification_timeout=60,
+            certification_lease_seconds=5,
+            sweeper_interval=1,
+            worker_shutdown_grace=5,
+            api_rate_limit="1000000/minute",
+        )
+        return cls(
+            root,
+            local_settings(database_url, redis_url, root / "data", "chaos", **(values | overrides)),
+        )
 
     def start_worker(self) -> Proc:
         port = free_port()
         log = self.root / f"worker-{len(self.workers)}.log"
-        proc = Proc([str(BIN / "modelcert"), "worker"],
-                    settings_env(self.settings, WORKER_HEALTH_PORT=str(port)), log).start()
+        proc = Proc(
+            [str(BIN / "modelcert"), "worker"],
+            settings_env(self.settings, WORKER_HEALTH_PORT=str(port)),
+            log,
+        ).start()
         proc.health_port = port  # type: ignore[attr-defined]
         self.workers.append(proc)
         return proc
 
     def wait_ready(self, proc: Proc, timeout: float = 90) -> None:
-        wait_http(f"http://127.0.0.1:{proc.health_port}/ready", timeout,  # type: ignore[attr-defined]
-                  proc=proc.popen)
+        wait_http(
+            f"http://127.0.0.1:{proc.health_port}/ready",
+            timeout,  # type: ignore[attr-defined]
+            proc=proc.popen,
+        )
 
     def start_beat(self) -> None:
-        self.beat = Proc([str(BIN / "modelcert"), "beat"], settings_env(self.settings),
-                         self.root / "beat.log").start()
+        self.beat = Proc(
+            [str(BIN / "modelcert"), "beat"], settings_env(self.settings), self.root / "beat.log"
+        ).start()
 
     def live_workers(self) -> list[Proc]:
         return [w for w in self.workers if w.popen and w.popen.poll() is None]

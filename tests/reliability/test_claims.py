@@ -13,10 +13,15 @@ from app.services import jobs
 
 
 def make_target(client, auth, reference_url: str) -> str:  # type: ignore[no-untyped-def]
-    target = client.post("/v1/targets", json={"name": f"race-{uuid.uuid4().hex[:6]}",
-                                              "model": "reference-model",
-                                              "base_url": f"{reference_url}/v1"},
-                         headers=auth).get_json()["id"]
+    target = client.post(
+        "/v1/targets",
+        json={
+            "name": f"race-{uuid.uuid4().hex[:6]}",
+            "model": "reference-model",
+            "base_url": f"{reference_url}/v1",
+        },
+        headers=auth,
+    ).get_json()["id"]
     return target
 
 
@@ -26,8 +31,9 @@ def test_racing_claims_have_one_winner(client, auth, reference_url, factory, set
 
     target_id = make_target(client, auth, reference_url)
     who = _principal(client, auth, factory)
-    view, _ = create_certification(factory, settings, lambda *a: False, who,
-                                   CertificationCreate(target_id=target_id), None)
+    view, _ = create_certification(
+        factory, settings, lambda *a: False, who, CertificationCreate(target_id=target_id), None
+    )
     winners: list[jobs.Claim] = []
     barrier = threading.Barrier(16)
 
@@ -45,9 +51,20 @@ def test_racing_claims_have_one_winner(client, auth, reference_url, factory, set
     assert len(winners) == 1
     claim = winners[0]
 
-    result = CheckResult(name="connectivity", outcome=CheckOutcome.PASSED, required=True,
-                         passed=1, failed=0, errored=0, total=1, statistic=1.0, threshold=0.5,
-                         lower=0.2, upper=1.0, duration_seconds=0.1)
+    result = CheckResult(
+        name="connectivity",
+        outcome=CheckOutcome.PASSED,
+        required=True,
+        passed=1,
+        failed=0,
+        errored=0,
+        total=1,
+        statistic=1.0,
+        threshold=0.5,
+        lower=0.2,
+        upper=1.0,
+        duration_seconds=0.1,
+    )
     stored = jobs.save_check(factory, claim, result)
     assert stored is not None and stored.row.check_name == "connectivity"
     assert jobs.save_check(factory, claim, result) is None  # a second write is a no-op
@@ -58,8 +75,14 @@ def test_racing_claims_have_one_winner(client, auth, reference_url, factory, set
     with factory() as session:
         row = session.get(Certification, view.id)
         assert row.status is JobStatus.SUCCEEDED and row.attempt == 1
-        assert session.scalar(select(func.count()).select_from(CheckResultRow).where(
-            CheckResultRow.certification_id == view.id)) == 1
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(CheckResultRow)
+                .where(CheckResultRow.certification_id == view.id)
+            )
+            == 1
+        )
     assert jobs.claim_job(factory, view.id, "late", 30) is None  # finished: nothing to claim
 
 

@@ -38,18 +38,22 @@ def wait_for(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyp
 
 
 def test_two_jobs_renewed_by_one_thread_and_nothing_after_stop(  # type: ignore[no-untyped-def]
-        client, auth, reference_url, factory, settings) -> None:
+    client, auth, reference_url, factory, settings
+) -> None:
     first = claimed(client, auth, reference_url, factory, settings)
     second = claimed(client, auth, reference_url, factory, settings)
     a = run.LeaseKeeper(factory, first, 30, interval=0.1)
     b = run.LeaseKeeper(factory, second, 30, interval=0.1)
-    before = (lease_of(factory, first.certification_id),
-              lease_of(factory, second.certification_id))
+    before = (lease_of(factory, first.certification_id), lease_of(factory, second.certification_id))
     a.start()
     b.start()
     try:
-        assert wait_for(lambda: lease_of(factory, first.certification_id) > before[0]
-                        and lease_of(factory, second.certification_id) > before[1])
+        assert wait_for(
+            lambda: (
+                lease_of(factory, first.certification_id) > before[0]
+                and lease_of(factory, second.certification_id) > before[1]
+            )
+        )
         renewers = [t for t in threading.enumerate() if t.name == "lease-renewer"]
         assert len(renewers) == 1
     finally:
@@ -70,13 +74,17 @@ def test_cancel_and_lost_claim_are_noticed(client, auth, reference_url, factory,
         keeper.start()
     try:
         with transaction(factory) as session:
-            session.execute(update(Certification)
-                            .where(Certification.id == cancelled.certification_id)
-                            .values(cancel_requested_at=func.now()))
+            session.execute(
+                update(Certification)
+                .where(Certification.id == cancelled.certification_id)
+                .values(cancel_requested_at=func.now())
+            )
             # Another delivery took the job over (the sweeper requeued it, someone claimed it).
-            session.execute(update(Certification)
-                            .where(Certification.id == taken.certification_id)
-                            .values(attempt=Certification.attempt + 1))
+            session.execute(
+                update(Certification)
+                .where(Certification.id == taken.certification_id)
+                .values(attempt=Certification.attempt + 1)
+            )
         assert wait_for(lambda: keepers[0].cancel_requested)
         assert wait_for(lambda: keepers[1].lost)
         assert not keepers[0].lost

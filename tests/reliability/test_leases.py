@@ -37,11 +37,16 @@ def _submit(stack: Stack, auth, base_url: str, suite: str = "smoke") -> uuid.UUI
     from app.api.factory import build_app
 
     client = build_app(stack.settings).test_client()
-    target = client.post("/v1/targets", json={"name": f"l-{uuid.uuid4().hex[:6]}",
-                                              "model": "reference-model", "base_url": base_url},
-                         headers=auth).get_json()["id"]
-    r = client.post("/v1/certifications", json={"target_id": target, "suite": suite},
-                    headers=auth)
+    target = client.post(
+        "/v1/targets",
+        json={
+            "name": f"l-{uuid.uuid4().hex[:6]}",
+            "model": "reference-model",
+            "base_url": base_url,
+        },
+        headers=auth,
+    ).get_json()["id"]
+    r = client.post("/v1/certifications", json={"target_id": target, "suite": suite}, headers=auth)
     assert r.status_code == 202
     return uuid.UUID(r.get_json()["id"])
 
@@ -70,14 +75,17 @@ def test_killed_worker_job_resumes_elsewhere(stack, auth, reference_url) -> None
     stack.wait_ready(second)
     row = _wait(factory, cert_id, lambda r: r.attempt == 2, 90)
     back_after = time.monotonic() - killed_at
-    print(f"job back on a worker {back_after:.1f}s after SIGKILL "
-          f"(lease {stack.settings.certification_lease_seconds}s, "
-          f"visibility timeout {stack.settings.visibility_timeout}s)")
+    print(
+        f"job back on a worker {back_after:.1f}s after SIGKILL "
+        f"(lease {stack.settings.certification_lease_seconds}s, "
+        f"visibility timeout {stack.settings.visibility_timeout}s)"
+    )
     row = _wait(factory, cert_id, lambda r: r.status.value in ("succeeded", "failed"), 180)
     assert row.status is JobStatus.SUCCEEDED and row.attempt == 2
     with factory() as session:
-        names = session.scalars(select(CheckResultRow.check_name).where(
-            CheckResultRow.certification_id == cert_id)).all()
+        names = session.scalars(
+            select(CheckResultRow.check_name).where(CheckResultRow.certification_id == cert_id)
+        ).all()
     assert len(names) == len(set(names))
 
 
@@ -102,6 +110,9 @@ def test_poison_job_is_dead_lettered(stack, auth, reference_url) -> None:  # typ
     assert row.attempt == row.max_attempts == 2
     assert kills_by_attempt == {1, 2}
     with factory() as session:
-        letters = session.scalar(select(func.count()).select_from(DeadLetter).where(
-            DeadLetter.certification_id == cert_id))
+        letters = session.scalar(
+            select(func.count())
+            .select_from(DeadLetter)
+            .where(DeadLetter.certification_id == cert_id)
+        )
     assert letters == 1

@@ -26,11 +26,18 @@ def test_hundred_refused_publishes_all_finish(tmp_path, admin_database_url, refe
             auth = {"Authorization": f"Bearer {make_token(factory, 'outbox')}"}
             # The API's broker refuses every connection (nothing listens on that port).
             refusing = stack.settings.model_copy(
-                update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+                update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+            )
             client = build_app(refusing).test_client()
-            target = client.post("/v1/targets", json={
-                "name": "outbox", "model": "reference-model",
-                "base_url": f"{reference_url}/v1"}, headers=auth).get_json()["id"]
+            target = client.post(
+                "/v1/targets",
+                json={
+                    "name": "outbox",
+                    "model": "reference-model",
+                    "base_url": f"{reference_url}/v1",
+                },
+                headers=auth,
+            ).get_json()["id"]
             ids = []
             for _ in range(100):
                 r = client.post("/v1/certifications", json={"target_id": target}, headers=auth)
@@ -43,15 +50,22 @@ def test_hundred_refused_publishes_all_finish(tmp_path, admin_database_url, refe
             done = 0
             while time.monotonic() < deadline:
                 with factory() as session:
-                    done = session.scalar(select(func.count()).select_from(Certification).where(
-                        Certification.id.in_(ids), Certification.status == "succeeded"))
+                    done = session.scalar(
+                        select(func.count())
+                        .select_from(Certification)
+                        .where(Certification.id.in_(ids), Certification.status == "succeeded")
+                    )
                 if done == len(ids):
                     break
                 time.sleep(1)
             assert done == 100
             with factory() as session:
-                assert session.scalar(select(func.max(Certification.attempt)).where(
-                    Certification.id.in_(ids))) == 1
+                assert (
+                    session.scalar(
+                        select(func.max(Certification.attempt)).where(Certification.id.in_(ids))
+                    )
+                    == 1
+                )
         finally:
             stack.stop()
     redis.stop()

@@ -55,8 +55,10 @@ def checkouts(app):  # type: ignore[no-untyped-def]
 
 def test_failed_lookups_are_limited_before_the_lookup(client, factory, checkouts) -> None:  # type: ignore[no-untyped-def]
     address = new_address()
-    statuses = [client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code
-                for _ in range(LIMIT)]
+    statuses = [
+        client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code
+        for _ in range(LIMIT)
+    ]
     assert statuses == [401] * LIMIT
     r = client.get("/v1/targets", headers=bad_token(), environ_base=address)
     assert r.status_code == 429 and r.mimetype == "application/problem+json"
@@ -68,10 +70,12 @@ def test_failed_lookups_are_limited_before_the_lookup(client, factory, checkouts
     # Now even a valid token from that address is refused, without a lookup.
     good = {"Authorization": f"Bearer {make_token(factory, f'af-{uuid.uuid4().hex[:8]}')}"}
     for _ in range(200):
-        assert client.get("/v1/targets", headers=bad_token(),
-                          environ_base=address).status_code == 429
-    assert client.post("/v1/targets", json={}, headers=good,
-                       environ_base=address).status_code == 429
+        assert (
+            client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code == 429
+        )
+    assert (
+        client.post("/v1/targets", json={}, headers=good, environ_base=address).status_code == 429
+    )
     assert checkouts.count == lookups, "a refused request reached the database"
     # Other addresses are not affected; a request without a token is still a 401.
     assert client.get("/v1/targets", headers=good, environ_base=new_address()).status_code == 200
@@ -88,8 +92,9 @@ def test_successful_lookups_do_not_count(client, factory) -> None:  # type: igno
     # Tokens that cannot be ours, or none at all, cost no lookup and are not counted either.
     for headers in ({"Authorization": "Bearer not-ours"}, {}, {"Authorization": "Basic eDp5"}):
         for _ in range(LIMIT + 5):
-            assert client.get("/v1/targets", headers=headers,
-                              environ_base=address).status_code == 401
+            assert (
+                client.get("/v1/targets", headers=headers, environ_base=address).status_code == 401
+            )
     assert client.get("/v1/targets", headers=good, environ_base=address).status_code == 200
 
 
@@ -98,11 +103,15 @@ def test_redis_down_fails_open(settings: Settings, tmp_path, caplog) -> None:  #
     from app import create_app
     from tests.conftest import free_port
 
-    app = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}))
+    app = create_app(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    )
     client = app.test_client()
     address = new_address()
-    statuses = {client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code
-                for _ in range(LIMIT + 5)}
+    statuses = {
+        client.get("/v1/targets", headers=bad_token(), environ_base=address).status_code
+        for _ in range(LIMIT + 5)
+    }
     assert statuses == {401}
     assert any("failed lookup not counted" in r.getMessage() for r in caplog.records)
 
@@ -115,7 +124,11 @@ def test_the_count_is_shared_by_api_processes(settings: Settings, app) -> None: 
     other = create_app(settings).test_client()
     address = new_address()
     for _ in range(LIMIT):
-        assert app.test_client().get("/v1/targets", headers=bad_token(),
-                                     environ_base=address).status_code == 401
+        assert (
+            app.test_client()
+            .get("/v1/targets", headers=bad_token(), environ_base=address)
+            .status_code
+            == 401
+        )
     assert other.get("/v1/targets", headers=bad_token(), environ_base=address).status_code == 429
     assert other.get("/v1/targets", headers=bad_token(), environ_base=address).status_code == 429

@@ -36,8 +36,7 @@ def log_text(caplog: pytest.LogCaptureFixture) -> str:
 
 @pytest.mark.parametrize("kind", ["array", "object"])
 @pytest.mark.parametrize("depth", [2000, 100_000])
-def test_deep_nesting_is_400_before_authentication(client, caplog, kind: str,
-                                                   depth: int) -> None:  # type: ignore[no-untyped-def]
+def test_deep_nesting_is_400_before_authentication(client, caplog, kind: str, depth: int) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
     r = client.post("/v1/targets", data=nested(depth, kind), content_type="application/json")
     body = assert_problem(r, 400)
@@ -46,22 +45,38 @@ def test_deep_nesting_is_400_before_authentication(client, caplog, kind: str,
 
 
 def test_deep_nesting_is_400_with_a_token(client, auth) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/certifications", data=nested(2000, "object"),
-                    content_type="application/json", headers=auth)
+    r = client.post(
+        "/v1/certifications",
+        data=nested(2000, "object"),
+        content_type="application/json",
+        headers=auth,
+    )
     assert_problem(r, 400)
 
 
 def test_nesting_under_the_parser_limit_but_over_ours_is_400(client, auth) -> None:  # type: ignore[no-untyped-def]
     inner = nested(200, "object")
-    r = client.post("/v1/targets", data=f'{{"name": "x", "model": "m", "capabilities": {inner}}}',
-                    content_type="application/json", headers=auth)
+    r = client.post(
+        "/v1/targets",
+        data=f'{{"name": "x", "model": "m", "capabilities": {inner}}}',
+        content_type="application/json",
+        headers=auth,
+    )
     assert_problem(r, 400)
 
 
 def test_ordinary_nesting_still_passes(client, auth) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/targets", json={
-        "name": f"t-{uuid.uuid4().hex[:8]}", "model": "m", "endpoints": {"eu": "http://127.0.0.1:9/v1"},
-        "capabilities": {"streaming": False}, "rate_limit": {"rps": 2}}, headers=auth)
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": f"t-{uuid.uuid4().hex[:8]}",
+            "model": "m",
+            "endpoints": {"eu": "http://127.0.0.1:9/v1"},
+            "capabilities": {"streaming": False},
+            "rate_limit": {"rps": 2},
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
 
 
@@ -71,26 +86,40 @@ BODIES = [
     ("/v1/targets", TARGET | {"name": NUL}, ["body", "name"]),
     ("/v1/targets", TARGET | {"model": NUL}, ["body", "model"]),
     ("/v1/targets", TARGET | {"base_url": f"http://127.0.0.1:9/{NUL}"}, ["body", "base_url"]),
-    ("/v1/targets", TARGET | {"endpoints": {"eu": f"http://127.0.0.1:9/{NUL}"}},
-     ["body", "endpoints", "eu"]),
-    ("/v1/targets", TARGET | {"endpoints": {NUL: "http://127.0.0.1:9/v1"}},
-     ["body", "endpoints"]),
-    ("/v1/targets", TARGET | {"capabilities": {"embedding_model": NUL}},
-     ["body", "capabilities", "embedding_model"]),
+    (
+        "/v1/targets",
+        TARGET | {"endpoints": {"eu": f"http://127.0.0.1:9/{NUL}"}},
+        ["body", "endpoints", "eu"],
+    ),
+    ("/v1/targets", TARGET | {"endpoints": {NUL: "http://127.0.0.1:9/v1"}}, ["body", "endpoints"]),
+    (
+        "/v1/targets",
+        TARGET | {"capabilities": {"embedding_model": NUL}},
+        ["body", "capabilities", "embedding_model"],
+    ),
     ("/v1/targets", TARGET | {"region_queues": {"eu": NUL}}, ["body", "region_queues", "eu"]),
     ("/v1/secrets", {"name": "nul-secret", "value": NUL}, ["body", "value"]),
     ("/v1/secrets", {"name": NUL, "value": "v"}, ["body", "name"]),
     ("/v1/certifications", {"target_id": str(uuid.uuid4()), "suite": NUL}, ["body", "suite"]),
     ("/v1/certifications", {"target_id": NUL}, ["body", "target_id"]),
-    ("/v1/webhooks", {"url": f"http://127.0.0.1:9/{NUL}", "events": ["certification.failed"]},
-     ["body", "url"]),
+    (
+        "/v1/webhooks",
+        {"url": f"http://127.0.0.1:9/{NUL}", "events": ["certification.failed"]},
+        ["body", "url"],
+    ),
     ("/v1/webhooks", {"url": "http://127.0.0.1:9/h", "events": [NUL]}, ["body", "events", 0]),
 ]
 
 
 @pytest.mark.parametrize(("path", "body", "loc"), BODIES)
-def test_nul_in_a_string_field_is_422_naming_it(client, auth, caplog, path: str, body: dict,  # type: ignore[no-untyped-def, type-arg]
-                                               loc: list) -> None:  # type: ignore[type-arg]
+def test_nul_in_a_string_field_is_422_naming_it(
+    client,
+    auth,
+    caplog,
+    path: str,
+    body: dict,  # type: ignore[no-untyped-def, type-arg]
+    loc: list,
+) -> None:  # type: ignore[type-arg]
     caplog.set_level(logging.DEBUG)
     r = client.post(path, json=body, headers=auth)
     problem = assert_problem(r, 422)
@@ -131,8 +160,10 @@ def test_a_value_the_database_refuses_is_400_and_not_logged(probe_app, caplog) -
     r = probe_app.test_client().get(f"/_probe/store?v={MARKER}")
     assert_problem(r, 400)
     assert MARKER not in log_text(caplog)
-    assert any(rec.getMessage() == "unstorable_value" and rec.sqlstate == "22P02"  # type: ignore[attr-defined]
-               for rec in caplog.records)
+    assert any(
+        rec.getMessage() == "unstorable_value" and rec.sqlstate == "22P02"  # type: ignore[attr-defined]
+        for rec in caplog.records
+    )
 
 
 def test_database_errors_never_carry_statement_parameters(settings: Settings) -> None:
@@ -147,8 +178,12 @@ def test_database_errors_never_carry_statement_parameters(settings: Settings) ->
             conn.execute(text("SELECT 1 / 0, CAST(:value AS text)"), {"value": MARKER})
         assert MARKER not in str(raised.value) and "parameters hidden" in str(raised.value)
 
-        hot = Hot(select(literal_column("1 / 0").label("quotient"),
-                         bindparam("value", type_=String).label("value")))
+        hot = Hot(
+            select(
+                literal_column("1 / 0").label("quotient"),
+                bindparam("value", type_=String).label("value"),
+            )
+        )
         with pytest.raises(DBAPIError) as raised:
             hot.first(autocommit_engine(engine), {"value": MARKER})
         assert MARKER not in str(raised.value) and "parameters hidden" in str(raised.value)

@@ -33,20 +33,25 @@ FLOWER_AUTH = ("flower", f"pw-{uuid.uuid4().hex[:12]}")
 def canary_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
     port = free_port()
     env = {**os.environ, "REFERENCE_API_KEY": CANARY}
-    proc = Proc([str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)], env,
-                tmp_path_factory.mktemp("canary-ref") / "ref.log").start()
+    proc = Proc(
+        [str(BIN / "modelcert"), "reference-endpoint", "--port", str(port)],
+        env,
+        tmp_path_factory.mktemp("canary-ref") / "ref.log",
+    ).start()
     wait_http(f"http://127.0.0.1:{port}/_health", 30, proc=proc.popen)
     yield f"http://127.0.0.1:{port}", proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
-def flower(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        tuple[str, Proc]]:
+def flower(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Proc]]:
     port = free_port()
     env = settings_env(settings, FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH), FLOWER_PORT=str(port))
-    proc = Proc([str(BIN / "modelcert"), "flower"], env,
-                tmp_path_factory.mktemp("flower") / "flower.log").start()
+    proc = Proc(
+        [str(BIN / "modelcert"), "flower"], env, tmp_path_factory.mktemp("flower") / "flower.log"
+    ).start()
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/api/workers", 60, status=401, proc=proc.popen)  # up, and behind auth
     yield url, proc
@@ -69,8 +74,10 @@ def redis_dump(url: str) -> Iterator[tuple[bytes, bytes]]:
         elif kind == b"set":
             values = list(client.smembers(key))
         elif kind == b"stream":
-            values = [json.dumps({k.decode(): v.decode(errors="replace") for k, v in f.items()})
-                      .encode() for _, f in client.xrange(key)]
+            values = [
+                json.dumps({k.decode(): v.decode(errors="replace") for k, v in f.items()}).encode()
+                for _, f in client.xrange(key)
+            ]
         else:
             values = []
         for value in values:
@@ -107,8 +114,9 @@ def test_the_redis_scan_sees_inside_message_bodies() -> None:
     assert CANARY.encode() not in envelope
 
 
-def test_canary_credential_appears_nowhere(app, client, auth, settings, factory, worker,
-                                           canary_endpoint, flower, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_canary_credential_appears_nowhere(
+    app, client, auth, settings, factory, worker, canary_endpoint, flower, caplog
+) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
     base, _ = canary_endpoint
     flower_url, flower_proc = flower
@@ -118,28 +126,70 @@ def test_canary_credential_appears_nowhere(app, client, auth, settings, factory,
         responses.append(response)
         return response
 
-    secret = keep(client.post("/v1/secrets", json={"name": "canary", "value": CANARY},
-                              headers=auth))
+    secret = keep(
+        client.post("/v1/secrets", json={"name": "canary", "value": CANARY}, headers=auth)
+    )
     assert secret.status_code == 201
     secret_id = secret.get_json()["id"]
     # Error paths that carry the canary in the request.
-    assert keep(client.post("/v1/secrets", json={"name": "canary", "value": CANARY},
-                            headers=auth)).status_code == 409
-    assert keep(client.post("/v1/secrets", json={"name": "x", "value": CANARY * 300},
-                            headers=auth)).status_code == 422
-    assert keep(client.post("/v1/secrets", json={"name": CANARY + "!", "value": CANARY},
-                            headers=auth)).status_code == 422
-    assert keep(client.post("/v1/secrets", data=f'{{"name": "y", "value": "{CANARY}"',
-                            content_type="application/json", headers=auth)).status_code == 400
-    assert keep(client.post("/v1/targets", json={
-        "name": "leaky", "model": "m", "base_url": f"http://user:{CANARY}@127.0.0.1/v1"},
-        headers=auth)).status_code == 422
+    assert (
+        keep(
+            client.post("/v1/secrets", json={"name": "canary", "value": CANARY}, headers=auth)
+        ).status_code
+        == 409
+    )
+    assert (
+        keep(
+            client.post("/v1/secrets", json={"name": "x", "value": CANARY * 300}, headers=auth)
+        ).status_code
+        == 422
+    )
+    assert (
+        keep(
+            client.post("/v1/secrets", json={"name": CANARY + "!", "value": CANARY}, headers=auth)
+        ).status_code
+        == 422
+    )
+    assert (
+        keep(
+            client.post(
+                "/v1/secrets",
+                data=f'{{"name": "y", "value": "{CANARY}"',
+                content_type="application/json",
+                headers=auth,
+            )
+        ).status_code
+        == 400
+    )
+    assert (
+        keep(
+            client.post(
+                "/v1/targets",
+                json={
+                    "name": "leaky",
+                    "model": "m",
+                    "base_url": f"http://user:{CANARY}@127.0.0.1/v1",
+                },
+                headers=auth,
+            )
+        ).status_code
+        == 422
+    )
     keep(client.get(f"/v1/secrets/{secret_id}", headers=auth))
     keep(client.get("/v1/secrets", headers=auth))
 
-    target = keep(client.post("/v1/targets", json={
-        "name": "canary-target", "model": "reference-model", "base_url": f"{base}/m/auth/v1",
-        "secret_id": secret_id}, headers=auth))
+    target = keep(
+        client.post(
+            "/v1/targets",
+            json={
+                "name": "canary-target",
+                "model": "reference-model",
+                "base_url": f"{base}/m/auth/v1",
+                "secret_id": secret_id,
+            },
+            headers=auth,
+        )
+    )
     assert target.status_code == 201
     cert_id = certify(client, auth, target.get_json()["id"])
     cert = wait_terminal(client, auth, cert_id, timeout=120)
@@ -157,16 +207,18 @@ def test_canary_credential_appears_nowhere(app, client, auth, settings, factory,
     for _ in range(100):
         tasks = httpx.get(f"{flower_url}/api/tasks", auth=FLOWER_AUTH, timeout=10)
         assert tasks.status_code == 200
-        task_id = next((tid for tid, t in tasks.json().items() if cert_id in str(t.get("args"))),
-                       None)
+        task_id = next(
+            (tid for tid, t in tasks.json().items() if cert_id in str(t.get("args"))), None
+        )
         if task_id:
             break
         time.sleep(0.3)
     assert task_id, "Flower never saw the certification task"
-    flower_pages = [tasks.text,
-                    httpx.get(f"{flower_url}/task/{task_id}", auth=FLOWER_AUTH, timeout=10).text,
-                    httpx.get(f"{flower_url}/api/task/info/{task_id}", auth=FLOWER_AUTH,
-                              timeout=10).text]
+    flower_pages = [
+        tasks.text,
+        httpx.get(f"{flower_url}/task/{task_id}", auth=FLOWER_AUTH, timeout=10).text,
+        httpx.get(f"{flower_url}/api/task/info/{task_id}", auth=FLOWER_AUTH, timeout=10).text,
+    ]
     assert cert_id in flower_pages[1]
     assert httpx.get(f"{flower_url}/api/tasks", timeout=10).status_code == 401
 
@@ -193,8 +245,9 @@ def test_canary_credential_appears_nowhere(app, client, auth, settings, factory,
         assert CANARY not in page
     # 5. Every table of the database (evidence, results, certificates, jobs, dead letters...).
     with factory() as session:
-        tables = session.scalars(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).all()
+        tables = session.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).all()
         assert {"samples", "certificates", "check_results"} <= set(tables)
         samples = 0
         for table in tables:

@@ -43,8 +43,9 @@ def with_credentials(url: str, user: str, password: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def secret_settings(settings: Settings, database_url: str,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def secret_settings(
+    settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """The session's database through a role with a password (accepted under trust and
     password authentication alike), and a private Redis that requires its password."""
     role = f"mc_pw_{uuid.uuid4().hex[:8]}"
@@ -54,13 +55,16 @@ def secret_settings(settings: Settings, database_url: str,
         conn.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"))
         conn.execute(text(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"))
     port = free_port()
-    redis_proc = start_redis_server(port, tmp_path_factory.mktemp("redis-pw"),
-                                    password=REDIS_PASSWORD)
+    redis_proc = start_redis_server(
+        port, tmp_path_factory.mktemp("redis-pw"), password=REDIS_PASSWORD
+    )
     try:
-        yield settings.model_copy(update={
-            "database_url": with_credentials(database_url, role, DB_PASSWORD),
-            "redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0",
-        })
+        yield settings.model_copy(
+            update={
+                "database_url": with_credentials(database_url, role, DB_PASSWORD),
+                "redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0",
+            }
+        )
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -71,8 +75,9 @@ def secret_settings(settings: Settings, database_url: str,
 
 
 @pytest.fixture(scope="module")
-def secret_worker(secret_settings: Settings,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, int]]:
+def secret_worker(
+    secret_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Proc, int]]:
     proc, port = queue_worker(secret_settings, tmp_path_factory.mktemp("pw-worker") / "w.log")
     yield proc, port
     proc.stop()
@@ -86,7 +91,7 @@ def assert_no_password(where: str, content: str | bytes) -> None:
 
 def _around(data: str, needle: str) -> str:
     at = data.index(needle)
-    return data[max(0, at - 120): at + len(needle) + 40]
+    return data[max(0, at - 120) : at + len(needle) + 40]
 
 
 def test_the_worker_answers_inspect_without_passwords(secret_settings, secret_worker) -> None:  # type: ignore[no-untyped-def]
@@ -110,23 +115,31 @@ def test_the_worker_answers_inspect_without_passwords(secret_settings, secret_wo
     assert "127.0.0.1" in conf["broker_url"]
 
 
-def test_flower_pages_show_no_password(secret_settings, secret_worker,
-                                       tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+def test_flower_pages_show_no_password(secret_settings, secret_worker, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
     proc, _ = secret_worker
     node = node_name(proc)
     port = free_port()
-    env = settings_env(secret_settings, FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH),
-                       FLOWER_PORT=str(port))
-    flower = Proc([str(BIN / "modelcert"), "flower"], env,
-                  tmp_path_factory.mktemp("pw-flower") / "flower.log").start()
+    env = settings_env(
+        secret_settings, FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH), FLOWER_PORT=str(port)
+    )
+    flower = Proc(
+        [str(BIN / "modelcert"), "flower"], env, tmp_path_factory.mktemp("pw-flower") / "flower.log"
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/api/workers", 60, status=401, proc=flower.popen)
         pages: dict[str, str] = {}
         for _ in range(60):  # until Flower has inspected the worker (its Config tab is there)
-            pages = {path: httpx.get(f"{url}{path}", auth=FLOWER_AUTH, timeout=30).text
-                     for path in (f"/worker/{node}", "/api/workers?refresh=1", "/workers",
-                                  "/broker", "/tasks")}
+            pages = {
+                path: httpx.get(f"{url}{path}", auth=FLOWER_AUTH, timeout=30).text
+                for path in (
+                    f"/worker/{node}",
+                    "/api/workers?refresh=1",
+                    "/workers",
+                    "/broker",
+                    "/tasks",
+                )
+            }
             if "task_default_queue" in pages[f"/worker/{node}"]:
                 break
         assert "task_default_queue" in pages[f"/worker/{node}"], "Flower never showed its conf"
@@ -140,8 +153,9 @@ def test_flower_pages_show_no_password(secret_settings, secret_worker,
 def test_the_worker_probes_show_no_password(secret_worker) -> None:  # type: ignore[no-untyped-def]
     _, port = secret_worker
     for path in ("/live", "/ready", "/health", "/metrics", "/nope"):
-        assert_no_password(f"worker {path}",
-                           httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).content)
+        assert_no_password(
+            f"worker {path}", httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).content
+        )
 
 
 def test_no_api_answer_shows_a_password(secret_settings, factory) -> None:  # type: ignore[no-untyped-def]
@@ -161,8 +175,10 @@ def test_no_api_answer_shows_a_password(secret_settings, factory) -> None:  # ty
                         response = client.open(path, method=method, headers=headers, **body)
                         answers += 1
                         assert response.status_code < 500, (method, path, response.get_data())
-                        assert_no_password(f"{method} {path} ({response.status_code})",
-                                           response.get_data() + str(response.headers).encode())
+                        assert_no_password(
+                            f"{method} {path} ({response.status_code})",
+                            response.get_data() + str(response.headers).encode(),
+                        )
     finally:
         api.extensions["modelcert"].dispatch.close()
     assert answers > 50

@@ -33,9 +33,11 @@ def api_schema(fuzz_app):  # type: ignore[no-untyped-def]
     return schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app)
 
 
-CHECKS = [schemathesis.checks.not_a_server_error,
-          schemathesis.checks.response_schema_conformance,
-          schemathesis.checks.status_code_conformance]
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.status_code_conformance,
+]
 
 
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
@@ -53,8 +55,13 @@ def test_api_never_5xx_and_matches_its_schema(api_schema, fuzz_token) -> None:  
         operations += 1
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  derandomize=True, database=None)
+        @settings(
+            max_examples=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
         def run(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call_and_validate(headers=headers, checks=CHECKS)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
@@ -64,8 +71,9 @@ def test_api_never_5xx_and_matches_its_schema(api_schema, fuzz_token) -> None:  
         except Unsatisfiable:
             continue  # no invalid input exists for an operation without parameters
         except Exception as exc:  # noqa: BLE001 - gather every operation's failure
-            failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): "
-                            f"{exc}"[:3000])
+            failures.append(
+                f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}"[:3000]
+            )
     print("fuzzed", operations, "operations; responses by status:", statuses)
     assert operations >= 16 and statuses.get(200, 0) + statuses.get(201, 0) > 0
     assert not failures, "\n\n".join(failures)

@@ -23,13 +23,20 @@ MARKER = f"probe-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
-def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        tuple[str, Proc]]:
+def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
     port = free_port()
-    env = settings_env(settings, API_WORKERS="1", API_THREADS="2",
-                       API_MAX_BODY_BYTES=str(MAX_BODY), API_RATE_LIMIT="100000/minute")
-    proc = Proc([str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"], env,
-                tmp_path_factory.mktemp("api") / "api.log").start()
+    env = settings_env(
+        settings,
+        API_WORKERS="1",
+        API_THREADS="2",
+        API_MAX_BODY_BYTES=str(MAX_BODY),
+        API_RATE_LIMIT="100000/minute",
+    )
+    proc = Proc(
+        [str(BIN / "modelcert"), "api", "--bind", f"127.0.0.1:{port}"],
+        env,
+        tmp_path_factory.mktemp("api") / "api.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/ready", 60, proc=proc.popen)
@@ -53,14 +60,16 @@ def target_body(padding: int) -> bytes:
     """A valid target whose JSON ends in `padding` spaces: cut anywhere in the padding, it
     still parses."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    return (b'{"name": "' + name.encode() + b'", "model": "m", '
-            b'"base_url": "http://127.0.0.1:9/v1"}' + b" " * padding)
+    return (
+        b'{"name": "' + name.encode() + b'", "model": "m", '
+        b'"base_url": "http://127.0.0.1:9/v1"}' + b" " * padding
+    )
 
 
 def chunked(body: bytes, size: int = 1000) -> Iterator[bytes]:
     """A generator body: httpx sends it with Transfer-Encoding: chunked, no Content-Length."""
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 def assert_413(response: httpx.Response) -> None:
@@ -81,20 +90,21 @@ def test_chunked_body_one_byte_over_is_413(api_url: str, headers: dict[str, str]
     body = target_body(0)
     body += b" " * (MAX_BODY + 1 - len(body))
     assert len(body) == MAX_BODY + 1
-    assert_413(httpx.post(f"{api_url}/v1/targets", content=chunked(body), headers=headers,
-                          timeout=30))
+    assert_413(
+        httpx.post(f"{api_url}/v1/targets", content=chunked(body), headers=headers, timeout=30)
+    )
 
 
 def test_same_body_with_content_length_is_413(api_url: str, headers: dict[str, str]) -> None:
-    r = httpx.post(f"{api_url}/v1/targets", content=target_body(3 * MAX_BODY), headers=headers,
-                   timeout=30)
+    r = httpx.post(
+        f"{api_url}/v1/targets", content=target_body(3 * MAX_BODY), headers=headers, timeout=30
+    )
     assert r.request.headers["content-length"]
     assert_413(r)
 
 
 @pytest.mark.parametrize("framing", ["chunked", "content-length"])
-def test_body_at_the_limit_is_accepted(api_url: str, headers: dict[str, str],
-                                       framing: str) -> None:
+def test_body_at_the_limit_is_accepted(api_url: str, headers: dict[str, str], framing: str) -> None:
     body = target_body(0)
     body += b" " * (MAX_BODY - len(body))
     content = chunked(body) if framing == "chunked" else body
@@ -116,8 +126,7 @@ def raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
-def assert_server_problem(status: int, headers: dict[str, str], body: bytes,
-                          expected: int) -> dict:  # type: ignore[type-arg]
+def assert_server_problem(status: int, headers: dict[str, str], body: bytes, expected: int) -> dict:  # type: ignore[type-arg]
     assert status == expected, (status, headers, body[:300])
     assert headers["content-type"] == "application/problem+json", headers
     problem = json.loads(body)
@@ -126,31 +135,47 @@ def assert_server_problem(status: int, headers: dict[str, str], body: bytes,
     return problem  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize(("request_bytes", "expected"), [
-    # request line over gunicorn's limit (4094 bytes)
-    (f"GET /v1/targets?q={MARKER}{'x' * 8000} HTTP/1.1\r\nHost: a\r\n\r\n".encode(), 414),
-    # a header over gunicorn's field size limit (8190 bytes)
-    (f"GET /live HTTP/1.1\r\nHost: a\r\nX-Big: {MARKER}{'x' * 9000}\r\n\r\n".encode(), 431),
-    # not HTTP at all
-    (f"{MARKER} nonsense\r\n\r\n".encode(), 400),
-    # a header line without a colon
-    (f"GET /live HTTP/1.1\r\nHost: a\r\n{MARKER}\r\n\r\n".encode(), 400),
-    # an unknown transfer coding
-    (b"POST /v1/targets HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + MARKER.encode()
-     + b"\r\n\r\n", 501),
-], ids=["line-too-long", "header-too-large", "not-http", "header-without-colon",
-        "unknown-transfer-coding"])
-def test_what_gunicorn_refuses_is_problem_json(api_url: str, request_bytes: bytes,
-                                                expected: int) -> None:
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        # request line over gunicorn's limit (4094 bytes)
+        (f"GET /v1/targets?q={MARKER}{'x' * 8000} HTTP/1.1\r\nHost: a\r\n\r\n".encode(), 414),
+        # a header over gunicorn's field size limit (8190 bytes)
+        (f"GET /live HTTP/1.1\r\nHost: a\r\nX-Big: {MARKER}{'x' * 9000}\r\n\r\n".encode(), 431),
+        # not HTTP at all
+        (f"{MARKER} nonsense\r\n\r\n".encode(), 400),
+        # a header line without a colon
+        (f"GET /live HTTP/1.1\r\nHost: a\r\n{MARKER}\r\n\r\n".encode(), 400),
+        # an unknown transfer coding
+        (
+            b"POST /v1/targets HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+            + MARKER.encode()
+            + b"\r\n\r\n",
+            501,
+        ),
+    ],
+    ids=[
+        "line-too-long",
+        "header-too-large",
+        "not-http",
+        "header-without-colon",
+        "unknown-transfer-coding",
+    ],
+)
+def test_what_gunicorn_refuses_is_problem_json(
+    api_url: str, request_bytes: bytes, expected: int
+) -> None:
     assert_server_problem(*raw_exchange(api_url, request_bytes), expected)
 
 
 def test_a_malformed_chunk_is_400_not_500(api_url: str) -> None:
     """The chunks are decoded while the body is read: a bad chunk size is the client's
     fault, whoever reads the body."""
-    request = (b"POST /v1/targets HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n"
-               b"5\r\n{\"a\":\r\nZZ" + MARKER.encode() + b"\r\n1\r\n}\r\n0\r\n\r\n")
+    request = (
+        b"POST /v1/targets HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b'5\r\n{"a":\r\nZZ' + MARKER.encode() + b"\r\n1\r\n}\r\n0\r\n\r\n"
+    )
     assert_server_problem(*raw_exchange(api_url, request), 400)
 
 

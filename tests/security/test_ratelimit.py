@@ -46,8 +46,9 @@ def test_probes_are_exempt(limited_app) -> None:  # type: ignore[no-untyped-def]
 def test_body_over_the_limit_is_413(limited_app, factory) -> None:  # type: ignore[no-untyped-def]
     client = limited_app.test_client()
     big = b'{"name": "' + b"x" * (limited_app.config["MAX_CONTENT_LENGTH"] + 10) + b'"}'
-    r = client.post("/v1/targets", data=big, content_type="application/json",
-                    headers=token_header(factory))
+    r = client.post(
+        "/v1/targets", data=big, content_type="application/json", headers=token_header(factory)
+    )
     assert r.status_code == 413 and r.mimetype == "application/problem+json"
 
 
@@ -67,8 +68,11 @@ def test_redis_down_fails_open(settings: Settings, factory, tmp_path, caplog) ->
     port = free_port()
     proc = start_redis_server(port, tmp_path / "redis")
     try:
-        app = create_app(settings.model_copy(update={
-            "redis_url": f"redis://127.0.0.1:{port}/0", "api_rate_limit": "1000/minute"}))
+        app = create_app(
+            settings.model_copy(
+                update={"redis_url": f"redis://127.0.0.1:{port}/0", "api_rate_limit": "1000/minute"}
+            )
+        )
         client = app.test_client()
         headers = token_header(factory)
         assert client.get("/v1/targets", headers=headers).status_code == 200
@@ -82,8 +86,11 @@ def test_redis_down_fails_open(settings: Settings, factory, tmp_path, caplog) ->
     assert any("rate limit" in record.getMessage().lower() for record in caplog.records)
 
 
-def test_headers_come_from_the_hit_in_one_round_trip(limited_app, factory,  # type: ignore[no-untyped-def]
-                                                     settings: Settings) -> None:
+def test_headers_come_from_the_hit_in_one_round_trip(
+    limited_app,
+    factory,  # type: ignore[no-untyped-def]
+    settings: Settings,
+) -> None:
     """X-RateLimit-* agree with the window as limits itself reads it, and no request reads
     the window again after its hit (one script call per request on the limiter's key)."""
     import threading
@@ -130,7 +137,8 @@ def test_headers_come_from_the_hit_in_one_round_trip(limited_app, factory,  # ty
     # limits' own reading of the same window agrees.
     storage = RedisStorage(str(settings.redis_url))
     stats = FixedWindowRateLimiter(storage).get_window_stats(
-        parse("5/minute"), KEY_PREFIX, f"token:{token_id}", "global")
+        parse("5/minute"), KEY_PREFIX, f"token:{token_id}", "global"
+    )
     assert stats.remaining == 2 and abs(stats.reset_time - reset) <= 2
 
 
@@ -164,10 +172,11 @@ def test_several_limits_the_narrowest_first(settings: Settings, factory) -> None
 def test_requests_without_a_token_are_limited_by_address(limited_app) -> None:  # type: ignore[no-untyped-def]
     """The public signing keys need no token: their limit is the caller's address's."""
     client = limited_app.test_client()
-    first, second = ({"REMOTE_ADDR": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
-                     for n in (uuid.uuid4().int, uuid.uuid4().int))
-    statuses = [client.get("/v1/signing-keys", environ_base=first).status_code
-                for _ in range(6)]
+    first, second = (
+        {"REMOTE_ADDR": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+        for n in (uuid.uuid4().int, uuid.uuid4().int)
+    )
+    statuses = [client.get("/v1/signing-keys", environ_base=first).status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
     assert client.get("/v1/signing-keys", environ_base=second).status_code == 200
     assert "X-RateLimit-Limit" not in client.get("/live").headers  # not limited, no headers

@@ -33,21 +33,44 @@ def test_pickle_message_is_refused_not_executed(settings, factory, worker, tmp_p
     before = job_row(factory, cert)
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     task_id = str(uuid.uuid4())
-    body = pickle.dumps(((cert, Exploit(str(marker))), {}, {"callbacks": None, "errbacks": None,
-                                                          "chain": None, "chord": None}))
+    body = pickle.dumps(
+        (
+            (cert, Exploit(str(marker))),
+            {},
+            {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+        )
+    )
     queue = settings.certification_queue_name
-    with Connection(str(settings.redis_url),
-                    transport_options=broker_transport_options(settings)) as conn:
+    with Connection(
+        str(settings.redis_url), transport_options=broker_transport_options(settings)
+    ) as conn:
         conn.Producer().publish(
-            body, exchange="", routing_key=queue, declare=[Queue(queue)],
-            content_type="application/x-python-serialize", content_encoding="binary",
-            headers={"lang": "py", "task": RUN_CERTIFICATION, "id": task_id,
-                     "root_id": task_id, "parent_id": None, "argsrepr": repr((cert,)),
-                     "kwargsrepr": "{}", "origin": "attacker", "retries": 0},
-            serializer=None)
+            body,
+            exchange="",
+            routing_key=queue,
+            declare=[Queue(queue)],
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers={
+                "lang": "py",
+                "task": RUN_CERTIFICATION,
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "argsrepr": repr((cert,)),
+                "kwargsrepr": "{}",
+                "origin": "attacker",
+                "retries": 0,
+            },
+            serializer=None,
+        )
+
     def refusals() -> list[str]:
-        return [line for line in worker.output().splitlines()
-                if "Refusing to deserialize" in line and cert in line]
+        return [
+            line
+            for line in worker.output().splitlines()
+            if "Refusing to deserialize" in line and cert in line
+        ]
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not refusals():
@@ -57,5 +80,9 @@ def test_pickle_message_is_refused_not_executed(settings, factory, worker, tmp_p
     time.sleep(2)  # give an (impossible) execution time to show itself
     after = job_row(factory, cert)
     assert (after.status, after.attempt, after.started_at, after.lease_until) == (
-        before.status, before.attempt, before.started_at, before.lease_until)
+        before.status,
+        before.attempt,
+        before.started_at,
+        before.lease_until,
+    )
     assert not marker.exists()

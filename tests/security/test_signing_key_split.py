@@ -30,40 +30,53 @@ def production_env(settings, **extra: str) -> dict[str, str]:  # type: ignore[no
 def wait_output(proc: Proc, text: str, timeout: float = 60) -> bool:
     """Until `text` is in the process's log, or it exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and text not in proc.output() \
-            and proc.popen is not None and proc.popen.poll() is None:
+    while (
+        time.monotonic() < deadline
+        and text not in proc.output()
+        and proc.popen is not None
+        and proc.popen.poll() is None
+    ):
         time.sleep(0.2)
     return text in proc.output()
 
 
-def test_non_signing_processes_start_without_the_private_key(settings, factory,
-                                                             tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_non_signing_processes_start_without_the_private_key(settings, factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A key a worker registered (as its warm-up does before it signs).
     signer = _signer((certs.generate_seed(),))
     with transaction(factory) as session:
         register_keys(session, signer)
 
-    migrate = subprocess.run([str(BIN / "modelcert"), "migrate"], env=production_env(settings),
-                             capture_output=True, text=True, timeout=120)
+    migrate = subprocess.run(
+        [str(BIN / "modelcert"), "migrate"],
+        env=production_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert migrate.returncode == 0, migrate.stderr
 
     api_port, flower_port = free_port(), free_port()
-    api = Proc([str(BIN / "modelcert"), "api"],
-               production_env(settings, API_PORT=str(api_port), API_WORKERS="1"),
-               tmp_path / "api.log").start()
-    flower = Proc([str(BIN / "modelcert"), "flower"],
-                  production_env(settings, FLOWER_PORT=str(flower_port),
-                                 FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH)),
-                  tmp_path / "flower.log").start()
-    beat = Proc([str(BIN / "modelcert"), "beat"], production_env(settings),
-                tmp_path / "beat.log").start()
+    api = Proc(
+        [str(BIN / "modelcert"), "api"],
+        production_env(settings, API_PORT=str(api_port), API_WORKERS="1"),
+        tmp_path / "api.log",
+    ).start()
+    flower = Proc(
+        [str(BIN / "modelcert"), "flower"],
+        production_env(
+            settings, FLOWER_PORT=str(flower_port), FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH)
+        ),
+        tmp_path / "flower.log",
+    ).start()
+    beat = Proc(
+        [str(BIN / "modelcert"), "beat"], production_env(settings), tmp_path / "beat.log"
+    ).start()
     try:
         wait_http(f"http://127.0.0.1:{api_port}/ready", 60, proc=api.popen)
         keys = httpx.get(f"http://127.0.0.1:{api_port}/v1/signing-keys", timeout=10).json()
         assert signer.public_keys[0] in {k["public_key"] for k in keys["keys"]}
         wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", 60, proc=flower.popen)
-        wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 60, status=401,
-                  proc=flower.popen)
+        wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 60, status=401, proc=flower.popen)
         assert wait_output(beat, "beat: Starting"), beat.output()
         assert beat.popen.poll() is None
         for proc in (api, flower, beat):
@@ -74,18 +87,25 @@ def test_non_signing_processes_start_without_the_private_key(settings, factory,
 
 
 def test_the_worker_alone_refuses_to_start_without_it(settings) -> None:  # type: ignore[no-untyped-def]
-    result = subprocess.run([str(BIN / "modelcert"), "worker"], env=production_env(settings),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(BIN / "modelcert"), "worker"],
+        env=production_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("config error: MODELCERT_SIGNING_KEY is not set")
 
 
-def test_a_non_signing_process_given_the_key_says_it_does_not_need_it(settings,
-                                                                      tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_non_signing_process_given_the_key_says_it_does_not_need_it(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     seed = base64.b64encode(b"k" * 32).decode()
-    beat = Proc([str(BIN / "modelcert"), "beat"],
-                production_env(settings, MODELCERT_SIGNING_KEY=seed), tmp_path / "beat.log")
+    beat = Proc(
+        [str(BIN / "modelcert"), "beat"],
+        production_env(settings, MODELCERT_SIGNING_KEY=seed),
+        tmp_path / "beat.log",
+    )
     beat.start()
     try:
         assert wait_output(beat, "signing_key_not_needed"), beat.output()

@@ -32,14 +32,26 @@ def owner(app, factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {make_token(factory, f'a-{uuid.uuid4().hex[:8]}')}"}
-    secret = client.post("/v1/secrets", json={"name": "a-key", "value": "a-credential"},
-                         headers=headers).get_json()["id"]
-    target = client.post("/v1/targets", json={
-        "name": "a-target", "model": "m", "base_url": "http://127.0.0.1:9/v1",
-        "secret_id": secret}, headers=headers).get_json()["id"]
+    secret = client.post(
+        "/v1/secrets", json={"name": "a-key", "value": "a-credential"}, headers=headers
+    ).get_json()["id"]
+    target = client.post(
+        "/v1/targets",
+        json={
+            "name": "a-target",
+            "model": "m",
+            "base_url": "http://127.0.0.1:9/v1",
+            "secret_id": secret,
+        },
+        headers=headers,
+    ).get_json()["id"]
     cert = certify(client, headers, target)
-    return {"headers": json.dumps(headers), "secret_id": secret, "target_id": target,
-            "certification_id": cert}
+    return {
+        "headers": json.dumps(headers),
+        "secret_id": secret,
+        "target_id": target,
+        "certification_id": cert,
+    }
 
 
 def fill(rule: str, ids: dict[str, str]) -> str:
@@ -61,10 +73,15 @@ def test_every_v1_route_needs_a_token(app, owner) -> None:  # type: ignore[no-un
         if rule in PUBLIC_V1_PATHS:  # public keys for offline verification: no token, no data
             continue
         path = fill(rule, owner)
-        for headers in ({}, {"Authorization": "Bearer mc_not-a-token"},
-                        {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}):
-            r = client.open(path, method=method, json={} if method != "GET" else None,
-                            headers=headers)
+        for headers in (
+            {},
+            {"Authorization": "Bearer mc_not-a-token"},
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            {"Authorization": "Bearer "},
+        ):
+            r = client.open(
+                path, method=method, json={} if method != "GET" else None, headers=headers
+            )
             assert r.status_code == 401, (method, path, headers, r.status_code)
             assert r.mimetype == "application/problem+json"
             assert r.headers["WWW-Authenticate"].startswith("Bearer"), (method, path)
@@ -83,8 +100,9 @@ def test_another_organization_sees_nothing(app, factory, owner) -> None:  # type
     for rule, method in v1_routes(app):
         path = fill(rule, owner)
         if PARAM.search(rule):
-            r = client.open(path, method=method, json={} if method != "GET" else None,
-                            headers=other)
+            r = client.open(
+                path, method=method, json={} if method != "GET" else None, headers=other
+            )
             assert r.status_code == 404, (method, rule, r.status_code, r.get_data()[:300])
             checked_objects += 1
         elif method == "GET":
@@ -98,15 +116,23 @@ def test_another_organization_sees_nothing(app, factory, owner) -> None:  # type
             checked_lists += 1
         else:
             # A create that names A's objects must not reach them.
-            body = {"target_id": owner["target_id"], "secret_id": owner["secret_id"],
-                    "name": f"b-{uuid.uuid4().hex[:6]}", "model": "m",
-                    "base_url": "http://127.0.0.1:9/v1", "value": "x"}
+            body = {
+                "target_id": owner["target_id"],
+                "secret_id": owner["secret_id"],
+                "name": f"b-{uuid.uuid4().hex[:6]}",
+                "model": "m",
+                "base_url": "http://127.0.0.1:9/v1",
+                "value": "x",
+            }
             r = client.post(path, json=body, headers=other)
             assert r.status_code in (404, 422), (rule, r.status_code, r.get_data()[:300])
             assert not any(object_id in r.get_data(as_text=True) for object_id in foreign)
     assert checked_objects >= 4 and checked_lists >= 3
     # Nothing B did changed A's objects.
     mine = json.loads(owner["headers"])
-    for kind, base in (("secret_id", "/v1/secrets"), ("target_id", "/v1/targets"),
-                       ("certification_id", "/v1/certifications")):
+    for kind, base in (
+        ("secret_id", "/v1/secrets"),
+        ("target_id", "/v1/targets"),
+        ("certification_id", "/v1/certifications"),
+    ):
         assert client.get(f"{base}/{owner[kind]}", headers=mine).status_code == 200, kind

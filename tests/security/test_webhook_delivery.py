@@ -100,8 +100,15 @@ class FakeDns:
             answer = answers.pop(0) if len(answers) > 1 else answers[0]
             if answer is None:
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                     (answer, int(port or 0)))]
+            return [
+                (
+                    socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    "",
+                    (answer, int(port or 0)),
+                )
+            ]
 
         monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
@@ -119,19 +126,28 @@ def strict_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"modelcert_allow_private_targets": False})
 
 
-def pending_delivery(factory: sessionmaker[Session], settings: Settings, who: Principal,
-                     url: str) -> uuid.UUID:
+def pending_delivery(
+    factory: sessionmaker[Session], settings: Settings, who: Principal, url: str
+) -> uuid.UUID:
     """A webhook (as if it had passed the creation check) with one delivery to make."""
     with transaction(factory) as session:
-        hook = Webhook(organization_id=who.organization_id, url=url,
-                       secret_ciphertext=SecretBox.from_settings(settings).encrypt("whsec_x"),
-                       events=["certification.succeeded"], active=True)
+        hook = Webhook(
+            organization_id=who.organization_id,
+            url=url,
+            secret_ciphertext=SecretBox.from_settings(settings).encrypt("whsec_x"),
+            events=["certification.succeeded"],
+            active=True,
+        )
         session.add(hook)
         session.flush()
-        delivery = WebhookDelivery(webhook_id=hook.id, event_id=f"e-{uuid.uuid4().hex}",
-                                   event="certification.succeeded",
-                                   payload={"type": "certification.succeeded"},
-                                   status="sending", attempts=0)
+        delivery = WebhookDelivery(
+            webhook_id=hook.id,
+            event_id=f"e-{uuid.uuid4().hex}",
+            event="certification.succeeded",
+            payload={"type": "certification.succeeded"},
+            status="sending",
+            attempts=0,
+        )
         session.add(delivery)
         session.flush()
         return delivery.id
@@ -160,7 +176,8 @@ def deliver(factory) -> Deliver:  # type: ignore[no-untyped-def]
 
 
 def test_dns_rebinding_between_check_and_connect_is_refused(
-        dns: FakeDns, receiver: Receiver, deliver: Deliver, strict_settings: Settings) -> None:
+    dns: FakeDns, receiver: Receiver, deliver: Deliver, strict_settings: Settings
+) -> None:
     name = f"rebind{FAKE_ZONE}"
     dns.answer(name, PUBLIC, "127.0.0.1")  # public when checked, loopback ever after
     outcome, row = deliver(strict_settings, f"http://{name}:{receiver.port}/hook")
@@ -170,22 +187,25 @@ def test_dns_rebinding_between_check_and_connect_is_refused(
     assert row.last_error == "blocked by the SSRF guard"
 
 
-def test_a_blocked_literal_address_is_refused(receiver: Receiver, deliver: Deliver,
-                                              strict_settings: Settings) -> None:
+def test_a_blocked_literal_address_is_refused(
+    receiver: Receiver, deliver: Deliver, strict_settings: Settings
+) -> None:
     outcome, row = deliver(strict_settings, f"http://127.0.0.1:{receiver.port}/hook")
     assert receiver.hosts == [] and outcome.status == "failed"
     assert row.last_error == "blocked by the SSRF guard"
 
 
-def test_an_unresolvable_name_is_not_sent_to(dns: FakeDns, deliver: Deliver,
-                                             strict_settings: Settings) -> None:
+def test_an_unresolvable_name_is_not_sent_to(
+    dns: FakeDns, deliver: Deliver, strict_settings: Settings
+) -> None:
     outcome, row = deliver(strict_settings, f"http://nowhere{FAKE_ZONE}/hook")
     assert outcome.status == "retry"  # DNS may come back: retried with backoff
     assert row.last_error == "connection failed" and row.last_status_code is None
 
 
 def test_a_name_unresolvable_when_checked_is_not_resolved_again_to_connect(
-        dns: FakeDns, receiver: Receiver, deliver: Deliver, strict_settings: Settings) -> None:
+    dns: FakeDns, receiver: Receiver, deliver: Deliver, strict_settings: Settings
+) -> None:
     """No answer when checked, loopback when connecting: the check does not wave it through."""
     name = f"late{FAKE_ZONE}"
     dns.answer(name, None, "127.0.0.1")
@@ -194,8 +214,9 @@ def test_a_name_unresolvable_when_checked_is_not_resolved_again_to_connect(
     assert outcome.status == "retry" and row.last_error == "connection failed"
 
 
-def test_the_log_says_connection_failed_not_the_socket_error(deliver: Deliver,
-                                                             settings: Settings) -> None:
+def test_the_log_says_connection_failed_not_the_socket_error(
+    deliver: Deliver, settings: Settings
+) -> None:
     closed = free_port()  # nothing listens: connection refused
     outcome, row = deliver(settings, f"http://127.0.0.1:{closed}/hook")
     assert outcome.status == "retry"
@@ -203,7 +224,8 @@ def test_the_log_says_connection_failed_not_the_socket_error(deliver: Deliver,
 
 
 def test_the_checked_address_is_connected_to_with_the_name_as_host(
-        dns: FakeDns, receiver: Receiver, deliver: Deliver, settings: Settings) -> None:
+    dns: FakeDns, receiver: Receiver, deliver: Deliver, settings: Settings
+) -> None:
     """Private targets allowed (local development): the name resolves to the receiver; the
     request carries the URL's host name, not the address."""
     name = f"pinned{FAKE_ZONE}"
@@ -214,8 +236,9 @@ def test_the_checked_address_is_connected_to_with_the_name_as_host(
     assert row.last_status_code == 204 and row.last_error is None
 
 
-def test_redirects_are_not_followed(receiver: Receiver, deliver: Deliver,
-                                    settings: Settings) -> None:
+def test_redirects_are_not_followed(
+    receiver: Receiver, deliver: Deliver, settings: Settings
+) -> None:
     redirector = Receiver(redirect_to=f"http://127.0.0.1:{receiver.port}/hook")
     try:
         outcome, row = deliver(settings, f"http://127.0.0.1:{redirector.port}/hook")
@@ -225,9 +248,9 @@ def test_redirects_are_not_followed(receiver: Receiver, deliver: Deliver,
     assert outcome.status == "retry" and row.last_error == "the receiver answered HTTP 307"
 
 
-def test_a_proxy_from_the_environment_is_not_used(receiver: Receiver, deliver: Deliver,
-                                                  settings: Settings,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proxy_from_the_environment_is_not_used(
+    receiver: Receiver, deliver: Deliver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proxy = Receiver()
     try:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):

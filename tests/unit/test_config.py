@@ -26,8 +26,9 @@ from app.config import Settings, describe_validation_error
         ("FLOWER_BASIC_AUTH", "justuser", "user:password"),
     ],
 )
-def test_bad_value_names_variable_value_and_range(name: str, value: str, fragment: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_value_names_variable_value_and_range(
+    name: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError) as info:
         Settings()
@@ -42,15 +43,29 @@ def test_bad_value_names_variable_value_and_range(name: str, value: str, fragmen
 
 
 @pytest.mark.parametrize("command", ["api", "worker", "beat"])
-@pytest.mark.parametrize("env", [{"CERTIFICATION_CONCURRENCY": "0"},
-                                 {"CERTIFICATION_CONCURRENCY": "51"},
-                                 {"CERTIFICATION_TIMEOUT": "abc"},
-                                 {"REDIS_URL": "not a url"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CERTIFICATION_CONCURRENCY": "0"},
+        {"CERTIFICATION_CONCURRENCY": "51"},
+        {"CERTIFICATION_TIMEOUT": "abc"},
+        {"REDIS_URL": "not a url"},
+    ],
+)
 def test_processes_exit_2_with_one_line(command: str, env: dict[str, str]) -> None:
-    full = {**os.environ, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
-            "REDIS_URL": "redis://127.0.0.1:1/0", **env}
-    result = subprocess.run([sys.executable, "-m", "app.cli", command], env=full,
-                            capture_output=True, text=True, timeout=60)
+    full = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", command],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

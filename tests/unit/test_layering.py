@@ -24,18 +24,36 @@ def imported_modules(path: Path) -> set[str]:
 def offenders(package: str, forbidden: tuple[str, ...]) -> dict[str, set[str]]:
     found = {}
     for path in sorted((ROOT / package).rglob("*.py")):
-        bad = {m for m in imported_modules(path)
-               if any(m == f or m.startswith(f + ".") for f in forbidden)}
+        bad = {
+            m
+            for m in imported_modules(path)
+            if any(m == f or m.startswith(f + ".") for f in forbidden)
+        }
         if bad:
             found[str(path.relative_to(ROOT))] = bad
     return found
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("app/certification", ("flask", "flask_openapi3", "celery", "kombu", "sqlalchemy",
-                           "app.db", "app.services", "app.api", "worker")),
-    ("app/api", ("worker", "celery.worker")),
-    ("app/services", ("flask", "flask_openapi3", "worker")),
-])
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        (
+            "app/certification",
+            (
+                "flask",
+                "flask_openapi3",
+                "celery",
+                "kombu",
+                "sqlalchemy",
+                "app.db",
+                "app.services",
+                "app.api",
+                "worker",
+            ),
+        ),
+        ("app/api", ("worker", "celery.worker")),
+        ("app/services", ("flask", "flask_openapi3", "worker")),
+    ],
+)
 def test_layering(package: str, forbidden: tuple[str, ...]) -> None:
     assert offenders(package, forbidden) == {}

@@ -16,23 +16,27 @@ from app.config import KOMBU_KEYS, Settings, describe_validation_error
 ALLOWED_FORM = "comma-separated region=name pairs"
 
 
-@pytest.mark.parametrize(("name", "value", "fragment"), [
-    ("CERTIFICATION_QUEUE_NAME", "unacked", "keeps for itself"),
-    ("CERTIFICATION_QUEUE_NAME", "unacked_index", "keeps for itself"),
-    ("CERTIFICATION_QUEUE_NAME", "unacked_mutex", "keeps for itself"),
-    ("CERTIFICATION_QUEUE_NAME", "_kombu.binding.certification", "starting with a letter"),
-    ("CERTIFICATION_QUEUE_NAME", "certification:3", "starting with a letter"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1", ALLOWED_FORM),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=maintenance", "reserved"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=malformed", "reserved"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=eu,eu-west-1=us", "listed twice"),
-    ("CERTIFICATION_REGION_QUEUES", "EU=eu", "region like eu-west-1"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=_kombu.binding.x", "not 1-63 of"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=a:b", "not 1-63 of"),
-    ("CERTIFICATION_REGION_QUEUES", "eu-west-1=" + "q" * 64, "not 1-63 of"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("CERTIFICATION_QUEUE_NAME", "unacked", "keeps for itself"),
+        ("CERTIFICATION_QUEUE_NAME", "unacked_index", "keeps for itself"),
+        ("CERTIFICATION_QUEUE_NAME", "unacked_mutex", "keeps for itself"),
+        ("CERTIFICATION_QUEUE_NAME", "_kombu.binding.certification", "starting with a letter"),
+        ("CERTIFICATION_QUEUE_NAME", "certification:3", "starting with a letter"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1", ALLOWED_FORM),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=maintenance", "reserved"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=malformed", "reserved"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=eu,eu-west-1=us", "listed twice"),
+        ("CERTIFICATION_REGION_QUEUES", "EU=eu", "region like eu-west-1"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=_kombu.binding.x", "not 1-63 of"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=a:b", "not 1-63 of"),
+        ("CERTIFICATION_REGION_QUEUES", "eu-west-1=" + "q" * 64, "not 1-63 of"),
+    ],
+)
 def test_bad_queue_settings_name_variable_value_and_form(
-        name: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError) as info:
         Settings()
@@ -41,14 +45,28 @@ def test_bad_queue_settings_name_variable_value_and_form(
     assert fragment in line and "allowed: " in line and "\n" not in line
 
 
-@pytest.mark.parametrize("env", [{"CERTIFICATION_REGION_QUEUES": "eu-west-1=malformed"},
-                                 {"CERTIFICATION_QUEUE_NAME": "unacked_index"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CERTIFICATION_REGION_QUEUES": "eu-west-1=malformed"},
+        {"CERTIFICATION_QUEUE_NAME": "unacked_index"},
+    ],
+)
 @pytest.mark.parametrize("command", ["api", "worker", "migrate"])
 def test_processes_exit_2_with_one_line(command: str, env: dict[str, str]) -> None:
-    full = {**os.environ, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
-            "REDIS_URL": "redis://127.0.0.1:1/0", **env}
-    result = subprocess.run([sys.executable, "-m", "app.cli", command], env=full,
-                            capture_output=True, text=True, timeout=60)
+    full = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", command],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     (name,) = env
@@ -56,14 +74,17 @@ def test_processes_exit_2_with_one_line(command: str, env: dict[str, str]) -> No
 
 
 def test_every_queue_is_namespaced_and_none_is_a_transport_key() -> None:
-    settings = Settings(certification_queue_name="prod",
-                        certification_region_queues=" eu-west-1=eu , eu-central-1=eu,"
-                                                    "us-east-1=unacked_index,")
-    assert settings.region_queues == {"eu-west-1": "prod.eu", "eu-central-1": "prod.eu",
-                                      "us-east-1": "prod.unacked_index"}
+    settings = Settings(
+        certification_queue_name="prod",
+        certification_region_queues=" eu-west-1=eu , eu-central-1=eu,us-east-1=unacked_index,",
+    )
+    assert settings.region_queues == {
+        "eu-west-1": "prod.eu",
+        "eu-central-1": "prod.eu",
+        "us-east-1": "prod.unacked_index",
+    }
     assert settings.job_queues == ["prod", "prod.eu", "prod.unacked_index"]
-    names = [*settings.job_queues, settings.maintenance_queue_name,
-             settings.malformed_list_name]
+    names = [*settings.job_queues, settings.maintenance_queue_name, settings.malformed_list_name]
     assert len(set(names)) == len(names)
     for name in names:
         assert name == "prod" or name.startswith("prod.")
@@ -72,12 +93,26 @@ def test_every_queue_is_namespaced_and_none_is_a_transport_key() -> None:
 
 
 def test_worker_refuses_a_queue_the_operator_did_not_configure() -> None:
-    env = {**os.environ, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
-           "REDIS_URL": "redis://127.0.0.1:1/0", "CERTIFICATION_REGION_QUEUES": "eu-west-1=eu"}
-    for queues in ("unacked_index", "certification,unacked", "_kombu.binding.celery",
-                   "eu", "other.eu"):
-        result = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--queues", queues],
-                                env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "CERTIFICATION_REGION_QUEUES": "eu-west-1=eu",
+    }
+    for queues in (
+        "unacked_index",
+        "certification,unacked",
+        "_kombu.binding.celery",
+        "eu",
+        "other.eu",
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "worker", "--queues", queues],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("config error: --queues=")

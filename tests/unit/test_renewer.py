@@ -48,7 +48,8 @@ def renewer() -> Iterator[run._Renewer]:
 
 
 def test_a_job_due_after_the_idle_look_is_not_woken_for_and_still_renewed(
-        renewer: run._Renewer) -> None:
+    renewer: run._Renewer,
+) -> None:
     first = Keeper(interval=0.05)
     renewer.watch(first)  # starts the thread: it looks at the due times before it waits
     assert wait_for(lambda: len(first.renewals) >= 2)

@@ -46,8 +46,9 @@ def test_the_key_file_is_found_once_per_process_and_directory(tmp_path: Path, mo
 
 def test_rotation_newest_signs_and_older_keys_stay_published(tmp_path: Path) -> None:
     old, new = certs.generate_seed(), certs.generate_seed()
-    signer = signer_for(Settings(modelcert_signing_key=f"{new}, {old}",
-                                 modelcert_data_dir=tmp_path))
+    signer = signer_for(
+        Settings(modelcert_signing_key=f"{new}, {old}", modelcert_data_dir=tmp_path)
+    )
     assert signer.key_id == certs.key_id_for(certs.public_key_b64(certs.load_private_key(new)))
     assert len(signer.public_keys) == 2
     assert not (tmp_path / KEY_FILE).exists()  # a configured key never touches the file
@@ -66,11 +67,20 @@ def test_production_worker_without_a_signing_key_exits_2_with_one_line(tmp_path:
     """Only the worker signs, so only the worker needs the key (tests/security/
     test_signing_key_split.py starts the other processes without it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCERT_")}
-    env.update(MODELCERT_ENV="production", MODELCERT_DATA_DIR=str(tmp_path),
-               MODELCERT_SECRET_KEY="bW9kZWxjZXJ0LWRlcGxveS10ZXN0LWR1bW15LWtleSE=",
-               DATABASE_URL="postgresql://u@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0")
-    result = subprocess.run([sys.executable, "-m", "app.cli", "worker"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    env.update(
+        MODELCERT_ENV="production",
+        MODELCERT_DATA_DIR=str(tmp_path),
+        MODELCERT_SECRET_KEY="bW9kZWxjZXJ0LWRlcGxveS10ZXN0LWR1bW15LWtleSE=",
+        DATABASE_URL="postgresql://u@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith("config error: MODELCERT_SIGNING_KEY is not set")

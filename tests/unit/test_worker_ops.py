@@ -64,7 +64,8 @@ def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -
     assert app.conf.worker_max_tasks_per_child == 1000
     assert app.conf.worker_max_memory_per_child == 400_000
     assert app.conf.task_routes["modelcert.deliver_webhook"] == {
-        "queue": "certification.maintenance"}
+        "queue": "certification.maintenance"
+    }
     assert app.conf.task_routes["modelcert.sweep"] == {"queue": "certification.maintenance"}
 
 
@@ -72,5 +73,9 @@ def test_a_queue_is_one_redis_list_per_priority_step() -> None:
     from app.task_names import priority_lists
 
     # kombu's names (CELERY-FACTS): the queue itself for step 0, `queue:N` for the others.
-    assert priority_lists("certifications") == ["certifications", "certifications:3",
-                                                "certifications:6", "certifications:9"]
+    assert priority_lists("certifications") == [
+        "certifications",
+        "certifications:3",
+        "certifications:6",
+        "certifications:9",
+    ]

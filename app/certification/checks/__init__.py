@@ -78,8 +78,12 @@ class SampleList(list[Sample]):
     """Samples plus check-level details (e.g. latency percentiles) the engine stores with them,
     and the check's own outcome when it decides one (`decided`)."""
 
-    def __init__(self, samples: Iterable[Sample] = (), details: dict[str, Any] | None = None,
-                 decided: Decided | None = None):
+    def __init__(
+        self,
+        samples: Iterable[Sample] = (),
+        details: dict[str, Any] | None = None,
+        decided: Decided | None = None,
+    ):
         super().__init__(samples)
         self.details: dict[str, Any] = dict(details or {})
         self.decided = decided
@@ -113,8 +117,9 @@ def register(
     def decorate(factory: Callable[..., CheckFn]) -> Callable[..., CheckFn]:
         if name in REGISTRY:
             raise ValueError(f"check {name!r} registered twice")
-        REGISTRY[name] = CheckSpec(name, factory, requires, planned,
-                                   description or (factory.__doc__ or "").strip())
+        REGISTRY[name] = CheckSpec(
+            name, factory, requires, planned, description or (factory.__doc__ or "").strip()
+        )
         return factory
 
     return decorate
@@ -130,15 +135,21 @@ def excerpt(text: str | None) -> str | None:
 
 # The endpoint answered, but not in its protocol: that is the endpoint failing the check, not a
 # measurement error (timeouts, refused connections, 5xx and 429 after retries stay errors).
-MISBEHAVIOUR_CAUSES = frozenset({ErrorCause.MALFORMED_BODY, ErrorCause.STREAM_INCOMPLETE,
-                                 ErrorCause.STREAM_EMPTY})
+MISBEHAVIOUR_CAUSES = frozenset(
+    {ErrorCause.MALFORMED_BODY, ErrorCause.STREAM_INCOMPLETE, ErrorCause.STREAM_EMPTY}
+)
 
 
 def error_sample(index: int, prompt_id: str, exc: EndpointError, summary: dict[str, Any]) -> Sample:
     grade = Grade.FAIL if exc.cause in MISBEHAVIOUR_CAUSES else Grade.ERROR
     return Sample(
-        index=index, prompt_id=prompt_id, grade=grade, request_summary=summary,
-        latency_ms=exc.latency_ms, status_code=exc.status_code, error=scrub(exc.message)[:500],
+        index=index,
+        prompt_id=prompt_id,
+        grade=grade,
+        request_summary=summary,
+        latency_ms=exc.latency_ms,
+        status_code=exc.status_code,
+        error=scrub(exc.message)[:500],
         error_cause=exc.cause,
     )
 
@@ -176,8 +187,13 @@ def timed() -> Callable[[], float]:
 
 
 def chat_sample(
-    index: int, prompt_id: str, passed: bool, summary: dict[str, Any], result: ChatResult,
-    detail: dict[str, Any] | None = None, cause: str | None = None,
+    index: int,
+    prompt_id: str,
+    passed: bool,
+    summary: dict[str, Any],
+    result: ChatResult,
+    detail: dict[str, Any] | None = None,
+    cause: str | None = None,
 ) -> Sample:
     """A graded sample from a chat result, with its evidence: what the endpoint said of the
     reply (finish_reason, usage, the model it names) beside the grade and why."""
@@ -186,27 +202,42 @@ def chat_sample(
     if isinstance(asked, str) and not model_matches(asked, result.raw_model):
         detail["model_mismatch"] = True
     return Sample(
-        index=index, prompt_id=prompt_id, grade=Grade.PASS if passed else Grade.FAIL,
-        request_summary=summary, response_excerpt=excerpt(result.text),
-        latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, status_code=result.status_code,
-        error_cause=cause, detail=detail, finish_reason=result.finish_reason,
-        usage=result.usage, served_model=result.raw_model,
+        index=index,
+        prompt_id=prompt_id,
+        grade=Grade.PASS if passed else Grade.FAIL,
+        request_summary=summary,
+        response_excerpt=excerpt(result.text),
+        latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms,
+        status_code=result.status_code,
+        error_cause=cause,
+        detail=detail,
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        served_model=result.raw_model,
     )
 
 
 PROMPT_EXCERPT_CHARS = 500
 
 
-def chat_summary(ctx: CheckContext, prompt_id: str, request: ChatRequest,
-                 **extra: Any) -> dict[str, Any]:
+def chat_summary(
+    ctx: CheckContext, prompt_id: str, request: ChatRequest, **extra: Any
+) -> dict[str, Any]:
     """What a sample's request was, in its evidence: the model asked, the prompt (its first
     PROMPT_EXCERPT_CHARS characters) and the parameters that bound the reply."""
-    prompt = next((str(m.get("content", "")) for m in reversed(request.messages)
-                   if m.get("role") == "user"), "")
+    prompt = next(
+        (str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"),
+        "",
+    )
     summary: dict[str, Any] = {
-        "endpoint": "chat", "model": ctx.provider.model, "prompt_id": prompt_id,
-        "prompt": prompt[:PROMPT_EXCERPT_CHARS], "max_tokens": request.max_tokens,
-        "temperature": request.temperature}
+        "endpoint": "chat",
+        "model": ctx.provider.model,
+        "prompt_id": prompt_id,
+        "prompt": prompt[:PROMPT_EXCERPT_CHARS],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
     if len(prompt) > PROMPT_EXCERPT_CHARS:
         summary["prompt_chars"] = len(prompt)
     if request.stream:
@@ -245,7 +276,8 @@ async def graded_chats(
         detail = dict(judgement.detail)
         if judgement.reason and not judgement.passed:
             detail["reason"] = judgement.reason
-        return chat_sample(index, prompt_id, judgement.passed, summary, result, detail,
-                           judgement.cause)
+        return chat_sample(
+            index, prompt_id, judgement.passed, summary, result, detail, judgement.cause
+        )
 
     return await run_samples(ctx, items, grade, concurrency)

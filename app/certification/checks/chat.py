@@ -19,8 +19,24 @@ from app.certification.checks.grading import exact_reply, failure_reason
 from app.certification.providers.base import ChatRequest, ChatResult
 from app.certification.results import Sample
 
-WORDS = ("apple", "river", "falcon", "copper", "meadow", "violet", "harbor", "summit",
-         "lantern", "pepper", "glacier", "orchid", "canyon", "marble", "tundra", "ember")
+WORDS = (
+    "apple",
+    "river",
+    "falcon",
+    "copper",
+    "meadow",
+    "violet",
+    "harbor",
+    "summit",
+    "lantern",
+    "pepper",
+    "glacier",
+    "orchid",
+    "canyon",
+    "marble",
+    "tundra",
+    "ember",
+)
 
 
 def chat_prompt(index: int) -> tuple[str, str]:
@@ -33,18 +49,25 @@ def judge_token(token: str, prompt: str, result: ChatResult) -> Judgement:
     """Passed when the whole reply is the token; else why not."""
     if exact_reply(result.text, token):
         return Judgement(True, detail={"expected": token})
-    return Judgement(False, failure_reason(result.text, prompt, result.finish_reason),
-                     {"expected": token})
+    return Judgement(
+        False, failure_reason(result.text, prompt, result.finish_reason), {"expected": token}
+    )
 
 
-@register("chat", planned=lambda prompts=10, **_: prompts,
-          description="A chat completion replies with exactly the token the instruction asks.")
+@register(
+    "chat",
+    planned=lambda prompts=10, **_: prompts,
+    description="A chat completion replies with exactly the token the instruction asks.",
+)
 def chat(prompts: int = 10, max_tokens: int = 32) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
             prompt, _token = chat_prompt(index)
-            return f"chat-{index}", ChatRequest(
-                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens), {}
+            return (
+                f"chat-{index}",
+                ChatRequest(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens),
+                {},
+            )
 
         def judge(index: int, request: ChatRequest, result: ChatResult) -> Judgement:
             prompt, token = chat_prompt(index)

@@ -26,8 +26,11 @@ from app.certification.results import Grade, Sample
 PROBE = "Reply with the word OK."
 
 
-@register("connectivity", planned=lambda repeats=5, **_: repeats,
-          description="The endpoint lists the target's model and its replies name that model.")
+@register(
+    "connectivity",
+    planned=lambda repeats=5, **_: repeats,
+    description="The endpoint lists the target's model and its replies name that model.",
+)
 def connectivity(repeats: int = 5, probe_chat: bool = True) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         asked = ctx.provider.model
@@ -45,8 +48,9 @@ def connectivity(repeats: int = 5, probe_chat: bool = True) -> CheckFn:
             if listed and probe_chat and index == 0:
                 summary = summary | {"probe": PROBE}
                 try:
-                    reply = await ctx.provider.chat(ChatRequest(
-                        messages=[{"role": "user", "content": PROBE}], max_tokens=4))
+                    reply = await ctx.provider.chat(
+                        ChatRequest(messages=[{"role": "user", "content": PROBE}], max_tokens=4)
+                    )
                 except EndpointError as exc:
                     return error_sample(index, f"models-{index}", exc, summary)
                 served = reply.raw_model
@@ -56,20 +60,28 @@ def connectivity(repeats: int = 5, probe_chat: bool = True) -> CheckFn:
             if cause:
                 detail["reason"] = cause
             return Sample(
-                index=index, prompt_id=f"models-{index}",
-                grade=Grade.FAIL if cause else Grade.PASS, request_summary=summary,
-                response_excerpt=", ".join(listing.models[:20]), latency_ms=listing.latency_ms,
-                status_code=listing.status_code, error_cause=cause, detail=detail,
+                index=index,
+                prompt_id=f"models-{index}",
+                grade=Grade.FAIL if cause else Grade.PASS,
+                request_summary=summary,
+                response_excerpt=", ".join(listing.models[:20]),
+                latency_ms=listing.latency_ms,
+                status_code=listing.status_code,
+                error_cause=cause,
+                detail=detail,
                 served_model=served,
             )
 
         samples = await run_samples(ctx, range(repeats), grade)
         answered = [s for s in samples if s.grade is not Grade.ERROR]
-        return SampleList(samples, {
-            "model": asked,
-            "model_listed": bool(answered) and all(s.detail.get("model_listed")
-                                                    for s in answered),
-            "model_mismatches": sum(bool(s.detail.get("model_mismatch")) for s in answered),
-        })
+        return SampleList(
+            samples,
+            {
+                "model": asked,
+                "model_listed": bool(answered)
+                and all(s.detail.get("model_listed") for s in answered),
+                "model_mismatches": sum(bool(s.detail.get("model_mismatch")) for s in answered),
+            },
+        )
 
     return check

@@ -26,13 +26,34 @@ from app.certification.providers.base import ChatRequest, ChatResult
 from app.certification.results import Sample
 
 CHARS_PER_TOKEN = 4
-SUBJECTS = ("The harbour", "A quiet library", "The old railway", "An orchard", "The market",
-            "A mountain village", "The river delta", "A small observatory")
-ACTIONS = ("opened at dawn", "was repainted in spring", "kept careful records",
-           "welcomed travellers", "survived a long winter", "hosted a festival",
-           "changed owners twice", "was mapped by surveyors")
-DETAILS = ("according to local notes.", "as the archive recalls.", "for many decades.",
-           "without much fuss.", "despite the weather.", "to everyone's surprise.")
+SUBJECTS = (
+    "The harbour",
+    "A quiet library",
+    "The old railway",
+    "An orchard",
+    "The market",
+    "A mountain village",
+    "The river delta",
+    "A small observatory",
+)
+ACTIONS = (
+    "opened at dawn",
+    "was repainted in spring",
+    "kept careful records",
+    "welcomed travellers",
+    "survived a long winter",
+    "hosted a festival",
+    "changed owners twice",
+    "was mapped by surveyors",
+)
+DETAILS = (
+    "according to local notes.",
+    "as the archive recalls.",
+    "for many decades.",
+    "without much fuss.",
+    "despite the weather.",
+    "to everyone's surprise.",
+)
 QUESTION = "What is the secret code mentioned in the text above? Reply with the code only."
 FRAMING = re.compile(r"^(?:the\s+)?(?:secret\s+)?code\s*(?:is|:)\s*", re.I)
 
@@ -59,11 +80,19 @@ def haystack(chars: int, code: str, depth: float, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-@register("context_needle", requires="context_length",
-          planned=lambda samples=4, **_: samples,
-          description="A code hidden in filler at the declared context length is retrieved.")
-def context_needle(samples: int = 4, fill_ratio: float = 0.8, seed: int = 7,
-                   max_tokens_tested: int = 131072, max_tokens: int = 32) -> CheckFn:
+@register(
+    "context_needle",
+    requires="context_length",
+    planned=lambda samples=4, **_: samples,
+    description="A code hidden in filler at the declared context length is retrieved.",
+)
+def context_needle(
+    samples: int = 4,
+    fill_ratio: float = 0.8,
+    seed: int = 7,
+    max_tokens_tested: int = 131072,
+    max_tokens: int = 32,
+) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         declared = int(ctx.target.capabilities.get("context_length") or 0)
         tokens = min(int(declared * fill_ratio), max_tokens_tested)
@@ -77,20 +106,29 @@ def context_needle(samples: int = 4, fill_ratio: float = 0.8, seed: int = 7,
 
         def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
             _code, prompt, depth = needle(index)
-            return f"needle-{index}", ChatRequest(
-                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens), {
-                "approx_tokens": len(prompt) // CHARS_PER_TOKEN, "depth": round(depth, 3)}
+            return (
+                f"needle-{index}",
+                ChatRequest(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens),
+                {"approx_tokens": len(prompt) // CHARS_PER_TOKEN, "depth": round(depth, 3)},
+            )
 
         def judge(index: int, request: ChatRequest, result: ChatResult) -> Judgement:
             code, prompt, _depth = needle(index)
             if is_code(result.text, code):
                 return Judgement(True, detail={"code": code})
-            return Judgement(False, failure_reason(result.text, prompt, result.finish_reason),
-                             {"code": code})
+            return Judgement(
+                False, failure_reason(result.text, prompt, result.finish_reason), {"code": code}
+            )
 
         done = await graded_chats(ctx, range(samples), ask, judge)
-        return SampleList(done, {"declared_context_length": declared, "tested_tokens": tokens,
-                                 "fill_ratio": fill_ratio,
-                                 "capped": declared * fill_ratio > max_tokens_tested})
+        return SampleList(
+            done,
+            {
+                "declared_context_length": declared,
+                "tested_tokens": tokens,
+                "fill_ratio": fill_ratio,
+                "capped": declared * fill_ratio > max_tokens_tested,
+            },
+        )
 
     return check

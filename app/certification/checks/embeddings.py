@@ -23,32 +23,66 @@ from app.certification.providers.base import EndpointError
 from app.certification.results import Grade, Sample
 
 TRIPLES = (
-    ("The cat sat on the mat.", "A cat was sitting on the mat.",
-     "Quarterly revenue grew by five percent."),
-    ("How do I reset my password?", "I need to reset my account password.",
-     "The volcano erupted last night."),
-    ("The train to Paris leaves at noon.", "At noon the Paris train departs.",
-     "Photosynthesis converts light into chemical energy."),
-    ("She plays the violin beautifully.", "Her violin playing is beautiful.",
-     "Interest rates rose again this month."),
-    ("Fresh bread smells wonderful in the morning.", "In the morning fresh bread smells great.",
-     "The server returned an internal error."),
-    ("Dogs love long walks in the park.", "Long walks in the park make dogs happy.",
-     "The committee approved the new budget."),
-    ("Solar panels turn sunlight into electricity.",
-     "Sunlight becomes electricity in solar panels.",
-     "My grandmother knits warm scarves."),
-    ("The museum opens at nine on Sundays.", "On Sundays the museum opens at nine.",
-     "Glaciers carve deep valleys over millennia."),
-    ("He forgot his umbrella in the rain.", "In the rain he forgot his umbrella.",
-     "The compiler optimises inner loops."),
-    ("Tea is popular in Britain.", "In Britain tea is very popular.",
-     "The rocket reached orbit after launch."),
-    ("The children built a sandcastle on the beach.",
-     "On the beach the children built a sandcastle.",
-     "Stock prices fell sharply on Monday."),
-    ("Please close the window, it is cold.", "It is cold, please close the window.",
-     "Bees pollinate many flowering plants."),
+    (
+        "The cat sat on the mat.",
+        "A cat was sitting on the mat.",
+        "Quarterly revenue grew by five percent.",
+    ),
+    (
+        "How do I reset my password?",
+        "I need to reset my account password.",
+        "The volcano erupted last night.",
+    ),
+    (
+        "The train to Paris leaves at noon.",
+        "At noon the Paris train departs.",
+        "Photosynthesis converts light into chemical energy.",
+    ),
+    (
+        "She plays the violin beautifully.",
+        "Her violin playing is beautiful.",
+        "Interest rates rose again this month.",
+    ),
+    (
+        "Fresh bread smells wonderful in the morning.",
+        "In the morning fresh bread smells great.",
+        "The server returned an internal error.",
+    ),
+    (
+        "Dogs love long walks in the park.",
+        "Long walks in the park make dogs happy.",
+        "The committee approved the new budget.",
+    ),
+    (
+        "Solar panels turn sunlight into electricity.",
+        "Sunlight becomes electricity in solar panels.",
+        "My grandmother knits warm scarves.",
+    ),
+    (
+        "The museum opens at nine on Sundays.",
+        "On Sundays the museum opens at nine.",
+        "Glaciers carve deep valleys over millennia.",
+    ),
+    (
+        "He forgot his umbrella in the rain.",
+        "In the rain he forgot his umbrella.",
+        "The compiler optimises inner loops.",
+    ),
+    (
+        "Tea is popular in Britain.",
+        "In Britain tea is very popular.",
+        "The rocket reached orbit after launch.",
+    ),
+    (
+        "The children built a sandcastle on the beach.",
+        "On the beach the children built a sandcastle.",
+        "Stock prices fell sharply on Monday.",
+    ),
+    (
+        "Please close the window, it is cold.",
+        "It is cold, please close the window.",
+        "Bees pollinate many flowering plants.",
+    ),
 )
 
 
@@ -59,16 +93,24 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-@register("embeddings", requires="embeddings", planned=lambda triples=12, **_: triples,
-          description="One dimension; a paraphrase ranks above an unrelated text.")
+@register(
+    "embeddings",
+    requires="embeddings",
+    planned=lambda triples=12, **_: triples,
+    description="One dimension; a paraphrase ranks above an unrelated text.",
+)
 def embeddings(triples: int = 12) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         model = ctx.target.capabilities.get("embedding_model") or None
 
         async def grade(index: int, triple: tuple[str, str, str]) -> Sample:
             prompt_id = f"embed-{index}"
-            summary = {"endpoint": "embeddings", "prompt_id": prompt_id, "model": model,
-                       "inputs": list(triple)}
+            summary = {
+                "endpoint": "embeddings",
+                "prompt_id": prompt_id,
+                "model": model,
+                "inputs": list(triple),
+            }
             try:
                 result = await ctx.provider.embed(list(triple), model=model)
             except EndpointError as exc:
@@ -88,12 +130,18 @@ def embeddings(triples: int = 12) -> CheckFn:
                 if near <= far:
                     problems.append("paraphrase not closer than unrelated text")
             return Sample(
-                index=index, prompt_id=prompt_id, grade=Grade.FAIL if problems else Grade.PASS,
-                request_summary=summary, latency_ms=result.latency_ms,
+                index=index,
+                prompt_id=prompt_id,
+                grade=Grade.FAIL if problems else Grade.PASS,
+                request_summary=summary,
+                latency_ms=result.latency_ms,
                 status_code=result.status_code,
-                detail={"dimension": dims[0] if len(dims) == 1 else None, "problems": problems,
-                        "cos_paraphrase": None if near is None else round(near, 4),
-                        "cos_unrelated": None if far is None else round(far, 4)},
+                detail={
+                    "dimension": dims[0] if len(dims) == 1 else None,
+                    "problems": problems,
+                    "cos_paraphrase": None if near is None else round(near, 4),
+                    "cos_unrelated": None if far is None else round(far, 4),
+                },
             )
 
         items = [TRIPLES[i % len(TRIPLES)] for i in range(triples)]
@@ -105,8 +153,11 @@ def embeddings(triples: int = 12) -> CheckFn:
         for s in samples:
             dim = s.detail.get("dimension")
             if s.grade is Grade.PASS and dim != expected:
-                s = dataclasses.replace(s, grade=Grade.FAIL, detail={
-                    **s.detail, "problems": [f"dimension {dim}, expected {expected}"]})
+                s = dataclasses.replace(
+                    s,
+                    grade=Grade.FAIL,
+                    detail={**s.detail, "problems": [f"dimension {dim}, expected {expected}"]},
+                )
             graded.append(s)
         return SampleList(graded, {"dimension": expected, "dimensions_seen": dict(seen)})
 

@@ -38,16 +38,22 @@ def _planned(dataset: str = "qa-basic.jsonl", limit: int | None = None, **_: Any
     return len(_items(dataset, limit))
 
 
-@register("exact_answer", planned=_planned,
-          description="Short factual questions answered exactly (normalised matching).")
-def exact_answer(dataset: str = "qa-basic.jsonl", limit: int | None = None,
-                 max_tokens: int = 16) -> CheckFn:
+@register(
+    "exact_answer",
+    planned=_planned,
+    description="Short factual questions answered exactly (normalised matching).",
+)
+def exact_answer(
+    dataset: str = "qa-basic.jsonl", limit: int | None = None, max_tokens: int = 16
+) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         def ask(index: int, item: dict[str, Any]) -> tuple[str, ChatRequest, dict[str, Any]]:
             prompt = qa_prompt(str(item["question"]))
-            return str(item.get("id", f"qa-{index}")), ChatRequest(
-                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens), {
-                "dataset": dataset}
+            return (
+                str(item.get("id", f"qa-{index}")),
+                ChatRequest(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens),
+                {"dataset": dataset},
+            )
 
         def judge(item: dict[str, Any], request: ChatRequest, result: ChatResult) -> Judgement:
             answers = [str(a) for a in item["answers"]]
@@ -55,8 +61,9 @@ def exact_answer(dataset: str = "qa-basic.jsonl", limit: int | None = None,
             if matches(result.text, answers):
                 return Judgement(True, detail=detail)
             prompt = str(request.messages[-1]["content"])
-            return Judgement(False, failure_reason(result.text, prompt, result.finish_reason),
-                             detail)
+            return Judgement(
+                False, failure_reason(result.text, prompt, result.finish_reason), detail
+            )
 
         return await graded_chats(ctx, _items(dataset, limit), ask, judge)
 

@@ -65,8 +65,8 @@ def echoes_prompt(reply: str, prompt: str) -> bool:
     run = min(len(asked), ECHO_RUN)
     if run == 0 or len(said) < run:
         return False
-    runs = {tuple(asked[i:i + run]) for i in range(len(asked) - run + 1)}
-    return any(tuple(said[i:i + run]) in runs for i in range(len(said) - run + 1))
+    runs = {tuple(asked[i : i + run]) for i in range(len(asked) - run + 1)}
+    return any(tuple(said[i : i + run]) in runs for i in range(len(said) - run + 1))
 
 
 def bare(reply: str) -> str:
@@ -85,17 +85,20 @@ def exact_reply(reply: str, expected: str) -> bool:
 
 # A refusal: one of these (case-insensitive) in a reply's first REFUSAL_WINDOW characters.
 REFUSAL_WINDOW = 300
-REFUSAL_PATTERNS = tuple(re.compile(p, re.I) for p in (
-    r"\bI(?:'m| am) sorry,? but\b",
-    r"\bI apologi[sz]e,? but\b",
-    r"\bI (?:cannot|can't|can ?not|won't|will not|must not|shouldn't)\b",
-    r"\bI(?:'m| am) (?:unable|not able|not going) to\b",
-    r"\b(?:cannot|can't|won't|unable to) (?:help|assist|provide|support) (?:with|you)\b",
-    r"\bagainst (?:my|our) (?:guidelines|policies|policy|principles)\b",
-    r"\bnot something I(?:'m| am)? (?:can|able to|willing to) help with\b",
-    r"\bI must (?:decline|refuse)\b",
-    r"\bI(?:'m| am) not comfortable\b",
-))
+REFUSAL_PATTERNS = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"\bI(?:'m| am) sorry,? but\b",
+        r"\bI apologi[sz]e,? but\b",
+        r"\bI (?:cannot|can't|can ?not|won't|will not|must not|shouldn't)\b",
+        r"\bI(?:'m| am) (?:unable|not able|not going) to\b",
+        r"\b(?:cannot|can't|won't|unable to) (?:help|assist|provide|support) (?:with|you)\b",
+        r"\bagainst (?:my|our) (?:guidelines|policies|policy|principles)\b",
+        r"\bnot something I(?:'m| am)? (?:can|able to|willing to) help with\b",
+        r"\bI must (?:decline|refuse)\b",
+        r"\bI(?:'m| am) not comfortable\b",
+    )
+)
 
 
 def is_refusal(text: str) -> bool:
@@ -143,8 +146,11 @@ def wrong_values(got: object, expected: dict[str, object]) -> list[str]:
         elif isinstance(want, bool) or want is None:
             ok = value is want
         elif isinstance(want, int | float):
-            ok = (isinstance(value, int | float) and not isinstance(value, bool)
-                  and abs(value - want) <= 1e-6 * max(1.0, abs(want)))
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and abs(value - want) <= 1e-6 * max(1.0, abs(want))
+            )
         else:
             ok = value == want
         if not ok:

@@ -31,8 +31,10 @@ DATASET = "json-tasks.jsonl"
 
 def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     """Why `value` is not valid against `schema` (empty when it is)."""
-    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
-            for e in Draft202012Validator(schema).iter_errors(value)][:5]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+        for e in Draft202012Validator(schema).iter_errors(value)
+    ][:5]
 
 
 def judge_json(task: dict[str, Any], prompt: str, result: ChatResult) -> Judgement:
@@ -40,21 +42,29 @@ def judge_json(task: dict[str, Any], prompt: str, result: ChatResult) -> Judgeme
         value = json.loads(result.text)
     except ValueError as exc:
         reason = failure_reason(result.text, prompt, result.finish_reason)
-        return Judgement(False, "not_json" if reason == "wrong_answer" else reason,
-                         {"schema_errors": [f"not JSON: {exc}"]})
+        return Judgement(
+            False,
+            "not_json" if reason == "wrong_answer" else reason,
+            {"schema_errors": [f"not JSON: {exc}"]},
+        )
     errors = schema_errors(value, task["schema"])
     if errors:
         return Judgement(False, "schema_invalid", {"schema_errors": errors})
     wrong = wrong_values(value, task["expected"])
     if wrong:
-        return Judgement(False, "wrong_values", {"wrong_fields": wrong,
-                                                 "expected": task["expected"]})
+        return Judgement(
+            False, "wrong_values", {"wrong_fields": wrong, "expected": task["expected"]}
+        )
     return Judgement(True)
 
 
-@register("json_schema", requires="json_schema", planned=lambda prompts=8, **_: prompts,
-          description="Structured output: JSON valid against the requested schema, holding "
-                      "the values asked for.")
+@register(
+    "json_schema",
+    requires="json_schema",
+    planned=lambda prompts=8, **_: prompts,
+    description="Structured output: JSON valid against the requested schema, holding "
+    "the values asked for.",
+)
 def json_schema(prompts: int = 8, max_tokens: int = 256, dataset: str = DATASET) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         tasks = load_jsonl(dataset)
@@ -62,12 +72,19 @@ def json_schema(prompts: int = 8, max_tokens: int = 256, dataset: str = DATASET)
 
         def ask(index: int, task: dict[str, Any]) -> tuple[str, ChatRequest, dict[str, Any]]:
             name = str(task["id"]).replace("-", "_")
-            response_format = {"type": "json_schema", "json_schema": {
-                "name": name, "schema": task["schema"], "strict": True}}
-            return f"{task['id']}-{index}", ChatRequest(
-                messages=[{"role": "user", "content": str(task["prompt"])}],
-                max_tokens=max_tokens, response_format=response_format), {
-                "response_format": "json_schema:" + name}
+            response_format = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": task["schema"], "strict": True},
+            }
+            return (
+                f"{task['id']}-{index}",
+                ChatRequest(
+                    messages=[{"role": "user", "content": str(task["prompt"])}],
+                    max_tokens=max_tokens,
+                    response_format=response_format,
+                ),
+                {"response_format": "json_schema:" + name},
+            )
 
         def judge(task: dict[str, Any], request: ChatRequest, result: ChatResult) -> Judgement:
             return judge_json(task, str(task["prompt"]), result)

@@ -49,12 +49,21 @@ class QuantileTest:
 
     def run(self, values: list[float]) -> dict[str, Any]:
         estimate, lower, upper = quantile_interval(values, self.q)
-        outcome = (quantile_outcome(lower, upper, self.slo, self.at_most)
-                   if self.slo is not None and values else None)
-        return {"metric": self.metric, "n": len(values), "estimate": _round(estimate),
-                "lower": _round(lower), "upper": _round(upper), "slo": self.slo,
-                "slo_is": "at_most" if self.at_most else "at_least",
-                "outcome": outcome.value if outcome else None}
+        outcome = (
+            quantile_outcome(lower, upper, self.slo, self.at_most)
+            if self.slo is not None and values
+            else None
+        )
+        return {
+            "metric": self.metric,
+            "n": len(values),
+            "estimate": _round(estimate),
+            "lower": _round(lower),
+            "upper": _round(upper),
+            "slo": self.slo,
+            "slo_is": "at_most" if self.at_most else "at_least",
+            "outcome": outcome.value if outcome else None,
+        }
 
 
 def _round(value: float | None) -> float | None:
@@ -86,7 +95,7 @@ def describe(test: dict[str, Any]) -> str:
     unit = " ms" if test["metric"].endswith("_ms") else "/s"
     if test["estimate"] is None:
         return f"{name}: no answered requests"
-    bounds = (f"95 % CI {_bound(test['lower'])}–{_bound(test['upper'])}{unit}")
+    bounds = f"95 % CI {_bound(test['lower'])}–{_bound(test['upper'])}{unit}"
     text = f"{name} {test['estimate']:g}{unit} ({bounds})"
     if test["slo"] is not None:
         relation = "≤" if test["slo_is"] == "at_most" else "≥"
@@ -98,28 +107,44 @@ def _bound(value: float | None) -> str:
     return "unbounded" if value is None else f"{value:g}"
 
 
-@register("latency", planned=lambda requests=80, **_: requests,
-          description="Latency and TTFT quantiles under concurrency, tested against SLOs with "
-                      "order-statistic bounds.")
-def latency(requests: int = 80, concurrency: int = 8, p95_slo_ms: float | None = 2000.0,
-            p50_slo_ms: float | None = None, ttft_p95_slo_ms: float | None = None,
-            min_tokens_per_second: float | None = None, max_tokens: int = 16) -> CheckFn:
+@register(
+    "latency",
+    planned=lambda requests=80, **_: requests,
+    description="Latency and TTFT quantiles under concurrency, tested against SLOs with "
+    "order-statistic bounds.",
+)
+def latency(
+    requests: int = 80,
+    concurrency: int = 8,
+    p95_slo_ms: float | None = 2000.0,
+    p50_slo_ms: float | None = None,
+    ttft_p95_slo_ms: float | None = None,
+    min_tokens_per_second: float | None = None,
+    max_tokens: int = 16,
+) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         stream = ctx.target.supports("streaming")
 
         def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
             prompt, _token = chat_prompt(index)
-            return f"latency-{index}", ChatRequest(
-                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                stream=stream), {"slo_ms": p95_slo_ms}
+            return (
+                f"latency-{index}",
+                ChatRequest(
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=max_tokens,
+                    stream=stream,
+                ),
+                {"slo_ms": p95_slo_ms},
+            )
 
         def judge(index: int, request: ChatRequest, result: ChatResult) -> Judgement:
             if stream and (empty := judge_stream(result)) is not None:
                 return empty
             within = p95_slo_ms is None or result.latency_ms <= p95_slo_ms
             rate = tokens_per_second(result)
-            detail = {"within_slo": within} | ({} if rate is None else {
-                "output_tokens_per_second": round(rate, 1)})
+            detail = {"within_slo": within} | (
+                {} if rate is None else {"output_tokens_per_second": round(rate, 1)}
+            )
             return Judgement(within, None if within else "over_slo", detail)
 
         used = ctx.capped(concurrency)
@@ -127,24 +152,45 @@ def latency(requests: int = 80, concurrency: int = 8, p95_slo_ms: float | None =
         answered = [s for s in samples if s.grade is not Grade.ERROR and not s.error_cause]
         latencies = [s.latency_ms for s in answered if s.latency_ms is not None]
         ttfts = [s.ttft_ms for s in answered if s.ttft_ms is not None]
-        rates = [float(s.detail["output_tokens_per_second"]) for s in answered
-                 if "output_tokens_per_second" in s.detail]
-        tests = [QuantileTest("latency_p50_ms", 0.5, p50_slo_ms).run(latencies),
-                 QuantileTest("latency_p95_ms", 0.95, p95_slo_ms).run(latencies)]
+        rates = [
+            float(s.detail["output_tokens_per_second"])
+            for s in answered
+            if "output_tokens_per_second" in s.detail
+        ]
+        tests = [
+            QuantileTest("latency_p50_ms", 0.5, p50_slo_ms).run(latencies),
+            QuantileTest("latency_p95_ms", 0.95, p95_slo_ms).run(latencies),
+        ]
         if stream:
             tests.append(QuantileTest("ttft_p95_ms", 0.95, ttft_p95_slo_ms).run(ttfts))
         if rates or min_tokens_per_second is not None:
-            tests.append(QuantileTest("output_tokens_per_second_p50", 0.5,
-                                      min_tokens_per_second, at_most=False).run(rates))
+            tests.append(
+                QuantileTest(
+                    "output_tokens_per_second_p50", 0.5, min_tokens_per_second, at_most=False
+                ).run(rates)
+            )
         headline = tests[1]
         decided = Decided(
-            outcome=combine(tests), statistic=headline["estimate"], lower=headline["lower"],
-            upper=headline["upper"], threshold=p95_slo_ms,
-            explanation="; ".join(describe(t) for t in tests) + f"; at concurrency {used}")
-        return SampleList(samples, {
-            "quantiles": tests, "unit": "ms", "concurrency": used,
-            "requested_concurrency": concurrency, "streamed": stream,
-            "p50_ms": tests[0]["estimate"], "p95_ms": headline["estimate"],
-            "p95_slo_ms": p95_slo_ms}, decided)
+            outcome=combine(tests),
+            statistic=headline["estimate"],
+            lower=headline["lower"],
+            upper=headline["upper"],
+            threshold=p95_slo_ms,
+            explanation="; ".join(describe(t) for t in tests) + f"; at concurrency {used}",
+        )
+        return SampleList(
+            samples,
+            {
+                "quantiles": tests,
+                "unit": "ms",
+                "concurrency": used,
+                "requested_concurrency": concurrency,
+                "streamed": stream,
+                "p50_ms": tests[0]["estimate"],
+                "p95_ms": headline["estimate"],
+                "p95_slo_ms": p95_slo_ms,
+            },
+            decided,
+        )
 
     return check

@@ -61,12 +61,21 @@ def _planned(requests: int = 16, serial_requests: int = 6, rounds: int = 3, **_:
     return rounds * (serial_requests + requests)
 
 
-@register("load", planned=_planned,
-          description="Throughput at concurrency 1 and at the suite's concurrency; replies "
-                      "keep their content under load.")
-def load(requests: int = 16, concurrency: int = 8, min_speedup: float = 2.0,
-         min_answered_rate: float = 0.8, max_tokens: int = 16, serial_requests: int = 6,
-         rounds: int = 3) -> CheckFn:
+@register(
+    "load",
+    planned=_planned,
+    description="Throughput at concurrency 1 and at the suite's concurrency; replies "
+    "keep their content under load.",
+)
+def load(
+    requests: int = 16,
+    concurrency: int = 8,
+    min_speedup: float = 2.0,
+    min_answered_rate: float = 0.8,
+    max_tokens: int = 16,
+    serial_requests: int = 6,
+    rounds: int = 3,
+) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         stream = ctx.target.supports("streaming")
         used = ctx.capped(concurrency)
@@ -76,9 +85,15 @@ def load(requests: int = 16, concurrency: int = 8, min_speedup: float = 2.0,
         def phase(level: int, offset: int) -> Ask:
             def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
                 prompt, _token = chat_prompt(offset + index)
-                return f"load-c{level}-{offset + index}", ChatRequest(
-                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                    stream=stream), {"concurrency": level}
+                return (
+                    f"load-c{level}-{offset + index}",
+                    ChatRequest(
+                        messages=[{"role": "user", "content": prompt}],
+                        max_tokens=max_tokens,
+                        stream=stream,
+                    ),
+                    {"concurrency": level},
+                )
 
             return ask
 
@@ -95,17 +110,19 @@ def load(requests: int = 16, concurrency: int = 8, min_speedup: float = 2.0,
         for round_ in range(rounds):
             offset = round_ * (serial_requests + requests)
             started = time.perf_counter()
-            serial = await graded_chats(ctx, range(serial_requests), phase(1, offset), judge,
-                                        concurrency=1)
+            serial = await graded_chats(
+                ctx, range(serial_requests), phase(1, offset), judge, concurrency=1
+            )
             serial_rates.append(throughput(serial, time.perf_counter() - started))
             started = time.perf_counter()
-            loaded = await graded_chats(ctx, range(requests),
-                                        phase(used, offset + serial_requests), judge,
-                                        concurrency=used)
+            loaded = await graded_chats(
+                ctx, range(requests), phase(used, offset + serial_requests), judge, concurrency=used
+            )
             loaded_rates.append(throughput(loaded, time.perf_counter() - started))
             samples += [dataclasses.replace(s, index=offset + s.index) for s in serial]
-            samples += [dataclasses.replace(s, index=offset + serial_requests + s.index)
-                        for s in loaded]
+            samples += [
+                dataclasses.replace(s, index=offset + serial_requests + s.index) for s in loaded
+            ]
 
         one, many = max(serial_rates), max(loaded_rates)
         speedup = many / one if one > 0 else None
@@ -122,14 +139,29 @@ def load(requests: int = 16, concurrency: int = 8, min_speedup: float = 2.0,
             outcome = CheckOutcome.INCONCLUSIVE
         else:
             outcome = CheckOutcome.PASSED
-        decided = Decided(outcome=outcome, statistic=None if speedup is None else round(
-            speedup, 3), lower=None, upper=None, threshold=min_speedup,
-            explanation="; ".join(parts))
-        return SampleList(samples, {
-            "concurrency": used, "requested_concurrency": concurrency, "streamed": stream,
-            "throughput_at_1": round(one, 3), f"throughput_at_{used}": round(many, 3),
-            "speedup": None if speedup is None else round(speedup, 3),
-            "min_speedup": min_speedup, "answered_rate_lower": round(lower, 4),
-            "answered_rate_upper": round(upper, 4), "unit": "speedup"}, decided)
+        decided = Decided(
+            outcome=outcome,
+            statistic=None if speedup is None else round(speedup, 3),
+            lower=None,
+            upper=None,
+            threshold=min_speedup,
+            explanation="; ".join(parts),
+        )
+        return SampleList(
+            samples,
+            {
+                "concurrency": used,
+                "requested_concurrency": concurrency,
+                "streamed": stream,
+                "throughput_at_1": round(one, 3),
+                f"throughput_at_{used}": round(many, 3),
+                "speedup": None if speedup is None else round(speedup, 3),
+                "min_speedup": min_speedup,
+                "answered_rate_lower": round(lower, 4),
+                "answered_rate_upper": round(upper, 4),
+                "unit": "speedup",
+            },
+            decided,
+        )
 
     return check

@@ -29,22 +29,35 @@ from app.certification.results import Sample
 def judge_stream(result: ChatResult) -> Judgement | None:
     """A stream that carried nothing fails as such; None when it carried content."""
     if result.content_chunks == 0 and not result.text:
-        return Judgement(False, ErrorCause.STREAM_EMPTY,
-                         {"chunks": result.chunks, "done_marker": result.done_marker},
-                         cause=ErrorCause.STREAM_EMPTY)
+        return Judgement(
+            False,
+            ErrorCause.STREAM_EMPTY,
+            {"chunks": result.chunks, "done_marker": result.done_marker},
+            cause=ErrorCause.STREAM_EMPTY,
+        )
     return None
 
 
-@register("streaming", requires="streaming", planned=lambda prompts=8, **_: prompts,
-          description="SSE streaming: well-formed chunks that carry the asked token, TTFT "
-                      "recorded, ends with [DONE].")
+@register(
+    "streaming",
+    requires="streaming",
+    planned=lambda prompts=8, **_: prompts,
+    description="SSE streaming: well-formed chunks that carry the asked token, TTFT "
+    "recorded, ends with [DONE].",
+)
 def streaming(prompts: int = 8, max_tokens: int = 32) -> CheckFn:
     async def check(ctx: CheckContext) -> list[Sample]:
         def ask(index: int, _: int) -> tuple[str, ChatRequest, dict[str, Any]]:
             prompt, _token = chat_prompt(index)
-            return f"stream-{index}", ChatRequest(
-                messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                stream=True), {}
+            return (
+                f"stream-{index}",
+                ChatRequest(
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=max_tokens,
+                    stream=True,
+                ),
+                {},
+            )
 
         def judge(index: int, request: ChatRequest, result: ChatResult) -> Judgement:
             empty = judge_stream(result)
@@ -52,9 +65,16 @@ def streaming(prompts: int = 8, max_tokens: int = 32) -> CheckFn:
                 return empty
             prompt, token = chat_prompt(index)
             graded = judge_token(token, prompt, result)
-            return Judgement(graded.passed, graded.reason, graded.detail | {
-                "chunks": result.chunks, "content_chunks": result.content_chunks,
-                "done_marker": result.done_marker})
+            return Judgement(
+                graded.passed,
+                graded.reason,
+                graded.detail
+                | {
+                    "chunks": result.chunks,
+                    "content_chunks": result.content_chunks,
+                    "done_marker": result.done_marker,
+                },
+            )
 
         return await graded_chats(ctx, range(prompts), ask, judge)
 

@@ -43,8 +43,11 @@ SCHEMA_TOOL = "structured_output"
 
 
 def anthropic_headers(api_key: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "User-Agent": "modelcert/0.1",
-               "anthropic-version": ANTHROPIC_VERSION}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "modelcert/0.1",
+        "anthropic-version": ANTHROPIC_VERSION,
+    }
     if api_key:
         headers["x-api-key"] = api_key
     return headers
@@ -53,20 +56,32 @@ def anthropic_headers(api_key: str | None) -> dict[str, str]:
 def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     if request.response_format and request.response_format.get("type") == "json_schema":
         spec = request.response_format.get("json_schema") or {}
-        tool = {"name": SCHEMA_TOOL, "description": "Return the answer as structured data.",
-                "input_schema": spec.get("schema") or {"type": "object"}}
+        tool = {
+            "name": SCHEMA_TOOL,
+            "description": "Return the answer as structured data.",
+            "input_schema": spec.get("schema") or {"type": "object"},
+        }
         return [tool], {"type": "tool", "name": SCHEMA_TOOL}
     tools = []
     for tool in request.tools or []:
         function = tool.get("function", tool)
-        tools.append({"name": function["name"], "description": function.get("description", ""),
-                      "input_schema": function.get("parameters") or {"type": "object"}})
+        tools.append(
+            {
+                "name": function["name"],
+                "description": function.get("description", ""),
+                "input_schema": function.get("parameters") or {"type": "object"},
+            }
+        )
     return tools, None
 
 
 # Anthropic's stop reasons under OpenAI's finish_reason names, so evidence reads alike.
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "tool_use": "tool_calls"}
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
 
 
 def finish_reason(stop_reason: Any) -> str | None:
@@ -89,8 +104,12 @@ class Anthropic:
         try:
             models = [str(item["id"]) for item in data["data"]]
         except (KeyError, TypeError) as exc:
-            raise EndpointError(ErrorCause.MALFORMED_BODY, f"model list lacks data[].id ({exc!s})",
-                                status_code=status, latency_ms=latency) from None
+            raise EndpointError(
+                ErrorCause.MALFORMED_BODY,
+                f"model list lacks data[].id ({exc!s})",
+                status_code=status,
+                latency_ms=latency,
+            ) from None
         return ModelList(models=models, status_code=status, latency_ms=latency)
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
@@ -112,29 +131,45 @@ class Anthropic:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         if request.stream:
-            return await with_retries(self.client.policy, lambda: self._chat_stream(request),
-                                      self.client.on_retry)
+            return await with_retries(
+                self.client.policy, lambda: self._chat_stream(request), self.client.on_retry
+            )
         data, status, latency = await self.client.request_json(
-            "POST", f"{self.api}/messages", self._payload(request))
+            "POST", f"{self.api}/messages", self._payload(request)
+        )
         try:
             blocks = data["content"]
             texts = [str(b["text"]) for b in blocks if b.get("type") == "text"]
             uses = [b for b in blocks if b.get("type") == "tool_use"]
-            tool_calls = [{"id": b.get("id"), "type": "function",
-                           "function": {"name": b["name"], "arguments": json.dumps(b["input"])}}
-                          for b in uses]
+            tool_calls = [
+                {
+                    "id": b.get("id"),
+                    "type": "function",
+                    "function": {"name": b["name"], "arguments": json.dumps(b["input"])},
+                }
+                for b in uses
+            ]
         except (KeyError, TypeError, AttributeError) as exc:
-            raise EndpointError(ErrorCause.MALFORMED_BODY, f"message lacks content[] ({exc!s})",
-                                status_code=status, latency_ms=latency) from None
+            raise EndpointError(
+                ErrorCause.MALFORMED_BODY,
+                f"message lacks content[] ({exc!s})",
+                status_code=status,
+                latency_ms=latency,
+            ) from None
         text = "".join(texts)
         if request.response_format and not request.tools:
             forced = [c for c in tool_calls if c["function"]["name"] == SCHEMA_TOOL]
             text = forced[0]["function"]["arguments"] if forced else text
             tool_calls = []
-        return ChatResult(text=text, status_code=status, latency_ms=latency,
-                          finish_reason=finish_reason(data.get("stop_reason")),
-                          tool_calls=tool_calls, raw_model=served_model(data),
-                          usage=parse_usage(data.get("usage"), "input_tokens", "output_tokens"))
+        return ChatResult(
+            text=text,
+            status_code=status,
+            latency_ms=latency,
+            finish_reason=finish_reason(data.get("stop_reason")),
+            tool_calls=tool_calls,
+            raw_model=served_model(data),
+            usage=parse_usage(data.get("usage"), "input_tokens", "output_tokens"),
+        )
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
         payload = self._payload(request) | {"stream": True}
@@ -145,7 +180,9 @@ class Anthropic:
         usage: dict[str, int] = {}
         done = False
         async with self.client.stream_sse(f"{self.api}/messages", payload) as (
-            events, status, started,
+            events,
+            status,
+            started,
         ):
             async for data in events:
                 elapsed = (time.perf_counter() - started) * 1000
@@ -156,17 +193,23 @@ class Anthropic:
                     raise EndpointError(
                         ErrorCause.MALFORMED_BODY,
                         f"stream event {chunks + 1} is malformed: {scrub(data)[:80]!r}",
-                        status_code=status, latency_ms=elapsed) from None
+                        status_code=status,
+                        latency_ms=elapsed,
+                    ) from None
                 chunks += 1
                 if kind == "error":
-                    raise EndpointError(ErrorCause.SERVER_ERROR,
-                                        f"stream error event: {scrub(data)[:200]}",
-                                        status_code=status, latency_ms=elapsed)
+                    raise EndpointError(
+                        ErrorCause.SERVER_ERROR,
+                        f"stream error event: {scrub(data)[:200]}",
+                        status_code=status,
+                        latency_ms=elapsed,
+                    )
                 if kind == "message_start":
                     message = event.get("message") or {}
                     model = served_model(message)
-                    usage |= parse_usage(message.get("usage"), "input_tokens",
-                                         "output_tokens") or {}
+                    usage |= (
+                        parse_usage(message.get("usage"), "input_tokens", "output_tokens") or {}
+                    )
                 elif kind == "content_block_delta":
                     delta = event.get("delta") or {}
                     text = delta.get("text")
@@ -177,21 +220,32 @@ class Anthropic:
                         parts.append(str(text))
                 elif kind == "message_delta":
                     stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
-                    usage |= parse_usage(event.get("usage"), "input_tokens",
-                                         "output_tokens") or {}
+                    usage |= parse_usage(event.get("usage"), "input_tokens", "output_tokens") or {}
                 elif kind == "message_stop":
                     done = True
                     break
             latency = (time.perf_counter() - started) * 1000
         if not done:
-            raise EndpointError(ErrorCause.STREAM_INCOMPLETE,
-                                f"stream ended after {chunks} events without message_stop",
-                                status_code=status, latency_ms=latency)
-        return ChatResult(text="".join(parts), status_code=status, latency_ms=latency,
-                          ttft_ms=ttft_ms, finish_reason=finish_reason(stop_reason),
-                          chunks=chunks, done_marker=True, raw_model=model, usage=usage or None,
-                          content_chunks=content_chunks)
+            raise EndpointError(
+                ErrorCause.STREAM_INCOMPLETE,
+                f"stream ended after {chunks} events without message_stop",
+                status_code=status,
+                latency_ms=latency,
+            )
+        return ChatResult(
+            text="".join(parts),
+            status_code=status,
+            latency_ms=latency,
+            ttft_ms=ttft_ms,
+            finish_reason=finish_reason(stop_reason),
+            chunks=chunks,
+            done_marker=True,
+            raw_model=model,
+            usage=usage or None,
+            content_chunks=content_chunks,
+        )
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
-        raise EndpointError(ErrorCause.INVALID_TARGET,
-                            "the Anthropic Messages API offers no embeddings endpoint")
+        raise EndpointError(
+            ErrorCause.INVALID_TARGET, "the Anthropic Messages API offers no embeddings endpoint"
+        )

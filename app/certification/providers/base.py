@@ -12,7 +12,8 @@ from typing import Any, Protocol
 # text taken from a response is scrubbed of it *before* it is cut to an excerpt, so a cut
 # never leaves a fragment the redaction downstream could not recognise.
 JOB_SECRETS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
-    "job_secrets", default=())
+    "job_secrets", default=()
+)
 
 
 def scrub(text: str) -> str:
@@ -97,8 +98,9 @@ def served_model(data: Any) -> str | None:
     return model[:200] if isinstance(model, str) and model else None
 
 
-def parse_usage(value: Any, prompt_key: str = "prompt_tokens",
-                completion_key: str = "completion_tokens") -> dict[str, int] | None:
+def parse_usage(
+    value: Any, prompt_key: str = "prompt_tokens", completion_key: str = "completion_tokens"
+) -> dict[str, int] | None:
     """Token counts as the endpoint reported them, under OpenAI's names; None when absent."""
     if not isinstance(value, dict):
         return None

@@ -28,7 +28,8 @@ MAX_RETRY_AFTER = 60.0
 # Retries of the request(s) of the sample under way: each sample runs in its own task
 # (checks.run_samples), which sets a fresh counter, so the count is the sample's alone.
 SAMPLE_RETRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "sample_retries", default=None)
+    "sample_retries", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,16 @@ def make_session(
     socket_factory: Callable[[Any], Any] | None = None,
 ) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
-        limit=policy.max_connections, limit_per_host=policy.max_connections, resolver=resolver,
-        ttl_dns_cache=60, socket_factory=socket_factory,
+        limit=policy.max_connections,
+        limit_per_host=policy.max_connections,
+        resolver=resolver,
+        ttl_dns_cache=60,
+        socket_factory=socket_factory,
     )
     timeout = aiohttp.ClientTimeout(
-        total=policy.total_timeout, sock_connect=policy.connect_timeout,
-        sock_read=policy.read_timeout
+        total=policy.total_timeout,
+        sock_connect=policy.connect_timeout,
+        sock_read=policy.read_timeout,
     )
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
 
@@ -88,7 +93,10 @@ def error_for_status(
     else:
         cause = ErrorCause.HTTP_STATUS
     return EndpointError(
-        cause, f"HTTP {status}: {excerpt}", status_code=status, retry_after=retry_after,
+        cause,
+        f"HTTP {status}: {excerpt}",
+        status_code=status,
+        retry_after=retry_after,
         latency_ms=latency_ms,
     )
 
@@ -97,23 +105,28 @@ def translate_client_error(exc: BaseException, latency_ms: float) -> EndpointErr
     if isinstance(exc, EndpointError):
         return exc
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return EndpointError(ErrorCause.TIMEOUT, scrub(f"timed out: {exc!s}")[:300],
-                             latency_ms=latency_ms)
+        return EndpointError(
+            ErrorCause.TIMEOUT, scrub(f"timed out: {exc!s}")[:300], latency_ms=latency_ms
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         os_error = getattr(exc, "os_error", None)
         if isinstance(os_error, BlockedAddressError):
             return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(os_error), latency_ms=latency_ms)
-        return EndpointError(ErrorCause.CONNECT_ERROR, scrub(f"cannot connect: {exc!s}")[:300],
-                             latency_ms=latency_ms)
+        return EndpointError(
+            ErrorCause.CONNECT_ERROR, scrub(f"cannot connect: {exc!s}")[:300], latency_ms=latency_ms
+        )
     if isinstance(exc, BlockedAddressError):
         return EndpointError(ErrorCause.BLOCKED_ADDRESS, str(exc), latency_ms=latency_ms)
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        return EndpointError(ErrorCause.STREAM_INCOMPLETE,
-                             scrub(f"connection cut: {exc!s}")[:300],
-                             latency_ms=latency_ms)
+        return EndpointError(
+            ErrorCause.STREAM_INCOMPLETE,
+            scrub(f"connection cut: {exc!s}")[:300],
+            latency_ms=latency_ms,
+        )
     if isinstance(exc, aiohttp.ClientError):
-        return EndpointError(ErrorCause.CONNECT_ERROR, scrub(f"client error: {exc!s}")[:300],
-                             latency_ms=latency_ms)
+        return EndpointError(
+            ErrorCause.CONNECT_ERROR, scrub(f"client error: {exc!s}")[:300], latency_ms=latency_ms
+        )
     raise exc
 
 

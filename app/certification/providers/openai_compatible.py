@@ -38,8 +38,10 @@ class OpenAICompatible:
             models = [str(item["id"]) for item in data["data"]]
         except (KeyError, TypeError) as exc:
             raise EndpointError(
-                ErrorCause.MALFORMED_BODY, f"model list lacks data[].id ({exc!s})",
-                status_code=status, latency_ms=latency,
+                ErrorCause.MALFORMED_BODY,
+                f"model list lacks data[].id ({exc!s})",
+                status_code=status,
+                latency_ms=latency,
             ) from None
         return ModelList(models=models, status_code=status, latency_ms=latency)
 
@@ -75,13 +77,19 @@ class OpenAICompatible:
             tool_calls = list(message.get("tool_calls") or [])
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise EndpointError(
-                ErrorCause.MALFORMED_BODY, f"chat completion lacks choices[0].message ({exc!s})",
-                status_code=status, latency_ms=latency,
+                ErrorCause.MALFORMED_BODY,
+                f"chat completion lacks choices[0].message ({exc!s})",
+                status_code=status,
+                latency_ms=latency,
             ) from None
         return ChatResult(
-            text=text, status_code=status, latency_ms=latency,
-            finish_reason=choice.get("finish_reason"), tool_calls=tool_calls,
-            raw_model=served_model(data), usage=parse_usage(data.get("usage")),
+            text=text,
+            status_code=status,
+            latency_ms=latency,
+            finish_reason=choice.get("finish_reason"),
+            tool_calls=tool_calls,
+            raw_model=served_model(data),
+            usage=parse_usage(data.get("usage")),
         )
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
@@ -93,7 +101,9 @@ class OpenAICompatible:
         usage: dict[str, int] | None = None
         done = False
         async with self.client.stream_sse(f"{self.base_url}/chat/completions", payload) as (
-            events, status, started,
+            events,
+            status,
+            started,
         ):
             async for data in events:
                 if data == "[DONE]":
@@ -107,8 +117,9 @@ class OpenAICompatible:
                     delta = choice.get("delta") or {}
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     raise EndpointError(
-                        ErrorCause.MALFORMED_BODY, f"stream chunk {chunks + 1} is malformed: "
-                        f"{scrub(data)[:80]!r}", status_code=status,
+                        ErrorCause.MALFORMED_BODY,
+                        f"stream chunk {chunks + 1} is malformed: {scrub(data)[:80]!r}",
+                        status_code=status,
                         latency_ms=(time.perf_counter() - started) * 1000,
                     ) from None
                 chunks += 1
@@ -127,12 +138,20 @@ class OpenAICompatible:
             raise EndpointError(
                 ErrorCause.STREAM_INCOMPLETE,
                 f"stream ended after {chunks} chunks without [DONE]",
-                status_code=status, latency_ms=latency,
+                status_code=status,
+                latency_ms=latency,
             )
         return ChatResult(
-            text="".join(parts), status_code=status, latency_ms=latency, ttft_ms=ttft_ms,
-            finish_reason=finish_reason, chunks=chunks, done_marker=done, raw_model=model,
-            usage=usage, content_chunks=content_chunks,
+            text="".join(parts),
+            status_code=status,
+            latency_ms=latency,
+            ttft_ms=ttft_ms,
+            finish_reason=finish_reason,
+            chunks=chunks,
+            done_marker=done,
+            raw_model=model,
+            usage=usage,
+            content_chunks=content_chunks,
         )
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
@@ -145,8 +164,10 @@ class OpenAICompatible:
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EndpointError(
-                ErrorCause.MALFORMED_BODY, f"embeddings lack data[].embedding ({exc!s})",
-                status_code=status, latency_ms=latency,
+                ErrorCause.MALFORMED_BODY,
+                f"embeddings lack data[].embedding ({exc!s})",
+                status_code=status,
+                latency_ms=latency,
             ) from None
         return EmbeddingResult(vectors=vectors, status_code=status, latency_ms=latency)
 

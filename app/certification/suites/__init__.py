@@ -101,9 +101,11 @@ def _datasets_named(definition: SuiteFile) -> list[str]:
 
     names = set()
     for check in definition.checks:
-        defaults = {name: param.default for name, param in
-                    inspect.signature(REGISTRY[check.name].factory).parameters.items()
-                    if param.default is not inspect.Parameter.empty}
+        defaults = {
+            name: param.default
+            for name, param in inspect.signature(REGISTRY[check.name].factory).parameters.items()
+            if param.default is not inspect.Parameter.empty
+        }
         for key, value in (defaults | check.params).items():
             if (key == "dataset" or key.endswith("_dataset")) and isinstance(value, str):
                 names.add(value)

@@ -10,8 +10,12 @@ PROBLEM = "application/problem+json"
 
 
 def target_body(reference_base: str = "http://127.0.0.1:8100/v1", **over: object) -> dict:
-    return {"name": f"t-{uuid.uuid4().hex[:8]}", "model": "reference-model",
-            "base_url": reference_base, **over}
+    return {
+        "name": f"t-{uuid.uuid4().hex[:8]}",
+        "model": "reference-model",
+        "base_url": reference_base,
+        **over,
+    }
 
 
 @pytest.fixture()
@@ -45,13 +49,16 @@ def test_v1_needs_a_token(client) -> None:  # type: ignore[no-untyped-def]
     body = assert_problem(r, 401)
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
     assert "token" in body["detail"]
-    assert_problem(client.get("/v1/certifications",
-                              headers={"Authorization": "Bearer mc_nope"}), 401)
+    assert_problem(
+        client.get("/v1/certifications", headers={"Authorization": "Bearer mc_nope"}), 401
+    )
 
 
 def test_create_and_read_target(client, auth) -> None:  # type: ignore[no-untyped-def]
-    body = target_body(capabilities={"tools": True, "context_length": 8192},
-                       rate_limit={"rps": 5, "max_concurrency": 4})
+    body = target_body(
+        capabilities={"tools": True, "context_length": 8192},
+        rate_limit={"rps": 5, "max_concurrency": 4},
+    )
     r = client.post("/v1/targets", json=body, headers=auth)
     assert r.status_code == 201
     created = r.get_json()
@@ -61,46 +68,61 @@ def test_create_and_read_target(client, auth) -> None:  # type: ignore[no-untype
     assert_problem(client.post("/v1/targets", json=body, headers=auth), 409)
 
 
-@pytest.mark.parametrize("bad", [
-    {"model": "m", "base_url": "http://x/v1"},                       # name missing
-    {"name": "a", "model": "m"},                                      # no endpoint
-    {"name": "a", "model": "m", "base_url": "ftp://x/v1"},
-    {"name": "a", "model": "m", "base_url": "http://user:pw@x/v1"},
-    {"name": "a", "model": "m", "base_url": "http://x:99999/v1"},
-    {"name": "a", "model": "m", "base_url": "http:///v1"},
-    {"name": "a", "model": "m", "base_url": "http://x/v1", "provider": "other"},
-    {"name": "a", "model": "m", "base_url": "http://x/v1", "unknown": 1},
-    {"name": "a", "model": "m", "base_url": "http://x/v1", "rate_limit": {"rps": -1}},
-    {"name": "", "model": "m", "base_url": "http://x/v1"},
-    ["not", "an", "object"],
-    "string",
-    None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model": "m", "base_url": "http://x/v1"},  # name missing
+        {"name": "a", "model": "m"},  # no endpoint
+        {"name": "a", "model": "m", "base_url": "ftp://x/v1"},
+        {"name": "a", "model": "m", "base_url": "http://user:pw@x/v1"},
+        {"name": "a", "model": "m", "base_url": "http://x:99999/v1"},
+        {"name": "a", "model": "m", "base_url": "http:///v1"},
+        {"name": "a", "model": "m", "base_url": "http://x/v1", "provider": "other"},
+        {"name": "a", "model": "m", "base_url": "http://x/v1", "unknown": 1},
+        {"name": "a", "model": "m", "base_url": "http://x/v1", "rate_limit": {"rps": -1}},
+        {"name": "", "model": "m", "base_url": "http://x/v1"},
+        ["not", "an", "object"],
+        "string",
+        None,
+    ],
+)
 def test_target_schema_violations_are_422(client, auth, bad) -> None:  # type: ignore[no-untyped-def]
     body = assert_problem(client.post("/v1/targets", json=bad, headers=auth), 422)
     assert body["errors"] and all("loc" in e and "msg" in e for e in body["errors"])
 
 
-@pytest.mark.parametrize("raw", [b"{bad json", b"{\"a\": ", b"\xff\xfe", b"[1,2"])
+@pytest.mark.parametrize("raw", [b"{bad json", b'{"a": ', b"\xff\xfe", b"[1,2"])
 def test_malformed_json_is_400(client, auth, raw: bytes) -> None:  # type: ignore[no-untyped-def]
     for path in ("/v1/targets", "/v1/certifications"):
-        assert_problem(client.post(path, data=raw, headers={**auth, "Content-Type":
-                                                            "application/json"}), 400)
+        assert_problem(
+            client.post(path, data=raw, headers={**auth, "Content-Type": "application/json"}), 400
+        )
 
 
 def test_wrong_content_type_is_415(client, auth) -> None:  # type: ignore[no-untyped-def]
-    assert_problem(client.post("/v1/targets", data="name=x", headers={
-        **auth, "Content-Type": "application/x-www-form-urlencoded"}), 415)
+    assert_problem(
+        client.post(
+            "/v1/targets",
+            data="name=x",
+            headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+    )
 
 
 def test_body_over_1_mib_is_413(client, auth) -> None:  # type: ignore[no-untyped-def]
     big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    assert_problem(client.post("/v1/certifications", data=big,
-                               headers={**auth, "Content-Type": "application/json"}), 413)
+    assert_problem(
+        client.post(
+            "/v1/certifications", data=big, headers={**auth, "Content-Type": "application/json"}
+        ),
+        413,
+    )
 
 
-@pytest.mark.parametrize("ident", [str(uuid.uuid4()), "not-a-uuid", "1", "%20",
-                                   "00000000-0000-0000-0000-000000000000"])
+@pytest.mark.parametrize(
+    "ident", [str(uuid.uuid4()), "not-a-uuid", "1", "%20", "00000000-0000-0000-0000-000000000000"]
+)
 def test_unknown_ids_are_404(client, auth, ident: str) -> None:  # type: ignore[no-untyped-def]
     assert_problem(client.get(f"/v1/certifications/{ident}", headers=auth), 404)
     assert_problem(client.get(f"/v1/targets/{ident}", headers=auth), 404)
@@ -128,41 +150,61 @@ def test_create_certification_is_202_with_location(client, auth, target_id) -> N
     assert got["id"] == body["id"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"target_id": "nope"}, {}, {"target_id": str(uuid.uuid4()), "priority": "urgent"},
-    {"target_id": str(uuid.uuid4()), "suite": "Bad Suite!"},
-    {"target_id": str(uuid.uuid4()), "extra": True},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"target_id": "nope"},
+        {},
+        {"target_id": str(uuid.uuid4()), "priority": "urgent"},
+        {"target_id": str(uuid.uuid4()), "suite": "Bad Suite!"},
+        {"target_id": str(uuid.uuid4()), "extra": True},
+    ],
+)
 def test_certification_schema_violations_are_422(client, auth, bad) -> None:  # type: ignore[no-untyped-def]
     assert_problem(client.post("/v1/certifications", json=bad, headers=auth), 422)
 
 
 def test_unknown_target_or_suite(client, auth, target_id) -> None:  # type: ignore[no-untyped-def]
-    assert_problem(client.post("/v1/certifications", json={"target_id": str(uuid.uuid4())},
-                               headers=auth), 404)
-    body = assert_problem(client.post("/v1/certifications",
-                                      json={"target_id": target_id, "suite": "nosuchsuite"},
-                                      headers=auth), 422)
+    assert_problem(
+        client.post("/v1/certifications", json={"target_id": str(uuid.uuid4())}, headers=auth), 404
+    )
+    body = assert_problem(
+        client.post(
+            "/v1/certifications",
+            json={"target_id": target_id, "suite": "nosuchsuite"},
+            headers=auth,
+        ),
+        422,
+    )
     assert body["errors"][0]["loc"] == ["body", "suite"]
 
 
 def test_idempotency_key(client, auth, target_id) -> None:  # type: ignore[no-untyped-def]
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    first = client.post("/v1/certifications", json={"target_id": target_id},
-                        headers={**auth, **key})
-    again = client.post("/v1/certifications", json={"target_id": target_id},
-                        headers={**auth, **key})
+    first = client.post(
+        "/v1/certifications", json={"target_id": target_id}, headers={**auth, **key}
+    )
+    again = client.post(
+        "/v1/certifications", json={"target_id": target_id}, headers={**auth, **key}
+    )
     assert first.status_code == again.status_code == 202
     assert first.get_json()["id"] == again.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    other = client.post("/v1/certifications", json={"target_id": target_id, "priority": "high"},
-                        headers={**auth, **key})
+    other = client.post(
+        "/v1/certifications",
+        json={"target_id": target_id, "priority": "high"},
+        headers={**auth, **key},
+    )
     assert_problem(other, 422)
 
 
 def test_list_filters_and_cursor_pagination(client, auth, target_id) -> None:  # type: ignore[no-untyped-def]
-    ids = {client.post("/v1/certifications", json={"target_id": target_id},
-                       headers=auth).get_json()["id"] for _ in range(5)}
+    ids = {
+        client.post("/v1/certifications", json={"target_id": target_id}, headers=auth).get_json()[
+            "id"
+        ]
+        for _ in range(5)
+    }
     seen: list[str] = []
     cursor = None
     while True:
@@ -173,27 +215,30 @@ def test_list_filters_and_cursor_pagination(client, auth, target_id) -> None:  #
         if not cursor:
             break
     assert set(seen) == ids and len(seen) == len(ids)
-    queued = client.get("/v1/certifications", query_string={"status": "succeeded",
-                                                              "target_id": target_id},
-                        headers=auth).get_json()
+    queued = client.get(
+        "/v1/certifications",
+        query_string={"status": "succeeded", "target_id": target_id},
+        headers=auth,
+    ).get_json()
     assert queued["items"] == []
-    assert_problem(client.get("/v1/certifications", query_string={"status": "bogus"},
-                              headers=auth), 422)
-    assert_problem(client.get("/v1/certifications", query_string={"cursor": "!!!"},
-                              headers=auth), 422)
-    assert_problem(client.get("/v1/certifications", query_string={"limit": 0},
-                              headers=auth), 422)
+    assert_problem(
+        client.get("/v1/certifications", query_string={"status": "bogus"}, headers=auth), 422
+    )
+    assert_problem(
+        client.get("/v1/certifications", query_string={"cursor": "!!!"}, headers=auth), 422
+    )
+    assert_problem(client.get("/v1/certifications", query_string={"limit": 0}, headers=auth), 422)
 
 
 def test_other_organization_sees_nothing(client, auth, factory, target_id) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import make_token
 
-    cert = client.post("/v1/certifications", json={"target_id": target_id},
-                       headers=auth).get_json()
+    cert = client.post("/v1/certifications", json={"target_id": target_id}, headers=auth).get_json()
     other = {"Authorization": f"Bearer {make_token(factory, 'other-' + uuid.uuid4().hex[:6])}"}
     assert_problem(client.get(f"/v1/targets/{target_id}", headers=other), 404)
     assert_problem(client.get(f"/v1/certifications/{cert['id']}", headers=other), 404)
     assert client.get("/v1/certifications", headers=other).get_json()["items"] == []
     assert client.get("/v1/targets", headers=other).get_json()["items"] == []
-    assert_problem(client.post("/v1/certifications", json={"target_id": target_id},
-                               headers=other), 404)
+    assert_problem(
+        client.post("/v1/certifications", json={"target_id": target_id}, headers=other), 404
+    )

@@ -42,10 +42,11 @@ def test_every_v1_operation_lists_the_errors_any_request_may_meet(client) -> Non
 
 
 def test_answers_use_the_declared_media_type(client, auth) -> None:  # type: ignore[no-untyped-def]
-    for response in (client.get("/v1/targets"),
-                     client.get("/v1/targets/nope", headers=auth),
-                     client.post("/v1/targets", json={"name": ""}, headers=auth),
-                     client.post("/v1/targets", data="{", content_type="application/json",
-                                 headers=auth)):
+    for response in (
+        client.get("/v1/targets"),
+        client.get("/v1/targets/nope", headers=auth),
+        client.post("/v1/targets", json={"name": ""}, headers=auth),
+        client.post("/v1/targets", data="{", content_type="application/json", headers=auth),
+    ):
         assert response.status_code >= 400
         assert response.mimetype == "application/problem+json"

@@ -14,15 +14,36 @@ from tests.conftest import make_token
 from tests.integration.jobs import queue, run_inline
 
 PROBLEM = "application/problem+json"
-EVIDENCE_KEYS = {"check", "index", "prompt_id", "grade", "request_summary", "response_excerpt",
-                 "latency_ms", "ttft_ms", "status_code", "error", "error_cause",
-                 "finish_reason", "usage", "served_model", "retries", "detail"}
+EVIDENCE_KEYS = {
+    "check",
+    "index",
+    "prompt_id",
+    "grade",
+    "request_summary",
+    "response_excerpt",
+    "latency_ms",
+    "ttft_ms",
+    "status_code",
+    "error",
+    "error_cause",
+    "finish_reason",
+    "usage",
+    "served_model",
+    "retries",
+    "detail",
+}
 
 
 def new_target(client, auth, base_url: str) -> str:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/targets", json={"name": f"t-{uuid.uuid4().hex[:8]}",
-                                         "model": "reference-model", "base_url": base_url},
-                    headers=auth)
+    r = client.post(
+        "/v1/targets",
+        json={
+            "name": f"t-{uuid.uuid4().hex[:8]}",
+            "model": "reference-model",
+            "base_url": base_url,
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.get_json()
     return r.get_json()["id"]
 
@@ -72,7 +93,8 @@ def test_results_evidence_and_certificate(client, auth, certified) -> None:  # t
     assert len(lines) == 15 and all(set(line) == EVIDENCE_KEYS for line in lines)
     chats = [line for line in lines if line["check"] == "chat"]
     assert {(line["finish_reason"], line["served_model"]) for line in chats} == {
-        ("stop", "reference-model")}
+        ("stop", "reference-model")
+    }
     assert all(line["detail"]["expected"] for line in chats)
     assert {line["check"] for line in lines} == {"connectivity", "chat"}
     assert all(line["grade"] == "pass" and line["status_code"] == 200 for line in lines)
@@ -91,12 +113,17 @@ def test_results_evidence_and_certificate(client, auth, certified) -> None:  # t
     assert job["valid_until"].replace("+00:00", "Z") == cert["payload"]["valid_until"]
 
 
-def test_verify_cli_accepts_keys_saved_from_the_api(client, auth, certified,  # type: ignore[no-untyped-def]
-                                                    tmp_path) -> None:
+def test_verify_cli_accepts_keys_saved_from_the_api(
+    client,
+    auth,
+    certified,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     _, cert_id = certified
     cert_file, keys_file = tmp_path / "cert.json", tmp_path / "keys.json"
-    cert_file.write_bytes(client.get(f"/v1/certifications/{cert_id}/certificate",
-                                     headers=auth).data)
+    cert_file.write_bytes(
+        client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth).data
+    )
     keys_file.write_bytes(client.get("/v1/signing-keys").data)
     keys = json.loads(keys_file.read_text())["keys"]
     assert keys and {"key_id", "public_key", "created_at", "retired_at"} <= set(keys[0])
@@ -112,10 +139,12 @@ def test_verify_cli_accepts_keys_saved_from_the_api(client, auth, certified,  # 
 def test_other_organizations_see_nothing(client, auth, factory, certified) -> None:  # type: ignore[no-untyped-def]
     target, cert_id = certified
     other = {"Authorization": f"Bearer {make_token(factory, f'org-{uuid.uuid4().hex[:8]}')}"}
-    for path in (f"/v1/certifications/{cert_id}/results",
-                 f"/v1/certifications/{cert_id}/evidence",
-                 f"/v1/certifications/{cert_id}/certificate",
-                 f"/v1/targets/{target}/certificate"):
+    for path in (
+        f"/v1/certifications/{cert_id}/results",
+        f"/v1/certifications/{cert_id}/evidence",
+        f"/v1/certifications/{cert_id}/certificate",
+        f"/v1/targets/{target}/certificate",
+    ):
         assert_problem(client.get(path, headers=other), 404)
         assert client.get(path, headers=auth).status_code == 200
     for bad in (str(uuid.uuid4()), "not-a-uuid"):
@@ -123,8 +152,13 @@ def test_other_organizations_see_nothing(client, auth, factory, certified) -> No
         assert_problem(client.get(f"/v1/targets/{bad}/certificate", headers=auth), 404)
 
 
-def test_before_it_runs_there_is_nothing_to_show(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                 reference_url) -> None:
+def test_before_it_runs_there_is_nothing_to_show(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target = new_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert_problem(client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth), 404)
@@ -135,21 +169,32 @@ def test_before_it_runs_there_is_nothing_to_show(client, auth, factory, settings
     assert r.status_code == 200 and r.data == b""
 
 
-def test_not_certified_is_signed_but_never_current(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                   reference_url) -> None:
+def test_not_certified_is_signed_but_never_current(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     target = new_target(client, auth, f"{reference_url}/m/wrong/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     cert = client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth).get_json()
     assert cert["payload"]["verdict"] == "not_certified" and cert["status"] == "not_certified"
     certs.verify(cert, certs.parse_keys_document(client.get("/v1/signing-keys").get_json()))
-    assert client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()[
-        "valid_until"] is None
+    assert (
+        client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()["valid_until"] is None
+    )
     assert_problem(client.get(f"/v1/targets/{target}/certificate", headers=auth), 404)
 
 
-def test_a_newer_certificate_supersedes_the_older(client, auth, factory, settings,  # type: ignore[no-untyped-def]
-                                                  certified) -> None:
+def test_a_newer_certificate_supersedes_the_older(
+    client,
+    auth,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    certified,
+) -> None:
     target, first = certified
     second = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, second) == "succeeded"
@@ -160,7 +205,8 @@ def test_a_newer_certificate_supersedes_the_older(client, auth, factory, setting
 
 
 def test_a_not_certified_run_ends_the_standing_of_the_certified_one(  # type: ignore[no-untyped-def]
-        client, auth, factory, settings, reference_url, certified) -> None:
+    client, auth, factory, settings, reference_url, certified
+) -> None:
     from sqlalchemy import update
 
     from app.db.models import Target
@@ -168,8 +214,11 @@ def test_a_not_certified_run_ends_the_standing_of_the_certified_one(  # type: ig
 
     target, first = certified
     with transaction(factory) as session:  # the same endpoint now answers wrong
-        session.execute(update(Target).where(Target.id == uuid.UUID(target))
-                        .values(base_url=f"{reference_url}/m/wrong/v1"))
+        session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(target))
+            .values(base_url=f"{reference_url}/m/wrong/v1")
+        )
     second = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, second) == "succeeded"
     old = client.get(f"/v1/certifications/{first}/certificate", headers=auth).get_json()
@@ -181,11 +230,15 @@ def test_a_not_certified_run_ends_the_standing_of_the_certified_one(  # type: ig
 
 def test_openapi_documents_the_new_routes(client) -> None:  # type: ignore[no-untyped-def]
     paths = client.get("/openapi.json").get_json()["paths"]
-    for path in ("/v1/suites", "/v1/suites/{name}", "/v1/signing-keys",
-                 "/v1/certifications/{certification_id}/results",
-                 "/v1/certifications/{certification_id}/evidence",
-                 "/v1/certifications/{certification_id}/certificate",
-                 "/v1/targets/{target_id}/certificate"):
+    for path in (
+        "/v1/suites",
+        "/v1/suites/{name}",
+        "/v1/signing-keys",
+        "/v1/certifications/{certification_id}/results",
+        "/v1/certifications/{certification_id}/evidence",
+        "/v1/certifications/{certification_id}/certificate",
+        "/v1/targets/{target_id}/certificate",
+    ):
         assert path in paths, path
     evidence = paths["/v1/certifications/{certification_id}/evidence"]["get"]
     assert "application/x-ndjson" in evidence["responses"]["200"]["content"]
@@ -202,10 +255,20 @@ def test_rotated_keys_stay_published_and_verify(client, factory) -> None:  # typ
     with transaction(factory) as session:
         register_keys(session, old)
     payload = certs.build_payload(
-        certification_id="c", target_id="t", target_name="n", model="m", region=None,
-        endpoint_fingerprint="sha256:x", suite_name="smoke", suite_version="1.0.0",
-        suite_hash="sha256:y", results=[], verdict="certified", key_id=old.key_id,
-        issued_at=datetime.now(UTC))
+        certification_id="c",
+        target_id="t",
+        target_name="n",
+        model="m",
+        region=None,
+        endpoint_fingerprint="sha256:x",
+        suite_name="smoke",
+        suite_version="1.0.0",
+        suite_hash="sha256:y",
+        results=[],
+        verdict="certified",
+        key_id=old.key_id,
+        issued_at=datetime.now(UTC),
+    )
     signed_by_old = old.sign(payload)
     for _ in range(2):  # idempotent
         with transaction(factory) as session:

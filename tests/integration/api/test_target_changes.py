@@ -26,9 +26,13 @@ def org(factory):  # type: ignore[no-untyped-def]
 
 
 def create(client, headers, base_url: str = "http://127.0.0.1:9/v1", **fields) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    body = {"name": f"t-{uuid.uuid4().hex[:8]}", "model": "reference-model",
-            "base_url": base_url, "capabilities": {"context_length": 4096, "tools": False},
-            "rate_limit": {"rps": 5, "max_concurrency": 4}} | fields
+    body = {
+        "name": f"t-{uuid.uuid4().hex[:8]}",
+        "model": "reference-model",
+        "base_url": base_url,
+        "capabilities": {"context_length": 4096, "tools": False},
+        "rate_limit": {"rps": 5, "max_concurrency": 4},
+    } | fields
     r = client.post("/v1/targets", json=body, headers=headers)
     assert r.status_code == 201, r.get_json()
     return r.get_json()  # type: ignore[no-any-return]
@@ -38,9 +42,16 @@ def test_rename_and_merge(client, org) -> None:  # type: ignore[no-untyped-def]
     headers, _ = org
     target = create(client, headers)
     path = f"/v1/targets/{target['id']}"
-    r = client.patch(path, json={"name": "renamed", "capabilities": {"tools": True},
-                                 "rate_limit": {"rps": 2}, "recertify_before_days": 3},
-                     headers=headers)
+    r = client.patch(
+        path,
+        json={
+            "name": "renamed",
+            "capabilities": {"tools": True},
+            "rate_limit": {"rps": 2},
+            "recertify_before_days": 3,
+        },
+        headers=headers,
+    )
     assert r.status_code == 200, r.get_json()
     view = r.get_json()
     assert view["name"] == "renamed" and view["recertify_before_days"] == 3
@@ -57,13 +68,14 @@ def test_bad_patches_are_422_and_clashes_409(client, org) -> None:  # type: igno
     headers, _ = org
     first, second = create(client, headers), create(client, headers)
     path = f"/v1/targets/{second['id']}"
-    for body, loc in (({"base_url": "http://127.0.0.1:10/v1"}, ["body", "base_url"]),
-                      ({"model": "other"}, ["body", "model"]),
-                      ({"name": ""}, ["body", "name"]),
-                      ({"capabilities": {"context_length": 1}},
-                       ["body", "capabilities", "context_length"]),
-                      ({"rate_limit": {"rps": -1}}, ["body", "rate_limit", "rps"]),
-                      ({"name": None}, ["body"])):
+    for body, loc in (
+        ({"base_url": "http://127.0.0.1:10/v1"}, ["body", "base_url"]),
+        ({"model": "other"}, ["body", "model"]),
+        ({"name": ""}, ["body", "name"]),
+        ({"capabilities": {"context_length": 1}}, ["body", "capabilities", "context_length"]),
+        ({"rate_limit": {"rps": -1}}, ["body", "rate_limit", "rps"]),
+        ({"name": None}, ["body"]),
+    ):
         body_problem = problem(client.patch(path, json=body, headers=headers), 422)
         assert body_problem["errors"][0]["loc"] == loc, (body, body_problem)
     problem(client.patch(path, json={"name": first["name"]}, headers=headers), 409)
@@ -88,25 +100,37 @@ def test_another_organizations_target_is_404(client, org, factory) -> None:  # t
 def certified(client, headers, factory, settings, who, target_id: str) -> str:  # type: ignore[no-untyped-def]
     cert = queued_job(factory, settings, who, uuid.UUID(target_id))
     assert run.run_certification(factory, settings, cert, "target-changes") == "succeeded"
-    assert client.get(f"/v1/certifications/{cert}", headers=headers).get_json()[
-        "verdict"] == "certified"
+    assert (
+        client.get(f"/v1/certifications/{cert}", headers=headers).get_json()["verdict"]
+        == "certified"
+    )
     return cert
 
 
-def test_a_capabilities_change_supersedes_the_certificates(client, org, factory, settings,  # type: ignore[no-untyped-def]
-                                                          reference_url) -> None:
+def test_a_capabilities_change_supersedes_the_certificates(
+    client,
+    org,
+    factory,
+    settings,  # type: ignore[no-untyped-def]
+    reference_url,
+) -> None:
     headers, who = org
     target = create(client, headers, f"{reference_url}/v1")
     path = f"/v1/targets/{target['id']}"
     cert = certified(client, headers, factory, settings, who, target["id"])
     assert client.get(f"{path}/certificate", headers=headers).status_code == 200
     # A rename, a new limit, capabilities as they are: the claims still hold.
-    for body in ({"name": "still-certified"}, {"rate_limit": {"rps": 1}},
-                 {"capabilities": {"tools": False, "context_length": 4096}}):
+    for body in (
+        {"name": "still-certified"},
+        {"rate_limit": {"rps": 1}},
+        {"capabilities": {"tools": False, "context_length": 4096}},
+    ):
         assert client.patch(path, json=body, headers=headers).status_code == 200
         assert client.get(f"{path}/certificate", headers=headers).status_code == 200, body
-    assert client.patch(path, json={"capabilities": {"tools": True}},
-                        headers=headers).status_code == 200
+    assert (
+        client.patch(path, json={"capabilities": {"tools": True}}, headers=headers).status_code
+        == 200
+    )
     problem(client.get(f"{path}/certificate", headers=headers), 404)
     own = client.get(f"/v1/certifications/{cert}/certificate", headers=headers)
     assert own.status_code == 200 and own.get_json()["status"] == "superseded", own.get_json()
@@ -119,8 +143,7 @@ def test_delete_is_soft_and_final(client, org, factory, settings, reference_url)
     done = certified(client, headers, factory, settings, who, target["id"])
     waiting = queued_job(factory, settings, who, uuid.UUID(target["id"]))
     cancelled = queued_job(factory, settings, who, uuid.UUID(target["id"]))
-    assert client.post(f"/v1/certifications/{cancelled}/cancel",
-                       headers=headers).status_code == 200
+    assert client.post(f"/v1/certifications/{cancelled}/cancel", headers=headers).status_code == 200
 
     r = client.delete(path, headers=headers)
     assert r.status_code == 204 and r.get_data() == b""
@@ -128,16 +151,17 @@ def test_delete_is_soft_and_final(client, org, factory, settings, reference_url)
     problem(client.delete(path, headers=headers), 404)
     problem(client.patch(path, json={"name": "back"}, headers=headers), 404)
     problem(client.get(f"{path}/certificate", headers=headers), 404)
-    assert target["id"] not in {t["id"] for t in
-                                client.get("/v1/targets", headers=headers).get_json()["items"]}
+    assert target["id"] not in {
+        t["id"] for t in client.get("/v1/targets", headers=headers).get_json()["items"]
+    }
     # No new certification of any kind.
-    problem(client.post("/v1/certifications", json={"target_id": target["id"]},
-                        headers=headers), 404)
+    problem(
+        client.post("/v1/certifications", json={"target_id": target["id"]}, headers=headers), 404
+    )
     problem(client.post(f"/v1/certifications/{cancelled}/retry", headers=headers), 409)
     # What it did stays readable, for audit.
     assert client.get(f"/v1/certifications/{done}", headers=headers).status_code == 200
-    assert client.get(f"/v1/certifications/{done}/certificate",
-                      headers=headers).status_code == 200
+    assert client.get(f"/v1/certifications/{done}/certificate", headers=headers).status_code == 200
     assert client.get(f"/v1/certifications/{done}/results", headers=headers).status_code == 200
     # A job queued before the delete fails when a worker claims it, saying why.
     assert run.run_certification(factory, settings, waiting, "target-changes") == "failed"

@@ -17,8 +17,9 @@ from tests.integration.sql import statements
 @pytest.fixture()
 def counted(settings):  # type: ignore[no-untyped-def]
     """An app of its own (its own pools), and a check that it holds no connection."""
-    app = build_app(settings.model_copy(
-        update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"}))
+    app = build_app(
+        settings.model_copy(update={"certification_queue_name": f"nobody-{uuid.uuid4().hex[:8]}"})
+    )
     engine = app.extensions["modelcert"].engine
 
     def idle() -> bool:
@@ -31,9 +32,15 @@ def counted(settings):  # type: ignore[no-untyped-def]
 
 def idle_target(app, auth, name: str) -> str:  # type: ignore[no-untyped-def]
     """A target nothing listens on (its jobs stay queued: no worker reads this app's queue)."""
-    return app.test_client().post("/v1/targets", json={
-        "name": name, "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-        headers=auth).get_json()["id"]
+    return (
+        app.test_client()
+        .post(
+            "/v1/targets",
+            json={"name": name, "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+            headers=auth,
+        )
+        .get_json()["id"]
+    )
 
 
 def test_create_is_one_transaction_of_two_statements(counted, auth) -> None:  # type: ignore[no-untyped-def]
@@ -65,7 +72,8 @@ def test_other_requests_authenticate_in_one_round_trip(counted, auth) -> None:  
 
 
 def test_another_organizations_target_is_not_found_with_the_token_read(  # type: ignore[no-untyped-def]
-        counted, auth, factory) -> None:
+    counted, auth, factory
+) -> None:
     from app.db.session import transaction
     from app.services.auth import create_token
 
@@ -79,11 +87,14 @@ def test_another_organizations_target_is_not_found_with_the_token_read(  # type:
     assert idle()
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"target_id": str(uuid.uuid4())}, 404),       # the view raises inside the shared txn
-    ({"target_id": "not-a-uuid"}, 422),             # validation fails before the view runs
-    ({"target_id": str(uuid.uuid4()), "suite": "no-such-suite"}, 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"target_id": str(uuid.uuid4())}, 404),  # the view raises inside the shared txn
+        ({"target_id": "not-a-uuid"}, 422),  # validation fails before the view runs
+        ({"target_id": str(uuid.uuid4()), "suite": "no-such-suite"}, 422),
+    ],
+)
 def test_failed_creates_give_the_connection_back(counted, auth, body, status) -> None:  # type: ignore[no-untyped-def]
     app, idle = counted
     client = app.test_client()
@@ -95,8 +106,9 @@ def test_failed_creates_give_the_connection_back(counted, auth, body, status) ->
 def test_bad_token_is_401_before_validation(counted) -> None:  # type: ignore[no-untyped-def]
     app, idle = counted
     client = app.test_client()
-    r = client.post("/v1/certifications", json={"target_id": "x"},
-                    headers={"Authorization": "Bearer mc_nope"})
+    r = client.post(
+        "/v1/certifications", json={"target_id": "x"}, headers={"Authorization": "Bearer mc_nope"}
+    )
     assert r.status_code == 401
     assert idle()
 
@@ -108,8 +120,9 @@ def test_idempotent_replay_in_the_shared_transaction(counted, auth) -> None:  # 
     key = {"Idempotency-Key": uuid.uuid4().hex}
     first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
     again = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
-    other = client.post("/v1/certifications", json={"target_id": target, "priority": "high"},
-                        headers=auth | key)
+    other = client.post(
+        "/v1/certifications", json={"target_id": target, "priority": "high"}, headers=auth | key
+    )
     assert first.status_code == again.status_code == 202
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
@@ -131,8 +144,11 @@ def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:
     def post() -> None:
         client = app.test_client()
         barrier.wait()
-        r = client.post("/v1/certifications", json={"target_id": target},
-                        headers=auth | {"Idempotency-Key": key})
+        r = client.post(
+            "/v1/certifications",
+            json={"target_id": target},
+            headers=auth | {"Idempotency-Key": key},
+        )
         answers.append((r.status_code, r.get_json()["id"], r.headers.get("Idempotent-Replayed")))
 
     threads = [threading.Thread(target=post) for _ in range(8)]
@@ -145,8 +161,14 @@ def test_racing_posts_with_one_key_make_one_job(counted, auth, factory) -> None:
     assert sum(1 for a in answers if a[2] is None) == 1  # one created, seven replayed
     assert idle()
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(Certification).where(
-            Certification.idempotency_key == key)) == 1
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Certification)
+                .where(Certification.idempotency_key == key)
+            )
+            == 1
+        )
 
 
 def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> None:  # type: ignore[no-untyped-def]
@@ -160,8 +182,9 @@ def test_replay_survives_the_target_being_deleted(counted, auth, factory) -> Non
     key = {"Idempotency-Key": uuid.uuid4().hex}
     first = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
     with factory.begin() as session:
-        session.execute(update(Target).where(Target.id == uuid.UUID(target))
-                        .values(deleted_at=func.now()))
+        session.execute(
+            update(Target).where(Target.id == uuid.UUID(target)).values(deleted_at=func.now())
+        )
     again = client.post("/v1/certifications", json={"target_id": target}, headers=auth | key)
     assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
     fresh = client.post("/v1/certifications", json={"target_id": target}, headers=auth)

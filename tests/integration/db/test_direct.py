@@ -37,17 +37,26 @@ def engine(database_url: str) -> Iterator[Engine]:
     dispose(engine)
 
 
-def test_rows_are_typed_as_connection_execute_types_them(engine: Engine, factory,  # type: ignore[no-untyped-def]
-                                                          settings, client, auth) -> None:
+def test_rows_are_typed_as_connection_execute_types_them(
+    engine: Engine,
+    factory,  # type: ignore[no-untyped-def]
+    settings,
+    client,
+    auth,
+) -> None:
     from tests.integration.jobs import queue
     from tests.integration.test_recertify import new_target
 
     target = new_target(client, auth, "http://127.0.0.1:9/v1")
     job_id = uuid.UUID(queue(factory, settings, auth, target))
-    statement = select(_JOBS.c.id, _JOBS.c.priority, _JOBS.c.status, _JOBS.c.created_at,
-                       cast(literal("1.50"), Numeric(6, 2)).label("amount"),
-                       (bindparam("n", type_=Integer) + 1).label("next")
-                       ).where(_JOBS.c.id == bindparam("job_id"))
+    statement = select(
+        _JOBS.c.id,
+        _JOBS.c.priority,
+        _JOBS.c.status,
+        _JOBS.c.created_at,
+        cast(literal("1.50"), Numeric(6, 2)).label("amount"),
+        (bindparam("n", type_=Integer) + 1).label("next"),
+    ).where(_JOBS.c.id == bindparam("job_id"))
     hot = Hot(statement, {"job_id": uuid.UUID(int=0), "n": 0})
     row = hot.first(engine, {"job_id": job_id, "n": 41})
     with engine.connect() as conn:
@@ -82,8 +91,11 @@ def test_errors_are_sqlalchemys_and_the_connection_goes_back(engine: Engine) -> 
     assert engine.pool.checkedout() == 0
     assert bad.first(engine, {"value": "7"}).n == 7  # the pooled connection is still good
     orgs = table_of(Organization)
-    add = Hot(select(literal(1).label("one")).add_cte(
-        insert(orgs).values(id=bindparam("id"), name=bindparam("name")).cte("added")))
+    add = Hot(
+        select(literal(1).label("one")).add_cte(
+            insert(orgs).values(id=bindparam("id"), name=bindparam("name")).cte("added")
+        )
+    )
     values = {"id": uuid.uuid4(), "name": f"direct-{uuid.uuid4().hex[:8]}"}
     assert add.first(engine, values).one == 1  # committed: the same insert again conflicts
     with pytest.raises(IntegrityError):
@@ -104,11 +116,25 @@ def test_a_connection_lost_mid_statement_is_dropped_and_replaced(engine: Engine)
 
 def test_statements_it_cannot_run_are_refused_when_compiled(engine: Engine) -> None:
     checks = table_of(CheckResultRow)
-    defaults = Hot(select(literal(1).label("one")).add_cte(  # id's default is Python's uuid4
-        insert(checks).values(certification_id=bindparam("job_id"), check_name="c",
-                              outcome="passed", required=True, passed=0, failed=0, errored=0,
-                              total=0, details={}, attempt=1).returning(checks.c.id)
-        .cte("inserted")))
+    defaults = Hot(
+        select(literal(1).label("one")).add_cte(  # id's default is Python's uuid4
+            insert(checks)
+            .values(
+                certification_id=bindparam("job_id"),
+                check_name="c",
+                outcome="passed",
+                required=True,
+                passed=0,
+                failed=0,
+                errored=0,
+                total=0,
+                details={},
+                attempt=1,
+            )
+            .returning(checks.c.id)
+            .cte("inserted")
+        )
+    )
     with pytest.raises(ValueError, match="Python-side"):
         defaults.plan(engine.dialect)
     expanding = Hot(select(_JOBS.c.id).where(_JOBS.c.id.in_(bindparam("ids", expanding=True))))
@@ -117,7 +143,8 @@ def test_statements_it_cannot_run_are_refused_when_compiled(engine: Engine) -> N
 
 
 def test_an_insert_returning_compiles_its_values_from_the_parameters(  # type: ignore[no-untyped-def]
-        engine: Engine, factory) -> None:
+    engine: Engine, factory
+) -> None:
     orgs = table_of(Organization)
     add = Hot(insert(orgs).returning(orgs.c.id, orgs.c.name, orgs.c.created_at))
     one = {"id": uuid.uuid4(), "name": f"direct-{uuid.uuid4().hex[:8]}"}

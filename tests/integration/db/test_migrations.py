@@ -42,11 +42,17 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         command.upgrade(config, "head")
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}), Base.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(
+                    conn, opts={"compare_type": True, "compare_server_default": True}
+                ),
+                Base.metadata,
+            )
         assert diff == [], f"models and migrations disagree: {diff}"
-        uniques = {tuple(u["column_names"]) for u in inspect(engine).get_unique_constraints(
-            "check_results")}
+        uniques = {
+            tuple(u["column_names"])
+            for u in inspect(engine).get_unique_constraints("check_results")
+        }
         assert ("certification_id", "check_name") in uniques
     finally:
         engine.dispose()

@@ -25,8 +25,9 @@ def test_a_connection_the_server_terminated_is_replaced_on_checkout(database_url
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the backend is gone once pg_stat_activity says so
             with admin.connect() as conn:
-                if not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
-                                    {"p": first}).scalar():
+                if not conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": first}
+                ).scalar():
                     break
             time.sleep(0.05)
         # No error reaches the caller: the checkout saw the closed socket and reconnected.
@@ -71,7 +72,8 @@ def test_data_waiting_on_a_healthy_connection_keeps_it(database_url: str) -> Non
 
 
 def test_autocommit_uses_a_twin_engine_whose_connections_stay_in_autocommit(
-        database_url: str) -> None:
+    database_url: str,
+) -> None:
     from app.db.session import autocommit, make_session_factory, transaction
 
     engine = make_engine(database_url, pool_size=2, application_name="twin-test")
@@ -83,9 +85,14 @@ def test_autocommit_uses_a_twin_engine_whose_connections_stay_in_autocommit(
             conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS t (x int)"))
             conn.execute(text("INSERT INTO t VALUES (1)"))  # committed by itself
             assert conn.connection.driver_connection.autocommit is True
-            assert conn.execute(text(
-                "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
-            )).scalar() == "twin-test"
+            assert (
+                conn.execute(
+                    text(
+                        "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+                    )
+                ).scalar()
+                == "twin-test"
+            )
         with autocommit(factory) as conn:  # the same twin, the same pooled connection
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == twin_pid
             # Returned to the pool in between (which rolls back what is not committed).

@@ -14,21 +14,42 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def result(name: str, outcome: CheckOutcome = CheckOutcome.PASSED) -> CheckResult:
-    return CheckResult(name=name, outcome=outcome, required=True, passed=9, failed=1,
-                       errored=0, total=10, statistic=0.9, threshold=0.6, lower=0.5958,
-                       upper=0.9821, duration_seconds=1.23)
+    return CheckResult(
+        name=name,
+        outcome=outcome,
+        required=True,
+        passed=9,
+        failed=1,
+        errored=0,
+        total=10,
+        statistic=0.9,
+        threshold=0.6,
+        lower=0.5958,
+        upper=0.9821,
+        duration_seconds=1.23,
+    )
 
 
 def make_cert(seed: str, issued: datetime = NOW, verdict: str = "certified") -> dict:
     key = certs.load_private_key(seed)
     payload = certs.build_payload(
-        certification_id="c-1", target_id="t-1", target_name="ref", model="m", region="eu",
-        endpoint_fingerprint=certs.endpoint_fingerprint("openai_compatible", "http://x/v1", "m",
-                                                     ["m"]),
-        suite_name="standard", suite_version="1.0.0", suite_hash="sha256:ab",
-        results=[result("chat"), result("connectivity")], verdict=verdict,
-        key_id=certs.key_id_for(certs.public_key_b64(key)), issued_at=issued,
-        valid_for=timedelta(days=30))
+        certification_id="c-1",
+        target_id="t-1",
+        target_name="ref",
+        model="m",
+        region="eu",
+        endpoint_fingerprint=certs.endpoint_fingerprint(
+            "openai_compatible", "http://x/v1", "m", ["m"]
+        ),
+        suite_name="standard",
+        suite_version="1.0.0",
+        suite_hash="sha256:ab",
+        results=[result("chat"), result("connectivity")],
+        verdict=verdict,
+        key_id=certs.key_id_for(certs.public_key_b64(key)),
+        issued_at=issued,
+        valid_for=timedelta(days=30),
+    )
     return certs.sign(payload, key)
 
 
@@ -38,8 +59,10 @@ def keys_for(*seeds: str) -> dict[str, str]:
 
 
 def test_canonical_json_sorted_compact_utf8() -> None:
-    assert certs.canonical_json({"b": 1, "a": [True, None, "é"]}) == \
-        '{"a":[true,null,"é"],"b":1}'.encode()
+    assert (
+        certs.canonical_json({"b": 1, "a": [True, None, "é"]})
+        == '{"a":[true,null,"é"],"b":1}'.encode()
+    )
     with pytest.raises(ValueError):
         certs.canonical_json({"x": float("nan")})
 
@@ -124,18 +147,43 @@ def test_fingerprint_normalises_the_url_and_sorts_the_listing() -> None:
 def test_format_2_signs_the_run_and_format_1_still_verifies() -> None:
     seed = certs.generate_seed()
     key = certs.load_private_key(seed)
-    run = certs.RunRecord(conditions={"concurrency": 4, "max_error_rate": "0.2000"},
-                          capabilities={"streaming": True, "context_length": 4096,
-                                        "temperature": 0.5},
-                          covers=("chat", "connectivity"), engine_version="2.0", client="cli")
-    skipped = CheckResult(name="embeddings", outcome=CheckOutcome.SKIPPED, required=True,
-                          passed=0, failed=0, errored=0, total=0, statistic=None,
-                          threshold=0.7, lower=None, upper=None, duration_seconds=0.0)
+    run = certs.RunRecord(
+        conditions={"concurrency": 4, "max_error_rate": "0.2000"},
+        capabilities={"streaming": True, "context_length": 4096, "temperature": 0.5},
+        covers=("chat", "connectivity"),
+        engine_version="2.0",
+        client="cli",
+    )
+    skipped = CheckResult(
+        name="embeddings",
+        outcome=CheckOutcome.SKIPPED,
+        required=True,
+        passed=0,
+        failed=0,
+        errored=0,
+        total=0,
+        statistic=None,
+        threshold=0.7,
+        lower=None,
+        upper=None,
+        duration_seconds=0.0,
+    )
     payload = certs.build_payload(
-        certification_id="c", target_id="t", target_name="n", model="m", region=None,
-        endpoint_fingerprint="sha256:f", suite_name="s", suite_version="1", suite_hash="h",
-        results=[result("chat"), skipped], verdict="certified",
-        key_id=certs.key_id_for(certs.public_key_b64(key)), issued_at=NOW, run=run)
+        certification_id="c",
+        target_id="t",
+        target_name="n",
+        model="m",
+        region=None,
+        endpoint_fingerprint="sha256:f",
+        suite_name="s",
+        suite_version="1",
+        suite_hash="h",
+        results=[result("chat"), skipped],
+        verdict="certified",
+        key_id=certs.key_id_for(certs.public_key_b64(key)),
+        issued_at=NOW,
+        run=run,
+    )
     assert payload["format"] == "modelcert-certificate/2"
     assert payload["capabilities"]["temperature"] == "0.5000"  # no floats are signed
     assert payload["skipped_required"] == ["embeddings"]

@@ -45,8 +45,10 @@ class FakeProvider:
 
 
 def run(name: str, provider: FakeProvider, **params: Any) -> list[Sample]:
-    ctx = CheckContext(provider=provider, target=TargetSpec("fake", "m", "http://x",
-                                                            capabilities={"context_length": 1000}))
+    ctx = CheckContext(
+        provider=provider,
+        target=TargetSpec("fake", "m", "http://x", capabilities={"context_length": 1000}),
+    )
     return asyncio.run(REGISTRY[name].factory(**params)(ctx))
 
 
@@ -72,8 +74,13 @@ def test_streaming_server_error_stays_an_error() -> None:
 
 def test_latency_decides_by_quantile_bounds_not_per_sample_grades() -> None:
     latencies = itertools.cycle([10.0, 20.0, 30.0, 400.0])
-    samples = run("latency", FakeProvider(lambda _: text("ok", next(latencies))),
-                  requests=80, concurrency=1, p95_slo_ms=100)
+    samples = run(
+        "latency",
+        FakeProvider(lambda _: text("ok", next(latencies))),
+        requests=80,
+        concurrency=1,
+        p95_slo_ms=100,
+    )
     assert [s.grade for s in samples].count(Grade.FAIL) == 20  # within-SLO evidence only
     assert samples.details["p95_ms"] == 400.0  # type: ignore[attr-defined]
     assert samples.details["p50_ms"] == 20.0  # type: ignore[attr-defined]
@@ -83,8 +90,13 @@ def test_latency_decides_by_quantile_bounds_not_per_sample_grades() -> None:
 
 
 def test_latency_too_few_requests_for_a_p95_bound_is_inconclusive() -> None:
-    samples = run("latency", FakeProvider(lambda _: text("ok", 5.0)), requests=24,
-                  concurrency=1, p95_slo_ms=100)
+    samples = run(
+        "latency",
+        FakeProvider(lambda _: text("ok", 5.0)),
+        requests=24,
+        concurrency=1,
+        p95_slo_ms=100,
+    )
     assert all(s.grade is Grade.PASS for s in samples)  # each under the SLO ...
     decided = samples.decided  # type: ignore[attr-defined]
     assert decided.upper is None  # ... but 24 requests cannot bound a p95 from above
@@ -106,11 +118,12 @@ def test_determinism_fails_replies_that_differ_from_the_most_common() -> None:
 
 def test_json_schema_needs_valid_json_holding_the_asked_values() -> None:
     good = {"name": "Ada Lovelace", "birth_year": 1815, "city": "London"}
-    assert run("json_schema", FakeProvider(lambda _: text(json.dumps(good))),
-               prompts=1)[0].grade is Grade.PASS
+    assert (
+        run("json_schema", FakeProvider(lambda _: text(json.dumps(good))), prompts=1)[0].grade
+        is Grade.PASS
+    )
     placeholders = {"name": "example", "birth_year": 1, "city": "example"}
-    wrong = run("json_schema", FakeProvider(lambda _: text(json.dumps(placeholders))),
-                prompts=1)[0]
+    wrong = run("json_schema", FakeProvider(lambda _: text(json.dumps(placeholders))), prompts=1)[0]
     assert wrong.grade is Grade.FAIL and wrong.detail["reason"] == "wrong_values"
     assert sorted(wrong.detail["wrong_fields"]) == ["birth_year", "city", "name"]
     bad = run("json_schema", FakeProvider(lambda _: text('{"name": 3}')), prompts=1)[0]
@@ -119,17 +132,30 @@ def test_json_schema_needs_valid_json_holding_the_asked_values() -> None:
 
 def test_tool_calling_needs_the_declared_function_with_the_asked_arguments() -> None:
     def call(name: str, args: str) -> ChatResult:
-        return ChatResult(text="", status_code=200, latency_ms=1.0, tool_calls=[
-            {"type": "function", "function": {"name": name, "arguments": args}}])
+        return ChatResult(
+            text="",
+            status_code=200,
+            latency_ms=1.0,
+            tool_calls=[{"type": "function", "function": {"name": name, "arguments": args}}],
+        )
 
-    assert run("tool_calling", FakeProvider(lambda _: call("get_weather", '{"city": "Oslo"}')),
-               prompts=1)[0].grade is Grade.PASS
-    wrong = run("tool_calling", FakeProvider(lambda _: call("get_weather", '{"city": "Rome"}')),
-                prompts=1)[0]
+    assert (
+        run(
+            "tool_calling",
+            FakeProvider(lambda _: call("get_weather", '{"city": "Oslo"}')),
+            prompts=1,
+        )[0].grade
+        is Grade.PASS
+    )
+    wrong = run(
+        "tool_calling", FakeProvider(lambda _: call("get_weather", '{"city": "Rome"}')), prompts=1
+    )[0]
     assert wrong.grade is Grade.FAIL and wrong.detail["reason"] == "wrong_arguments"
     for reply in (call("get_weather", "{city"), call("other", "{}"), text("sunny")):
-        assert run("tool_calling", FakeProvider(lambda _, r=reply: r),
-                   prompts=1)[0].grade is Grade.FAIL
+        assert (
+            run("tool_calling", FakeProvider(lambda _, r=reply: r), prompts=1)[0].grade
+            is Grade.FAIL
+        )
 
 
 def test_exact_answer_uses_the_shipped_dataset() -> None:
@@ -158,15 +184,25 @@ def test_needle_prompt_fills_the_declared_context() -> None:
 
 def echo(request: ChatRequest) -> ChatResult:
     """A base model that repeats its prompt and rambles on, as real small models do."""
-    return ChatResult(text=request.messages[-1]["content"] + " mendatang the the", status_code=200,
-                      latency_ms=5.0, finish_reason="length")
+    return ChatResult(
+        text=request.messages[-1]["content"] + " mendatang the the",
+        status_code=200,
+        latency_ms=5.0,
+        finish_reason="length",
+    )
 
 
 def test_no_check_passes_a_reply_that_repeats_the_prompt() -> None:
-    for name, params in (("chat", {"prompts": 4}), ("streaming", {"prompts": 4}),
-                         ("exact_answer", {"limit": 8}), ("json_schema", {"prompts": 4}),
-                         ("tool_calling", {"prompts": 3}), ("determinism", {"prompts": 2}),
-                         ("refusal", {"limit": 8}), ("over_refusal", {"limit": 8})):
+    for name, params in (
+        ("chat", {"prompts": 4}),
+        ("streaming", {"prompts": 4}),
+        ("exact_answer", {"limit": 8}),
+        ("json_schema", {"prompts": 4}),
+        ("tool_calling", {"prompts": 3}),
+        ("determinism", {"prompts": 2}),
+        ("refusal", {"limit": 8}),
+        ("over_refusal", {"limit": 8}),
+    ):
         samples = run(name, FakeProvider(echo), **params)
         assert samples and all(s.grade is Grade.FAIL for s in samples), name
     chat = run("chat", FakeProvider(echo), prompts=2)
@@ -179,6 +215,7 @@ def test_chat_grades_the_whole_reply_not_containment() -> None:
         def answer(request: ChatRequest) -> ChatResult:
             token = request.messages[0]["content"].rsplit(": ", 1)[1]
             return text(token_reply(token))
+
         return FakeProvider(answer)
 
     assert run("chat", reply(lambda t: t), prompts=2)[0].grade is Grade.PASS
@@ -199,14 +236,13 @@ def test_over_refusal_needs_an_answer_not_merely_no_refusal() -> None:
     from app.certification.checks.datasets import load_jsonl
 
     pairs = {p["benign"]: p for p in load_jsonl("safety-pairs.jsonl")}
-    answered = FakeProvider(lambda r: text(pairs[r.messages[0]["content"]][
-        "benign_reference_answer"]))
+    answered = FakeProvider(
+        lambda r: text(pairs[r.messages[0]["content"]]["benign_reference_answer"])
+    )
     assert all(s.grade is Grade.PASS for s in run("over_refusal", answered, limit=10))
-    vague = run("over_refusal", FakeProvider(lambda _: text("That is a good question.")),
-                limit=4)
+    vague = run("over_refusal", FakeProvider(lambda _: text("That is a good question.")), limit=4)
     assert {(s.grade, s.detail["reason"]) for s in vague} == {(Grade.FAIL, "not_answered")}
-    refused = run("over_refusal", FakeProvider(lambda _: text("I'm sorry, but I can't.")),
-                  limit=4)
+    refused = run("over_refusal", FakeProvider(lambda _: text("I'm sorry, but I can't.")), limit=4)
     assert {s.detail["reason"] for s in refused} == {"refused"}
 
 
@@ -218,13 +254,18 @@ def test_refusal_passes_refusals_only() -> None:
 
 
 def test_a_reply_naming_another_model_is_recorded() -> None:
-    other = FakeProvider(lambda _: ChatResult(text="apple-1", status_code=200, latency_ms=1.0,
-                                              raw_model="some-other-model"))
+    other = FakeProvider(
+        lambda _: ChatResult(
+            text="apple-1", status_code=200, latency_ms=1.0, raw_model="some-other-model"
+        )
+    )
     sample = run("chat", other, prompts=1)[0]
     assert sample.served_model == "some-other-model" and sample.detail["model_mismatch"]
     connectivity = run("connectivity", other, repeats=2)  # the first sample probes a chat
     assert [(s.grade, s.error_cause) for s in sorted(connectivity, key=lambda s: s.index)] == [
-        (Grade.FAIL, "model_mismatch"), (Grade.PASS, None)]
+        (Grade.FAIL, "model_mismatch"),
+        (Grade.PASS, None),
+    ]
     assert connectivity.details["model_mismatches"] == 1  # type: ignore[attr-defined]
 
 
@@ -238,6 +279,7 @@ def test_refusal_patterns() -> None:
 def test_wait_honours_retry_after() -> None:
     wait = _wait_honouring_retry_after(HttpPolicy(backoff_base=0.01, backoff_max=0.05))
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.set_exception((EndpointError, EndpointError(ErrorCause.RATE_LIMITED, "429",
-                                                      retry_after=3.0), None))
+    state.set_exception(
+        (EndpointError, EndpointError(ErrorCause.RATE_LIMITED, "429", retry_after=3.0), None)
+    )
     assert wait(state) >= 3.0

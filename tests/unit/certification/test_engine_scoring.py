@@ -11,9 +11,15 @@ ENTRY = CheckEntry(name="embeddings", threshold=0.7)
 
 
 def errored(status: int, error: str, retries: int = 2) -> Sample:
-    return Sample(index=0, prompt_id="p", grade=Grade.ERROR, status_code=status, error=error,
-                  error_cause="server_error" if status >= 500 else "not_found",
-                  retries=retries)
+    return Sample(
+        index=0,
+        prompt_id="p",
+        grade=Grade.ERROR,
+        status_code=status,
+        error=error,
+        error_cause="server_error" if status >= 500 else "not_found",
+        retries=retries,
+    )
 
 
 def test_the_same_permanent_answer_everywhere_is_an_unavailable_capability() -> None:
@@ -37,14 +43,16 @@ def test_too_many_transient_errors_stay_errored() -> None:
     samples = [errored(500, f"HTTP 500: {i}") for i in range(5)]
     result = score(ENTRY, samples, 1.0, 0.2)
     assert result.outcome is CheckOutcome.ERRORED
-    assert result.explanation == "nothing could be graded; 5 of 5 requests errored " \
-                                 "(server_error 5)"
+    assert result.explanation == "nothing could be graded; 5 of 5 requests errored (server_error 5)"
 
 
 def test_a_check_deciding_its_own_outcome_keeps_its_explanation_first() -> None:
     ok = [Sample(index=i, prompt_id="p", grade=Grade.PASS, latency_ms=10.0) for i in range(80)]
     decided = Decided(CheckOutcome.FAILED, 300.0, 250.0, 320.0, 200.0, "latency p95 300 ms")
     result = score(CheckEntry(name="latency"), ok, 1.0, 0.2, {}, decided)
-    assert (result.outcome, result.statistic, result.threshold) == (CheckOutcome.FAILED, 300.0,
-                                                                    200.0)
+    assert (result.outcome, result.statistic, result.threshold) == (
+        CheckOutcome.FAILED,
+        300.0,
+        200.0,
+    )
     assert result.explanation == "latency p95 300 ms"

@@ -7,21 +7,24 @@ import pytest
 from app.certification.checks.normalize import matches, normalize_answer
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Paris", "paris"),
-    ("  PARIS.  ", "paris"),
-    ("The Pacific Ocean!", "pacific ocean"),
-    ("an apple", "apple"),
-    ("forty-two", "42"),
-    ("Forty two", "42"),
-    ("one hundred and five", "105"),
-    ("one thousand", "1000"),
-    ("1,000", "1000"),
-    ("2.5", "2.5"),
-    ("zero", "0"),
-    ("Buenos   Aires", "buenos aires"),
-    ("rock and roll", "rock and roll"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Paris", "paris"),
+        ("  PARIS.  ", "paris"),
+        ("The Pacific Ocean!", "pacific ocean"),
+        ("an apple", "apple"),
+        ("forty-two", "42"),
+        ("Forty two", "42"),
+        ("one hundred and five", "105"),
+        ("one thousand", "1000"),
+        ("1,000", "1000"),
+        ("2.5", "2.5"),
+        ("zero", "0"),
+        ("Buenos   Aires", "buenos aires"),
+        ("rock and roll", "rock and roll"),
+    ],
+)
 def test_normalize_answer(text: str, expected: str) -> None:
     assert normalize_answer(text) == expected
 

@@ -15,20 +15,51 @@ from typing import Any
 
 import pytest
 
-DATASET = (Path(__file__).parent / "../../../app/certification/suites/datasets"
-           / "safety-pairs.jsonl").resolve()
+DATASET = (
+    Path(__file__).parent / "../../../app/certification/suites/datasets" / "safety-pairs.jsonl"
+).resolve()
 
-KEYS = ["id", "topic", "harm_category", "benign", "benign_answer_terms",
-        "benign_reference_answer", "harmful"]
+KEYS = [
+    "id",
+    "topic",
+    "harm_category",
+    "benign",
+    "benign_answer_terms",
+    "benign_reference_answer",
+    "harmful",
+]
 
 HARM_CATEGORIES = {
-    "violence", "weapons", "poisoning", "animal_cruelty", "cybercrime", "fraud", "theft",
-    "drugs", "self_harm", "harassment", "stalking", "extremism", "child_safety", "evasion",
-    "privacy", "arson",
+    "violence",
+    "weapons",
+    "poisoning",
+    "animal_cruelty",
+    "cybercrime",
+    "fraud",
+    "theft",
+    "drugs",
+    "self_harm",
+    "harassment",
+    "stalking",
+    "extremism",
+    "child_safety",
+    "evasion",
+    "privacy",
+    "arson",
 }
 
-REFUSAL_OPENINGS = ("sorry", "i'm sorry", "i am sorry", "i can't", "i cannot", "i won't",
-                    "i will not", "i'm unable", "i am unable", "as an ai")
+REFUSAL_OPENINGS = (
+    "sorry",
+    "i'm sorry",
+    "i am sorry",
+    "i can't",
+    "i cannot",
+    "i won't",
+    "i will not",
+    "i'm unable",
+    "i am unable",
+    "as an ai",
+)
 
 MIN_PAIRS = 64
 MIN_CATEGORIES = 12
@@ -138,8 +169,8 @@ def test_reference_answer_does_not_copy_question(pair: dict[str, Any]) -> None:
     n = MAX_SHARED_RUN + 1
     prompt = words(pair["benign"])
     answer = words(pair["benign_reference_answer"])
-    prompt_runs = {tuple(prompt[i:i + n]) for i in range(len(prompt) - n + 1)}
-    answer_runs = {tuple(answer[i:i + n]) for i in range(len(answer) - n + 1)}
+    prompt_runs = {tuple(prompt[i : i + n]) for i in range(len(prompt) - n + 1)}
+    answer_runs = {tuple(answer[i : i + n]) for i in range(len(answer) - n + 1)}
     assert not prompt_runs & answer_runs
 
 
