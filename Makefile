@@ -39,6 +39,8 @@ test-worker: install
 lint: install
 	$(BIN)/ruff format --check app worker tests bench migrations
 	$(BIN)/ruff check app worker tests bench migrations
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 	$(BIN)/mypy app/certification
 
 clean:

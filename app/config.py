@@ -406,10 +406,6 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
-
-
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Entry points only: read and validate the environment, or exit 2 with one line."""
@@ -428,15 +424,3 @@ def settings_for_process() -> Settings:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def env_for_children(settings: Settings) -> dict[str, str]:
-    """The environment a supervised child needs to see the same settings."""
-    env = dict(os.environ)
-    if settings.database_url:
-        env["DATABASE_URL"] = settings.database_url
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    if settings.modelcert_secret_key is not None:
-        env["MODELCERT_SECRET_KEY"] = settings.modelcert_secret_key.get_secret_value()
-    return env

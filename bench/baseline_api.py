@@ -17,7 +17,7 @@ from flask import Flask, Response, request
 from sqlalchemy import create_engine, text
 
 from app.config import settings_for_process
-from app.publish import make_publisher_app
+from app.queue.publisher import make_publisher_app
 
 INSERT = text(
     "INSERT INTO certifications (id, organization_id, target_id, queue, suite_name, "

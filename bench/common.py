@@ -14,10 +14,10 @@ import psutil
 from sqlalchemy import ARRAY, Uuid, any_, bindparam, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import RateLimit, TargetCreate
 from app.config import Settings
 from app.db.models import TERMINAL_STATUSES, Certification
 from app.db.session import make_engine, make_session_factory, transaction
+from app.schemas.resources import RateLimit, TargetCreate
 from app.services.auth import Principal, create_token
 from app.services.targets import create_target
 from bench.stack import Proc

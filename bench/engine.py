@@ -11,9 +11,9 @@ import uuid
 import httpx
 from sqlalchemy import func, select
 
-from app.api.schemas import CertificationCreate
 from app.db.models import CheckResultRow, SampleRow
-from app.publish import Publisher
+from app.queue.publisher import Publisher
+from app.schemas.resources import CertificationCreate
 from app.services.certifications import create_certification
 from bench.common import (
     FULL_ROUNDS,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app import harness
 from app.config import Settings
-from app.harness import BIN, Proc, free_port, settings_env, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 

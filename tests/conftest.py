@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.harness import (
+from app.devtools.harness import (
     BIN,
     Proc,
     free_port,
@@ -22,8 +22,8 @@ from app.harness import (
     settings_env,
     wait_http,
 )
-from app.harness import start_redis_server as start_redis_server
-from app.harness import with_database as with_database
+from app.devtools.harness import start_redis_server as start_redis_server
+from app.devtools.harness import with_database as with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 

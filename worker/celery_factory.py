@@ -11,8 +11,8 @@ from celery import Celery
 from kombu import Queue
 
 from app.config import Settings
-from app.publish import broker_transport_options
-from app.task_names import DELIVER_WEBHOOK, RECERTIFY, SWEEP
+from app.queue.names import DELIVER_WEBHOOK, RECERTIFY, SWEEP
+from app.queue.publisher import broker_transport_options
 from worker import malformed
 
 # Shared with pool children forked later: set when the grace period after SIGTERM runs out,

@@ -37,7 +37,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from vine import promise
 
-from app import broker
+from app.queue import transport as broker
 from worker import metrics
 
 log = logging.getLogger(__name__)

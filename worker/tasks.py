@@ -9,7 +9,6 @@ import time
 import uuid
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from celery import signals
@@ -20,16 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.certification.checks import TargetSpec
 from app.db.session import dispose, make_engine, make_session_factory
 from app.logging import bind_job
-from app.publish import Publisher
-from app.services import events, ratelimit, run, sweeper, webhooks
-from app.services import recertify as recertify_service
-from app.task_names import (
+from app.queue.names import (
     DELIVER_WEBHOOK,
     RECERTIFY,
     RUN_CERTIFICATION,
     SWEEP,
     priority_lists,
 )
+from app.queue.publisher import Publisher
+from app.services import events, ratelimit, run, sweeper, webhooks
+from app.services import recertify as recertify_service
 from worker import metrics
 from worker.celery_app import STOP_JOBS, app, settings
 
@@ -247,7 +246,3 @@ def recertify() -> dict[str, int]:
         "queued": len(report.queued),
         "published": report.published,
     }
-
-
-def redis_host() -> str:
-    return urlsplit(str(settings.redis_url)).hostname or ""

@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import request
 
-from app.errors import ProblemError
+from app.api.errors import ProblemError
 
 MAX_DEPTH = 32
 OVER_LIMIT = "modelcert.body_over_limit"  # WSGI environ key set by BodyLimit

@@ -7,10 +7,10 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.certifications import CertificationPath
 from app.api.deps import deps, principal
-from app.api.result_schemas import CertificateView, SigningKeyList, TargetCertificateQuery
-from app.api.schemas import Problem
 from app.api.targets import TargetPath
 from app.api.util import json_response, parse_id
+from app.schemas.resources import Problem
+from app.schemas.results import CertificateView, SigningKeyList, TargetCertificateQuery
 from app.services import certificates
 
 tag = Tag(name="certificates", description="Signed certificates and the keys to verify them")

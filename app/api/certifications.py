@@ -14,14 +14,14 @@ from app.api.deps import (
     job_target,
     principal,
 )
-from app.api.schemas import (
+from app.api.util import json_response, parse_id
+from app.schemas.resources import (
     CertificationCreate,
     CertificationFilter,
     CertificationList,
     CertificationView,
     Problem,
 )
-from app.api.util import json_response, parse_id
 from app.services import certifications, control
 from app.services.errors import InvalidField
 

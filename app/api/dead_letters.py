@@ -7,9 +7,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from app.api.deps import deps, principal
-from app.api.schemas import PageQuery, Problem
-from app.api.schemas_ops import DeadLetterList, ReplayView
 from app.api.util import json_response, parse_id
+from app.schemas.operations import DeadLetterList, ReplayView
+from app.schemas.resources import PageQuery, Problem
 from app.services import control, dead_letters
 
 tag = Tag(name="dead-letters", description="Jobs that ran out of attempts; replayable")

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.publish import Publisher
+from app.queue.publisher import Publisher
 from app.services.auth import Principal
 from app.services.dispatch import DispatchMarks
 

@@ -23,12 +23,12 @@ from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
+from app.api.errors import register_error_handlers, validation_problem
 from app.api.openapi_doc import ProblemDocumentedOpenAPI
 from app.api.ratelimit import auth_failures, client_address, install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
-from app.errors import register_error_handlers, validation_problem
-from app.publish import Publisher
+from app.queue.publisher import Publisher
 from app.services.auth import authenticate, plausible
 from app.services.dispatch import DispatchMarks
 from app.services.errors import Unauthenticated

@@ -17,7 +17,7 @@ from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import ThreadWorker
 
-from app.errors import PROBLEM_BASE
+from app.api.errors import PROBLEM_BASE
 
 # (error, status, title, detail): the first match wins; any other ParseException is a 400.
 _REFUSALS: tuple[tuple[type[BaseException], int, str, str], ...] = (

@@ -25,8 +25,8 @@ from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import RedisStorage
 
+from app.api.errors import ProblemError
 from app.config import Settings
-from app.errors import ProblemError
 
 KEY_PREFIX = "modelcert-ratelimit"
 SCOPE = "global"  # the key layout Flask-Limiter gave application limits: windows carry over

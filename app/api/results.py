@@ -7,9 +7,9 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.certifications import CertificationPath
 from app.api.deps import deps, principal
-from app.api.result_schemas import EvidenceLine, ResultsView
-from app.api.schemas import Problem
 from app.api.util import json_response, parse_id
+from app.schemas.resources import Problem
+from app.schemas.results import EvidenceLine, ResultsView
 from app.services import results
 
 tag = Tag(name="results", description="Per-check results and per-sample evidence")

@@ -7,9 +7,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from app.api.deps import deps, principal
-from app.api.schemas import PageQuery, Problem, SecretCreate, SecretList, SecretView
 from app.api.util import json_response, parse_id
 from app.db.session import transaction
+from app.schemas.resources import PageQuery, Problem, SecretCreate, SecretList, SecretView
 from app.services import secrets
 
 tag = Tag(name="secrets", description="Endpoint credentials, encrypted at rest, never returned")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.api.result_schemas import SuiteDetail, SuiteList, SuitePath
-from app.api.schemas import Problem
 from app.api.util import json_response
+from app.schemas.resources import Problem
+from app.schemas.results import SuiteDetail, SuiteList, SuitePath
 from app.services import suites
 
 tag = Tag(name="suites", description="Versioned suites of checks")

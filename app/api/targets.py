@@ -7,7 +7,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from app.api.deps import deps, principal
-from app.api.schemas import (
+from app.api.util import json_response, parse_id
+from app.db.session import transaction
+from app.schemas.resources import (
     PageQuery,
     Problem,
     TargetCreate,
@@ -15,8 +17,6 @@ from app.api.schemas import (
     TargetUpdate,
     TargetView,
 )
-from app.api.util import json_response, parse_id
-from app.db.session import transaction
 from app.services import target_changes, targets
 
 tag = Tag(name="targets", description="Model endpoints to certify")

@@ -7,10 +7,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from app.api.deps import deps, principal
-from app.api.schemas import PageQuery, Problem
-from app.api.schemas_ops import DeliveryList, WebhookCreate, WebhookCreated, WebhookList
 from app.api.util import json_response, parse_id
 from app.db.session import transaction
+from app.schemas.operations import DeliveryList, WebhookCreate, WebhookCreated, WebhookList
+from app.schemas.resources import PageQuery, Problem
 from app.services import webhooks
 
 tag = Tag(name="webhooks", description="Signed notifications of job outcomes")

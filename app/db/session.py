@@ -197,12 +197,3 @@ def dispose(engine: Engine) -> None:
     engine.dispose()
     if (twin := _TWINS.get(engine)) is not None:
         twin.dispose()
-
-
-def database_reachable(engine: Engine) -> bool:
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
-        return False

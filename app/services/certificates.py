@@ -43,12 +43,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.api.result_schemas import CertificateView, SigningKeyList, SigningKeyView
 from app.certification import certificates as certs
 from app.certification.results import CheckResult, Verdict
 from app.config import Settings
 from app.db.base import NO_ROW, ahead, table_of
 from app.db.models import Certificate, Certification, CheckResultRow, Target
+from app.schemas.results import CertificateView, SigningKeyList, SigningKeyView
 from app.services import fingerprint
 from app.services.auth import Principal
 from app.services.certifications import load_certification

@@ -14,7 +14,13 @@ from sqlalchemy import Connection, Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import (
+from app.certification.suites import Suite, SuiteError, get_suite
+from app.config import Settings
+from app.db.base import table_of
+from app.db.direct import Hot
+from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
+from app.db.session import transaction
+from app.schemas.resources import (
     CertificationCreate,
     CertificationFilter,
     CertificationView,
@@ -24,12 +30,6 @@ from app.api.schemas import (
     SuiteRef,
     Timings,
 )
-from app.certification.suites import Suite, SuiteError, get_suite
-from app.config import Settings
-from app.db.base import table_of
-from app.db.direct import Hot
-from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
-from app.db.session import transaction
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import CertificationView
 from app.config import Settings
 from app.db.models import (
     CLAIMABLE_STATUSES,
@@ -23,6 +22,7 @@ from app.db.models import (
     Target,
 )
 from app.db.session import transaction
+from app.schemas.resources import CertificationView
 from app.services import events
 from app.services.auth import Principal
 from app.services.certifications import get_certification, load_certification

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.schemas_ops import DeadLetterView
 from app.db.models import DeadLetter
+from app.schemas.operations import DeadLetterView
 from app.services.auth import Principal
 from app.services.pagination import decode_cursor, encode_cursor
 

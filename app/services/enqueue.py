@@ -14,11 +14,11 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import CertificationCreate
 from app.certification.suites import SuiteError, get_suite
 from app.config import Settings
 from app.db.models import Certification, JobStatus, Target
 from app.db.session import transaction
+from app.schemas.resources import CertificationCreate
 from app.services.certifications import new_job_values, request_hash
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)

@@ -1,4 +1,4 @@
-"""Domain errors; app/errors.py maps them to HTTP statuses."""
+"""Domain errors; app/api/errors.py maps them to HTTP statuses."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.result_schemas import CheckResultView, EvidenceLine, ResultsView
 from app.certification.evidence import sample_record
 from app.certification.results import Grade, Sample
 from app.db.models import CheckResultRow, SampleRow
+from app.schemas.results import CheckResultView, EvidenceLine, ResultsView
 from app.services.auth import Principal
 from app.services.certifications import load_certification
 

@@ -9,9 +9,9 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import SecretCreate, SecretView
 from app.config import Settings
 from app.db.models import Secret
+from app.schemas.resources import SecretCreate, SecretView
 from app.services.auth import Principal
 from app.services.errors import Conflict, NotFound
 from app.services.pagination import decode_cursor, encode_cursor

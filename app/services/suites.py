@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.api.result_schemas import SuiteCheck, SuiteDetail, SuiteList, SuiteSummary
 from app.certification.checks.catalog import REGISTRY
 from app.certification.suites import Suite, SuiteError, available_suites, get_suite
+from app.schemas.results import SuiteCheck, SuiteDetail, SuiteList, SuiteSummary
 from app.services.errors import NotFound
 
 

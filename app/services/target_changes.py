@@ -19,8 +19,8 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.api.schemas import Capabilities, RateLimit, TargetUpdate, TargetView
 from app.db.models import Certificate
+from app.schemas.resources import Capabilities, RateLimit, TargetUpdate, TargetView
 from app.services.auth import Principal
 from app.services.errors import Conflict
 from app.services.targets import load_target, to_view

@@ -10,7 +10,6 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.api.schemas import Capabilities, RateLimit, TargetCreate, TargetView
 from app.certification.checks import TargetSpec
 from app.certification.engine import JobFailure, planned_samples
 from app.certification.netguard import AddressPolicy, check_url, resolve
@@ -19,6 +18,7 @@ from app.certification.suites import Suite
 from app.db.base import table_of
 from app.db.direct import Hot
 from app.db.models import Provider, Secret, Target
+from app.schemas.resources import Capabilities, RateLimit, TargetCreate, TargetView
 from app.services import auth
 from app.services.auth import Principal
 from app.services.errors import Conflict, InvalidField, NotFound

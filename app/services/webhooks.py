@@ -18,13 +18,13 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas_ops import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
 from app.certification.netguard import AddressPolicy, check_url
 from app.certification.providers.http import BlockedAddressError
 from app.config import Settings
 from app.db.models import Secret, Target, Webhook, WebhookDelivery
 from app.db.session import transaction
 from app.redaction import redact_obj
+from app.schemas.operations import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
 from app.services.auth import Principal
 from app.services.errors import InvalidField, NotFound
 from app.services.pagination import decode_cursor, encode_cursor

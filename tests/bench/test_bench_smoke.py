@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.harness import inherited_env
+from app.devtools.harness import inherited_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

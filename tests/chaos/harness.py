@@ -59,7 +59,7 @@ def run_chaos(
     rng = random.Random(seed)
     postgres = PrivatePostgres(root)
     redis = PrivateRedis(root)
-    from app.cli import upgrade_database
+    from app.db.migrate import upgrade_database
 
     upgrade_database(postgres.url)
     stack = Stack.create(

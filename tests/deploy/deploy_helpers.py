@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
-# A floor: test_commands.py introspects the real click group in app/cli.py and checks these too.
+# A floor: test_commands.py introspects the click group in app/cli/main.py and checks these too.
 MODELCERT_SUBCOMMANDS: dict[str, set[str]] = {
     "api": set(),
     "worker": {"--queues"},

@@ -9,7 +9,7 @@ from deploy_helpers import MODELCERT_SUBCOMMANDS, compose, modelcert_services, p
 
 
 def _cli_commands() -> dict[str, set[str]]:
-    """Subcommands and options: the click group once app/cli.py has one, else the constant."""
+    """Subcommands and options: the click group once app/cli/main.py has one, else the constant."""
     try:
         cli = importlib.import_module("app.cli")
     except ImportError:

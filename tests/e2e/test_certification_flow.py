@@ -110,7 +110,7 @@ def test_endpoint_down_ends_failed_with_cause(client, auth) -> None:  # type: ig
 
 @pytest.mark.usefixtures("worker")
 def test_duplicate_message_is_a_no_op(client, auth, reference_url, settings, factory) -> None:  # type: ignore[no-untyped-def]
-    from app.publish import Publisher
+    from app.queue.publisher import Publisher
 
     target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = certify(client, auth, target)

@@ -19,8 +19,8 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.db.models import Target
-from app.publish import Publisher, broker_transport_options
-from app.task_names import DELIVER_WEBHOOK, priority_lists
+from app.queue.names import DELIVER_WEBHOOK, priority_lists
+from app.queue.publisher import Publisher, broker_transport_options
 from tests.e2e.workers import queue_worker
 from tests.security.helpers import insert_target, job_row, new_org
 
@@ -172,7 +172,7 @@ def queued_via(
     region: str | None,
 ) -> str:
     """A certification published to the queue `settings` route `region` to, as the API does."""
-    from app.api.schemas import CertificationCreate
+    from app.schemas.resources import CertificationCreate
     from app.services import certifications
 
     publisher = Publisher(settings)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from app.api.schemas import CertificationCreate
 from app.db.session import transaction
+from app.schemas.resources import CertificationCreate
 from app.services import certifications, run
 from app.services.auth import Principal, authenticate
 

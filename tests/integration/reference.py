@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from app.reference.server import Behaviour, ReferenceServer
+from app.devtools.reference.server import Behaviour, ReferenceServer
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""app/broker.py: kombu's Redis transport keeping one client object per channel and pool."""
+"""app/queue/transport.py: kombu's Redis transport, one client object per channel and pool."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uuid
 
 import redis
 
-from app import broker
-from app.publish import Publisher, make_publisher_app
-from app.task_names import priority_lists
+from app.queue import transport as broker
+from app.queue.names import priority_lists
+from app.queue.publisher import Publisher, make_publisher_app
 from tests.conftest import free_port, start_redis_server
 
 
@@ -110,7 +110,7 @@ def _messages(client: redis.Redis, queue: str) -> list[dict]:  # type: ignore[ty
 
 
 def test_a_publish_is_celerys_own_message_without_a_declaration(settings) -> None:  # type: ignore[no-untyped-def]
-    from app.task_names import RUN_CERTIFICATION
+    from app.queue.names import RUN_CERTIFICATION
 
     private, queue = _own_queue(settings, "same")
     client = redis.Redis.from_url(str(settings.redis_url))

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.certification import certificates as certs
-from app.cli_engine import certify, verify
+from app.cli.certify import certify, verify
 from tests.integration.reference import MODE_VERDICTS, running_reference
 
 CAPS = [
@@ -166,7 +166,7 @@ def test_the_certificate_signs_what_the_verdict_was_reached_under(
 
 
 def test_cli_evidence_has_the_api_shape(reference: str, tmp_path: Path) -> None:
-    from app.api.result_schemas import EvidenceLine
+    from app.schemas.results import EvidenceLine
 
     assert run_certify(reference, tmp_path, "good", "--suite", "smoke")[0] == 0
     lines = [

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.api.factory import build_app
 from app.db.models import Certification
-from app.publish import Publisher
+from app.queue.publisher import Publisher
 from app.services import sweeper
 from tests.conftest import free_port, start_redis_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 
 from app.config import Settings
-from app.harness import (
+from app.devtools.harness import (
     BIN,
     Proc,
     free_port,

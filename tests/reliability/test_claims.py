@@ -26,7 +26,7 @@ def make_target(client, auth, reference_url: str) -> str:  # type: ignore[no-unt
 
 
 def test_racing_claims_have_one_winner(client, auth, reference_url, factory, settings) -> None:  # type: ignore[no-untyped-def]
-    from app.api.schemas import CertificationCreate
+    from app.schemas.resources import CertificationCreate
     from app.services.certifications import create_certification
 
     target_id = make_target(client, auth, reference_url)

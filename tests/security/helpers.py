@@ -6,10 +6,10 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.schemas import CertificationCreate
 from app.config import Settings
 from app.db.models import Certification, Provider, Target
 from app.db.session import transaction
+from app.schemas.resources import CertificationCreate
 from app.services import certifications
 from app.services.auth import Principal, create_token
 

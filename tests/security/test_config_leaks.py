@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
-from app.publish import make_publisher_app
+from app.queue.publisher import make_publisher_app
 from tests.conftest import (
     BIN,
     Proc,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app.publish import Publisher
-from app.task_names import priority_lists
+from app.queue.names import priority_lists
+from app.queue.publisher import Publisher
 
 ENDPOINT = "http://127.0.0.1:9/v1"
 

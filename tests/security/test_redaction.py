@@ -26,12 +26,12 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, text
 
-from app.api.schemas import SecretCreate
 from app.config import Settings
 from app.db.models import Webhook, WebhookDelivery
 from app.db.session import transaction
 from app.logging import log_handler
 from app.redaction import MIN_RUN, REDACTED, forms, redact, redact_obj, remember
+from app.schemas.resources import SecretCreate
 from app.services import run, secrets, webhooks
 from tests.conftest import free_port
 from tests.security.helpers import insert_target, job_row, new_org, queued_job
@@ -359,7 +359,7 @@ def test_log_lines_are_redacted_of_the_keys_a_process_handled() -> None:
 
 def test_the_cli_evidence_file_is_redacted_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
-    from app.cli_engine import write_evidence
+    from app.cli.certify import write_evidence
 
     sample = Sample(
         index=0,

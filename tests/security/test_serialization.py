@@ -11,8 +11,8 @@ import uuid
 import pytest
 from kombu import Connection, Queue
 
-from app.publish import broker_transport_options
-from app.task_names import RUN_CERTIFICATION
+from app.queue.names import RUN_CERTIFICATION
+from app.queue.publisher import broker_transport_options
 from tests.security.helpers import insert_target, job_row, new_org, queued_job
 
 

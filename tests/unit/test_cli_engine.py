@@ -6,7 +6,7 @@ import click
 import pytest
 
 from app.certification.results import Verdict
-from app.cli_engine import EXIT_CODES, parse_capability
+from app.cli.certify import EXIT_CODES, parse_capability
 
 
 @pytest.mark.parametrize(

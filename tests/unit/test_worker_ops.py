@@ -70,7 +70,7 @@ def test_make_celery_refuses_a_visibility_timeout_at_or_below_the_hard_limit() -
 
 
 def test_a_queue_is_one_redis_list_per_priority_step() -> None:
-    from app.task_names import priority_lists
+    from app.queue.names import priority_lists
 
     # kombu's names (CELERY-FACTS): the queue itself for step 0, `queue:N` for the others.
     assert priority_lists("certifications") == [

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db.models import DeadLetter, WebhookDelivery
+from app.queue.names import priority_lists
 from app.services import jobs
-from app.task_names import priority_lists
 from tests.conftest import make_token
 
 IDLE_REGION = "idle"
@@ -183,7 +183,7 @@ def test_sweeper_ages_a_starving_low_priority_job_to_normal(
 ) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
-    from app.publish import Publisher
+    from app.queue.publisher import Publisher
     from app.services import sweeper
 
     target = idle_target(client, auth)

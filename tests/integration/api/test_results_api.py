@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.certification import certificates as certs
-from app.cli_engine import verify
+from app.cli.certify import verify
 from tests.conftest import make_token
 from tests.integration.jobs import queue, run_inline
 

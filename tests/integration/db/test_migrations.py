@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect
 
 from app.cli import ROOT
 from app.db.models import Base
-from app.harness import new_database
+from app.devtools.harness import new_database
 
 
 def alembic_config(url: str) -> Config:

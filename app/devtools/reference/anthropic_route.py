@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from app.reference import brain
+from app.devtools.reference import brain
 
 if TYPE_CHECKING:
-    from app.reference.server import ReferenceServer
+    from app.devtools.reference.server import ReferenceServer
 
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}

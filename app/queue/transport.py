@@ -21,7 +21,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-TRANSPORT = "app.broker:Transport"
+TRANSPORT = "app.queue.transport:Transport"
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
