@@ -31,6 +31,8 @@ from app.services import events, ratelimit, run, sweeper, webhooks
 from app.services import recertify as recertify_service
 from worker import metrics
 from worker.celery_app import STOP_JOBS, app, settings
+from worker.job_loop import JOB_LOOP
+from worker.lease import keeper_for
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}"
@@ -127,6 +129,8 @@ def _hooks() -> run.RunHooks:
             metrics.DEAD_LETTERS.inc()
 
     return run.RunHooks(
+        lease=keeper_for(session_factory(), settings.certification_lease_seconds),
+        run_async=JOB_LOOP.run,
         shutting_down=lambda: bool(STOP_JOBS.value),
         on_response=on_response,
         on_retry=lambda exc: metrics.RETRIES.labels(exc.cause).inc(),

@@ -26,25 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.certification.results import CheckOutcome, Verdict
 from app.db.base import Base, enum_column, now_column, uuid_pk
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATUSES = (
-    JobStatus.SUCCEEDED,
-    JobStatus.FAILED,
-    JobStatus.TIMED_OUT,
-    JobStatus.CANCELLED,
-)
-CLAIMABLE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
+from app.db.lifecycle import JobStatus
 
 
 class Priority(enum.StrEnum):

@@ -13,14 +13,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import (
-    CLAIMABLE_STATUSES,
-    TERMINAL_STATUSES,
-    Certification,
-    DeadLetter,
-    JobStatus,
-    Target,
-)
+from app.db import lifecycle
+from app.db.lifecycle import CLAIMABLE_STATUSES, TERMINAL_STATUSES, JobStatus
+from app.db.models import Certification, DeadLetter, Target
 from app.db.session import transaction
 from app.schemas.resources import CertificationView
 from app.services import events
@@ -29,7 +24,7 @@ from app.services.certifications import get_certification, load_certification
 from app.services.errors import Conflict, NotFound
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
-RETRYABLE_END = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
+RETRYABLE_END = lifecycle.REQUEUE.sources
 
 
 def cancel(
@@ -40,9 +35,9 @@ def cancel(
         row = load_certification(session, who, cert_id)
         done = session.execute(
             update(Certification)
-            .where(Certification.id == row.id, Certification.status.in_(CLAIMABLE_STATUSES))
+            .where(Certification.id == row.id, Certification.status.in_(lifecycle.CANCEL.sources))
             .values(
-                status=JobStatus.CANCELLED,
+                status=lifecycle.CANCEL.target,
                 finished_at=func.now(),
                 lease_until=None,
                 cancel_requested_at=func.now(),
@@ -89,9 +84,9 @@ def _new_attempt(session: Session, cert_id: uuid.UUID, settings: Settings) -> bo
         )
     row = session.execute(
         update(Certification)
-        .where(Certification.id == cert_id, Certification.status.in_(RETRYABLE_END))
+        .where(Certification.id == cert_id, Certification.status.in_(lifecycle.REQUEUE.sources))
         .values(
-            status=JobStatus.QUEUED,
+            status=lifecycle.REQUEUE.target,
             max_attempts=Certification.attempt + settings.max_attempts,
             finished_at=None,
             lease_until=None,

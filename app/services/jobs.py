@@ -36,16 +36,12 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.results import CheckResult, Verdict
+from app.db import lifecycle
 from app.db.base import NO_ROW, ahead, table_of
-from app.db.models import (
-    CLAIMABLE_STATUSES,
-    Certification,
-    CheckResultRow,
-    DeadLetter,
-    JobStatus,
-    SampleRow,
-)
-from app.db.session import transaction
+from app.db.direct import hot
+from app.db.lifecycle import JobStatus
+from app.db.models import Certification, CheckResultRow, DeadLetter, SampleRow, Secret, Target
+from app.db.session import autocommit_engine, transaction
 from app.redaction import redact, redact_obj
 from app.services import events
 
@@ -77,7 +73,7 @@ _JOBS = table_of(Certification)
 _c = _JOBS.c
 _NOT_OURS = {"job_id": NO_ROW, "claimed_attempt": 0}  # parameters of a fence no row passes
 # The claim: one conditional UPDATE. A CTE, so that the worker reads its inputs (target,
-# secret) in the same statement (run._CLAIM_WITH_INPUTS), in one round trip with no BEGIN
+# secret) in the same statement (_CLAIM_WITH_INPUTS), in one round trip with no BEGIN
 # and COMMIT of their own.
 CLAIMED = (
     update(_JOBS)
@@ -85,12 +81,12 @@ CLAIMED = (
     # every execution.)
     .where(
         _c.id == bindparam("job_id"),
-        or_(*(_c.status == s for s in CLAIMABLE_STATUSES)),
+        or_(*(_c.status == s for s in lifecycle.CLAIM.sources)),
         _c.attempt < _c.max_attempts,
         _c.cancel_requested_at.is_(None),
     )
     .values(
-        status=JobStatus.RUNNING,
+        status=lifecycle.CLAIM.target,
         attempt=_c.attempt + 1,
         lease_until=func.now() + bindparam("lease", type_=Interval),
         started_at=func.coalesce(_c.started_at, func.now()),
@@ -116,6 +112,48 @@ CLAIMED = (
     .cte("claimed")
 )
 _CLAIM = select(CLAIMED)
+
+
+_TARGETS, _SECRETS = table_of(Target), table_of(Secret)
+# The claim with the job's inputs: the target's columns targets.target_spec reads and the
+# secret, beside the claimed row, in one statement and one round trip (no BEGIN/COMMIT).
+_CLAIM_WITH_INPUTS = hot(
+    select(
+        CLAIMED,
+        *(
+            _TARGETS.c[name]
+            for name in (
+                "name",
+                "provider",
+                "model",
+                "base_url",
+                "endpoints",
+                "capabilities",
+                "rate_limit_rps",
+                "max_concurrency",
+                "secret_id",
+                "deleted_at",
+            )
+        ),
+        _SECRETS.c.ciphertext.label("secret_ciphertext"),
+    ).select_from(
+        CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == CLAIMED.c.target_id).outerjoin(
+            _SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id
+        )
+    ),
+    job_id=NO_ROW,
+    lease=timedelta(0),
+    worker_name="",
+)
+
+
+def claim_with_inputs(
+    factory: sessionmaker[Session], cert_id: uuid.UUID, worker: str, lease_seconds: int
+) -> Row[Any] | None:
+    """The `claim` transition with the job's inputs (target, secret): the claimed row's
+    columns (claim_from reads them) and the target's; None when there is nothing to claim."""
+    params = claim_params(cert_id, worker, lease_seconds)
+    return _CLAIM_WITH_INPUTS.first(autocommit_engine(factory.kw["bind"]), params)
 
 
 def claim_params(cert_id: uuid.UUID, worker: str, lease_seconds: int) -> dict[str, object]:
@@ -148,7 +186,7 @@ def owned_by_claim() -> ColumnElement[bool]:
     """The job is running under the claim in parameters `job_id` and `claimed_attempt`."""
     return and_(
         _c.id == bindparam("job_id"),
-        _c.status == JobStatus.RUNNING,
+        _c.status == JobStatus.RUNNING,  # the status every ending leaves (lifecycle.ENDINGS)
         _c.attempt == bindparam("claimed_attempt"),
     )
 
@@ -256,9 +294,13 @@ def settle_unclaimable(session: Session, cert_id: uuid.UUID) -> None:
     dead-lettered here, once; a queued job whose cancel was requested is cancelled."""
     exhausted = session.execute(
         update(_JOBS)
-        .where(_c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES), _c.attempt >= _c.max_attempts)
+        .where(
+            _c.id == cert_id,
+            _c.status.in_(lifecycle.EXHAUST.sources),
+            _c.attempt >= _c.max_attempts,
+        )
         .values(
-            status=JobStatus.FAILED,
+            status=lifecycle.EXHAUST.target,
             finished_at=func.now(),
             lease_until=None,
             error_cause=func.coalesce(_c.error_cause, "max_attempts"),
@@ -272,10 +314,12 @@ def settle_unclaimable(session: Session, cert_id: uuid.UUID) -> None:
     cancelled = session.execute(
         update(_JOBS)
         .where(
-            _c.id == cert_id, _c.status.in_(CLAIMABLE_STATUSES), _c.cancel_requested_at.is_not(None)
+            _c.id == cert_id,
+            _c.status.in_(lifecycle.CANCEL.sources),
+            _c.cancel_requested_at.is_not(None),
         )
         .values(
-            status=JobStatus.CANCELLED,
+            status=lifecycle.CANCEL.target,
             finished_at=func.now(),
             error_cause="cancelled",
             error_message="cancelled by request",
@@ -526,6 +570,7 @@ def finish(
     runs there too, after the UPDATE (certificates, follow-up jobs), with the row the
     terminal statement returned (`ENDED` columns and `subscriptions`).
     """
+    lifecycle.ending(status)  # a running job ends only as succeeded, failed, timed_out, cancelled
     try:
         with transaction(factory) as session:
             # Unfenced: the fenced UPDATE below rolls it back when the job is not ours.
@@ -596,7 +641,7 @@ def schedule_retry(
             update(_JOBS)
             .where(owned_by_claim())
             .values(
-                status=JobStatus.RETRYING,
+                status=lifecycle.RETRY_LATER.target,
                 lease_until=None,
                 dispatched_at=None,
                 next_attempt_at=func.now() + timedelta(seconds=delay),
@@ -605,7 +650,7 @@ def schedule_retry(
             ),
             _fence(claim),
         )
-    return JobStatus.RETRYING
+    return lifecycle.RETRY_LATER.target
 
 
 def release(factory: sessionmaker[Session], claim: Claim) -> None:
@@ -615,7 +660,7 @@ def release(factory: sessionmaker[Session], claim: Claim) -> None:
             update(_JOBS)
             .where(owned_by_claim())
             .values(
-                status=JobStatus.RETRYING,
+                status=lifecycle.RELEASE.target,
                 lease_until=None,
                 dispatched_at=None,
                 attempt=_c.attempt - 1,
@@ -623,3 +668,23 @@ def release(factory: sessionmaker[Session], claim: Claim) -> None:
             ),
             _fence(claim),
         )
+
+
+def time_out(factory: sessionmaker[Session], cert_id: uuid.UUID) -> None:
+    """The soft time limit fired: the running job ends timed_out, keeping what it stored.
+    Unfenced on the attempt: the task that hit the limit may no longer hold its claim."""
+    with transaction(factory) as session:
+        row = session.execute(
+            update(_JOBS)
+            .where(_c.id == cert_id, _c.status.in_(lifecycle.TIME_OUT.sources))
+            .values(
+                status=lifecycle.TIME_OUT.target,
+                finished_at=func.now(),
+                lease_until=None,
+                error_cause="timeout",
+                error_message="the certification exceeded CERTIFICATION_TIMEOUT",
+            )
+            .returning(_c.id)
+        ).first()
+        if row is not None:
+            events.certification_ended(session, row[0])

@@ -12,7 +12,9 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import CLAIMABLE_STATUSES, Certification, DeadLetter, JobStatus, Priority
+from app.db import lifecycle
+from app.db.lifecycle import CLAIMABLE_STATUSES
+from app.db.models import Certification, DeadLetter, Priority
 from app.db.session import transaction
 from app.services import events
 
@@ -38,12 +40,12 @@ def _expire_leases(session: Session, report: SweepReport) -> None:
     requeued = session.execute(
         update(Certification)
         .where(
-            Certification.status == JobStatus.RUNNING,
+            Certification.status.in_(lifecycle.EXPIRE_LEASE.sources),
             Certification.lease_until < func.now(),
             Certification.attempt < Certification.max_attempts,
         )
         .values(
-            status=JobStatus.RETRYING,
+            status=lifecycle.EXPIRE_LEASE.target,
             lease_until=None,
             dispatched_at=None,
             next_attempt_at=func.now(),
@@ -56,12 +58,12 @@ def _expire_leases(session: Session, report: SweepReport) -> None:
     exhausted = session.execute(
         update(Certification)
         .where(
-            Certification.status == JobStatus.RUNNING,
+            Certification.status.in_(lifecycle.EXPIRE_EXHAUSTED.sources),
             Certification.lease_until < func.now(),
             Certification.attempt >= Certification.max_attempts,
         )
         .values(
-            status=JobStatus.FAILED,
+            status=lifecycle.EXPIRE_EXHAUSTED.target,
             lease_until=None,
             finished_at=func.now(),
             error_cause="lease_expired",

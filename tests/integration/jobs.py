@@ -37,5 +37,14 @@ def queue(
     return str(view.id)
 
 
-def run_inline(factory, settings, cert_id: str) -> str:  # type: ignore[no-untyped-def]
-    return run.run_certification(factory, settings, cert_id, "test-inline")
+def inline_hooks(factory, settings, **extra) -> run.RunHooks:  # type: ignore[no-untyped-def]
+    """The worker's lease keeping, for a job run in the test's process."""
+    from worker.lease import keeper_for
+
+    return run.RunHooks(lease=keeper_for(factory, settings.certification_lease_seconds), **extra)
+
+
+def run_inline(factory, settings, cert_id: str, worker: str = "test-inline", **hooks) -> str:  # type: ignore[no-untyped-def]
+    return run.run_certification(
+        factory, settings, cert_id, worker, inline_hooks(factory, settings, **hooks)
+    )

@@ -12,6 +12,20 @@ from typing import Any
 import psycopg
 from psycopg._connection_base import BaseConnection
 
+# What SQLAlchemy and psycopg send when a pool opens a new connection, whichever test or thread
+# happened to need it first: not part of the work a test counts.
+CONNECTION_SETUP = (
+    "select pg_catalog.version()",
+    "select current_schema()",
+    "show transaction isolation level",
+    "show standard_conforming_strings",
+)
+
+
+def _setup(query: str) -> bool:
+    text = query.strip().lower()
+    return text.startswith(CONNECTION_SETUP) or "from pg_type t" in text
+
 
 @contextmanager
 def statements(this_thread_only: bool = False) -> Iterator[list[str]]:
@@ -27,8 +41,9 @@ def statements(this_thread_only: bool = False) -> Iterator[list[str]]:
         try:  # (recorded after: psycopg sends a BEGIN it needs first, from within execute)
             return execute(cursor, query, *args, **kwargs)
         finally:
-            if mine():
-                seen.append(query if isinstance(query, str) else str(query))
+            text = query if isinstance(query, str) else str(query)
+            if mine() and not _setup(text):
+                seen.append(text)
 
     def record_command(connection: Any, sql: Any, *args: Any, **kwargs: Any) -> Any:
         if mine():

@@ -17,7 +17,7 @@ from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.db.models import Certificate, Certification, SampleRow, Target, WebhookDelivery
 from app.db.session import transaction
-from app.services import fingerprint, jobs, run
+from app.services import conclude, fingerprint, jobs
 from app.services.certificates import as_result
 from app.services.targets import endpoint_url
 from tests.integration.jobs import queue, run_inline
@@ -46,7 +46,7 @@ def test_a_first_delivery_signs_what_it_stored(
         target_row = session.get(Target, uuid.UUID(target))
     assert payload is not None and len(rows) >= 2 and listing  # a checkpoint and the last
     assert payload["results_digest"] == certs.results_digest([as_result(r) for r in rows])
-    decision = run.decide(settings, rows, datetime.now(UTC))
+    decision = conclude.decide(settings, rows, datetime.now(UTC))
     assert payload["verdict"] == decision.verdict.value == job.verdict.value
     assert job.score == decision.score
     assert target_row is not None

@@ -7,7 +7,6 @@ import uuid
 from sqlalchemy import select
 
 from app.db.models import CheckResultRow
-from app.services import run
 from tests.integration.jobs import queue, run_inline
 
 
@@ -38,8 +37,14 @@ def test_a_redelivered_job_stays_stopped(
     assert r.status_code == 201, r.get_json()
     cert_id = queue(factory, settings, auth, r.get_json()["id"])
     # The first delivery stores connectivity, then its worker shuts down: the job goes back.
-    hooks = run.RunHooks(shutting_down=lambda: "connectivity" in stored(factory, cert_id))
-    assert run.run_certification(factory, settings, cert_id, "first", hooks) == "released"
+    first = run_inline(
+        factory,
+        settings,
+        cert_id,
+        "first",
+        shutting_down=lambda: "connectivity" in stored(factory, cert_id),
+    )
+    assert first == "released"
     assert set(stored(factory, cert_id)) == {"connectivity"}
     # The next delivery skips what is left: no chat is sent under a name the server lacks.
     assert run_inline(factory, settings, cert_id) == "succeeded"

@@ -11,9 +11,10 @@ from sqlalchemy import func, update
 
 from app.db.models import Certification
 from app.db.session import transaction
-from app.services import jobs, run
+from app.services import jobs
 from tests.integration.jobs import queue
 from tests.reliability.test_claims import make_target
+from worker.lease import LeaseKeeper
 
 
 def lease_of(factory, job_id: uuid.UUID):  # type: ignore[no-untyped-def]
@@ -42,8 +43,8 @@ def test_two_jobs_renewed_by_one_thread_and_nothing_after_stop(  # type: ignore[
 ) -> None:
     first = claimed(client, auth, reference_url, factory, settings)
     second = claimed(client, auth, reference_url, factory, settings)
-    a = run.LeaseKeeper(factory, first, 30, interval=0.1)
-    b = run.LeaseKeeper(factory, second, 30, interval=0.1)
+    a = LeaseKeeper(factory, first, 30, interval=0.1)
+    b = LeaseKeeper(factory, second, 30, interval=0.1)
     before = (lease_of(factory, first.certification_id), lease_of(factory, second.certification_id))
     a.start()
     b.start()
@@ -69,7 +70,7 @@ def test_two_jobs_renewed_by_one_thread_and_nothing_after_stop(  # type: ignore[
 def test_cancel_and_lost_claim_are_noticed(client, auth, reference_url, factory, settings) -> None:  # type: ignore[no-untyped-def]
     cancelled = claimed(client, auth, reference_url, factory, settings)
     taken = claimed(client, auth, reference_url, factory, settings)
-    keepers = [run.LeaseKeeper(factory, c, 30, interval=0.05) for c in (cancelled, taken)]
+    keepers = [LeaseKeeper(factory, c, 30, interval=0.05) for c in (cancelled, taken)]
     for keeper in keepers:
         keeper.start()
     try:

@@ -122,7 +122,9 @@ def test_a_stored_queue_name_outside_the_configuration_is_never_published_to(
     job = uuid.uuid4()
     try:
         assert Publisher(private).publish_run(job, stored, "normal")
-        assert client.type(stored) == before  # untouched (it is no list of ours)
+        # Not made a list (what stopped every worker). A worker of the session may meanwhile
+        # create the transport's own keys (unacked, unacked_index) as hashes and sorted sets.
+        assert client.type(stored) == before or client.type(stored) in (b"hash", b"zset")
         messages = [
             json.loads(raw)
             for name in priority_lists(private.certification_queue_name)

@@ -32,8 +32,9 @@ from app.db.session import transaction
 from app.logging import log_handler
 from app.redaction import MIN_RUN, REDACTED, forms, redact, redact_obj, remember
 from app.schemas.resources import SecretCreate
-from app.services import run, secrets, webhooks
+from app.services import secrets, webhooks
 from tests.conftest import free_port
+from tests.integration.jobs import run_inline
 from tests.security.helpers import insert_target, job_row, new_org, queued_job
 
 _LETTERS = "ghijklmnopqrstuvwxyz"  # no hex digits: a window of the key never matches an id
@@ -297,8 +298,8 @@ def test_a_reflected_key_is_stored_sent_and_logged_nowhere(
         insert_target(factory, who, f"{reflecting_endpoint}/deny/v1", secret_id=secret_id),
     )
 
-    assert run.run_certification(factory, settings, reflected, "redaction-test") == "succeeded"
-    assert run.run_certification(factory, settings, denied, "redaction-test") == "failed"
+    assert run_inline(factory, settings, reflected, "redaction-test") == "succeeded"
+    assert run_inline(factory, settings, denied, "redaction-test") == "failed"
     failed = job_row(factory, denied)
     assert failed.error_cause == "auth_failed" and REDACTED in (failed.error_message or "")
 

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db.models import Secret
-from app.services import run
 from app.services.secrets import SecretBox
 from tests.conftest import BIN, settings_env
+from tests.integration.jobs import run_inline
 from tests.security.helpers import insert_target, job_row, new_org, queued_job
 
 
@@ -149,7 +149,7 @@ def test_undecryptable_secret_fails_the_job_as_invalid_target(
     cert = queued_job(
         factory, settings, who, insert_target(factory, who, f"{reference_url}/m/auth/v1", secret_id)
     )
-    assert run.run_certification(factory, settings, cert, "secret-test") == "failed"
+    assert run_inline(factory, settings, cert, "secret-test") == "failed"
     row = job_row(factory, cert)
     assert row.error_cause == "invalid_target"
     assert "MODELCERT_SECRET_KEY" in (row.error_message or "")
@@ -164,4 +164,4 @@ def test_undecryptable_secret_fails_the_job_as_invalid_target(
     cert = queued_job(
         factory, rotated, who, insert_target(factory, who, f"{reference_url}/m/auth/v1", secret_id)
     )
-    assert run.run_certification(factory, rotated, cert, "secret-test") == "succeeded"
+    assert run_inline(factory, rotated, cert, "secret-test") == "succeeded"

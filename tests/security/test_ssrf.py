@@ -21,7 +21,7 @@ from app.certification.providers.http import BlockedAddressError
 from app.certification.runner import execute
 from app.certification.suites import get_suite
 from app.config import Settings
-from app.services import run
+from tests.integration.jobs import run_inline
 from tests.security.helpers import insert_target, job_row, new_org, queued_job
 
 BLOCKED = [
@@ -247,8 +247,14 @@ def test_dns_rebinding_fails_the_job_with_blocked_address(
     port = reference_url.rsplit(":", 1)[1]
     target = insert_target(factory, who, f"http://models.rebind.test:{port}/v1")
     cert = queued_job(factory, strict_settings, who, target)
-    hooks = run.RunHooks(resolver_factory=lambda: RebindingDns("127.0.0.1"))
-    assert run.run_certification(factory, strict_settings, cert, "ssrf-test", hooks) == "failed"
+    rebinding = run_inline(
+        factory,
+        strict_settings,
+        cert,
+        "ssrf-test",
+        resolver_factory=lambda: RebindingDns("127.0.0.1"),
+    )
+    assert rebinding == "failed"
     row = job_row(factory, cert)
     assert row.error_cause == "blocked_address", (row.error_cause, row.error_message)
     assert "127.0.0.1" in (row.error_message or "")
@@ -261,7 +267,7 @@ def test_literal_loopback_fails_the_job_with_blocked_address(
     _, who = new_org(factory)
     target = insert_target(factory, who, f"{reference_url}/v1")
     cert = queued_job(factory, strict_settings, who, target)
-    assert run.run_certification(factory, strict_settings, cert, "ssrf-test") == "failed"
+    assert run_inline(factory, strict_settings, cert, "ssrf-test") == "failed"
     row = job_row(factory, cert)
     assert row.error_cause == "blocked_address", (row.error_cause, row.error_message)
 
@@ -269,7 +275,7 @@ def test_literal_loopback_fails_the_job_with_blocked_address(
 def test_private_allowed_setting_lets_the_job_run(factory, settings, reference_url) -> None:  # type: ignore[no-untyped-def]
     _, who = new_org(factory)
     cert = queued_job(factory, settings, who, insert_target(factory, who, f"{reference_url}/v1"))
-    assert run.run_certification(factory, settings, cert, "ssrf-test") == "succeeded"
+    assert run_inline(factory, settings, cert, "ssrf-test") == "succeeded"
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""The per-process event loop the worker's jobs run on (run._JobLoop): reused while jobs end
+"""The per-process event loop the worker's jobs run on (job_loop.JobLoop): reused while jobs end
 normally, nothing a job leaves behind survives it, and a job that raises takes the loop along."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from app.services.run import _JobLoop
+from worker.job_loop import JobLoop
 
 
 async def current_loop() -> asyncio.AbstractEventLoop:
@@ -16,7 +16,7 @@ async def current_loop() -> asyncio.AbstractEventLoop:
 
 
 def test_jobs_share_the_loop_and_leftover_tasks_are_cancelled() -> None:
-    jobs = _JobLoop()
+    jobs = JobLoop()
     left: list[asyncio.Task[None]] = []
 
     async def job_leaving_a_task() -> asyncio.AbstractEventLoop:
@@ -31,7 +31,7 @@ def test_jobs_share_the_loop_and_leftover_tasks_are_cancelled() -> None:
 
 
 def test_a_job_that_raises_takes_its_loop_along() -> None:
-    jobs = _JobLoop()
+    jobs = JobLoop()
     first = jobs.run(current_loop())
     left: list[asyncio.Task[None]] = []
 
@@ -48,7 +48,7 @@ def test_a_job_that_raises_takes_its_loop_along() -> None:
 
 
 def test_a_forked_child_starts_its_own_loop() -> None:
-    jobs = _JobLoop()
+    jobs = JobLoop()
     parent = jobs.run(current_loop())
     read, write = os.pipe()
     pid = os.fork()
@@ -69,7 +69,7 @@ def test_a_forked_child_starts_its_own_loop() -> None:
 def test_threads_get_loops_of_their_own() -> None:
     import threading
 
-    jobs = _JobLoop()
+    jobs = JobLoop()
     mine = jobs.run(current_loop())
     theirs: list[asyncio.AbstractEventLoop] = []
     thread = threading.Thread(target=lambda: theirs.append(jobs.run(current_loop())))

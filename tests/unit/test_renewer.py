@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.services import run
 from tests.reliability.test_lease_keeper import wait_for
+from worker import lease
 
 
 class CountingCondition(threading.Condition):
@@ -37,10 +37,10 @@ class Keeper:
 
 
 @pytest.fixture
-def renewer() -> Iterator[run._Renewer]:
+def renewer() -> Iterator[lease._Renewer]:
     """A renewer of its own. Its thread lives on afterwards (daemon, idle): renamed, so
     tests that count the process's `lease-renewer` threads see only the real one."""
-    mine = run._Renewer()
+    mine = lease._Renewer()
     mine._cond = CountingCondition()
     yield mine
     if mine._thread is not None:
@@ -48,7 +48,7 @@ def renewer() -> Iterator[run._Renewer]:
 
 
 def test_a_job_due_after_the_idle_look_is_not_woken_for_and_still_renewed(
-    renewer: run._Renewer,
+    renewer: lease._Renewer,
 ) -> None:
     first = Keeper(interval=0.05)
     renewer.watch(first)  # starts the thread: it looks at the due times before it waits
@@ -56,7 +56,7 @@ def test_a_job_due_after_the_idle_look_is_not_woken_for_and_still_renewed(
     renewer.unwatch(first)
     assert wait_for(lambda: renewer._wake_at > 0 and not renewer._due)  # idle, waiting
     before = renewer._cond.notified  # type: ignore[attr-defined]
-    job = Keeper(interval=run.IDLE_WAKE * 2)
+    job = Keeper(interval=lease.IDLE_WAKE * 2)
     watched_at = time.monotonic()
     renewer.watch(job)
     assert renewer._cond.notified == before  # no wake-up call for it
@@ -66,7 +66,7 @@ def test_a_job_due_after_the_idle_look_is_not_woken_for_and_still_renewed(
     renewer.unwatch(job)
 
 
-def test_a_job_due_before_the_idle_look_wakes_the_thread(renewer: run._Renewer) -> None:
+def test_a_job_due_before_the_idle_look_wakes_the_thread(renewer: lease._Renewer) -> None:
     renewer.watch(Keeper(interval=60))  # starts the thread; its next look is in 60 s
     assert wait_for(lambda: renewer._wake_at > time.monotonic() + 30)
     before = renewer._cond.notified  # type: ignore[attr-defined]

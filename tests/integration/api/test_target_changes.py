@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from app.services import run
+from tests.integration.jobs import run_inline
 from tests.security.helpers import job_row, new_org, queued_job
 
 
@@ -99,7 +99,7 @@ def test_another_organizations_target_is_404(client, org, factory) -> None:  # t
 
 def certified(client, headers, factory, settings, who, target_id: str) -> str:  # type: ignore[no-untyped-def]
     cert = queued_job(factory, settings, who, uuid.UUID(target_id))
-    assert run.run_certification(factory, settings, cert, "target-changes") == "succeeded"
+    assert run_inline(factory, settings, cert, "target-changes") == "succeeded"
     assert (
         client.get(f"/v1/certifications/{cert}", headers=headers).get_json()["verdict"]
         == "certified"
@@ -164,7 +164,7 @@ def test_delete_is_soft_and_final(client, org, factory, settings, reference_url)
     assert client.get(f"/v1/certifications/{done}/certificate", headers=headers).status_code == 200
     assert client.get(f"/v1/certifications/{done}/results", headers=headers).status_code == 200
     # A job queued before the delete fails when a worker claims it, saying why.
-    assert run.run_certification(factory, settings, waiting, "target-changes") == "failed"
+    assert run_inline(factory, settings, waiting, "target-changes") == "failed"
     row = job_row(factory, waiting)
     assert row.error_cause == "invalid_target" and row.error_message == "the target was deleted"
     # Its name is free again.
