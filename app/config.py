@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import sys
 from functools import lru_cache
@@ -353,20 +352,9 @@ def dev_secret_key(data_dir: Path) -> str:
 
 def keep_dev_secret(data_dir: Path, name: str, make: Any) -> str:
     """Read `data_dir/name`, or create it with `make()` (owner-only, never world-readable)."""
-    path = data_dir / name
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = str(make())
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its value
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
-    return value
+    from app.private_files import keep_private
+
+    return keep_private(Path(data_dir) / name, lambda: str(make()))
 
 
 class ConfigError(Exception):

@@ -15,7 +15,8 @@ from sqlalchemy import ARRAY, Uuid, any_, bindparam, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import TERMINAL_STATUSES, Certification
+from app.db.lifecycle import TERMINAL_STATUSES
+from app.db.models import Certification
 from app.db.session import make_engine, make_session_factory, transaction
 from app.schemas.resources import RateLimit, TargetCreate
 from app.services.auth import Principal, create_token

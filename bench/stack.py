@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import harness
+from app.devtools import harness
 from app.config import Settings
 from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 

@@ -92,7 +92,7 @@ def _hooks() -> run.RunHooks:
     seen: dict[str, Any] = {"provider": "unknown", "gate": None}
     # The labelled series each (provider, outcome) counts into, looked up once per job: a
     # check sends up to thousands of requests, and `labels()` is half of a response's
-    # metrics cost (bench/README, eleventh pass).
+    # metrics cost.
     series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def gate_factory(spec: TargetSpec) -> ratelimit.EndpointLimiter | None:

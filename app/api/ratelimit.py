@@ -8,9 +8,9 @@ never a 500.
 
 Flask-Limiter did this before, and its own per-request work (resolving which of its
 decorator, blueprint, default and application limits apply, every request, for the one
-application limit this API has) was a tenth of a POST's instructions (5.31 M -> 4.72 M,
-bench/README.md, tenth pass); here a request costs one Redis script call per configured
-limit and a few lookups.
+application limit this API has) was a tenth of a POST's instructions (measured with
+`python -m bench --only instructions`); here a request costs one Redis script call per
+configured limit and a few lookups.
 """
 
 from __future__ import annotations

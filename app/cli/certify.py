@@ -38,6 +38,7 @@ from app.certification.results import CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
+from app.private_files import keep_private
 from app.redaction import redact, redact_obj
 
 EXIT_CODES = {
@@ -76,14 +77,7 @@ def parse_capability(text: str) -> tuple[str, Any]:
 
 def load_or_create_key(path: Path) -> str:
     """The local dev signing seed; created (mode 0600) on first use."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seed = certs.generate_seed()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(seed + "\n")
-    return seed
+    return keep_private(path, certs.generate_seed)
 
 
 def write_keys(path: Path, public_b64: str) -> None:

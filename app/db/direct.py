@@ -5,7 +5,7 @@ types' bind and result processors); what it would do on every execution (a compi
 lookup that hashes the statement's cache key, an execution context, a cursor result, a Row)
 cost more CPU than the statement's round trip: about a fifth of a pool child's CPU per job
 (the claim and a first delivery's end), a tenth of a POST's (the token with the target, the
-insert; bench/README.md, "Seventh pass"). A `Hot` statement skips that: it is compiled
+insert; measured with `python -m bench`). A `Hot` statement skips that: it is compiled
 once per dialect (an INSERT once per set of columns given), and each execution converts its
 parameters with the types' bind processors, runs the SQL on a pooled DBAPI connection (in
 autocommit, or in a Connection's transaction) and converts the row with the result

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.config import STACK_FILE, Settings, dev_secret_key, get_settings, keep_dev_secret
 from app.devtools.harness import BIN, Proc, free_port, start_embedded_postgres, start_redis_server
+from app.private_files import write_private
 
 
 def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
@@ -106,8 +107,7 @@ def run_dev_stack() -> int:
         text=True,
     )
     dev_token = token.stdout.strip()
-    (data_dir / "dev-token").write_text(dev_token)
-    (data_dir / "dev-token").chmod(0o600)
+    write_private(data_dir / "dev-token", dev_token)
 
     ref_port = 8100
     stack = {
@@ -120,8 +120,7 @@ def run_dev_stack() -> int:
         "dev_token_file": str(data_dir / "dev-token"),
     }
     stack_path = data_dir / STACK_FILE
-    stack_path.write_text(json.dumps(stack, indent=2))
-    stack_path.chmod(0o600)
+    write_private(stack_path, json.dumps(stack, indent=2))
 
     mc = str(BIN / "modelcert")
     children = [

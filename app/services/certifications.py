@@ -33,7 +33,7 @@ from app.schemas.resources import (
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
-from app.services.pagination import decode_cursor, encode_cursor
+from app.services.pagination import page
 from app.services.targets import planned_total, target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
@@ -327,17 +327,6 @@ def list_certifications(
         stmt = stmt.where(Certification.target_id == query.target_id)
     if query.since:
         stmt = stmt.where(Certification.created_at >= query.since)
-    if query.cursor:
-        created, last_id = decode_cursor(query.cursor)
-        stmt = stmt.where((Certification.created_at, Certification.id) < (created, last_id))
-    rows = session.scalars(
-        stmt.order_by(Certification.created_at.desc(), Certification.id.desc()).limit(
-            query.limit + 1
-        )
-    ).all()
-    page = rows[: query.limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > query.limit else None
-    )
-    checks = _checks_for(session, [r.id for r in page])
-    return [to_view(r, checks[r.id]) for r in page], next_cursor
+    rows, next_cursor = page(session, stmt, Certification, query.cursor, query.limit)
+    checks = _checks_for(session, [r.id for r in rows])
+    return [to_view(r, checks[r.id]) for r in rows], next_cursor

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import lifecycle
-from app.db.lifecycle import CLAIMABLE_STATUSES, TERMINAL_STATUSES, JobStatus
+from app.db.lifecycle import TERMINAL_STATUSES, JobStatus
 from app.db.models import Certification, DeadLetter, Target
 from app.db.session import transaction
 from app.schemas.resources import CertificationView
-from app.services import events
+from app.services import events, jobs
 from app.services.auth import Principal
 from app.services.certifications import get_certification, load_certification
 from app.services.errors import Conflict, NotFound
@@ -115,17 +115,7 @@ def _publish(factory: sessionmaker[Session], publish: PublishFn, cert_id: uuid.U
         queue, priority = session.execute(
             select(Certification.queue, Certification.priority).where(Certification.id == cert_id)
         ).one()
-    if publish(cert_id, queue, priority.value):
-        with transaction(factory) as session:
-            session.execute(
-                update(Certification)
-                .where(
-                    Certification.id == cert_id,
-                    Certification.dispatched_at.is_(None),
-                    Certification.status.in_(CLAIMABLE_STATUSES),
-                )
-                .values(dispatched_at=func.now())
-            )
+    jobs.publish_then_mark(factory, publish, cert_id, queue, priority.value)
 
 
 def retry(

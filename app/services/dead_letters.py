@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from app.db.models import DeadLetter
 from app.schemas.operations import DeadLetterView
 from app.services.auth import Principal
-from app.services.pagination import decode_cursor, encode_cursor
+from app.services.pagination import page
 
 
 def to_view(row: DeadLetter) -> DeadLetterView:
@@ -27,12 +27,5 @@ def list_dead_letters(
     session: Session, who: Principal, cursor: str | None, limit: int
 ) -> tuple[list[DeadLetterView], str | None]:
     query = select(DeadLetter).where(DeadLetter.organization_id == who.organization_id)
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where((DeadLetter.created_at, DeadLetter.id) < (created, last_id))
-    rows = session.scalars(
-        query.order_by(DeadLetter.created_at.desc(), DeadLetter.id.desc()).limit(limit + 1)
-    ).all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return [to_view(r) for r in page], next_cursor
+    rows, next_cursor = page(session, query, DeadLetter, cursor, limit)
+    return [to_view(r) for r in rows], next_cursor

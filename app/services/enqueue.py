@@ -10,18 +10,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.suites import SuiteError, get_suite
 from app.config import Settings
-from app.db.models import Certification, JobStatus, Target
-from app.db.session import transaction
+from app.db import lifecycle
+from app.db.models import Certification, Target
 from app.schemas.resources import CertificationCreate
+from app.services import jobs
 from app.services.certifications import new_job_values, request_hash
 
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)
+ACTIVE_STATUSES = lifecycle.ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,7 @@ def publish_queued(
     """After commit: publish and mark dispatched; what fails stays for the sweeper."""
     sent = 0
     for item in queued:
-        if not publish(item.id, item.queue, item.priority):
+        if not jobs.publish_then_mark(factory, publish, item.id, item.queue, item.priority):
             break  # the broker is down: the sweeper publishes the rest
-        with transaction(factory) as session:
-            session.execute(
-                update(Certification)
-                .where(Certification.id == item.id, Certification.dispatched_at.is_(None))
-                .values(dispatched_at=func.now())
-            )
         sent += 1
     return sent

@@ -688,3 +688,30 @@ def time_out(factory: sessionmaker[Session], cert_id: uuid.UUID) -> None:
         ).first()
         if row is not None:
             events.certification_ended(session, row[0])
+
+
+def mark_dispatched(session: Session, cert_id: uuid.UUID, *, again: bool = False) -> None:
+    """A waiting job's message was published: `dispatched_at` is now. A first publish sets
+    it only where nothing has (the API's batched marks may be on their way); `again` (the
+    sweeper republishing a lost or aged message) moves it. A job that started meanwhile keeps
+    the mark its claim wrote."""
+    conditions = [_c.id == cert_id, _c.status.in_(lifecycle.CLAIMABLE_STATUSES)]
+    if not again:
+        conditions.append(_c.dispatched_at.is_(None))
+    session.execute(update(_JOBS).where(*conditions).values(dispatched_at=func.now()))
+
+
+def publish_then_mark(
+    factory: sessionmaker[Session],
+    publish: Callable[[uuid.UUID, str, str], bool],
+    cert_id: uuid.UUID,
+    queue: str,
+    priority: str,
+) -> bool:
+    """After commit, never inside the transaction: publish, then mark it dispatched. False
+    when the broker refused: the row is the outbox, and the sweeper publishes it later."""
+    if not publish(cert_id, queue, priority):
+        return False
+    with transaction(factory) as session:
+        mark_dispatched(session, cert_id)
+    return True

@@ -1,12 +1,20 @@
-"""Opaque keyset cursors over (created_at, id)."""
+"""Keyset pagination over (created_at, id), newest first, with opaque cursors: the one way
+every list in the API pages."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import Session
 
 from app.services.errors import InvalidField
+
+T = TypeVar("T")
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -21,3 +29,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created), uuid.UUID(row_id)
     except (ValueError, UnicodeDecodeError):
         raise InvalidField(["query", "cursor"], "not a cursor this API returned") from None
+
+
+def page(
+    session: Session, query: Select[tuple[T]], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[T], str | None]:
+    """One page of `query`'s rows of `model` (newest first, after `cursor`) and the cursor
+    of the next page, None on the last."""
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where(tuple_(model.created_at, model.id) < tuple_(created, last_id))
+    rows = session.scalars(
+        query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    ).all()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at, last.id)

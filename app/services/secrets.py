@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,7 +14,7 @@ from app.db.models import Secret
 from app.schemas.resources import SecretCreate, SecretView
 from app.services.auth import Principal
 from app.services.errors import Conflict, NotFound
-from app.services.pagination import decode_cursor, encode_cursor
+from app.services.pagination import page
 
 
 class SecretBox:
@@ -99,15 +99,8 @@ def list_secrets(
     session: Session, who: Principal, cursor: str | None, limit: int
 ) -> tuple[list[SecretView], str | None]:
     query = select(Secret).where(Secret.organization_id == who.organization_id)
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where(tuple_(Secret.created_at, Secret.id) < tuple_(created, last_id))
-    rows = session.scalars(
-        query.order_by(Secret.created_at.desc(), Secret.id.desc()).limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None
-    return [to_view(r) for r in rows[:limit]], next_cursor
+    rows, next_cursor = page(session, query, Secret, cursor, limit)
+    return [to_view(r) for r in rows], next_cursor
 
 
 def rotate_all(factory: sessionmaker[Session], box: SecretBox, batch: int = 200) -> int:

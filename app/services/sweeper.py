@@ -16,7 +16,7 @@ from app.db import lifecycle
 from app.db.lifecycle import CLAIMABLE_STATUSES
 from app.db.models import Certification, DeadLetter, Priority
 from app.db.session import transaction
-from app.services import events
+from app.services import events, jobs
 
 log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x6D6F64656C  # pg advisory lock key: one sweeper at a time
@@ -110,11 +110,7 @@ def _age_low_priority(
         if not publish(cert_id, queue, Priority.NORMAL.value):
             report.publish_failed += 1
             return
-        session.execute(
-            update(Certification)
-            .where(Certification.id == cert_id)
-            .values(dispatched_at=func.now())
-        )
+        jobs.mark_dispatched(session, cert_id, again=True)
         report.aged += 1
         report.ids.append(str(cert_id))
 
@@ -169,11 +165,7 @@ def sweep(
                 if depth_cache[queue] != 0:
                     continue
             if publish(cert_id, queue, priority.value):
-                session.execute(
-                    update(Certification)
-                    .where(Certification.id == cert_id)
-                    .values(dispatched_at=func.now())
-                )
+                jobs.mark_dispatched(session, cert_id, again=True)
                 if dispatched_at is None:
                     report.published += 1
                 else:

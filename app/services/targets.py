@@ -22,7 +22,7 @@ from app.schemas.resources import Capabilities, RateLimit, TargetCreate, TargetV
 from app.services import auth
 from app.services.auth import Principal
 from app.services.errors import Conflict, InvalidField, NotFound
-from app.services.pagination import decode_cursor, encode_cursor
+from app.services.pagination import page
 
 
 def to_view(row: Target) -> TargetView:
@@ -217,12 +217,5 @@ def list_targets(
     query = select(Target).where(
         Target.organization_id == who.organization_id, Target.deleted_at.is_(None)
     )
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where((Target.created_at, Target.id) < (created, last_id))
-    rows = session.scalars(
-        query.order_by(Target.created_at.desc(), Target.id.desc()).limit(limit + 1)
-    ).all()
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
-    return [to_view(r) for r in rows[:limit]], next_cursor
+    rows, next_cursor = page(session, query, Target, cursor, limit)
+    return [to_view(r) for r in rows], next_cursor

@@ -27,7 +27,7 @@ from app.redaction import redact_obj
 from app.schemas.operations import DeliveryView, WebhookCreate, WebhookCreated, WebhookView
 from app.services.auth import Principal
 from app.services.errors import InvalidField, NotFound
-from app.services.pagination import decode_cursor, encode_cursor
+from app.services.pagination import page
 from app.services.secrets import SecretBox
 from app.services.webhook_transport import (
     BLOCKED,
@@ -104,15 +104,8 @@ def list_webhooks(
     query = select(Webhook).where(
         Webhook.organization_id == who.organization_id, Webhook.active.is_(True)
     )
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where((Webhook.created_at, Webhook.id) < (created, last_id))
-    rows = session.scalars(
-        query.order_by(Webhook.created_at.desc(), Webhook.id.desc()).limit(limit + 1)
-    ).all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return [to_view(r) for r in page], next_cursor
+    rows, next_cursor = page(session, query, Webhook, cursor, limit)
+    return [to_view(r) for r in rows], next_cursor
 
 
 def delete_webhook(session: Session, who: Principal, webhook_id: uuid.UUID) -> None:
@@ -132,16 +125,7 @@ def list_deliveries(
     if hook is None:
         raise NotFound("no such webhook")
     query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where((WebhookDelivery.created_at, WebhookDelivery.id) < (created, last_id))
-    rows = session.scalars(
-        query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
-            limit + 1
-        )
-    ).all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    rows, next_cursor = page(session, query, WebhookDelivery, cursor, limit)
     return [
         DeliveryView(
             id=r.id,
@@ -155,7 +139,7 @@ def list_deliveries(
             delivered_at=r.delivered_at,
             payload=r.payload,
         )
-        for r in page
+        for r in rows
     ], next_cursor
 
 

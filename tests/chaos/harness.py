@@ -12,7 +12,8 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
-from app.db.models import TERMINAL_STATUSES, Certification, DeadLetter
+from app.db.lifecycle import TERMINAL_STATUSES
+from app.db.models import Certification, DeadLetter
 from app.db.session import make_engine, make_session_factory, transaction
 from app.services.auth import create_token
 from tests.reliability.stack import PrivatePostgres, PrivateRedis, Stack
