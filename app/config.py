@@ -250,6 +250,10 @@ class Settings(BaseSettings):
         **_range("base64 32-byte Ed25519 seeds, comma-separated, newest first"),
     )
     modelcert_allow_private_targets: bool = Field(False, **_range("true or false"))
+    # The bench-* suites measure the job machinery and certify nothing a user should rely on
+    # (an endpoint that only repeats its prompt passes them): off unless a deployment runs
+    # the benchmarks.
+    modelcert_benchmark_suites: bool = Field(False, **_range("true or false"))
     modelcert_data_dir: Path = Field(Path(DATA_DIR_DEFAULT), **_range("a directory"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", **_range("DEBUG, INFO, WARNING or ERROR")

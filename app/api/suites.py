@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from app.api.deps import deps
 from app.api.util import json_response
 from app.schemas.resources import Problem
 from app.schemas.results import SuiteDetail, SuiteList, SuitePath
@@ -19,10 +20,10 @@ bp = APIBlueprint(
 @bp.get("", responses={200: SuiteList, 401: Problem})
 def list_suites() -> Response:
     """The suites this server can run."""
-    return json_response(suites.list_suites())
+    return json_response(suites.list_suites(deps().settings))
 
 
 @bp.get("/<name>", responses={200: SuiteDetail, 401: Problem, 404: Problem})
 def get_suite(path: SuitePath) -> Response:
     """One suite: version, content hash and its checks with params, thresholds, required."""
-    return json_response(suites.describe_suite(path.name))
+    return json_response(suites.describe_suite(deps().settings, path.name))

@@ -239,6 +239,7 @@ def local_settings(
         certification_queue_name=f"{queue}-{uuid.uuid4().hex[:8]}",
         modelcert_secret_key=Fernet.generate_key().decode(),
         modelcert_allow_private_targets=True,
+        modelcert_benchmark_suites=True,  # tests and benchmarks run the bench-* suites
         modelcert_data_dir=data_dir,
         log_format="json",
     )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.certification.suites import Suite, SuiteError, get_suite
+from app.certification.suites import Suite, SuiteError
 from app.config import Settings
 from app.db.base import table_of
 from app.db.direct import Hot
@@ -34,6 +34,7 @@ from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import page
+from app.services.suites import offered
 from app.services.targets import planned_total, target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
@@ -215,7 +216,7 @@ def _job_values(
 ) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
-        suite = get_suite(body.suite)
+        suite = offered(settings, body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
     if target is None or target.id != body.target_id:

@@ -14,13 +14,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.certification.suites import SuiteError, get_suite
+from app.certification.suites import SuiteError
 from app.config import Settings
 from app.db import lifecycle
 from app.db.models import Certification, Target
 from app.schemas.resources import CertificationCreate
 from app.services import jobs
 from app.services.certifications import new_job_values, request_hash
+from app.services.suites import offered
 
 ACTIVE_STATUSES = lifecycle.ACTIVE_STATUSES
 
@@ -71,7 +72,7 @@ def enqueue(
     if region is not None and region not in target.endpoints:
         return None
     try:
-        suite = get_suite(suite_name)
+        suite = offered(settings, suite_name)
     except SuiteError:
         return None  # the suite was removed since: nothing to re-run
     if active_exists(session, target.id, region, suite.name):

@@ -27,7 +27,7 @@ from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_s
 from app.certification.providers.base import EndpointError
 from app.certification.results import CheckResult
 from app.certification.runner import execute
-from app.certification.suites import Suite, SuiteError, available_suites, get_suite
+from app.certification.suites import Suite, SuiteError, available_suites
 from app.config import Settings
 from app.db.lifecycle import JobStatus
 from app.db.session import autocommit, compile_ahead, transaction
@@ -35,6 +35,7 @@ from app.logging import bind
 from app.services import certificates, conclude, jobs, signing
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
+from app.services.suites import offered
 from app.services.targets import target_spec
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ def claim_and_prepare(
 def prepare(settings: Settings, inputs: Any) -> Prepared:
     """The suite, the endpoint and the API key of a job, from its `_INPUTS` row."""
     try:
-        suite = get_suite(inputs.suite_name)
+        suite = offered(settings, inputs.suite_name)
     except SuiteError as exc:
         raise JobFailure("invalid_target", str(exc), retryable=False) from None
     if inputs.deleted_at is not None or inputs.provider is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.certification.checks.catalog import REGISTRY
 from app.certification.suites import Suite, SuiteError, available_suites, get_suite
+from app.config import Settings
 from app.schemas.results import SuiteCheck, SuiteDetail, SuiteList, SuiteSummary
 from app.services.errors import NotFound
 
@@ -18,13 +19,28 @@ def _summary(suite: Suite) -> SuiteSummary:
     )
 
 
-def list_suites() -> SuiteList:
-    return SuiteList(items=[_summary(s) for s in available_suites().values()])
+def offered(settings: Settings, name: str) -> Suite:
+    """The suite named `name` as this deployment offers it; SuiteError when there is none
+    (benchmark suites only where MODELCERT_BENCHMARK_SUITES enables them)."""
+    suite = get_suite(name)
+    if suite.definition.purpose == "benchmark" and not settings.modelcert_benchmark_suites:
+        raise SuiteError(f"unknown suite {name!r}")
+    return suite
 
 
-def describe_suite(name: str) -> SuiteDetail:
+def list_suites(settings: Settings) -> SuiteList:
+    return SuiteList(
+        items=[
+            _summary(s)
+            for s in available_suites().values()
+            if s.definition.purpose != "benchmark" or settings.modelcert_benchmark_suites
+        ]
+    )
+
+
+def describe_suite(settings: Settings, name: str) -> SuiteDetail:
     try:
-        suite = get_suite(name)
+        suite = offered(settings, name)
     except SuiteError:
         raise NotFound(f"no such suite {name[:100]!r}") from None
     checks = [

@@ -220,3 +220,17 @@ def test_a_serial_server_is_named_and_its_emptied_streams_fail() -> None:
     assert streaming.outcome is CheckOutcome.FAILED
     assert streaming.details["error_causes"].get(ErrorCause.STREAM_EMPTY, 0) >= 1
     assert "ended after the role chunk with no content" in streaming.explanation
+
+
+def test_no_suite_a_deployment_offers_certifies_a_parrot() -> None:
+    """Every suite offered with the default settings (the bench-* suites are not: they
+    measure the job machinery) gives a model that repeats its prompt not_certified."""
+    from app.config import Settings
+    from app.services.suites import list_suites, offered
+
+    names = [s.name for s in list_suites(Settings()).items]
+    assert names and not [n for n in names if n.startswith("bench-")]
+    with running_reference() as (root, _):
+        for name in names:
+            results = certify(f"{root}/m/parrot/v1", offered(Settings(), name))
+            assert verdict(results) is Verdict.NOT_CERTIFIED, name

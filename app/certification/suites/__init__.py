@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,6 +62,9 @@ class SuiteFile(BaseModel):
     version: str
     description: str = ""
     max_error_rate: float = Field(0.2, ge=0.0, le=1.0)
+    # "benchmark": measures the job machinery (bench/), certifies nothing a user should rely
+    # on; offered only where a deployment enables MODELCERT_BENCHMARK_SUITES.
+    purpose: Literal["certification", "benchmark"] = "certification"
     run: RunSpec = RunSpec()
     checks: list[CheckEntry] = Field(min_length=1)
 

@@ -277,3 +277,15 @@ def test_rotated_keys_stay_published_and_verify(client, factory) -> None:  # typ
     assert keys[old.key_id]["retired_at"] is not None
     assert keys[new.key_id]["retired_at"] is None
     certs.verify(signed_by_old, certs.parse_keys_document({"keys": list(keys.values())}))
+
+
+def test_benchmark_suites_are_offered_only_where_enabled(client, auth, settings) -> None:  # type: ignore[no-untyped-def]
+    """The test stack enables them (tests and benchmarks run them); a default deployment does
+    not list them or accept a certification against one."""
+    from app.config import Settings
+    from app.services.suites import list_suites
+
+    assert settings.modelcert_benchmark_suites
+    listed = {s["name"] for s in client.get("/v1/suites", headers=auth).get_json()["items"]}
+    assert "bench-trivial" in listed
+    assert "bench-trivial" not in {s.name for s in list_suites(Settings()).items}
