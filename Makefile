@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run test chaos bench bench-quick lint clean test-worker
+.PHONY: install tools run test test-unit chaos bench bench-quick lint clean test-worker
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ run: install
 
 test: install $(if $(CI),tools)
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The pure tests only (no database, broker or process): well under a minute.
+test-unit: install
+	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
 
 chaos: install
 	CHAOS_JOBS=$${CHAOS_JOBS:-2000} $(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)

@@ -26,6 +26,25 @@ from app.devtools.harness import start_redis_server as start_redis_server
 from app.devtools.harness import with_database as with_database
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tier of each test, from the folder it lives in (`pytest -m unit`, `make test-unit`).
+TIERS = {
+    "unit": "unit",
+    "integration": "integration",
+    "security": "integration",
+    "e2e": "e2e",
+    "reliability": "e2e",
+    "deploy": "deploy",
+    "bench": "bench",
+    "chaos": "e2e",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
+        tier = TIERS.get(parts[0]) if len(parts) > 1 else None
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
