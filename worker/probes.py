@@ -18,11 +18,12 @@ from typing import Any
 import psutil
 import redis
 from celery import Celery, bootsteps, signals
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, multiprocess
 from sqlalchemy import text
 
 from app.config import Settings
 from app.db.session import make_engine
+from app.probes import CONTENT_TYPE_LATEST, broker_reachable, metrics_exposition
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -45,10 +46,7 @@ class WorkerState:
         self._lock = threading.Lock()
 
     def broker_ok(self) -> bool:
-        try:
-            return bool(self.redis.ping())
-        except redis.RedisError:
-            return False
+        return broker_reachable(self.redis)
 
     def database_ok(self) -> bool:
         """SELECT 1, and the age of the oldest job not yet started (for the queue-delay alert)."""
@@ -191,9 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200 if health["status"] == "ok" else 503, json.dumps(health).encode())
         elif path == "/metrics":
             state.snapshot()
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            self._send(200, metrics_exposition(), CONTENT_TYPE_LATEST)
         else:
             self._send(404, b'{"status": "not found"}')
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 
 import redis
 from flask import Response, current_app, g, request
 from flask_openapi3 import Info, OpenAPI
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
@@ -28,6 +19,7 @@ from app.api.openapi_doc import ProblemDocumentedOpenAPI
 from app.api.ratelimit import auth_failures, client_address, install_limiter
 from app.config import Settings, settings_for_process
 from app.db.session import autocommit_engine, make_engine, make_session_factory
+from app.probes import CONTENT_TYPE_LATEST, broker_reachable, metrics_exposition
 from app.queue.publisher import Publisher
 from app.services.auth import authenticate, plausible
 from app.services.dispatch import DispatchMarks
@@ -213,10 +205,7 @@ def _register_probes(app: OpenAPI) -> None:
             checks["database"] = True
         except Exception:  # noqa: BLE001
             pass
-        try:
-            checks["broker"] = bool(d.redis.ping())
-        except redis.RedisError:
-            pass
+        checks["broker"] = broker_reachable(d.redis)
         # The API accepts jobs while the broker is down (the outbox); only the database gates.
         status = 200 if checks["database"] else 503
         return Response(
@@ -227,12 +216,7 @@ def _register_probes(app: OpenAPI) -> None:
 
     @app.get("/metrics", doc_ui=False)
     def metrics() -> Response:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = DEFAULT_REGISTRY
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(metrics_exposition(), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> Response:

@@ -31,6 +31,7 @@ from app.certification.providers.base import (
     EndpointError,
     ErrorCause,
     ModelList,
+    model_list,
     parse_usage,
     scrub,
     served_model,
@@ -101,16 +102,7 @@ class Anthropic:
 
     async def list_models(self) -> ModelList:
         data, status, latency = await self.client.request_json("GET", f"{self.api}/models")
-        try:
-            models = [str(item["id"]) for item in data["data"]]
-        except (KeyError, TypeError) as exc:
-            raise EndpointError(
-                ErrorCause.MALFORMED_BODY,
-                f"model list lacks data[].id ({exc!s})",
-                status_code=status,
-                latency_ms=latency,
-            ) from None
-        return ModelList(models=models, status_code=status, latency_ms=latency)
+        return model_list(data, status, latency)
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         system = [str(m.get("content", "")) for m in request.messages if m.get("role") == "system"]

@@ -92,6 +92,20 @@ class ChatResult:
     content_chunks: int = 0  # stream events that carried content (text or a tool call)
 
 
+def model_list(data: Any, status: int, latency_ms: float) -> ModelList:
+    """A model listing (`{"data": [{"id": …}, …]}`, OpenAI's and Anthropic's alike)."""
+    try:
+        models = [str(item["id"]) for item in data["data"]]
+    except (KeyError, TypeError) as exc:
+        raise EndpointError(
+            ErrorCause.MALFORMED_BODY,
+            f"model list lacks data[].id ({exc!s})",
+            status_code=status,
+            latency_ms=latency_ms,
+        ) from None
+    return ModelList(models=models, status_code=status, latency_ms=latency_ms)
+
+
 def served_model(data: Any) -> str | None:
     """The `model` a response names: what the endpoint says it served."""
     model = data.get("model") if isinstance(data, dict) else None
