@@ -21,7 +21,6 @@ Mapping to the provider protocol:
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from app.certification.providers.base import (
@@ -36,7 +35,7 @@ from app.certification.providers.base import (
     scrub,
     served_model,
 )
-from app.certification.providers.http import HttpClient, with_retries
+from app.certification.providers.http import HttpClient, StreamReply, with_retries
 
 ANTHROPIC_VERSION = "2023-06-01"
 MAX_TOKENS_CAP = 4096
@@ -83,6 +82,10 @@ STOP_REASONS = {
     "max_tokens": "length",
     "tool_use": "tool_calls",
 }
+
+
+def _usage(value: Any) -> dict[str, int]:
+    return parse_usage(value, "input_tokens", "output_tokens") or {}
 
 
 def finish_reason(stop_reason: Any) -> str | None:
@@ -165,77 +168,44 @@ class Anthropic:
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
         payload = self._payload(request) | {"stream": True}
-        parts: list[str] = []
-        chunks = content_chunks = 0
-        ttft_ms: float | None = None
-        stop_reason = model = None
-        usage: dict[str, int] = {}
-        done = False
         async with self.client.stream_sse(f"{self.api}/messages", payload) as (
             events,
             status,
             started,
         ):
+            reply = StreamReply(status, started)
             async for data in events:
-                elapsed = (time.perf_counter() - started) * 1000
                 try:
                     event = json.loads(data)
                     kind = event["type"]
                 except (ValueError, KeyError, TypeError):
-                    raise EndpointError(
-                        ErrorCause.MALFORMED_BODY,
-                        f"stream event {chunks + 1} is malformed: {scrub(data)[:80]!r}",
-                        status_code=status,
-                        latency_ms=elapsed,
-                    ) from None
-                chunks += 1
+                    raise reply.malformed(data, "event") from None
                 if kind == "error":
                     raise EndpointError(
                         ErrorCause.SERVER_ERROR,
                         f"stream error event: {scrub(data)[:200]}",
                         status_code=status,
-                        latency_ms=elapsed,
+                        latency_ms=reply.elapsed_ms(),
                     )
+                delta = event.get("delta") or {}
+                if kind == "content_block_delta":
+                    text = delta.get("text")
+                    reply.add(str(text) if text else None, bool(delta.get("partial_json")))
+                    continue
+                reply.add(None)
                 if kind == "message_start":
                     message = event.get("message") or {}
-                    model = served_model(message)
-                    usage |= (
-                        parse_usage(message.get("usage"), "input_tokens", "output_tokens") or {}
-                    )
-                elif kind == "content_block_delta":
-                    delta = event.get("delta") or {}
-                    text = delta.get("text")
-                    if text or delta.get("partial_json"):
-                        content_chunks += 1
-                    if text:
-                        ttft_ms = elapsed if ttft_ms is None else ttft_ms
-                        parts.append(str(text))
+                    reply.model = served_model(message)
+                    reply.usage |= _usage(message.get("usage"))
                 elif kind == "message_delta":
-                    stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
-                    usage |= parse_usage(event.get("usage"), "input_tokens", "output_tokens") or {}
+                    reply.finish_reason = finish_reason(delta.get("stop_reason")) or (
+                        reply.finish_reason
+                    )
+                    reply.usage |= _usage(event.get("usage"))
                 elif kind == "message_stop":
-                    done = True
+                    reply.done = True
                     break
-            latency = (time.perf_counter() - started) * 1000
-        if not done:
-            raise EndpointError(
-                ErrorCause.STREAM_INCOMPLETE,
-                f"stream ended after {chunks} events without message_stop",
-                status_code=status,
-                latency_ms=latency,
-            )
-        return ChatResult(
-            text="".join(parts),
-            status_code=status,
-            latency_ms=latency,
-            ttft_ms=ttft_ms,
-            finish_reason=finish_reason(stop_reason),
-            chunks=chunks,
-            done_marker=True,
-            raw_model=model,
-            usage=usage or None,
-            content_chunks=content_chunks,
-        )
+        return reply.result("message_stop")
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
         raise EndpointError(

@@ -21,7 +21,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from app.certification.providers.base import EndpointError, ErrorCause, Gate, no_gate, scrub
+from app.certification.providers.base import (
+    ChatResult,
+    EndpointError,
+    ErrorCause,
+    Gate,
+    no_gate,
+    scrub,
+)
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 60.0
@@ -306,3 +313,64 @@ class HttpClient:
             error = translate_client_error(exc, (time.perf_counter() - started) * 1000)
             self._record(error.cause, started)
             raise error from None
+
+
+class StreamReply:
+    """What a streamed reply adds up to, event by event, whatever the provider's protocol:
+    its text, its events and those that carried content, the time to its first token, the
+    model and usage it reported, how it finished and whether its completion marker came."""
+
+    def __init__(self, status: int, started: float) -> None:
+        self.status, self.started = status, started
+        self.parts: list[str] = []
+        self.events = self.content_events = 0
+        self.ttft_ms: float | None = None
+        self.finish_reason: str | None = None
+        self.model: str | None = None
+        self.usage: dict[str, int] = {}
+        self.done = False
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def malformed(self, data: str, what: str = "chunk") -> EndpointError:
+        return EndpointError(
+            ErrorCause.MALFORMED_BODY,
+            f"stream {what} {self.events + 1} is malformed: {scrub(data)[:80]!r}",
+            status_code=self.status,
+            latency_ms=self.elapsed_ms(),
+        )
+
+    def add(self, text: str | None, other_content: bool = False) -> None:
+        """One more event; `text` its text, `other_content` whether it carried some other
+        content (a tool call's arguments)."""
+        self.events += 1
+        if text or other_content:
+            self.content_events += 1
+        if text:
+            if self.ttft_ms is None:
+                self.ttft_ms = self.elapsed_ms()
+            self.parts.append(text)
+
+    def result(self, marker: str) -> ChatResult:
+        """The reply; a stream cut before its completion `marker` is incomplete."""
+        latency = self.elapsed_ms()
+        if not self.done:
+            raise EndpointError(
+                ErrorCause.STREAM_INCOMPLETE,
+                f"stream ended after {self.events} events without {marker}",
+                status_code=self.status,
+                latency_ms=latency,
+            )
+        return ChatResult(
+            text="".join(self.parts),
+            status_code=self.status,
+            latency_ms=latency,
+            ttft_ms=self.ttft_ms,
+            finish_reason=self.finish_reason,
+            chunks=self.events,
+            done_marker=True,
+            raw_model=self.model,
+            usage=self.usage or None,
+            content_chunks=self.content_events,
+        )

@@ -5,7 +5,6 @@ base_url ends in /v1."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from app.certification.providers.base import (
@@ -17,10 +16,9 @@ from app.certification.providers.base import (
     ModelList,
     model_list,
     parse_usage,
-    scrub,
     served_model,
 )
-from app.certification.providers.http import HttpClient, with_retries
+from app.certification.providers.http import HttpClient, StreamReply, with_retries
 
 MAX_TOKENS_CAP = 4096
 
@@ -86,20 +84,12 @@ class OpenAICompatible:
 
     async def _chat_stream(self, request: ChatRequest) -> ChatResult:
         payload = self._payload(request) | {"stream": True}
-        parts: list[str] = []
-        chunks = content_chunks = 0
-        ttft_ms: float | None = None
-        finish_reason = model = None
-        usage: dict[str, int] | None = None
-        done = False
-        async with self.client.stream_sse(f"{self.base_url}/chat/completions", payload) as (
-            events,
-            status,
-            started,
-        ):
+        url = f"{self.base_url}/chat/completions"
+        async with self.client.stream_sse(url, payload) as (events, status, started):
+            reply = StreamReply(status, started)
             async for data in events:
                 if data == "[DONE]":
-                    done = True
+                    reply.done = True
                     break
                 try:
                     event = json.loads(data)
@@ -108,43 +98,13 @@ class OpenAICompatible:
                     choice = choices[0] if choices else {}
                     delta = choice.get("delta") or {}
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                    raise EndpointError(
-                        ErrorCause.MALFORMED_BODY,
-                        f"stream chunk {chunks + 1} is malformed: {scrub(data)[:80]!r}",
-                        status_code=status,
-                        latency_ms=(time.perf_counter() - started) * 1000,
-                    ) from None
-                chunks += 1
-                model = served_model(event) or model
-                usage = parse_usage(event.get("usage")) or usage
+                    raise reply.malformed(data) from None
+                reply.model = served_model(event) or reply.model
+                reply.usage |= parse_usage(event.get("usage")) or {}
                 content = delta.get("content")
-                if content or delta.get("tool_calls"):
-                    content_chunks += 1
-                if content:
-                    if ttft_ms is None:
-                        ttft_ms = (time.perf_counter() - started) * 1000
-                    parts.append(str(content))
-                finish_reason = choice.get("finish_reason") or finish_reason
-            latency = (time.perf_counter() - started) * 1000
-        if not done:
-            raise EndpointError(
-                ErrorCause.STREAM_INCOMPLETE,
-                f"stream ended after {chunks} chunks without [DONE]",
-                status_code=status,
-                latency_ms=latency,
-            )
-        return ChatResult(
-            text="".join(parts),
-            status_code=status,
-            latency_ms=latency,
-            ttft_ms=ttft_ms,
-            finish_reason=finish_reason,
-            chunks=chunks,
-            done_marker=done,
-            raw_model=model,
-            usage=usage,
-            content_chunks=content_chunks,
-        )
+                reply.add(str(content) if content else None, bool(delta.get("tool_calls")))
+                reply.finish_reason = choice.get("finish_reason") or reply.finish_reason
+        return reply.result("[DONE]")
 
     async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
         """Embed texts with `model` (the target's embedding model) or else the chat model."""
