@@ -79,11 +79,14 @@ def get_badge(path: TargetPath) -> Response:
     "/v1/targets/<target_id>/badge",
     responses={200: BadgeView, 401: Problem, 404: Problem, 422: Problem},
 )
-def set_badge(path: TargetPath, body: BadgeUpdate) -> Response:
-    """Make the target's badge public (or private again). A public badge shows anyone the
-    verdict and valid-until of the target's current certificate (per `?suite=`), and links
-    to a page that shows that certificate, verified."""
+def set_badge(path: TargetPath) -> Response:
+    """Make the target's badge public (or private again): `{"public": true}`. A public badge
+    shows anyone the verdict and valid-until of the target's current certificate (per
+    `?suite=`), and links to a page that shows that certificate, verified."""
     target_id = parse_id(path.target_id, "target")
     with transaction(deps().factory) as session:
+        # Another organization's target is a 404 whatever the body (validated after).
+        shares.get_badge(session, principal(), target_id, _base())
+        body = BadgeUpdate.model_validate(g.get("json_body"))
         view = shares.set_badge(session, principal(), target_id, body.public, _base())
     return json_response(view)
