@@ -12,6 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.wrappers import Response as AnyResponse
 
 from app.api.deps import deps
 from app.api.errors import ProblemError
@@ -35,10 +36,11 @@ log = logging.getLogger(__name__)
 def html(page: Page, status: int = 200, private: bool = True) -> Response:
     response = Response(page.html, status=status, mimetype="text/html")
     response.headers["Content-Security-Policy"] = page.csp
-    return secure_headers(response, private)
+    secure_headers(response, private)
+    return response
 
 
-def secure_headers(response: Response, private: bool = True) -> Response:
+def secure_headers(response: AnyResponse, private: bool = True) -> AnyResponse:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"  # a share link never leaks onwards
     response.headers["X-Frame-Options"] = "DENY"
@@ -87,7 +89,7 @@ def check_token(token: str) -> Principal:
     return who
 
 
-def start_session(response: Response, who: Principal) -> None:
+def start_session(response: AnyResponse, who: Principal) -> None:
     value, _ = new_session_cookie(deps().settings, who)
     response.set_cookie(
         SESSION_COOKIE,
@@ -100,7 +102,7 @@ def start_session(response: Response, who: Principal) -> None:
     )
 
 
-def end_session(response: Response) -> None:
+def end_session(response: AnyResponse) -> None:
     value = request.cookies.get(SESSION_COOKIE)
     session = read_session_cookie(deps().settings, value) if value else None
     if session is not None:
@@ -131,7 +133,7 @@ def csrf_token() -> str:
     return token
 
 
-def keep_csrf(response: Response) -> Response:
+def keep_csrf(response: AnyResponse) -> AnyResponse:
     if g.get("new_csrf"):
         response.set_cookie(
             CSRF_COOKIE, g.new_csrf, secure=True, httponly=True, samesite="Strict", path="/"

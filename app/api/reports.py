@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, request
+from werkzeug.wrappers import Response as AnyResponse
 
 from app.api import browser
 from app.api.certificates import SIGNING_KEYS_PATH
@@ -36,12 +37,12 @@ from app.services.signing import published_keys
 bp = Blueprint("report_pages", __name__)
 
 
-def _page_errors(view: Callable[..., Response]) -> Callable[..., Response]:
+def _page_errors(view: Callable[..., AnyResponse]) -> Callable[..., AnyResponse]:
     """A page's failures as pages: 404 (unknown or another organization's), 410 (a link that
     expired or was revoked), a redirect to the login form, or the problem's own status."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
+    def wrapper(*args: Any, **kwargs: Any) -> AnyResponse:
         try:
             return view(*args, **kwargs)
         except NotFound as exc:
@@ -96,7 +97,7 @@ def _base() -> str:
 
 @bp.get("/login")
 @_page_errors
-def login_form() -> Response:
+def login_form() -> AnyResponse:
     next_path = browser.safe_next(request.args.get("next"), "/reports")
     page = render_login("/login", browser.csrf_token(), next_path)
     return browser.keep_csrf(browser.html(page))
@@ -104,7 +105,7 @@ def login_form() -> Response:
 
 @bp.post("/login")
 @_page_errors
-def login() -> Response:
+def login() -> AnyResponse:
     browser.check_csrf()
     browser.limit(None)
     next_path = browser.safe_next(request.form.get("next"), "/reports")
@@ -122,7 +123,7 @@ def login() -> Response:
 
 @bp.post("/logout")
 @_page_errors
-def logout() -> Response:
+def logout() -> AnyResponse:
     browser.check_csrf()
     response = redirect("/login", 303)
     browser.end_session(response)
@@ -131,7 +132,7 @@ def logout() -> Response:
 
 @bp.get("/reports")
 @_page_errors
-def report_list() -> Response:
+def report_list() -> AnyResponse:
     who = _reader()
     with deps().factory() as session:
         items = reports.recent(session, who.organization_id)
@@ -146,14 +147,13 @@ def _owner_links(cert_id: uuid.UUID) -> reports.Links:
         evidence=f"/reports/{cert_id}/evidence.jsonl",
         keys=SIGNING_KEYS_PATH,
         verify="/verify",
-        report_of=lambda other: f"/reports/{other}",
         api_base=_base(),
     )
 
 
 @bp.get("/reports/<cert>")
 @_page_errors
-def report(cert: str) -> Response:
+def report(cert: str) -> AnyResponse:
     who = _reader()
     cert_id = _cert_id(cert)
     with deps().factory() as session:
@@ -170,7 +170,7 @@ def report(cert: str) -> Response:
 
 @bp.get("/reports/<cert>/certificate.json")
 @_page_errors
-def report_certificate(cert: str) -> Response:
+def report_certificate(cert: str) -> AnyResponse:
     who = _reader()
     with deps().factory() as session:
         document = reports.certificate_document(session, who.organization_id, _cert_id(cert))
@@ -179,13 +179,13 @@ def report_certificate(cert: str) -> Response:
 
 @bp.get("/reports/<cert>/evidence.jsonl")
 @_page_errors
-def report_evidence(cert: str) -> Response:
+def report_evidence(cert: str) -> AnyResponse:
     who = _reader()
     lines = results.evidence_lines(deps().factory, who, _cert_id(cert))
     return _download(lines, "evidence.jsonl", "application/x-ndjson")
 
 
-def _download(body: Any, name: str, mimetype: str = "application/json") -> Response:
+def _download(body: Any, name: str, mimetype: str = "application/json") -> AnyResponse:
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
@@ -197,7 +197,7 @@ def _download(body: Any, name: str, mimetype: str = "application/json") -> Respo
 
 @bp.get("/shared/<token>")
 @_page_errors
-def shared_report(token: str) -> Response:
+def shared_report(token: str) -> AnyResponse:
     browser.limit(None)
     with deps().factory() as session:
         share = shares.resolve_share(session, deps().settings, token)
@@ -206,7 +206,6 @@ def shared_report(token: str) -> Response:
             evidence=f"/shared/{token}/evidence.jsonl",
             keys=SIGNING_KEYS_PATH,
             verify="/verify",
-            report_of=lambda other: "",
             api_base=_base(),
         )
         data = reports.build_report(session, share.organization_id, share.certification_id, links)
@@ -227,7 +226,7 @@ def shared_report(token: str) -> Response:
 
 @bp.get("/shared/<token>/certificate.json")
 @_page_errors
-def shared_certificate(token: str) -> Response:
+def shared_certificate(token: str) -> AnyResponse:
     browser.limit(None)
     with deps().factory() as session:
         share = shares.resolve_share(session, deps().settings, token)
@@ -239,7 +238,7 @@ def shared_certificate(token: str) -> Response:
 
 @bp.get("/shared/<token>/evidence.jsonl")
 @_page_errors
-def shared_evidence(token: str) -> Response:
+def shared_evidence(token: str) -> AnyResponse:
     browser.limit(None)
     with deps().factory() as session:
         share = shares.resolve_share(session, deps().settings, token)
@@ -260,14 +259,14 @@ def _published_keys() -> dict[str, str]:
 
 @bp.get("/verify")
 @_page_errors
-def verify_form() -> Response:
+def verify_form() -> AnyResponse:
     browser.limit(None)
     return browser.html(render_verify("/verify", SIGNING_KEYS_PATH))
 
 
 @bp.post("/verify")
 @_page_errors
-def verify() -> Response:
+def verify() -> AnyResponse:
     """Stateless and public: nothing is stored, so no CSRF token is needed."""
     browser.limit(None)
     upload = request.files.get("file")
@@ -293,7 +292,7 @@ def _target(value: str) -> uuid.UUID:
 
 
 @bp.get("/badges/<target>.svg")
-def badge(target: str) -> Response:
+def badge(target: str) -> AnyResponse:
     """Verdict and valid-until only; 404 (as a grey badge) unless the badge is public."""
     browser.limit(None)
     suite = request.args.get("suite") or None
@@ -315,7 +314,7 @@ def badge(target: str) -> Response:
 
 @bp.get("/badges/<target>")
 @_page_errors
-def badge_page(target: str) -> Response:
+def badge_page(target: str) -> AnyResponse:
     """The badge's link: its certificate verified against this server's keys."""
     browser.limit(None)
     suite = request.args.get("suite") or None

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +108,7 @@ class SampleReport:
 def _prompt_of(summary: Mapping[str, Any]) -> str:
     """What was sent: the prompt, else the embedding inputs, else the request line."""
     if isinstance(summary.get("prompt"), str):
-        return summary["prompt"]
+        return str(summary["prompt"])
     if isinstance(summary.get("inputs"), list):
         return " | ".join(str(i) for i in summary["inputs"])
     if summary.get("method") and summary.get("path"):
@@ -155,13 +155,14 @@ def verdict_reasons(verdict: str | None, checks: Sequence[CheckReport]) -> list[
     """The checks that decided a verdict short of certified, each with its explanation: the
     rule of app/services/certifications.verdict_reasons (which the API's view carries), for a
     certificate read from files (tests/unit/reports pins that both agree)."""
-    deciding = {
+    rules: dict[str, Callable[[CheckReport], bool]] = {
         "not_certified": lambda c: c.required and c.outcome == "failed",
         "inconclusive": lambda c: c.required and c.outcome != "passed",
         "certified_with_warnings": lambda c: (
             not c.required and c.outcome not in ("passed", "skipped")
         ),
-    }.get(verdict or "")
+    }
+    deciding = rules.get(verdict or "")
     if deciding is None:
         return []
     return [f"{c.name}: {c.explanation or c.outcome}" for c in checks if deciding(c)]

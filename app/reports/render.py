@@ -106,7 +106,9 @@ def _ms(value: Any) -> str:
     return "–" if value is None else f"{float(value):g} ms"
 
 
-def latency_blocks(checks: Sequence[CheckReport], samples: Sequence[SampleReport]) -> list[dict]:
+def latency_blocks(
+    checks: Sequence[CheckReport], samples: Sequence[SampleReport]
+) -> list[dict[str, Any]]:
     """Per latency check: the total time's and the TTFT's distributions with their quantiles
     (details.quantiles) and SLO lines, and the table of every quantile it tested."""
     blocks: list[dict[str, Any]] = []

@@ -4,7 +4,7 @@ payload laid out for a person."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ class VerifyResult:
     title: str
     detail: str
     facts: list[Fact] = field(default_factory=list)
-    checks: list[Mapping[str, Any]] = field(default_factory=list)
+    checks: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
 
 def verify_text(text: str | bytes, keys: dict[str, str]) -> VerifyResult:

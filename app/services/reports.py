@@ -5,7 +5,6 @@ evidence, its certificate, and the target's previous certification of the same s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,7 +42,6 @@ class Links:
     evidence: str
     keys: str
     verify: str
-    report_of: Callable[[uuid.UUID], str]  # another certification's report (the previous one)
     api_base: str  # for the verify commands
 
 
