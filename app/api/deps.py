@@ -42,6 +42,9 @@ SHARED_AUTH_TRANSACTION: set[str] = set()
 # Endpoints whose JSON body names a `target_id` the view reads: authentication reads that
 # target in its own statement (one round trip fewer), as `job_target()`.
 PREFETCH_TARGET: set[str] = set()
+# Endpoints of the HTML pages that take an HTML form (login, logout, verify): their bodies are
+# forms, not JSON (issue #24).
+FORM_ENDPOINTS: set[str] = set()
 
 
 def auth_session() -> Connection | None:

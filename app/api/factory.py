@@ -13,7 +13,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
-from app.api.deps import PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
+from app.api.browser import install_page_limits
+from app.api.deps import FORM_ENDPOINTS, PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
 from app.api.errors import register_error_handlers, validation_problem
 from app.api.openapi_doc import ProblemDocumentedOpenAPI
 from app.api.ratelimit import auth_failures, client_address, install_limiter
@@ -83,8 +84,10 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
         certificates,
         certifications,
         dead_letters,
+        reports,
         results,
         secrets,
+        sharing,
         suites,
         targets,
         webhooks,
@@ -99,6 +102,9 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
     app.register_api(suites.bp)
     app.register_api(dead_letters.bp)
     app.register_api(webhooks.bp)
+    app.register_api(sharing.bp)  # issue 24: the report pages and their /v1 endpoints
+    app.register_blueprint(reports.bp)
+    install_page_limits(app)
     return app
 
 
@@ -107,7 +113,7 @@ def _register_hooks(app: OpenAPI) -> None:
     def start_request() -> None:
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         g.started = time.perf_counter()
-        if request.method in ("POST", "PUT", "PATCH"):
+        if request.method in ("POST", "PUT", "PATCH") and request.endpoint not in FORM_ENDPOINTS:
             _check_json_body()
         if request.args:
             _check_query()

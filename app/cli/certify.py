@@ -209,6 +209,13 @@ def run_with_progress(
     show_default=True,
 )
 @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@click.option(  # issue 24: the report page as one file (app/cli/report.py)
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the report as one self-contained HTML file.",
+)
 def certify(
     base_url: str,
     model: str,
@@ -222,6 +229,7 @@ def certify(
     max_concurrency: int | None,
     signing_key_file: Path,
     valid_days: int,
+    html_path: Path | None = None,
 ) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
     parts = urlsplit(base_url)
@@ -284,6 +292,10 @@ def certify(
     )
     write_keys(out_dir / "keys.json", public)
     write_evidence(out_dir / "evidence.jsonl", results, secrets)
+    if html_path is not None:  # issue 24: from the files just written, as `modelcert report`
+        from app.cli.report import write_report
+
+        click.echo(f"report: {write_report(out_dir, html_path)}")
     click.echo(f"verdict: {verdict}  (certificate: {out_dir / 'certificate.json'})")
     raise click.exceptions.Exit(EXIT_CODES[verdict])
 

@@ -329,10 +329,12 @@ def dev() -> None:
 def _add_engine_commands() -> None:
     try:
         from app.cli.certify import certify, verify
+        from app.cli.report import report
     except ImportError:
         return
     main.add_command(certify)
     main.add_command(verify)
+    main.add_command(report)
 
 
 _add_engine_commands()

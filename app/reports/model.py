@@ -1,0 +1,270 @@
+"""What a report shows, built alike from the API's views (app/services/reports.py) and from a
+`modelcert certify --out` directory (app/reports/files.py): both speak evidence's one shape
+(app/certification/evidence.py), so one set of constructors reads both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Failed, then errored, then passed: what decided a verdict comes first.
+GRADE_ORDER = {"fail": 0, "error": 1, "pass": 2}
+# How good an outcome is, to tell an improvement from a regression.
+OUTCOME_RANK = {
+    "failed": 0,
+    "errored": 1,
+    "inconclusive": 1,
+    "skipped": 1,
+    "warned": 2,
+    "passed": 3,
+}
+PROMPT_CHARS = 600  # shown of a prompt (a needle prompt is tens of thousands of characters)
+REPLY_CHARS = 2000  # the engine keeps at most this much of a reply
+
+
+def _float(value: Any) -> float | None:
+    """A ratio from a view (float) or from a signed summary ("0.9450")."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    name: str
+    check: str  # the check's kind (latency, load, chat...): details.check, else the name
+    outcome: str
+    required: bool
+    passed: int
+    failed: int
+    errored: int
+    total: int
+    statistic: float | None
+    lower: float | None
+    upper: float | None
+    threshold: float | None
+    explanation: str
+    duration_seconds: float | None
+    details: Mapping[str, Any]
+
+    @property
+    def skipped(self) -> int:
+        return max(self.total - self.passed - self.failed - self.errored, 0)
+
+    @property
+    def unit(self) -> str | None:
+        unit = self.details.get("unit")
+        return unit if isinstance(unit, str) else None
+
+    @property
+    def is_rate(self) -> bool:
+        """Graded per sample against a pass-rate threshold (latency and load are not)."""
+        return self.unit is None and self.check not in ("latency", "load")
+
+
+def check_from_record(record: Mapping[str, Any]) -> CheckReport:
+    """From an API CheckResultView (dumped) or a CLI evidence.jsonl check line."""
+    details = record.get("details") or {}
+    counts = {k: int(record.get(k) or 0) for k in ("passed", "failed", "errored", "total")}
+    return CheckReport(
+        name=str(record.get("name")),
+        check=str(record.get("check") or details.get("check") or record.get("name")),
+        outcome=str(record.get("outcome")),
+        required=bool(record.get("required")),
+        statistic=_float(record.get("statistic")),
+        lower=_float(record.get("lower")),
+        upper=_float(record.get("upper")),
+        threshold=_float(record.get("threshold")),
+        explanation=str(record.get("explanation") or details.get("explanation") or ""),
+        duration_seconds=_float(record.get("duration_seconds")),
+        details={k: v for k, v in details.items() if k != "explanation"},
+        **counts,
+    )
+
+
+@dataclass(frozen=True)
+class SampleReport:
+    check: str
+    index: int
+    prompt_id: str
+    grade: str
+    prompt: str
+    prompt_clipped: bool
+    reply: str | None
+    cause: str | None
+    error: str | None
+    retries: int
+    latency_ms: float | None
+    ttft_ms: float | None
+    status_code: int | None
+    finish_reason: str | None
+    detail: Mapping[str, Any]
+
+
+def _prompt_of(summary: Mapping[str, Any]) -> str:
+    """What was sent: the prompt, else the embedding inputs, else the request line."""
+    if isinstance(summary.get("prompt"), str):
+        return str(summary["prompt"])
+    if isinstance(summary.get("inputs"), list):
+        return " | ".join(str(i) for i in summary["inputs"])
+    if summary.get("method") and summary.get("path"):
+        return f"{summary['method']} {summary['path']}"
+    return ""
+
+
+def sample_from_record(record: Mapping[str, Any]) -> SampleReport:
+    """From an evidence line (the API's stream and the CLI's evidence.jsonl alike)."""
+    summary = record.get("request_summary") or {}
+    detail = record.get("detail") or {}
+    prompt = _prompt_of(summary)
+    reason = detail.get("reason") if isinstance(detail.get("reason"), str) else None
+    reply = record.get("response_excerpt")
+    return SampleReport(
+        check=str(record.get("check")),
+        index=int(record.get("index") or 0),
+        prompt_id=str(record.get("prompt_id") or ""),
+        grade=str(record.get("grade")),
+        prompt=prompt[:PROMPT_CHARS],
+        prompt_clipped=len(prompt) > PROMPT_CHARS,
+        reply=reply[:REPLY_CHARS] if isinstance(reply, str) else None,
+        cause=record.get("error_cause") or reason,
+        error=record.get("error"),
+        retries=int(record.get("retries") or 0),
+        latency_ms=_float(record.get("latency_ms")),
+        ttft_ms=_float(record.get("ttft_ms")),
+        status_code=record.get("status_code"),
+        finish_reason=record.get("finish_reason"),
+        detail=detail,
+    )
+
+
+def ordered_samples(samples: Iterable[SampleReport], checks: Sequence[str]) -> list[SampleReport]:
+    """Failed and errored samples first, then by the checks' order and index."""
+    position = {name: i for i, name in enumerate(checks)}
+    return sorted(
+        samples,
+        key=lambda s: (GRADE_ORDER.get(s.grade, 3), position.get(s.check, len(position)), s.index),
+    )
+
+
+def verdict_reasons(verdict: str | None, checks: Sequence[CheckReport]) -> list[str]:
+    """The checks that decided a verdict short of certified, each with its explanation: the
+    rule of app/services/certifications.verdict_reasons (which the API's view carries), for a
+    certificate read from files (tests/unit/reports pins that both agree)."""
+    rules: dict[str, Callable[[CheckReport], bool]] = {
+        "not_certified": lambda c: c.required and c.outcome == "failed",
+        "inconclusive": lambda c: c.required and c.outcome != "passed",
+        "certified_with_warnings": lambda c: (
+            not c.required and c.outcome not in ("passed", "skipped")
+        ),
+    }
+    deciding = rules.get(verdict or "")
+    if deciding is None:
+        return []
+    return [f"{c.name}: {c.explanation or c.outcome}" for c in checks if deciding(c)]
+
+
+@dataclass(frozen=True)
+class Change:
+    check: str
+    before: str | None  # outcome in the previous certification (None: not run then)
+    after: str | None
+    before_rate: float | None
+    after_rate: float | None
+    direction: str  # improved | regressed | unchanged | added | removed
+
+
+@dataclass(frozen=True)
+class Comparison:
+    previous_id: str
+    previous_verdict: str | None
+    previous_when: str | None
+    changes: list[Change]
+
+    @property
+    def improved(self) -> list[Change]:
+        return [c for c in self.changes if c.direction == "improved"]
+
+    @property
+    def regressed(self) -> list[Change]:
+        return [c for c in self.changes if c.direction == "regressed"]
+
+
+def compare(
+    previous_id: str,
+    previous_verdict: str | None,
+    previous_when: str | None,
+    before: Sequence[CheckReport],
+    after: Sequence[CheckReport],
+) -> Comparison:
+    """Per check: a better outcome, or the same outcome with a higher statistic where higher
+    is better (a pass rate, a speedup; for latency, lower), is an improvement."""
+    old = {c.name: c for c in before}
+    new = {c.name: c for c in after}
+    changes = []
+    for name in list(new) + [n for n in old if n not in new]:
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            direction = "added" if a is None else "removed"
+        else:
+            rank = OUTCOME_RANK.get(b.outcome, 1) - OUTCOME_RANK.get(a.outcome, 1)
+            delta = 0.0
+            if a.statistic is not None and b.statistic is not None:
+                delta = b.statistic - a.statistic
+                if b.unit == "ms":
+                    delta = -delta
+            if rank > 0 or (rank == 0 and delta > 1e-9):
+                direction = "improved"
+            elif rank < 0 or (rank == 0 and delta < -1e-9):
+                direction = "regressed"
+            else:
+                direction = "unchanged"
+        changes.append(
+            Change(
+                check=name,
+                before=a.outcome if a else None,
+                after=b.outcome if b else None,
+                before_rate=a.statistic if a else None,
+                after_rate=b.statistic if b else None,
+                direction=direction,
+            )
+        )
+    return Comparison(previous_id, previous_verdict, previous_when, changes)
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    value: str
+    mono: bool = False
+
+
+@dataclass
+class Report:
+    """Everything one report page shows."""
+
+    certification_id: str
+    status: str
+    verdict: str | None
+    verdict_reasons: list[str]
+    target_name: str
+    target_id: str
+    model: str
+    region: str | None
+    suite_ref: str
+    covers: list[str]
+    checks: list[CheckReport]
+    samples: list[SampleReport]
+    facts: list[Fact] = field(default_factory=list)  # run conditions, timings, key...
+    certificate: Mapping[str, Any] | None = None  # the signed document
+    certificate_status: str | None = None  # valid, expired, superseded, revoked...
+    comparison: Comparison | None = None
+    error: str | None = None  # why a run that did not succeed stopped
+    samples_total: int = 0  # stored samples (some may be left out of the page)
+    links: dict[str, str] = field(default_factory=dict)  # certificate, evidence, keys
+    verify_commands: list[str] = field(default_factory=list)
+    generated_by: str = "modelcert"
