@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import harness
 from app.config import Settings
+from app.devtools import harness
 from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app.cli import ROOT
+from app.db.migrate import ROOT
 from app.db.models import Base
 from app.devtools.harness import new_database
 
