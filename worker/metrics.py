@@ -56,6 +56,15 @@ OLDEST_QUEUED_AGE = Gauge(
 WORKER_READY = Gauge(
     "modelcert_worker_ready", "1 when /ready answers 200.", multiprocess_mode="livemostrecent"
 )
+# Summed by queue, the ready consumers of each queue: the alerts compare it with the queue's
+# depth, whatever the deployment's shape (one fleet for every queue, or a maintenance worker
+# that always runs beside certification workers scaled to zero).
+WORKER_QUEUE_READY = Gauge(
+    "modelcert_worker_queue_ready",
+    "1 for each queue this worker consumes while /ready answers 200.",
+    ["queue"],
+    multiprocess_mode="livemostrecent",
+)
 WORKER_RSS = Gauge(
     "modelcert_worker_rss_bytes",
     "Resident memory of the worker and its children.",

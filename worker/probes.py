@@ -84,7 +84,10 @@ class WorkerState:
             database = self.database_ok()
             depths: dict[str, int] = {}
             if broker:
-                for queue in self.queues():
+                # Every configured queue, not only those consumed here: a worker that runs only
+                # maintenance still shows the certification queues waiting for a scaled-to-zero
+                # fleet, and the alerts compare depth with the ready consumers of each queue.
+                for queue in self.configured_queues():
                     try:
                         depths[queue] = queue_depth(self.redis, queue)
                         metrics.QUEUE_DEPTH.labels(queue).set(depths[queue])
@@ -92,6 +95,8 @@ class WorkerState:
                         pass
             ready = broker and database and self.consumer_connected() and not self.draining
             metrics.WORKER_READY.set(1 if ready else 0)
+            for queue in self.queues():
+                metrics.WORKER_QUEUE_READY.labels(queue).set(1 if ready else 0)
             metrics.WORKER_RSS.set(self.rss())
             facts = {
                 "broker": broker,
@@ -105,10 +110,15 @@ class WorkerState:
             return facts
 
     def queues(self) -> list[str]:
-        consumer = getattr(self.worker, "consumer", None)
-        task_consumer = getattr(consumer, "task_consumer", None)
-        names = [q.name for q in getattr(task_consumer, "queues", [])] if task_consumer else []
-        return names or [self.settings.certification_queue_name]
+        """The queues this worker consumes (`--queues`), known before the broker connects."""
+        app = getattr(self.worker, "app", None)
+        selected = app.amqp.queues.consume_from if app is not None else {}
+        return list(selected) or [self.settings.certification_queue_name]
+
+    def configured_queues(self) -> list[str]:
+        """Every queue of this deployment: the job queues and the maintenance queue."""
+        names = [*self.settings.job_queues, self.settings.maintenance_queue_name, *self.queues()]
+        return list(dict.fromkeys(names))
 
     def rss(self) -> int:
         try:
@@ -155,6 +165,7 @@ class WorkerState:
             "database": "connected" if facts["database"] else "unreachable",
             "consumer_connected": facts["consumer_connected"],
             "draining": facts["draining"],
+            "queues": self.queues(),
             "queue_depth": facts["queue_depth"],
         }
 

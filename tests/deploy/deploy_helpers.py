@@ -41,6 +41,7 @@ MODELCERT_METRICS: dict[str, str] = {
     "modelcert_dead_letters_total": "counter",
     "modelcert_malformed_messages_total": "counter",
     "modelcert_worker_ready": "gauge",
+    "modelcert_worker_queue_ready": "gauge",
     "modelcert_worker_rss_bytes": "gauge",
     "modelcert_worker_restarts_total": "counter",
     "modelcert_webhook_deliveries_total": "counter",
