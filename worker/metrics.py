@@ -70,6 +70,13 @@ WORKER_RSS = Gauge(
     "Resident memory of the worker and its children.",
     multiprocess_mode="livemostrecent",
 )
+# The container's memory limit (cgroup), so the memory alert holds whatever limit a deployment
+# sets; absent when the worker runs without one.
+WORKER_MEMORY_LIMIT = Gauge(
+    "modelcert_worker_memory_limit_bytes",
+    "Memory limit of the worker's container (cgroup); absent when unlimited.",
+    multiprocess_mode="livemostrecent",
+)
 WORKER_RESTARTS = Counter(
     "modelcert_worker_restarts_total", "Pool children replaced (recycled or crashed)."
 )

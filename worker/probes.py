@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -26,6 +27,20 @@ from app.db.session import make_engine
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+
+
+def container_memory_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of this process's cgroup (v2, else v1); None when there is none."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (cgroup / name).read_text().strip()
+        except OSError:
+            continue
+        if not text.isdigit():
+            return None  # "max": no limit
+        limit = int(text)
+        return limit if limit < 1 << 62 else None  # v1 says "unlimited" with about 2^63
+    return None
 
 
 class WorkerState:
@@ -43,6 +58,11 @@ class WorkerState:
         )
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        limit = container_memory_limit()
+        if limit is not None:
+            from worker import metrics
+
+            metrics.WORKER_MEMORY_LIMIT.set(limit)
 
     def broker_ok(self) -> bool:
         try:

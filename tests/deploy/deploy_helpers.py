@@ -43,10 +43,15 @@ MODELCERT_METRICS: dict[str, str] = {
     "modelcert_worker_ready": "gauge",
     "modelcert_worker_queue_ready": "gauge",
     "modelcert_worker_rss_bytes": "gauge",
+    "modelcert_worker_memory_limit_bytes": "gauge",
     "modelcert_worker_restarts_total": "counter",
     "modelcert_webhook_deliveries_total": "counter",
     "modelcert_api_requests_total": "counter",
     "modelcert_api_request_duration_seconds": "histogram",
+}
+# Exported only in some environments, so a live scrape here may lack them.
+CONDITIONAL_METRICS = {
+    "modelcert_worker_memory_limit_bytes": "only when the worker's cgroup has a memory limit",
 }
 # Series Prometheus makes itself for every target; not exported by modelcert.
 PROMETHEUS_SYNTHETIC = {"up"}

@@ -95,3 +95,22 @@ def test_a_queue_is_one_redis_list_per_priority_step() -> None:
         "certifications:6",
         "certifications:9",
     ]
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        ({"memory.max": "1610612736\n"}, 1610612736),  # cgroup v2, a 1536 MiB limit
+        ({"memory.max": "max\n"}, None),
+        ({"memory/memory.limit_in_bytes": "805306368\n"}, 805306368),  # cgroup v1
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # v1 "unlimited"
+        ({}, None),
+    ],
+)
+def test_container_memory_limit_reads_the_cgroup(tmp_path, files, limit) -> None:  # type: ignore[no-untyped-def]
+    from worker.probes import container_memory_limit
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert container_memory_limit(tmp_path) == limit
