@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +130,24 @@ def modelcert_services() -> dict[str, dict[str, Any]]:
 
 def kubectl() -> str | None:
     return shutil.which("kubectl")
+
+
+def needs_tool(name: str, package: str) -> pytest.MarkDecorator:
+    """Skip, with the reason, when command `name` is missing; but not in CI (CI set), where
+    `make test` installs it first (scripts/install-test-tools): there its absence fails."""
+    return pytest.mark.skipif(
+        shutil.which(name) is None and not os.environ.get("CI"),
+        reason=f"{name} is not installed (Debian's {package} package; `make tools` installs it)",
+    )
+
+
+def alert_tests() -> dict[str, Any]:
+    return load_yaml(ROOT / "deploy" / "prometheus" / "alerts.test.yml")  # type: ignore[no-any-return]
+
+
+def compose_scrape_jobs() -> set[str]:
+    config = load_yaml(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    return {job["job_name"] for job in config["scrape_configs"]}
 
 
 @cache

@@ -120,8 +120,8 @@ def test_prometheus_discovers_api_and_every_worker():
     config = load_yaml(config_path)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for job, service, port in (
-        ("worker", "worker", settings_default("WORKER_HEALTH_PORT")),
-        ("api", "api", settings_default("API_PORT")),
+        ("modelcert-worker", "worker", settings_default("WORKER_HEALTH_PORT")),
+        ("modelcert-api", "api", settings_default("API_PORT")),
     ):
         sd = jobs[job]["dns_sd_configs"][0]
         assert set(sd["names"]) & {service, f"tasks.{service}"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
 
 import pytest
@@ -11,10 +11,13 @@ from deploy_helpers import (
     MODELCERT_METRICS,
     ROOT,
     alert_rules,
+    alert_tests,
+    compose_scrape_jobs,
     dashboard,
     dashboard_exprs,
     load_yaml,
     metric_names_in_promql,
+    needs_tool,
     unknown_metrics,
 )
 
@@ -100,10 +103,7 @@ def test_alert_rules_are_well_formed_and_use_known_metrics():
         assert not unknown_metrics(rule["expr"]), f"{rule['alert']}: {rule['expr']}"
 
 
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None,
-    reason="promtool is not installed (Debian's prometheus package; `make tools` installs it)",
-)
+needs_promtool = needs_tool("promtool", "prometheus")
 
 
 @needs_promtool
@@ -141,6 +141,56 @@ def test_alerts_cover_the_failure_modes():
         "modelcert_oldest_queued_job_age_seconds",  # queue delay
         "modelcert_certifications_total",  # failure rate
         "modelcert_worker_ready",  # no ready workers
+        "modelcert_worker_queue_ready",  # a queue nobody consumes
+        "modelcert_webhook_deliveries_total",  # receivers unreachable
     ):
         assert metric in used, f"no alert on {metric}"
         assert metric in MODELCERT_METRICS
+
+
+@needs_promtool
+def test_alert_rules_pass_their_unit_tests():
+    """deploy/prometheus/alerts.test.yml: series as Kubernetes and compose label them."""
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(ROOT / "deploy/prometheus/alerts.test.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test_that_fires_it():
+    firing = {
+        case["alertname"]
+        for test in alert_tests()["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert firing == {rule["alert"] for rule in alert_rules()}
+
+
+AGGREGATION = re.compile(r"\b(sum|max|min|avg|count)\b\s*(by\s*\(([^)]*)\))?\s*\(")
+
+
+def test_alerts_aggregate_per_namespace():
+    """One Prometheus may watch several modelcert namespaces: every aggregation keeps
+    `namespace` (absent under compose, where it makes one group)."""
+    seen = 0
+    for rule in alert_rules():
+        for match in AGGREGATION.finditer(rule["expr"]):
+            seen += 1
+            labels = {label.strip() for label in (match.group(3) or "").split(",")}
+            assert "namespace" in labels, f"{rule['alert']}: {match.group(0)} drops namespace"
+    assert seen >= 10, "the pattern finds the aggregations"
+
+
+def test_alerts_select_jobs_both_environments_have():
+    """Compose's scrape jobs and the PodMonitors' job names are the same modelcert-<component>;
+    each job matcher in the alerts selects at least one of them."""
+    jobs = compose_scrape_jobs()
+    assert {"modelcert-api", "modelcert-worker", "modelcert-flower"} <= jobs
+    for rule in alert_rules():
+        for op, value in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', rule["expr"]):
+            pattern = value if op == "=~" else re.escape(value)
+            assert any(re.fullmatch(pattern, job) for job in jobs), (rule["alert"], value)
