@@ -46,6 +46,7 @@ def test_output_validates_against_kubernetes_schemas(rendered):
         "PodDisruptionBudget",
         "ConfigMap",
         "ScaledObject",
+        "NetworkPolicy",
     } <= kinds
 
 
