@@ -183,14 +183,47 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["spec"]["template"]["spec"]
 
 
-def seconds(value: str | int) -> float:
-    """Compose durations: '1m30s', '60s', 45."""
-    if isinstance(value, int | float):
-        return float(value)
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def go_duration(text: str) -> float:
+    """Seconds, parsed as Go's time.ParseDuration does (compose checks durations with it and
+    decodes them with a copy of it): a sequence of number+unit parts, summed, in any order, so
+    "1m120s" is 180 s. Raises ValueError where Go returns an error."""
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    parts = re.findall(r"(\d*\.?\d*)([^\d.]+)", body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"invalid duration {text!r}")
     total = 0.0
-    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", value):
-        total += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}[unit]
-    return total
+    for number, unit in parts:
+        if number in {"", "."} or unit not in _GO_UNITS:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(number) * _GO_UNITS[unit]
+    return -total if text.startswith("-") else total
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err},
+    ${VAR?err}, $VAR and $$ (a literal $)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        op, arg = match.group(2), match.group(3) or ""
+        value = env.get(name)
+        unset_or_empty = not value
+        if op in {":-", "-"}:
+            return arg if (unset_or_empty if op == ":-" else value is None) else value  # type: ignore[return-value]
+        if op in {":?", "?"}:
+            if unset_or_empty if op == ":?" else value is None:
+                raise KeyError(f"{name}: {arg}")
+            return value  # type: ignore[return-value]
+        return value or ""
+
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)", one, text)
 
 
 def settings_fields() -> dict[str, Any]:
