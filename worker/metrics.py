@@ -83,3 +83,5 @@ WORKER_RESTARTS = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "modelcert_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
+for _outcome in ("delivered", "retry", "failed", "gone"):  # webhooks.DeliveryOutcome.status
+    WEBHOOK_DELIVERIES.labels(_outcome)
