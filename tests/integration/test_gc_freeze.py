@@ -41,7 +41,7 @@ def test_each_api_worker_freezes_the_loaded_app(settings) -> None:  # type: igno
         frozen_after(
             settings,
             "from app import create_app\n"
-            "from app.cli import _freeze_after_load\n"
+            "from app.cli.main import _freeze_after_load\n"
             "create_app()\n_freeze_after_load(None)",
         )
         > 10_000
