@@ -4,10 +4,11 @@ Each command (continuation lines, quoted strings spanning lines, heredocs and lo
 bash reads them) matches one RULE, which says how it is run: here with no service (`local`,
 tests/deploy/test_doc_commands.py), against a live API, worker, Postgres and Redis (`live`,
 tests/e2e/test_doc_commands_live.py), by another test or CI script (`elsewhere`), or not at all,
-with the reason: it needs a Kubernetes cluster (`cluster`) or a Docker engine (`docker`), or runs
-until stopped (`forever`). A cluster command may name what of it does run here (`dry`: the
-overlay `kubectl apply -k` would send is rendered). A new command in the docs fails
-test_every_doc_command_is_classified until a rule says how it runs.
+with the reason: it needs a Kubernetes cluster (`cluster`), a Docker engine (`docker`) or a
+person at a web browser (`browser`), or runs until stopped (`forever`). A cluster command may
+name what of it does run here (`dry`: the overlay `kubectl apply -k` would send is rendered).
+A new command in the docs fails test_every_doc_command_is_classified until a rule says how it
+runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ FENCE = re.compile(
     re.M | re.S,
 )
 HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
-KINDS = {"local", "live", "elsewhere", "cluster", "docker", "forever"}
+KINDS = {"local", "live", "elsewhere", "cluster", "docker", "browser", "forever"}
 RUNS = {"local", "live"}
 
 
@@ -88,6 +89,11 @@ RULES: tuple[Rule, ...] = (
         "processes (tests/conftest.py, tests/e2e/test_listen_addresses.py)",
     ),
     Rule(r"^make test\b", "elsewhere", "CI runs it: .ci/run (tests/deploy/test_ci.py)"),
+    Rule(
+        r"^(open|xdg-open) ",
+        "browser",
+        "opens a page in the reader's browser; the report pages' own tests drive them in Chromium",
+    ),
     # --- run here, no service ----------------------------------------------------------------
     Rule(r"^kubectl kustomize ", "local", "renders an overlay"),
     Rule(r"^mkdir -p release && cat > release/kustomization\.yaml", "local", "writes an overlay"),
@@ -100,7 +106,11 @@ RULES: tuple[Rule, ...] = (
     # --- run against a live stack ------------------------------------------------------------
     Rule(r"^(export )?(API|TOKEN|AUTH)=", "live", "sets the variables the other commands use"),
     Rule(r"\bcurl ", "live", "calls the live API"),
-    Rule(r"^(\.venv/bin/)?modelcert (tokens|verify) ", "live", "runs the CLI on the live stack"),
+    Rule(
+        r"^(\.venv/bin/)?modelcert (tokens|verify|certify|report) ",
+        "live",
+        "runs the CLI on the live stack and the reference endpoint",
+    ),
     Rule(
         r"^MODELCERT_SECRET_KEY=\S+ modelcert secrets rotate",
         "live",
@@ -172,8 +182,15 @@ def rule_for(command: Command) -> Rule:
     return found[0]
 
 
+def kind_of(command: Command) -> str | None:
+    try:
+        return rule_for(command).kind
+    except LookupError:
+        return None  # test_every_doc_command_is_classified names it
+
+
 def commands_of(kind: str, doc: str | None = None) -> list[Command]:
-    return [c for c in doc_commands() if rule_for(c).kind == kind and (doc is None or c.doc == doc)]
+    return [c for c in doc_commands() if kind_of(c) == kind and (doc is None or c.doc == doc)]
 
 
 def script(commands: list[Command], prelude: str = "") -> str:

@@ -120,6 +120,9 @@ class Objects:
         letters = self.ok(self.http.get("/v1/dead-letters", params={"limit": 100}))["items"]
         return next(x["id"] for x in letters if x["certification_id"] == cert)  # type: ignore[no-any-return]
 
+    def share(self) -> str:
+        return self.ok(self.http.post(f"/v1/certifications/{self.certification}/share"))["id"]  # type: ignore[no-any-return]
+
     def cursor(self) -> str:
         self.queued()  # at least two, so the first page of one has a next page
         page = self.ok(self.http.get("/v1/certifications", params={"limit": 1}))
@@ -143,6 +146,7 @@ class Objects:
             ("WEBHOOK_ID", self.webhook),
             ("DEAD_LETTER_ID", self.dead_letter),
             ("NEXT_CURSOR", self.cursor),
+            ("SHARE_ID", self.share),
         ):
             if placeholder in text:
                 text = text.replace(placeholder, make())
@@ -156,6 +160,9 @@ def _substitute(text: str, base: str, token: str, reference_url: str) -> str:
     text = text.replace("http://127.0.0.1:8100", reference_url)
     text = text.replace("https://llm.example.invalid", reference_url)  # no DNS beyond loopback
     text = text.replace("https://ci.example.com/hooks/modelcert", "http://127.0.0.1:9/hook")
+    text = text.replace("--base-url …", f"--base-url {reference_url}/v1")
+    text = text.replace("--model …", "--model reference-model")
+    text = text.replace("./cert-last-week", "./cert")  # a previous run's directory: here the same
     return re.sub(r"\bTOKEN=\.\.\.", f"TOKEN={token}", text)
 
 
