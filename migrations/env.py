@@ -5,7 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 
 from app.db.models import Base
 
@@ -40,19 +40,28 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    # app/db/migrate.upgrade_database passes the connection that holds the migration lock.
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run_on(given)
+        return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        connection.execute(text("SET lock_timeout = '10s'"))
-        connection.commit()  # end the autobegun transaction so Alembic's own one commits
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            compare_type=True,
-            compare_server_default=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _run_on(connection)
     engine.dispose()
+
+
+def _run_on(connection: Connection) -> None:
+    connection.execute(text("SET lock_timeout = '10s'"))
+    connection.commit()  # end the autobegun transaction so Alembic's own one commits
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 if context.is_offline_mode():

@@ -56,9 +56,25 @@ OLDEST_QUEUED_AGE = Gauge(
 WORKER_READY = Gauge(
     "modelcert_worker_ready", "1 when /ready answers 200.", multiprocess_mode="livemostrecent"
 )
+# Summed by queue, the ready consumers of each queue: the alerts compare it with the queue's
+# depth, whatever the deployment's shape (one fleet for every queue, or a maintenance worker
+# that always runs beside certification workers scaled to zero).
+WORKER_QUEUE_READY = Gauge(
+    "modelcert_worker_queue_ready",
+    "1 for each queue this worker consumes while /ready answers 200.",
+    ["queue"],
+    multiprocess_mode="livemostrecent",
+)
 WORKER_RSS = Gauge(
     "modelcert_worker_rss_bytes",
     "Resident memory of the worker and its children.",
+    multiprocess_mode="livemostrecent",
+)
+# The container's memory limit (cgroup), so the memory alert holds whatever limit a deployment
+# sets; absent when the worker runs without one.
+WORKER_MEMORY_LIMIT = Gauge(
+    "modelcert_worker_memory_limit_bytes",
+    "Memory limit of the worker's container (cgroup); absent when unlimited.",
     multiprocess_mode="livemostrecent",
 )
 WORKER_RESTARTS = Counter(
@@ -67,3 +83,5 @@ WORKER_RESTARTS = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "modelcert_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
+for _outcome in ("delivered", "retry", "failed", "gone"):  # webhooks.DeliveryOutcome.status
+    WEBHOOK_DELIVERIES.labels(_outcome)

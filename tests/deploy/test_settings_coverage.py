@@ -101,7 +101,7 @@ def test_kubernetes_sets_every_setting(rendered):
     for doc in rendered:
         if doc["kind"] not in {"Deployment", "Job"}:
             continue
-        for container in pod_spec(doc)["containers"]:
+        for container in pod_spec(doc)["containers"] + pod_spec(doc).get("initContainers", []):
             names, refs = _container_env(container)
             sources = [
                 e["configMapRef"]["name"]

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.deploy_helpers import (
+    CONDITIONAL_METRICS,
     MODELCERT_METRICS,
     PROMETHEUS_SYNTHETIC,
     alert_rules,
@@ -56,7 +57,7 @@ def test_dashboard_and_alerts_use_scraped_metric_names(
     }
     unlisted = {k: v for k, v in scraped.items() if MODELCERT_METRICS.get(k) != v}
     assert not unlisted, f"deploy_helpers.MODELCERT_METRICS lacks {unlisted}"
-    known = series_names(scraped) | PROMETHEUS_SYNTHETIC
+    known = series_names(scraped) | PROMETHEUS_SYNTHETIC | set(CONDITIONAL_METRICS)
     for expr in dashboard_exprs() + [str(rule["expr"]) for rule in alert_rules()]:
         unknown = {n for n in metric_names_in_promql(expr) if n not in known}
         assert not unknown, f"{expr!r} uses {unknown}, which /metrics does not expose"

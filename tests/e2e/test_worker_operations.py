@@ -281,7 +281,8 @@ def test_metrics_have_every_name_and_the_real_provider_label(
     ):
         assert key in health, key
     assert health["counts"]["succeeded"] >= 1 and health["processed"] >= 1
-    assert set(health["queue_depth"]) == {
-        settings.certification_queue_name,
-        settings.maintenance_queue_name,
-    }
+    # It consumes the two default queues and reports the depth of every configured one.
+    assert health["queues"] == [settings.certification_queue_name, settings.maintenance_queue_name]
+    assert set(health["queue_depth"]) == {*settings.job_queues, settings.maintenance_queue_name}
+    ready = {s.labels["queue"]: s.value for s in families["modelcert_worker_queue_ready"].samples}
+    assert ready == {settings.certification_queue_name: 1, settings.maintenance_queue_name: 1}

@@ -221,6 +221,10 @@ def test_the_log_says_connection_failed_not_the_socket_error(
     outcome, row = deliver(settings, f"http://127.0.0.1:{closed}/hook")
     assert outcome.status == "retry"
     assert row.last_error == "connection failed"
+    # One jittered delay, the task's countdown and the row's next_attempt_at alike.
+    assert outcome.retry_in is not None
+    assert 0 <= outcome.retry_in <= webhooks.retry_window(settings, 1)
+    assert row.next_attempt_at is not None
 
 
 def test_the_checked_address_is_connected_to_with_the_name_as_host(

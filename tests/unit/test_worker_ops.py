@@ -10,7 +10,7 @@ import pytest
 from app.config import Settings
 from app.services.jobs import backoff_seconds
 from app.services.ratelimit import endpoint_key
-from app.services.webhooks import retry_delay, sign
+from app.services.webhooks import retry_delay, retry_window, sign
 
 
 def test_backoff_cap_grows_with_attempts_and_honours_retry_after() -> None:
@@ -29,10 +29,26 @@ def test_webhook_signature_is_hmac_of_timestamp_and_body() -> None:
     assert v1 == hmac.new(b"whsec_x", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
 
 
-def test_webhook_backoff_is_exponential_and_capped() -> None:
+def test_webhook_backoff_window_is_exponential_and_capped() -> None:
     settings = Settings(webhook_backoff_seconds=2)
-    assert [retry_delay(settings, n) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
-    assert retry_delay(settings, 30) == 3600
+    assert [retry_window(settings, n) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert retry_window(settings, 30) == 3600
+
+
+@pytest.mark.parametrize("attempt", [1, 4, 30])
+def test_webhook_retries_get_full_jitter(attempt: int) -> None:
+    """Deliveries that failed together (a receiver down for everyone) do not retry in step:
+    for one attempt the delays differ and spread over the whole window [0, window]."""
+    settings = Settings(webhook_backoff_seconds=2)
+    window = retry_window(settings, attempt)
+    delays = [retry_delay(settings, attempt) for _ in range(400)]
+    assert all(0 <= d <= window for d in delays)
+    assert len(set(delays)) == len(delays)
+    # Uniform over the window: every quarter is hit (a quarter stays empty with probability
+    # 4 × 0.75^400, about 1e-49) and the mean is near the middle (its standard deviation is
+    # window / sqrt(12 × 400) ≈ 0.014 × window; the bound is seven of them).
+    assert {min(3, int(4 * d / window)) for d in delays} == {0, 1, 2, 3}
+    assert abs(sum(delays) / len(delays) / window - 0.5) < 0.1
 
 
 def test_endpoint_key_is_host_and_region() -> None:
@@ -79,3 +95,22 @@ def test_a_queue_is_one_redis_list_per_priority_step() -> None:
         "certifications:6",
         "certifications:9",
     ]
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        ({"memory.max": "1610612736\n"}, 1610612736),  # cgroup v2, a 1536 MiB limit
+        ({"memory.max": "max\n"}, None),
+        ({"memory/memory.limit_in_bytes": "805306368\n"}, 805306368),  # cgroup v1
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # v1 "unlimited"
+        ({}, None),
+    ],
+)
+def test_container_memory_limit_reads_the_cgroup(tmp_path, files, limit) -> None:  # type: ignore[no-untyped-def]
+    from worker.probes import container_memory_limit
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert container_memory_limit(tmp_path) == limit
