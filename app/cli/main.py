@@ -333,6 +333,9 @@ def _add_engine_commands() -> None:
         return
     main.add_command(certify)
     main.add_command(verify)
+    from app.cli.suites import suites_group  # issue #23: suites a team brings
+
+    main.add_command(suites_group)
 
 
 _add_engine_commands()
