@@ -34,7 +34,7 @@ from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import page
-from app.services.suites import offered
+from app.services.suites import resolve
 from app.services.targets import planned_total, target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
@@ -216,7 +216,7 @@ def _job_values(
 ) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
-        suite = offered(settings, body.suite)
+        suite = resolve(session, settings, who.organization_id, body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
     if target is None or target.id != body.target_id:
