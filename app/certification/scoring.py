@@ -278,3 +278,30 @@ def sequential_outcome_for(
         return CheckOutcome.ERRORED, rate, lower, upper
     decided = sequential_decision(passed, graded, threshold)
     return decided or CheckOutcome.INCONCLUSIVE, rate, lower, upper
+
+
+# Regressions ----------------------------------------------------------------------------------
+
+
+def newcombe_difference(
+    passed: int, graded: int, before_passed: int, before_graded: int, z: float = Z_95
+) -> tuple[float, float, float]:
+    """(difference, lower, upper) of the pass rate now minus the pass rate before: Newcombe's
+    hybrid score interval (1998, method 10), from the two Wilson intervals. A drop is
+    significant when the whole interval is below zero."""
+    if graded <= 0 or before_graded <= 0:
+        raise ValueError("both rates need graded samples")
+    now, before = passed / graded, before_passed / before_graded
+    l_now, u_now = wilson_interval(passed, graded, z)
+    l_before, u_before = wilson_interval(before_passed, before_graded, z)
+    difference = now - before
+    lower = difference - math.sqrt((now - l_now) ** 2 + (u_before - before) ** 2)
+    upper = difference + math.sqrt((u_now - now) ** 2 + (before - l_before) ** 2)
+    return difference, max(-1.0, lower), min(1.0, upper)
+
+
+def significant_drop(passed: int, graded: int, before_passed: int, before_graded: int) -> bool:
+    """The pass rate fell, beyond what chance explains at 95 %."""
+    if graded <= 0 or before_graded <= 0:
+        return False
+    return newcombe_difference(passed, graded, before_passed, before_graded)[2] < 0

@@ -122,3 +122,14 @@ def test_the_standard_suite_samples_its_large_checks_sequentially() -> None:
     for name in ("exact_answer", "refusal", "over_refusal"):
         assert checks[name].sampling.mode == "sequential"
     assert checks["latency"].sampling.mode == "fixed"  # decided by quantiles, not a rate
+
+
+def test_newcombe_interval_matches_the_published_example() -> None:
+    from app.certification.scoring import newcombe_difference, significant_drop
+
+    # Newcombe (1998), Statistics in Medicine 17:873, example (56/70 vs 48/80), method 10.
+    difference, lower, upper = newcombe_difference(56, 70, 48, 80)
+    assert round(difference, 4) == 0.2 and round(lower, 4) == 0.0524
+    assert round(upper, 4) == 0.3339
+    assert significant_drop(50, 60, 60, 60) and not significant_drop(59, 60, 60, 60)
+    assert not significant_drop(10, 10, 0, 0)  # nothing to compare with
