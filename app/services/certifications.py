@@ -62,7 +62,7 @@ def to_view(
         suite=SuiteRef(name=row.suite_name, version=row.suite_version, content_hash=row.suite_hash),
         attempt=row.attempt,
         max_attempts=row.max_attempts,
-        progress=Progress(done=progress_of(row), total=row.progress_total),
+        progress=Progress(done=progress_of(row), total=total_of(row)),
         timings=Timings(
             created_at=row.created_at,
             dispatched_at=row.dispatched_at,
@@ -130,6 +130,14 @@ def _checks_for(
         for row in rows:
             grouped[row.certification_id].append(row)
     return grouped
+
+
+def total_of(row: Any) -> int:
+    """The planned samples; a job that ran to its end did all it was to do (a sequential check
+    stops before the most samples it planned, issue #23)."""
+    if row.status is JobStatus.SUCCEEDED:
+        return progress_of(row)
+    return int(row.progress_total)
 
 
 def progress_of(row: Any) -> int:
