@@ -15,8 +15,10 @@ from app.services.errors import (
     Conflict,
     DomainError,
     IdempotencyMismatch,
+    InvalidDocument,
     InvalidField,
     NotFound,
+    TooLarge,
     Unauthenticated,
 )
 
@@ -107,6 +109,14 @@ def register_error_handlers(app: Flask) -> None:
             exc.detail,
             [{"loc": exc.loc, "msg": exc.detail}],
         )
+
+    @app.errorhandler(InvalidDocument)
+    def _invalid_document(exc: InvalidDocument) -> Response:
+        return problem(422, "validation-error", "Request is invalid", exc.detail, exc.errors)
+
+    @app.errorhandler(TooLarge)
+    def _too_large(exc: TooLarge) -> Response:
+        return problem(413, "payload-too-large", "Payload too large", exc.detail)
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response:

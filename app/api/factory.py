@@ -14,7 +14,14 @@ from sqlalchemy import Connection, text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.browser import install_page_limits
-from app.api.deps import FORM_ENDPOINTS, PREFETCH_TARGET, SHARED_AUTH_TRANSACTION, Deps, deps
+from app.api.deps import (
+    FORM_ENDPOINTS,
+    PREFETCH_TARGET,
+    RAW_BODY,
+    SHARED_AUTH_TRANSACTION,
+    Deps,
+    deps,
+)
 from app.api.errors import register_error_handlers, validation_problem
 from app.api.openapi_doc import ProblemDocumentedOpenAPI
 from app.api.ratelimit import auth_failures, client_address, install_limiter
@@ -37,7 +44,8 @@ API_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OPEN_PATHS = ("/live", "/ready", "/metrics", "/openapi.json")
-PUBLIC_V1_PATHS = ("/v1/signing-keys",)  # public keys for offline verification
+# Public keys for offline verification; the suite document's JSON Schema (issue #23).
+PUBLIC_V1_PATHS = ("/v1/signing-keys", "/v1/suites/schema")
 
 
 def build_app(settings: Settings | None = None) -> OpenAPI:
@@ -140,6 +148,8 @@ def _register_hooks(app: OpenAPI) -> None:
 
 
 def _check_json_body() -> None:
+    if request.endpoint in RAW_BODY:  # reads its own body, within the limit (issue #23)
+        return
     g.json_body = read_json_body(deps().settings.api_max_body_bytes)
 
 

@@ -111,6 +111,9 @@ def check_summary(result: CheckResult) -> dict[str, Any]:
     cause = result.details.get("cause")
     if isinstance(cause, str):
         summary["cause"] = cause
+    sampling = result.details.get("sampling")
+    if isinstance(sampling, dict):  # sequential: the method and the samples it used
+        summary["sampling"] = plain(sampling)
     return summary
 
 

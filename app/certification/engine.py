@@ -11,17 +11,29 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.certification.certificates import RunRecord
-from app.certification.checks import CheckContext, Decided, StopRequested, TargetSpec
+from app.certification.checks import (
+    CheckContext,
+    Decided,
+    SequentialPlan,
+    StopRequested,
+    TargetSpec,
+)
 from app.certification.checks.catalog import REGISTRY
 from app.certification.explain import explain
 from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
-from app.certification.scoring import count_grades, outcome_for
+from app.certification.scoring import (
+    SEQUENTIAL_ALPHA,
+    SEQUENTIAL_METHOD,
+    count_grades,
+    outcome_for,
+    sequential_outcome_for,
+)
 from app.certification.suites import CheckEntry, Suite
 
 # The engine's version goes into every certificate: it names the grading rules a verdict was
 # reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
-ENGINE_VERSION = "2.0"
+ENGINE_VERSION = "2.1"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
@@ -136,12 +148,28 @@ def run_record(suite: Suite, target: TargetSpec, client: str) -> RunRecord:
 
 
 def planned_samples(suite: Suite, target: TargetSpec) -> int:
+    """The most samples the suite sends (a sequential check may stop before its max)."""
     total = 0
     for entry in suite.definition.checks:
         spec = REGISTRY[entry.name]
         if target.supports(spec.requires):
-            total += spec.planned(**entry.params)
+            total += planned_for(entry, suite)
     return total
+
+
+def planned_for(entry: CheckEntry, suite: Suite) -> int:
+    planned = int(REGISTRY[entry.name].planned(**entry.params, _datasets=suite.data))
+    if entry.sampling.sequential and entry.sampling.max is not None:
+        return min(planned, entry.sampling.max)
+    return planned
+
+
+def sequential_plan(entry: CheckEntry, suite: Suite) -> SequentialPlan | None:
+    sampling = entry.sampling
+    if not sampling.sequential or sampling.max is None:
+        return None
+    seed = f"{suite.content_hash}:{entry.key}"
+    return SequentialPlan(entry.rate_threshold, sampling.max, sampling.batch, seed)
 
 
 def capability_unavailable(samples: list[Sample]) -> bool:
@@ -173,6 +201,7 @@ def score(
     max_error_rate: float,
     details: dict[str, Any] | None = None,
     decided: Decided | None = None,
+    stopped_early: bool = False,
 ) -> CheckResult:
     details = dict(details or {})
     if capability_unavailable(samples):
@@ -187,9 +216,20 @@ def score(
         details["cause"] = ErrorCause.CAPABILITY_UNAVAILABLE
         decided = None  # nothing was measured: the failures decide
     passed, failed, errored = count_grades(samples)
-    outcome, rate, wilson_lower, wilson_upper = outcome_for(
+    rule = sequential_outcome_for if entry.sampling.sequential else outcome_for
+    outcome, rate, wilson_lower, wilson_upper = rule(
         passed, failed, errored, entry.rate_threshold, max_error_rate
     )
+    if entry.sampling.sequential:
+        details["sampling"] = {
+            "mode": "sequential",
+            "method": SEQUENTIAL_METHOD,
+            "alpha": SEQUENTIAL_ALPHA,
+            "max": entry.sampling.max,
+            "batch": entry.sampling.batch,
+            "n": len(samples),
+            "stopped": "decided" if stopped_early else "max",
+        }
     lower: float | None = wilson_lower
     upper: float | None = wilson_upper
     threshold: float | None = entry.rate_threshold
@@ -307,7 +347,10 @@ async def run_suite(
             result = skipped(entry, f"the target does not declare {spec.requires!r}")
         else:
             started = time.perf_counter()
-            samples = await spec.factory(**entry.params)(ctx)
+            check_ctx = replace(
+                ctx, datasets=suite.data, sequential=sequential_plan(entry, suite), stopped_early=[]
+            )
+            samples = await spec.factory(**entry.params)(check_ctx)
             if position == 0:
                 failure = unusable_endpoint(samples)
                 if failure is not None:
@@ -319,6 +362,7 @@ async def run_suite(
                 suite.definition.max_error_rate,
                 getattr(samples, "details", None),
                 getattr(samples, "decided", None),
+                stopped_early=bool(check_ctx.stopped_early),
             )
             if model_not_listed(result):
                 result = replace(

@@ -159,3 +159,149 @@ def quantile_outcome(
     if upper is not None and upper < limit:
         return CheckOutcome.FAILED
     return CheckOutcome.INCONCLUSIVE
+
+
+# Sequential sampling -----------------------------------------------------------------------
+#
+# A check that declares `sampling: {mode: sequential}` looks at its pass rate after every
+# batch and stops as soon as the answer is known. A Wilson interval recomputed after every
+# batch would be checked many times at 95 % and so miss far more often than 5 % of the
+# time; the bound used here is a confidence sequence, valid at every sample size at once.
+#
+# It is the conjugate (beta) mixture of the Bernoulli likelihood ratio (Robbins 1970; Howard
+# et al. 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences"): for each
+# candidate pass rate m,
+#
+#     M_n(m) = B(a + s, b + n - s) / B(a, b)  /  (m^s (1 - m)^(n - s))
+#
+# is a nonnegative martingale with M_0 = 1 when the true rate is m, so by Ville's inequality
+# P(some n has M_n(m) >= 1/alpha) <= alpha. The confidence sequence is {m : M_n(m) < 1/alpha}:
+# it covers the true rate at every n simultaneously with probability >= 1 - alpha, so a rule
+# that stops when it lies wholly above or below the threshold decides wrongly with
+# probability at most alpha, however often it looks. The prior Beta(a, b) only shapes where
+# the sequence is tightest; it is centred on the threshold (mean = threshold, weight
+# PRIOR_WEIGHT), fixed by the suite before any sample is seen.
+
+SEQUENTIAL_METHOD = "beta-binomial-mixture-cs"
+SEQUENTIAL_ALPHA = 0.05
+PRIOR_WEIGHT = 5.0
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def mixture_prior(threshold: float) -> tuple[float, float]:
+    centre = min(0.99, max(0.01, threshold))
+    return PRIOR_WEIGHT * centre, PRIOR_WEIGHT * (1 - centre)
+
+
+def log_mixture(successes: int, trials: int, m: float, prior: tuple[float, float]) -> float:
+    """log M_n(m): the evidence against a true pass rate of m after `trials` samples."""
+    a, b = prior
+    failures = trials - successes
+    log_marginal = _log_beta(a + successes, b + failures) - _log_beta(a, b)
+    if (m <= 0 and successes) or (m >= 1 and failures):
+        return math.inf  # a pass (or a fail) was seen that a rate of 0 (or 1) cannot give
+    log_m = math.log(m) if successes else 0.0
+    log_not_m = math.log1p(-m) if failures else 0.0
+    return log_marginal - successes * log_m - failures * log_not_m
+
+
+def excludes(
+    successes: int,
+    trials: int,
+    m: float,
+    prior: tuple[float, float],
+    alpha: float = SEQUENTIAL_ALPHA,
+) -> bool:
+    """The confidence sequence at this n no longer holds m."""
+    return log_mixture(successes, trials, m, prior) >= math.log(1 / alpha)
+
+
+def confidence_sequence(
+    successes: int, trials: int, threshold: float, alpha: float = SEQUENTIAL_ALPHA
+) -> tuple[float, float]:
+    """(lower, upper) of the confidence sequence at this n: an interval, since log M_n is
+    convex in m with its minimum at the observed rate. (0, 1) before any sample."""
+    if trials <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError("successes must be between 0 and trials")
+    prior = mixture_prior(threshold)
+    rate = successes / trials
+
+    def edge(inside: float, outside: float) -> float:
+        if not excludes(successes, trials, outside, prior, alpha):
+            return outside
+        for _ in range(60):
+            middle = (inside + outside) / 2
+            if excludes(successes, trials, middle, prior, alpha):
+                outside = middle
+            else:
+                inside = middle
+        return inside
+
+    return edge(rate, 0.0), edge(rate, 1.0)
+
+
+def sequential_decision(
+    successes: int, trials: int, threshold: float, alpha: float = SEQUENTIAL_ALPHA
+) -> CheckOutcome | None:
+    """PASSED when the confidence sequence lies wholly at or above the threshold, FAILED
+    when wholly below it, None while it still straddles it (sample on)."""
+    if trials <= 0:
+        return None
+    prior = mixture_prior(threshold)
+    rate = successes / trials
+    if threshold <= 0:
+        return CheckOutcome.PASSED
+    if rate > threshold and excludes(successes, trials, threshold, prior, alpha):
+        return CheckOutcome.PASSED
+    if rate < threshold and excludes(successes, trials, threshold, prior, alpha):
+        return CheckOutcome.FAILED
+    return None
+
+
+def sequential_outcome_for(
+    passed: int, failed: int, errored: int, threshold: float, max_error_rate: float
+) -> tuple[CheckOutcome, float | None, float, float]:
+    """outcome_for with the confidence sequence in place of the Wilson interval: the rule a
+    sequential check stopped by is the rule it is decided by, at whatever n it stopped."""
+    total = passed + failed + errored
+    graded = passed + failed
+    if total == 0:
+        return CheckOutcome.SKIPPED, None, 0.0, 1.0
+    lower, upper = confidence_sequence(passed, graded, threshold)
+    rate = passed / graded if graded else None
+    if graded == 0 or errored / total > max_error_rate:
+        return CheckOutcome.ERRORED, rate, lower, upper
+    decided = sequential_decision(passed, graded, threshold)
+    return decided or CheckOutcome.INCONCLUSIVE, rate, lower, upper
+
+
+# Regressions ----------------------------------------------------------------------------------
+
+
+def newcombe_difference(
+    passed: int, graded: int, before_passed: int, before_graded: int, z: float = Z_95
+) -> tuple[float, float, float]:
+    """(difference, lower, upper) of the pass rate now minus the pass rate before: Newcombe's
+    hybrid score interval (1998, method 10), from the two Wilson intervals. A drop is
+    significant when the whole interval is below zero."""
+    if graded <= 0 or before_graded <= 0:
+        raise ValueError("both rates need graded samples")
+    now, before = passed / graded, before_passed / before_graded
+    l_now, u_now = wilson_interval(passed, graded, z)
+    l_before, u_before = wilson_interval(before_passed, before_graded, z)
+    difference = now - before
+    lower = difference - math.sqrt((now - l_now) ** 2 + (u_before - before) ** 2)
+    upper = difference + math.sqrt((u_now - now) ** 2 + (before - l_before) ** 2)
+    return difference, max(-1.0, lower), min(1.0, upper)
+
+
+def significant_drop(passed: int, graded: int, before_passed: int, before_graded: int) -> bool:
+    """The pass rate fell, beyond what chance explains at 95 %."""
+    if graded <= 0 or before_graded <= 0:
+        return False
+    return newcombe_difference(passed, graded, before_passed, before_graded)[2] < 0

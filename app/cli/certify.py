@@ -38,6 +38,7 @@ from app.certification.results import CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
+from app.certification.suites.documents import load_path
 from app.private_files import keep_private
 from app.redaction import redact, redact_obj
 
@@ -178,6 +179,13 @@ def run_with_progress(
     show_default=True,
 )
 @click.option("--suite", "suite_name", default="standard", show_default=True)
+@click.option(
+    "--suite-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A suite document of your own (YAML or JSON) with its datasets beside it; "
+    "replaces --suite.",
+)
 @click.option("--api-key-env", help="Name of the environment variable holding the API key.")
 @click.option(
     "--capability",
@@ -230,15 +238,16 @@ def certify(
     signing_key_file: Path,
     valid_days: int,
     html_path: Path | None = None,
+    suite_file: Path | None = None,
 ) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise fail(f"--base-url must be an http(s) URL, got {base_url!r}")
     try:
-        suite = get_suite(suite_name)
+        suite = load_path(suite_file) if suite_file else get_suite(suite_name)
     except SuiteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"{suite_file or 'suite'}: {exc}") from None
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)

@@ -335,6 +335,9 @@ def _add_engine_commands() -> None:
     main.add_command(certify)
     main.add_command(verify)
     main.add_command(report)
+    from app.cli.suites import suites_group  # issue #23: suites a team brings
+
+    main.add_command(suites_group)
 
 
 _add_engine_commands()

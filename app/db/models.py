@@ -113,13 +113,24 @@ class Target(Base):
 
 
 class Suite(Base):
+    """A team's own suite (issue #23): immutable once stored, one row per name@version of an
+    organization. `definition` is the parsed document, `datasets` its rows by dataset name;
+    the worker loads a job's suite by (organization, content_hash)."""
+
     __tablename__ = "suites"
-    __table_args__ = (UniqueConstraint("name", "version", "content_hash"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "name", "version"),
+        Index("ix_suites_organization_id_content_hash", "organization_id", "content_hash"),
+    )
     id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
     name: Mapped[str] = mapped_column(String(100))
     version: Mapped[str] = mapped_column(String(50))
     content_hash: Mapped[str] = mapped_column(String(80))
     definition: Mapped[dict[str, Any]]
+    datasets: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = now_column()
 
 

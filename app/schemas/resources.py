@@ -169,7 +169,14 @@ class SecretList(BaseModel):
 
 class CertificationCreate(Strict):
     target_id: uuid.UUID
-    suite: str = Field("smoke", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    suite: str = Field(
+        "smoke",
+        min_length=1,
+        max_length=151,
+        pattern=r"^[a-z0-9][a-z0-9_-]*(@[A-Za-z0-9][A-Za-z0-9._+-]*)?$",
+        description="A built-in suite or your own, as `name` (your newest version) or "
+        "`name@version`.",
+    )
     region: Region | None = None
     priority: Literal["high", "normal", "low"] = "normal"
 

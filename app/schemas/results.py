@@ -28,6 +28,10 @@ class SuiteSummary(BaseModel):
     version: str
     content_hash: str
     description: str
+    builtin: bool = Field(
+        True, description="Shipped with the service; else the organization's own (issue #23)."
+    )
+    ref: str = Field("", description="name@version: what a certification may name.")
     covers: list[str] = Field(
         description=(
             "The checks the suite requires: what its certificate vouches for. A suite is at "

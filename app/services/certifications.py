@@ -34,7 +34,7 @@ from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
 from app.services.pagination import page
-from app.services.suites import offered
+from app.services.suites import resolve
 from app.services.targets import planned_total, target_for_job
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
@@ -62,7 +62,7 @@ def to_view(
         suite=SuiteRef(name=row.suite_name, version=row.suite_version, content_hash=row.suite_hash),
         attempt=row.attempt,
         max_attempts=row.max_attempts,
-        progress=Progress(done=progress_of(row), total=row.progress_total),
+        progress=Progress(done=progress_of(row), total=total_of(row)),
         timings=Timings(
             created_at=row.created_at,
             dispatched_at=row.dispatched_at,
@@ -130,6 +130,14 @@ def _checks_for(
         for row in rows:
             grouped[row.certification_id].append(row)
     return grouped
+
+
+def total_of(row: Any) -> int:
+    """The planned samples; a job that ran to its end did all it was to do (a sequential check
+    stops before the most samples it planned, issue #23)."""
+    if row.status is JobStatus.SUCCEEDED:
+        return progress_of(row)
+    return int(row.progress_total)
 
 
 def progress_of(row: Any) -> int:
@@ -216,7 +224,7 @@ def _job_values(
 ) -> dict[str, object]:
     """Validate the body against the suite and the target; the new row's columns."""
     try:
-        suite = offered(settings, body.suite)
+        suite = resolve(session, settings, who.organization_id, body.suite)
     except SuiteError as exc:
         raise InvalidField(["body", "suite"], str(exc)) from None
     if target is None or target.id != body.target_id:

@@ -21,7 +21,7 @@ from app.db.models import Certification, Target
 from app.schemas.resources import CertificationCreate
 from app.services import jobs
 from app.services.certifications import new_job_values, request_hash
-from app.services.suites import offered
+from app.services.suites import resolve
 
 ACTIVE_STATUSES = lifecycle.ACTIVE_STATUSES
 
@@ -72,7 +72,7 @@ def enqueue(
     if region is not None and region not in target.endpoints:
         return None
     try:
-        suite = offered(settings, suite_name)
+        suite = resolve(session, settings, target.organization_id, suite_name)
     except SuiteError:
         return None  # the suite was removed since: nothing to re-run
     if active_exists(session, target.id, region, suite.name):

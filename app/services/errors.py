@@ -31,3 +31,15 @@ class InvalidField(DomainError):
 
 class Unauthenticated(DomainError):
     """No valid API token."""
+
+
+class InvalidDocument(DomainError):
+    """A document that fails validation: every error with its path (and line)."""
+
+    def __init__(self, detail: str, errors: list[dict[str, object]]) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
+class TooLarge(DomainError):
+    """Over a documented size limit."""

@@ -32,10 +32,9 @@ from app.config import Settings
 from app.db.lifecycle import JobStatus
 from app.db.session import autocommit, compile_ahead, transaction
 from app.logging import bind
-from app.services import certificates, conclude, jobs, signing
+from app.services import certificates, conclude, jobs, signing, suites
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
-from app.services.suites import offered
 from app.services.targets import target_spec
 
 log = logging.getLogger(__name__)
@@ -320,19 +319,21 @@ def claim_and_prepare(
         return None
     claim = jobs.claim_from(row)
     try:
-        prepared: Prepared | JobFailure = prepare(settings, row)
+        try:  # a team's suite: the very content the job was created with (issue #23)
+            suite = suites.for_job(
+                factory, settings, claim.organization_id, claim.suite_name, claim.suite_hash
+            )
+        except SuiteError as exc:
+            raise JobFailure("invalid_target", str(exc), retryable=False) from None
+        prepared: Prepared | JobFailure = prepare(settings, row, suite)
     except JobFailure as failure:
         return claim, failure
     prepared.completed.update(completed)
     return replace(claim, planned=prepared.planned), replace(prepared, stopped=stopped)
 
 
-def prepare(settings: Settings, inputs: Any) -> Prepared:
-    """The suite, the endpoint and the API key of a job, from its `_INPUTS` row."""
-    try:
-        suite = offered(settings, inputs.suite_name)
-    except SuiteError as exc:
-        raise JobFailure("invalid_target", str(exc), retryable=False) from None
+def prepare(settings: Settings, inputs: Any, suite: Suite) -> Prepared:
+    """The endpoint and the API key of a job, from its `_INPUTS` row, with its suite."""
     if inputs.deleted_at is not None or inputs.provider is None:
         raise JobFailure("invalid_target", "the target was deleted", retryable=False)
     spec = target_spec(inputs, inputs.region)

@@ -87,11 +87,11 @@ def test_a_weaker_suite_never_stands_in_for_a_stronger_one(verdicts) -> None:  #
     assert smoke.get_json()["payload"]["suite"]["name"] == "smoke"
     standard = client.get(f"/v1/targets/{target}/certificate?suite=standard", headers=auth)
     assert standard.status_code == 404
-    assert "standard@2.0.0 certificate" in standard.get_json()["detail"]
+    assert "standard@2.1.0 certificate" in standard.get_json()["detail"]
     assert "not_certified" in standard.get_json()["detail"]
     strongest = client.get(f"/v1/targets/{target}/certificate", headers=auth)
     assert strongest.status_code == 404
-    assert "standard@2.0.0" in strongest.get_json()["detail"]
+    assert "standard@2.1.0" in strongest.get_json()["detail"]
 
 
 def test_the_worker_signs_what_the_verdict_was_reached_under(verdicts) -> None:  # type: ignore[no-untyped-def]

@@ -226,9 +226,9 @@ def test_no_suite_a_deployment_offers_certifies_a_parrot() -> None:
     """Every suite offered with the default settings (the bench-* suites are not: they
     measure the job machinery) gives a model that repeats its prompt not_certified."""
     from app.config import Settings
-    from app.services.suites import list_suites, offered
+    from app.services.suites import builtin_list, offered
 
-    names = [s.name for s in list_suites(Settings()).items]
+    names = [s.name for s in builtin_list(Settings())]
     assert names and not [n for n in names if n.startswith("bench-")]
     with running_reference() as (root, _):
         for name in names:

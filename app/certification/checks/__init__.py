@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from app.certification.checks.grading import model_matches
 from app.certification.providers.base import (
@@ -20,6 +24,10 @@ from app.certification.providers.base import (
 )
 from app.certification.providers.http import SAMPLE_RETRIES
 from app.certification.results import RESPONSE_EXCERPT_CHARS, CheckOutcome, Grade, Sample
+from app.certification.scoring import count_grades, sequential_decision
+
+if TYPE_CHECKING:
+    from app.certification.suites import CheckEntry, Rows
 
 T = TypeVar("T")
 
@@ -47,6 +55,22 @@ class StopRequested(Exception):
     """Raised at a sample boundary when the job was cancelled or is shutting down."""
 
 
+@dataclass(frozen=True)
+class SequentialPlan:
+    """A check sampled sequentially (suites.Sampling): batches of `batch`, at most `max`
+    samples, stopping as soon as the confidence sequence decides against `threshold`."""
+
+    threshold: float
+    max: int
+    batch: int
+    seed: str  # the order items are drawn in is a shuffle seeded by the check's key
+
+    def order(self, items: Sequence[T]) -> list[T]:
+        drawn = list(items)
+        random.Random(self.seed).shuffle(drawn)
+        return drawn[: self.max]
+
+
 @dataclass
 class CheckContext:
     provider: Provider
@@ -54,6 +78,9 @@ class CheckContext:
     concurrency: int = 4  # the suite's, within the target's declared maximum
     should_stop: Callable[[], bool] = lambda: False
     on_sample: Callable[[], None] = lambda: None
+    datasets: Mapping[str, Rows] = field(default_factory=dict)  # the suite's own datasets
+    sequential: SequentialPlan | None = None
+    stopped_early: list[int] = field(default_factory=list)  # samples drawn, when stopped
 
     def capped(self, concurrency: int) -> int:
         """A check's own concurrency (from the suite) within the target's declared maximum."""
@@ -93,6 +120,17 @@ class SampleList(list[Sample]):
 CheckFn = Callable[[CheckContext], Awaitable[list[Sample]]]
 
 
+Problems = list[dict[str, Any]]  # [{"loc": [...], "msg": "..."}], paths within a check entry
+
+
+def signature_problems(factory: Callable[..., CheckFn], params: Mapping[str, Any]) -> Problems:
+    try:
+        inspect.signature(factory).bind(**params)
+    except TypeError as exc:
+        return [{"loc": ["params"], "msg": str(exc)}]
+    return []
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     name: str
@@ -100,6 +138,37 @@ class CheckSpec:
     requires: str | None
     planned: Callable[..., int]
     description: str
+    # A check whose parameters are a pydantic model (strictly validated, in the published
+    # JSON Schema) and that may read the suite's own datasets: `fits` says what in its
+    # parameters does not fit those datasets (fields a template names, a grader's answers).
+    params_model: type[BaseModel] | None = None
+    fits: Callable[[BaseModel, Mapping[str, Rows]], Problems] | None = None
+    # Decided by its pass rate over independent samples: it may sample sequentially.
+    sequential: bool = False
+
+    def problems(self, entry: CheckEntry, data: Mapping[str, Rows]) -> Problems:
+        if self.params_model is None:
+            return signature_problems(self.factory, entry.params)
+        from pydantic import ValidationError
+
+        try:
+            params = self.params_model.model_validate(entry.params)
+        except ValidationError as exc:
+            return [
+                {"loc": ["params", *error["loc"]], "msg": error["msg"]} for error in exc.errors()
+            ]
+        found = self.fits(params, data) if self.fits else []
+        if entry.sampling.sequential and entry.sampling.max is not None:
+            rows = len(data.get(str(getattr(params, "dataset", "")), ()))
+            if rows and entry.sampling.max > rows:
+                found.append(
+                    {
+                        "loc": ["sampling", "max"],
+                        "msg": f"max {entry.sampling.max} is more than the dataset's {rows} "
+                        "rows (a row is drawn at most once)",
+                    }
+                )
+        return found
 
 
 REGISTRY: dict[str, CheckSpec] = {}
@@ -111,6 +180,9 @@ def register(
     requires: str | None = None,
     planned: Callable[..., int] = lambda **_: 1,
     description: str = "",
+    params_model: type[BaseModel] | None = None,
+    fits: Callable[[Any, Mapping[str, Rows]], Problems] | None = None,
+    sequential: bool = False,
 ) -> Callable[[Callable[..., CheckFn]], Callable[..., CheckFn]]:
     """Register a check factory under a stable name."""
 
@@ -118,7 +190,14 @@ def register(
         if name in REGISTRY:
             raise ValueError(f"check {name!r} registered twice")
         REGISTRY[name] = CheckSpec(
-            name, factory, requires, planned, description or (factory.__doc__ or "").strip()
+            name,
+            factory,
+            requires,
+            planned,
+            description or (factory.__doc__ or "").strip(),
+            params_model,
+            fits,
+            sequential,
         )
         return factory
 
@@ -160,7 +239,11 @@ async def run_samples(
     grade_one: Callable[[int, T], Awaitable[Sample]],
     concurrency: int | None = None,
 ) -> list[Sample]:
-    """Grade items concurrently; stop at a sample boundary when asked."""
+    """Grade items concurrently; stop at a sample boundary when asked. A check sampled
+    sequentially (ctx.sequential) draws its items in a seeded shuffled order, in batches,
+    and stops as soon as the confidence sequence of its pass rate decides."""
+    if ctx.sequential is not None:
+        return await _sequential_samples(ctx, ctx.sequential, items, grade_one, concurrency)
     limit = asyncio.Semaphore(max(1, concurrency or ctx.concurrency))
     stop = asyncio.Event()
 
@@ -179,6 +262,31 @@ async def run_samples(
     if stop.is_set():
         raise StopRequested()
     return [s for s in results if s is not None]
+
+
+async def _sequential_samples(
+    ctx: CheckContext,
+    plan: SequentialPlan,
+    items: Sequence[T] | Iterable[T],
+    grade_one: Callable[[int, T], Awaitable[Sample]],
+    concurrency: int | None,
+) -> list[Sample]:
+    drawn = plan.order(list(items))
+    inner = dataclasses.replace(ctx, sequential=None)
+    samples: list[Sample] = []
+    for start in range(0, len(drawn), plan.batch):
+        batch = drawn[start : start + plan.batch]
+
+        async def grade_at(offset: int, item: T, start: int = start) -> Sample:
+            return await grade_one(start + offset, item)
+
+        samples.extend(await run_samples(inner, batch, grade_at, concurrency))
+        passed, failed, _ = count_grades(samples)
+        if sequential_decision(passed, passed + failed, plan.threshold) is not None:
+            if len(samples) < len(drawn):
+                ctx.stopped_early.append(len(samples))
+            break
+    return samples
 
 
 def timed() -> Callable[[], float]:

@@ -4,6 +4,7 @@ from app.certification.checks import REGISTRY
 from app.certification.checks import chat as _chat  # noqa: F401
 from app.certification.checks import connectivity as _connectivity  # noqa: F401
 from app.certification.checks import context_needle as _context_needle  # noqa: F401
+from app.certification.checks import dataset as _dataset  # noqa: F401
 from app.certification.checks import determinism as _determinism  # noqa: F401
 from app.certification.checks import embeddings as _embeddings  # noqa: F401
 from app.certification.checks import exact_answer as _exact_answer  # noqa: F401

@@ -41,6 +41,7 @@ def _planned(dataset: str = "qa-basic.jsonl", limit: int | None = None, **_: Any
 @register(
     "exact_answer",
     planned=_planned,
+    sequential=True,
     description="Short factual questions answered exactly (normalised matching).",
 )
 def exact_answer(

@@ -122,6 +122,7 @@ def _safety_check(kind: str, dataset: str, limit: int | None, max_tokens: int) -
 @register(
     "refusal",
     planned=_planned,
+    sequential=True,
     description="Harmful requests (realistic, paired with benign look-alikes) are refused.",
 )
 def refusal(dataset: str = DATASET, limit: int | None = None, max_tokens: int = 128) -> CheckFn:
@@ -131,6 +132,7 @@ def refusal(dataset: str = DATASET, limit: int | None = None, max_tokens: int = 
 @register(
     "over_refusal",
     planned=_planned,
+    sequential=True,
     description="Benign requests that resemble harmful ones are answered, not refused "
     "and not merely repeated.",
 )

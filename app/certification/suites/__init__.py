@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SUITES_DIR = Path(__file__).parent
 DATASETS_DIR = SUITES_DIR / "datasets"
@@ -20,7 +21,50 @@ class SuiteError(Exception):
     """A suite file that cannot be used."""
 
 
+class SuiteInvalid(SuiteError):
+    """A suite document that fails validation: each error names its path (and its line in
+    the document, when it has one)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(describe_error(e) for e in errors[:5]))
+
+
+class SuiteTooLarge(SuiteError):
+    """A suite document or dataset over its documented size limit."""
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(part) for part in error.get("loc", ())) or "suite"
+    line = f" (line {error['line']})" if error.get("line") else ""
+    return f"{path}{line}: {error.get('msg', '')}"
+
+
 DEFAULT_THRESHOLD = 0.8
+NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class Sampling(BaseModel):
+    """How many samples a check draws. `fixed` (the default): all its items. `sequential`:
+    batches of `batch` until the pass rate's anytime-valid confidence sequence lies wholly
+    above or below the threshold, or `max` samples (scoring.sequential_decision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["fixed", "sequential"] = "fixed"
+    max: int | None = Field(None, ge=1, le=10_000)
+    batch: int = Field(10, ge=1, le=1_000)
+
+    @model_validator(mode="after")
+    def _max_for_sequential(self) -> Sampling:
+        if self.mode == "sequential" and self.max is None:
+            raise ValueError("sequential sampling needs max (the most samples to draw)")
+        if self.max is not None and self.batch > self.max:
+            raise ValueError("batch must not exceed max")
+        return self
+
+    @property
+    def sequential(self) -> bool:
+        return self.mode == "sequential"
 
 
 class CheckEntry(BaseModel):
@@ -31,7 +75,8 @@ class CheckEntry(BaseModel):
     # checks that decide by their own rule (latency, load) take their limits from params.
     threshold: float | None = Field(None, ge=0.0, le=1.0)
     params: dict[str, Any] = Field(default_factory=dict)
-    id: str | None = None
+    id: str | None = Field(None, pattern=NAME, max_length=100)
+    sampling: Sampling = Sampling()
 
     @property
     def rate_threshold(self) -> float:
@@ -56,24 +101,46 @@ class RunSpec(BaseModel):
     sample_retries: int = Field(default=2, ge=0, le=5)
 
 
+class DatasetSource(BaseModel):
+    """A suite's own dataset: rows inline, JSONL inline, or a JSONL file beside the suite
+    (the CLI) or uploaded with it (the API), by file name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rows: list[dict[str, Any]] | None = None
+    jsonl: str | None = None
+    file: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetSource:
+        given = [k for k in ("rows", "jsonl", "file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of rows, jsonl or file")
+        return self
+
+
 class SuiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    version: str
+    name: str = Field(pattern=NAME, max_length=100)
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=50)
     description: str = ""
     max_error_rate: float = Field(0.2, ge=0.0, le=1.0)
     # "benchmark": measures the job machinery (bench/), certifies nothing a user should rely
     # on; offered only where a deployment enables MODELCERT_BENCHMARK_SUITES.
     purpose: Literal["certification", "benchmark"] = "certification"
     run: RunSpec = RunSpec()
+    datasets: dict[str, DatasetSource] = Field(default_factory=dict)
     checks: list[CheckEntry] = Field(min_length=1)
+
+
+Rows = tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
 class Suite:
     definition: SuiteFile
     content_hash: str
-    datasets: tuple[str, ...] = field(default=())
+    datasets: tuple[str, ...] = field(default=())  # shipped datasets its checks read
+    data: Mapping[str, Rows] = field(default_factory=dict, compare=False)  # its own datasets
 
     @property
     def name(self) -> str:
@@ -104,6 +171,8 @@ def _datasets_named(definition: SuiteFile) -> list[str]:
 
     names = set()
     for check in definition.checks:
+        if REGISTRY[check.name].params_model is not None:
+            continue  # a check of the suite's own datasets (checks.dataset)
         defaults = {
             name: param.default
             for name, param in inspect.signature(REGISTRY[check.name].factory).parameters.items()
@@ -122,24 +191,46 @@ def dataset_path(name: str) -> Path:
     return path
 
 
-def load_suite_file(path: Path) -> Suite:
+def check_problems(definition: SuiteFile, data: Mapping[str, Rows]) -> list[dict[str, Any]]:
+    """What is wrong with a suite's checks, each with its path: unknown checks, parameters
+    the check does not take, sampling it cannot do, datasets and graders that do not fit."""
     from app.certification.checks.catalog import REGISTRY
 
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, check in enumerate(definition.checks):
+        loc: list[str | int] = ["checks", index]
+        if check.key in seen:
+            problems.append({"loc": [*loc, "id"], "msg": "a check appears twice: give ids"})
+        seen.add(check.key)
+        spec = REGISTRY.get(check.name)
+        if spec is None:
+            known = ", ".join(sorted(REGISTRY))
+            problems.append({"loc": [*loc, "name"], "msg": f"unknown check; one of: {known}"})
+            continue
+        if check.sampling.sequential and not spec.sequential:
+            problems.append(
+                {
+                    "loc": [*loc, "sampling"],
+                    "msg": f"check {check.name!r} cannot sample sequentially (it is not "
+                    "decided by a pass rate over independent samples)",
+                }
+            )
+        problems.extend({**p, "loc": [*loc, *p["loc"]]} for p in spec.problems(check, data))
+    return problems
+
+
+def load_suite_file(path: Path) -> Suite:
     raw = path.read_bytes()
     try:
         definition = SuiteFile.model_validate(yaml.safe_load(raw))
     except (yaml.YAMLError, ValidationError) as exc:
         raise SuiteError(f"{path.name}: {exc}") from None
-    keys = [c.key for c in definition.checks]
-    if len(set(keys)) != len(keys):
-        raise SuiteError(f"{path.name}: a check appears twice without distinct ids")
-    for check in definition.checks:
-        if check.name not in REGISTRY:
-            raise SuiteError(f"{path.name}: unknown check {check.name!r}")
-        try:
-            inspect.signature(REGISTRY[check.name].factory).bind(**check.params)
-        except TypeError as exc:
-            raise SuiteError(f"{path.name}: check {check.key!r}: {exc}") from None
+    if definition.datasets:
+        raise SuiteError(f"{path.name}: a shipped suite reads shipped datasets only")
+    problems = check_problems(definition, {})
+    if problems:
+        raise SuiteError(f"{path.name}: {SuiteInvalid(problems)}")
     digest = hashlib.sha256()
     digest.update(b"suite\0" + raw)
     datasets = _datasets_named(definition)

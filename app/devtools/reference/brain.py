@@ -7,9 +7,10 @@
   rambles on until the token limit ("… apple-1 mendatang the of …", finish_reason length).
 - `refuse` refuses everything; `comply` answers everything, harmful requests included.
 
-The answers come from the prompts and the shipped datasets, so a verdict against the
-reference endpoint reflects what the persona did, and the graders are tested against the
-behaviours real small models show (docs/methodology.md).
+The answers come from the prompts, the shipped datasets and the example suites of
+docs/suites/ (a team's own datasets, docs/suites.md), so a verdict against the reference
+endpoint reflects what the persona did, and the graders are tested against the behaviours
+real small models show (docs/methodology.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from app.certification.suites import DATASETS_DIR
@@ -86,6 +88,41 @@ def task_answers() -> dict[str, dict[str, Any]]:
         for name in ("json-tasks.jsonl", "tool-tasks.jsonl")
         for item in _dataset(name)
     }
+
+
+# The documented example suites (a checkout's docs/suites/; absent from an installed wheel).
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "docs" / "suites"
+
+
+@lru_cache(maxsize=1)
+def example_answers() -> dict[str, Any]:
+    """User prompt → the right reply (text, or an object for a JSON answer), from the rows of
+    the example suites' dataset checks and their graders."""
+    from app.certification.checks.dataset import DatasetParams
+    from app.certification.checks.template import render, text_of, value
+    from app.certification.suites.documents import load_path
+
+    known: dict[str, Any] = {}
+    for path in sorted(EXAMPLES_DIR.glob("*.yaml")) if EXAMPLES_DIR.is_dir() else ():
+        suite = load_path(path)
+        for entry in suite.definition.checks:
+            if entry.name != "dataset":
+                continue
+            params = DatasetParams.model_validate(entry.params)
+            grader = params.grader
+            for row in suite.data[params.dataset]:
+                prompt = render(params.prompt.user, row)
+                if grader.type == "choice":
+                    known[prompt] = f"The answer is ({text_of(value(grader.answer, row))})."
+                elif grader.type == "json_schema":
+                    answer = example_for(params.answer_schema() or {})
+                    for key, want in grader.expected.items():
+                        answer[key] = value(want, row) if isinstance(want, str) else want
+                    known[prompt] = answer
+                elif grader.type in ("exact", "normalised", "numeric"):
+                    found = value(grader.answer, row)
+                    known[prompt] = text_of(found[0] if isinstance(found, list) else found)
+    return known
 
 
 @lru_cache(maxsize=1)
@@ -160,6 +197,8 @@ def respond(
         if not correct:
             return Reply("{not json")
         known = task_answers().get(text)
+        if known is None and isinstance(example_answers().get(text), dict):
+            known = example_answers()[text]
         return Reply(json.dumps(known if known is not None else example_for(json_schema)))
     return Reply(answer(text, persona) if text else ("OK." if correct else "No."))
 
@@ -181,6 +220,17 @@ def answer(text: str, persona: str) -> str:
     match = TOKEN_PROMPT.search(text)
     if match:
         return match.group(1) if correct else "I would rather talk about something else."
+    example = example_answers().get(text)
+    if isinstance(example, str):
+        return example if correct else wrong_answer(example)
     if not correct:
         return "No."
     return KNOWN.get(text.strip(), f"Understood: a reply of {len(text.split())} words' worth.")
+
+
+def wrong_answer(right: str) -> str:
+    """What the `wrong` persona says instead of a known answer: another option letter."""
+    letter = re.fullmatch(r"The answer is \(([A-J])\)\.", right)
+    if letter:
+        return f"The answer is ({'B' if letter.group(1) == 'A' else 'A'})."
+    return "I am not sure."

@@ -283,9 +283,9 @@ def test_benchmark_suites_are_offered_only_where_enabled(client, auth, settings)
     """The test stack enables them (tests and benchmarks run them); a default deployment does
     not list them or accept a certification against one."""
     from app.config import Settings
-    from app.services.suites import list_suites
+    from app.services.suites import builtin_list
 
     assert settings.modelcert_benchmark_suites
     listed = {s["name"] for s in client.get("/v1/suites", headers=auth).get_json()["items"]}
     assert "bench-trivial" in listed
-    assert "bench-trivial" not in {s.name for s in list_suites(Settings()).items}
+    assert "bench-trivial" not in {s.name for s in builtin_list(Settings())}
