@@ -55,6 +55,9 @@ def _fresh_metrics_dir(kind: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="modelcert", prog_name="modelcert", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """modelcert: certify AI model endpoints."""
 
@@ -254,10 +257,10 @@ def reference_endpoint(
 
 @main.command()
 def migrate() -> None:
-    """Apply database migrations (alembic upgrade head)."""
+    """Apply database migrations (alembic upgrade head); the migrations ship in the package."""
     from app.db.migrate import upgrade_database
 
-    settings = settings_for_process()
+    settings = _process_settings()
     upgrade_database(str(settings.database_url))
     click.echo("database is at head")
 
