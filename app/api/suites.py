@@ -28,7 +28,7 @@ class SuiteDocumentSchema(BaseModel):
     """The JSON Schema of a suite document (draft 2020-12)."""
 
 
-@bp.get("", responses={200: SuiteList, 401: Problem})
+@bp.get("", operation_id="listSuites", responses={200: SuiteList, 401: Problem})
 def list_suites() -> Response:
     """The built-in suites and your organization's own."""
     d = deps()
@@ -66,7 +66,9 @@ def create_suite() -> Response:
     return json_response(view, 201 if created else 200, headers)
 
 
-@bp.get("/<name>", responses={200: SuiteDetail, 401: Problem, 404: Problem})
+@bp.get(
+    "/<name>", operation_id="getSuite", responses={200: SuiteDetail, 401: Problem, 404: Problem}
+)
 def get_suite(path: SuitePath) -> Response:
     """One suite (`name`, or `name@version`): version, content hash and its checks with
     params, thresholds, required."""
