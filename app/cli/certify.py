@@ -362,23 +362,7 @@ def certify(
         click.echo(f"report: {write_report(out_dir, html_path)}", err=as_json)
     code = EXIT_CODES[verdict]
     if as_json:
-        document = results_document(
-            verdict=verdict,
-            exit_code=code,
-            results=results,
-            suite={"name": suite.name, "version": suite.version, "hash": suite.content_hash},
-            target={
-                "name": target_name or model,
-                "model": model,
-                "provider": provider,
-                "base_url": base_url,
-                "region": region,
-            },
-            files=files,
-            certificate={
-                k: payload[k] for k in ("certification_id", "key_id", "issued_at", "valid_until")
-            },
-        )
+        document = results_document(verdict, code, results, suite, target, payload, files)
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         click.echo(f"verdict: {verdict}  (certificate: {files['certificate']})")

@@ -11,7 +11,9 @@ from typing import Any
 
 from rich.console import Console
 
+from app.certification.checks import TargetSpec
 from app.certification.results import CheckOutcome, CheckResult, Verdict
+from app.certification.suites import Suite
 
 # A table written to a pipe or a file is read by a program or a log, not a terminal: rich
 # would fold it to 80 columns (cutting explanations mid-word); as wide as its rows instead.
@@ -64,16 +66,16 @@ def check_view(result: CheckResult) -> dict[str, Any]:
 
 
 def results_document(
-    *,
     verdict: Verdict,
     exit_code: int,
     results: list[CheckResult],
-    suite: dict[str, str],
-    target: dict[str, Any],
+    suite: Suite,
+    target: TargetSpec,
+    payload: dict[str, Any],
     files: dict[str, Path],
-    certificate: dict[str, Any],
 ) -> dict[str, Any]:
-    """The `--json` document: one object on stdout, everything a pipeline decides on."""
+    """The `--json` document: one object on stdout, everything a pipeline decides on
+    (`payload`: the certificate's signed payload)."""
     counts = {outcome.value: 0 for outcome in CheckOutcome}
     for result in results:
         counts[str(result.outcome)] += 1
@@ -81,11 +83,20 @@ def results_document(
         "verdict": str(verdict),
         "certified": verdict in (Verdict.CERTIFIED, Verdict.CERTIFIED_WITH_WARNINGS),
         "exit_code": exit_code,
-        "suite": suite,
-        "target": target,
+        "suite": {"name": suite.name, "version": suite.version, "hash": suite.content_hash},
+        "target": {
+            "name": payload["target"]["name"],
+            "model": target.model,
+            "provider": target.provider,
+            "base_url": target.base_url,
+            "region": target.region,
+        },
         "counts": {"checks": len(results), **counts},
         "checks": [check_view(r) for r in results],
-        "certificate": {"path": str(files["certificate"]), **certificate},
+        "certificate": {
+            "path": str(files["certificate"]),
+            **{k: payload[k] for k in ("certification_id", "key_id", "issued_at", "valid_until")},
+        },
         "keys": str(files["keys"]),
         "evidence": str(files["evidence"]),
     }

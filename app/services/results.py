@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from app.db.models import CheckResultRow, SampleRow
 from app.schemas.results import CheckResultView, EvidenceLine, ResultsView
 from app.services.auth import Principal
 from app.services.certifications import load_certification
-from app.services.errors import InvalidField
+from app.services.pagination import page_in_order
 
 EVIDENCE_BATCH = 500
 
@@ -94,27 +93,9 @@ def list_samples(
     query = select(SampleRow).where(SampleRow.certification_id == job_id)
     if check is not None:
         query = query.where(SampleRow.check_name == check)
-    if cursor:
-        query = query.where(SampleRow.id > _decode_sample_cursor(cursor))
-    rows = session.scalars(query.order_by(SampleRow.id).limit(limit + 1)).all()
-    next_cursor = _encode_sample_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    items = [EvidenceLine(**sample_record(r.check_name, sample_of(r))) for r in rows[:limit]]
+    rows, next_cursor = page_in_order(session, query, SampleRow, cursor, limit)
+    items = [EvidenceLine(**sample_record(r.check_name, sample_of(r))) for r in rows]
     return items, next_cursor
-
-
-def _encode_sample_cursor(sample_id: int) -> str:
-    return base64.urlsafe_b64encode(f"sample|{sample_id}".encode()).decode().rstrip("=")
-
-
-def _decode_sample_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-        kind, _, value = raw.partition("|")
-        if kind != "sample" or not value.isdigit() or len(value) > 18:
-            raise ValueError(raw)
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidField(["query", "cursor"], "not a cursor this API returned") from None
 
 
 def sample_of(row: SampleRow) -> Sample:
