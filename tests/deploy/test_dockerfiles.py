@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from deploy_helpers import ROOT, settings_default
@@ -169,6 +170,20 @@ def test_build_script_bakes_both_images():
     bake = (ROOT / "docker-bake.hcl").read_text()
     for name in IMAGES:
         assert f'"{name}"' in bake
+
+
+HADOLINT = shutil.which("hadolint") or shutil.which(
+    "hadolint", path=os.path.dirname(sys.executable)
+)
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (the dev lock has it)")
+def test_hadolint_accepts_the_dockerfiles():
+    """.hadolint.yaml says why each ignored rule is ignored."""
+    result = subprocess.run(
+        [HADOLINT, "--no-color", *IMAGES], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(
