@@ -19,6 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_openapi3 import OpenAPI
+from pydantic import BaseModel
+
+from app.schemas.reports import BadgeUpdate, ShareCreate
 
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
@@ -84,6 +87,12 @@ WITH_BODY = {
     "413": "The body is over API_MAX_BODY_BYTES",
     "415": "The body is not application/json",
 }
+# Bodies the views validate themselves (an optional body; ownership checked before the body),
+# so flask-openapi3 does not see them: declared here, by operationId, with whether required.
+REQUEST_BODIES: dict[str, tuple[type[BaseModel], bool]] = {
+    "createShare": (ShareCreate, False),
+    "setBadge": (BadgeUpdate, True),
+}
 # Request headers beyond Authorization, by operationId.
 REQUEST_HEADERS = {"createCertification": ["IdempotencyKey"]}
 # Response headers beyond the common ones, by (operationId, status).
@@ -109,12 +118,24 @@ def declare_problems(spec: dict[str, Any]) -> None:
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            _declare(path, operation)
+            _declare(spec, path, operation)
 
 
-def _declare(path: str, operation: dict[str, Any]) -> None:
+def _declare_body(spec: dict[str, Any], operation: dict[str, Any], op_id: str) -> None:
+    if op_id not in REQUEST_BODIES or "requestBody" in operation:
+        return
+    model, required = REQUEST_BODIES[op_id]
+    spec["components"].setdefault("schemas", {})[model.__name__] = model.model_json_schema()
+    operation["requestBody"] = {
+        "required": required,
+        "content": {"application/json": {"schema": _ref("schemas", model.__name__)}},
+    }
+
+
+def _declare(spec: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
     responses = operation["responses"]
     op_id = operation.get("operationId", "")
+    _declare_body(spec, operation, op_id)
     parameters = operation.setdefault("parameters", [])
     takes_input = "requestBody" in operation or any(
         p.get("in") == "query" for p in parameters if isinstance(p, dict)

@@ -43,6 +43,11 @@ OPERATION_IDS = {
     ("get", "/v1/webhooks"): "listWebhooks",
     ("delete", "/v1/webhooks/{webhook_id}"): "deleteWebhook",
     ("get", "/v1/webhooks/{webhook_id}/deliveries"): "listWebhookDeliveries",
+    ("post", "/v1/certifications/{certification_id}/share"): "createShare",
+    ("get", "/v1/certifications/{certification_id}/shares"): "listShares",
+    ("delete", "/v1/certifications/{certification_id}/shares/{share_id}"): "revokeShare",
+    ("get", "/v1/targets/{target_id}/badge"): "getBadge",
+    ("put", "/v1/targets/{target_id}/badge"): "setBadge",
 }
 
 
@@ -112,6 +117,18 @@ def test_422_only_where_there_is_input_and_500_everywhere(spec) -> None:  # type
         assert "500" in operation["responses"], (method, path)
     create = spec["paths"]["/v1/certifications"]["post"]["responses"]
     assert {"202", "404", "409", "422"} <= set(create)
+
+
+def test_bodies_the_views_validate_themselves_are_declared(spec) -> None:  # type: ignore[no-untyped-def]
+    share = spec["paths"]["/v1/certifications/{certification_id}/share"]["post"]
+    assert share["requestBody"]["required"] is False
+    badge = spec["paths"]["/v1/targets/{target_id}/badge"]["put"]
+    assert badge["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BadgeUpdate"
+    }
+    assert badge["requestBody"]["required"] is True
+    assert {"400", "413", "415", "422"} <= set(badge["responses"])
+    assert spec["components"]["schemas"]["BadgeUpdate"]["required"] == ["public"]
 
 
 def test_evidence_is_declared_as_the_stream_it_is(spec) -> None:  # type: ignore[no-untyped-def]
