@@ -159,6 +159,9 @@ def test_a_certified_endpoint_is_deployed(reference: str, repository: tuple[Path
     summary = (workspace.parent / "step-summary.md").read_text()
     assert "## reference-model: certified" in summary and "| connectivity | yes | passed" in summary
     assert not (workspace.parent / "runner-temp/signing-key").stat().st_mode & 0o077
+    assert (
+        (workspace / "certification/report.html").read_text().lower().startswith("<!doctype html>")
+    )
 
 
 def test_a_model_that_is_not_certified_fails_the_job(
