@@ -87,11 +87,62 @@ WITH_BODY = {
     "413": "The body is over API_MAX_BODY_BYTES",
     "415": "The body is not application/json",
 }
-# Bodies the views validate themselves (an optional body; ownership checked before the body),
-# so flask-openapi3 does not see them: declared here, by operationId, with whether required.
-REQUEST_BODIES: dict[str, tuple[type[BaseModel], bool]] = {
-    "createShare": (ShareCreate, False),
-    "setBadge": (BadgeUpdate, True),
+
+
+# Bodies the views read themselves (an optional body; ownership checked before the body; a
+# suite in JSON, YAML or multipart), so flask-openapi3 does not see them: declared here, by
+# operationId, as (schema models to publish, the requestBody).
+def _json_body(model: type[BaseModel], required: bool) -> dict[str, Any]:
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": _ref("schemas", model.__name__)}},
+    }
+
+
+SUITE_DOCUMENT = {
+    "type": "object",
+    "additionalProperties": True,
+    "description": "A suite document; its JSON Schema is GET /v1/suites/schema (getSuiteSchema).",
+}
+REQUEST_BODIES: dict[str, tuple[list[type[BaseModel]], dict[str, Any]]] = {
+    "createShare": ([ShareCreate], _json_body(ShareCreate, False)),
+    "setBadge": ([BadgeUpdate], _json_body(BadgeUpdate, True)),
+    "createSuite": (
+        [],
+        {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SUITE_DOCUMENT},
+                "application/yaml": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The suite document in YAML (also application/x-yaml, "
+                        "text/yaml).",
+                    }
+                },
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "suite": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "The suite document (YAML, or JSON: a "
+                                "file name ending in .json).",
+                            }
+                        },
+                        "required": ["suite"],
+                        "additionalProperties": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A dataset file, as the part's file name.",
+                        },
+                    }
+                },
+            },
+        },
+    ),
 }
 # Request headers beyond Authorization, by operationId.
 REQUEST_HEADERS = {"createCertification": ["IdempotencyKey"]}
@@ -103,6 +154,9 @@ RESPONSE_HEADERS = {
     ("createCertification", "202"): ["Location", "IdempotentReplayed"],
     ("retryCertification", "202"): ["Location"],
     ("replayDeadLetter", "202"): ["Location"],
+    ("createSuite", "200"): ["Location"],
+    ("createSuite", "201"): ["Location"],
+    ("createShare", "201"): ["Location"],
     ("getEvidence", "200"): ["ContentDisposition"],
 }
 STATUS_HEADERS = {"401": ["WWWAuthenticate"], "429": ["RetryAfter"], "503": ["RetryAfter"]}
@@ -124,12 +178,10 @@ def declare_problems(spec: dict[str, Any]) -> None:
 def _declare_body(spec: dict[str, Any], operation: dict[str, Any], op_id: str) -> None:
     if op_id not in REQUEST_BODIES or "requestBody" in operation:
         return
-    model, required = REQUEST_BODIES[op_id]
-    spec["components"].setdefault("schemas", {})[model.__name__] = model.model_json_schema()
-    operation["requestBody"] = {
-        "required": required,
-        "content": {"application/json": {"schema": _ref("schemas", model.__name__)}},
-    }
+    models, body = REQUEST_BODIES[op_id]
+    for model in models:
+        spec["components"].setdefault("schemas", {})[model.__name__] = model.model_json_schema()
+    operation["requestBody"] = body
 
 
 def _declare(spec: dict[str, Any], path: str, operation: dict[str, Any]) -> None:

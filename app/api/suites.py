@@ -35,7 +35,7 @@ def list_suites() -> Response:
     return json_response(suites.list_suites(d.factory, d.settings, principal()))
 
 
-@bp.get("/schema", responses={200: SuiteDocumentSchema}, security=[])
+@bp.get("/schema", operation_id="getSuiteSchema", responses={200: SuiteDocumentSchema}, security=[])
 def suite_schema() -> Response:
     """The JSON Schema a suite document is validated against (generated from the same
     pydantic models the service validates with)."""
@@ -44,6 +44,7 @@ def suite_schema() -> Response:
 
 @bp.post(
     "",
+    operation_id="createSuite",
     responses={
         200: SuiteDetail,
         201: SuiteDetail,

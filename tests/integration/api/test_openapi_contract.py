@@ -33,6 +33,8 @@ OPERATION_IDS = {
     ("get", "/v1/signing-keys"): "listSigningKeys",
     ("get", "/v1/suites"): "listSuites",
     ("get", "/v1/suites/{name}"): "getSuite",
+    ("post", "/v1/suites"): "createSuite",
+    ("get", "/v1/suites/schema"): "getSuiteSchema",
     ("get", "/v1/dead-letters"): "listDeadLetters",
     ("post", "/v1/dead-letters/{dead_letter_id}/replay"): "replayDeadLetter",
     ("post", "/v1/secrets"): "createSecret",
@@ -129,6 +131,9 @@ def test_bodies_the_views_validate_themselves_are_declared(spec) -> None:  # typ
     assert badge["requestBody"]["required"] is True
     assert {"400", "413", "415", "422"} <= set(badge["responses"])
     assert spec["components"]["schemas"]["BadgeUpdate"]["required"] == ["public"]
+    suite = spec["paths"]["/v1/suites"]["post"]["requestBody"]
+    assert set(suite["content"]) == {"application/json", "application/yaml", "multipart/form-data"}
+    assert suite["content"]["multipart/form-data"]["schema"]["required"] == ["suite"]
 
 
 def test_evidence_is_declared_as_the_stream_it_is(spec) -> None:  # type: ignore[no-untyped-def]
