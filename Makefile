@@ -3,15 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WHEELHOUSE := $(VENV)/wheelhouse
 
 .PHONY: install tools run test test-unit chaos bench bench-quick lint clean test-worker
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-runtime.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# The images' dependencies as wheels (pip's cache has them by now): the wheel-install test
+	@# installs a built modelcert wheel from them into a fresh venv, offline, as the images do.
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --require-hashes \
+		-r requirements-runtime.lock --wheel-dir $(WHEELHOUSE)
 	@touch $(STAMP)
 
 # promtool and shellcheck for the tests that use them (apt, as root on Debian); in CI always.
@@ -41,8 +47,8 @@ test-worker: install
 	$(BIN)/python scripts/test-worker
 
 lint: install
-	$(BIN)/ruff format --check app worker tests bench migrations
-	$(BIN)/ruff check app worker tests bench migrations
+	$(BIN)/ruff format --check app worker tests bench
+	$(BIN)/ruff check app worker tests bench
 	$(BIN)/lint-imports
 	$(BIN)/deptry .
 	$(BIN)/mypy app/certification

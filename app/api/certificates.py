@@ -21,6 +21,7 @@ SIGNING_KEYS_PATH = "/v1/signing-keys"
 
 @bp.get(
     "/v1/certifications/<certification_id>/certificate",
+    operation_id="getCertificationCertificate",
     responses={200: CertificateView, 401: Problem, 404: Problem},
 )
 def certification_certificate(path: CertificationPath) -> Response:
@@ -32,6 +33,7 @@ def certification_certificate(path: CertificationPath) -> Response:
 
 @bp.get(
     "/v1/targets/<target_id>/certificate",
+    operation_id="getTargetCertificate",
     responses={200: CertificateView, 401: Problem, 404: Problem, 422: Problem},
 )
 def target_certificate(path: TargetPath, query: TargetCertificateQuery) -> Response:
@@ -47,7 +49,7 @@ def target_certificate(path: TargetPath, query: TargetCertificateQuery) -> Respo
         )
 
 
-@keys_bp.get(SIGNING_KEYS_PATH, responses={200: SigningKeyList})
+@keys_bp.get(SIGNING_KEYS_PATH, operation_id="listSigningKeys", responses={200: SigningKeyList})
 def signing_keys() -> Response:
     """Every public key that may have signed a certificate: `modelcert verify --keys URL`."""
     with deps().factory() as session:

@@ -50,17 +50,21 @@ def idempotency_key() -> str | None:
 
 @bp.post(
     "",
+    operation_id="createCertification",
     responses={
         202: CertificationView,
         400: Problem,
         401: Problem,
         404: Problem,
+        409: Problem,
         413: Problem,
         422: Problem,
     },
 )
 def create_certification(body: CertificationCreate) -> Response:
-    """Queue a certification. Idempotency-Key makes a retried POST return the same job."""
+    """Queue a certification; Idempotency-Key makes a retried POST return the same job.
+
+    409: a concurrent request with the same key failed (retry it)."""
     d = deps()
     view, replayed = certifications.create_certification(
         d.factory,
@@ -83,14 +87,22 @@ SHARED_AUTH_TRANSACTION.add(f"{bp.name}.{create_certification.__name__}")
 PREFETCH_TARGET.add(f"{bp.name}.{create_certification.__name__}")
 
 
-@bp.get("", responses={200: CertificationList, 401: Problem, 422: Problem})
+@bp.get(
+    "",
+    operation_id="listCertifications",
+    responses={200: CertificationList, 401: Problem, 422: Problem},
+)
 def list_certifications(query: CertificationFilter) -> Response:
     with deps().factory() as session:
         items, cursor = certifications.list_certifications(session, principal(), query)
     return json_response(CertificationList(items=items, next_cursor=cursor))
 
 
-@bp.get("/<certification_id>", responses={200: CertificationView, 401: Problem, 404: Problem})
+@bp.get(
+    "/<certification_id>",
+    operation_id="getCertification",
+    responses={200: CertificationView, 401: Problem, 404: Problem},
+)
 def get_certification(path: CertificationPath) -> Response:
     cert_id = parse_id(path.certification_id, "certification")
     with deps().factory() as session:
@@ -99,6 +111,7 @@ def get_certification(path: CertificationPath) -> Response:
 
 @bp.post(
     "/<certification_id>/cancel",
+    operation_id="cancelCertification",
     responses={
         200: CertificationView,
         202: CertificationView,
@@ -119,6 +132,7 @@ def cancel_certification(path: CertificationPath) -> Response:
 
 @bp.post(
     "/<certification_id>/retry",
+    operation_id="retryCertification",
     responses={202: CertificationView, 401: Problem, 404: Problem, 409: Problem},
 )
 def retry_certification(path: CertificationPath) -> Response:

@@ -26,7 +26,9 @@ class DeadLetterPath(BaseModel):
     dead_letter_id: str
 
 
-@bp.get("", responses={200: DeadLetterList, 401: Problem, 422: Problem})
+@bp.get(
+    "", operation_id="listDeadLetters", responses={200: DeadLetterList, 401: Problem, 422: Problem}
+)
 def list_dead_letters(query: PageQuery) -> Response:
     with deps().factory() as session:
         items, cursor = dead_letters.list_dead_letters(
@@ -37,6 +39,7 @@ def list_dead_letters(query: PageQuery) -> Response:
 
 @bp.post(
     "/<dead_letter_id>/replay",
+    operation_id="replayDeadLetter",
     responses={202: ReplayView, 401: Problem, 404: Problem, 409: Problem},
 )
 def replay_dead_letter(path: DeadLetterPath) -> Response:

@@ -24,6 +24,7 @@ class SecretPath(BaseModel):
 
 @bp.post(
     "",
+    operation_id="createSecret",
     responses={
         201: SecretView,
         400: Problem,
@@ -40,21 +41,27 @@ def create_secret(body: SecretCreate) -> Response:
     return json_response(view, 201, {"Location": f"/v1/secrets/{view.id}"})
 
 
-@bp.get("", responses={200: SecretList, 401: Problem, 422: Problem})
+@bp.get("", operation_id="listSecrets", responses={200: SecretList, 401: Problem, 422: Problem})
 def list_secrets(query: PageQuery) -> Response:
     with deps().factory() as session:
         items, cursor = secrets.list_secrets(session, principal(), query.cursor, query.limit)
     return json_response(SecretList(items=items, next_cursor=cursor))
 
 
-@bp.get("/<secret_id>", responses={200: SecretView, 401: Problem, 404: Problem})
+@bp.get(
+    "/<secret_id>",
+    operation_id="getSecret",
+    responses={200: SecretView, 401: Problem, 404: Problem},
+)
 def get_secret(path: SecretPath) -> Response:
     secret_id = parse_id(path.secret_id, "secret")
     with deps().factory() as session:
         return json_response(secrets.get_secret(session, principal(), secret_id))
 
 
-@bp.delete("/<secret_id>", responses={204: None, 401: Problem, 404: Problem})
+@bp.delete(
+    "/<secret_id>", operation_id="deleteSecret", responses={204: None, 401: Problem, 404: Problem}
+)
 def delete_secret(path: SecretPath) -> Response:
     """Targets that referenced it lose their credential (secret_id becomes null)."""
     secret_id = parse_id(path.secret_id, "secret")

@@ -25,6 +25,7 @@ def _base() -> str:
 
 @bp.post(
     "/v1/certifications/<certification_id>/share",
+    operation_id="createShare",
     responses={201: ShareView, 401: Problem, 404: Problem, 422: Problem},
 )
 def create_share(path: CertificationPath) -> Response:
@@ -43,6 +44,7 @@ def create_share(path: CertificationPath) -> Response:
 
 @bp.get(
     "/v1/certifications/<certification_id>/shares",
+    operation_id="listShares",
     responses={200: ShareList, 401: Problem, 404: Problem},
 )
 def list_shares(path: CertificationPath) -> Response:
@@ -56,6 +58,7 @@ def list_shares(path: CertificationPath) -> Response:
 
 @bp.delete(
     "/v1/certifications/<certification_id>/shares/<share_id>",
+    operation_id="revokeShare",
     responses={204: None, 401: Problem, 404: Problem},
 )
 def revoke_share(path: SharePath) -> Response:
@@ -67,7 +70,11 @@ def revoke_share(path: SharePath) -> Response:
     return Response(status=204)
 
 
-@bp.get("/v1/targets/<target_id>/badge", responses={200: BadgeView, 401: Problem, 404: Problem})
+@bp.get(
+    "/v1/targets/<target_id>/badge",
+    operation_id="getBadge",
+    responses={200: BadgeView, 401: Problem, 404: Problem},
+)
 def get_badge(path: TargetPath) -> Response:
     """Whether the target's badge is public, and where it is."""
     target_id = parse_id(path.target_id, "target")
@@ -77,6 +84,7 @@ def get_badge(path: TargetPath) -> Response:
 
 @bp.put(
     "/v1/targets/<target_id>/badge",
+    operation_id="setBadge",
     responses={200: BadgeView, 401: Problem, 404: Problem, 422: Problem},
 )
 def set_badge(path: TargetPath) -> Response:

@@ -28,14 +28,14 @@ class SuiteDocumentSchema(BaseModel):
     """The JSON Schema of a suite document (draft 2020-12)."""
 
 
-@bp.get("", responses={200: SuiteList, 401: Problem})
+@bp.get("", operation_id="listSuites", responses={200: SuiteList, 401: Problem})
 def list_suites() -> Response:
     """The built-in suites and your organization's own."""
     d = deps()
     return json_response(suites.list_suites(d.factory, d.settings, principal()))
 
 
-@bp.get("/schema", responses={200: SuiteDocumentSchema}, security=[])
+@bp.get("/schema", operation_id="getSuiteSchema", responses={200: SuiteDocumentSchema}, security=[])
 def suite_schema() -> Response:
     """The JSON Schema a suite document is validated against (generated from the same
     pydantic models the service validates with)."""
@@ -44,6 +44,7 @@ def suite_schema() -> Response:
 
 @bp.post(
     "",
+    operation_id="createSuite",
     responses={
         200: SuiteDetail,
         201: SuiteDetail,
@@ -66,7 +67,9 @@ def create_suite() -> Response:
     return json_response(view, 201 if created else 200, headers)
 
 
-@bp.get("/<name>", responses={200: SuiteDetail, 401: Problem, 404: Problem})
+@bp.get(
+    "/<name>", operation_id="getSuite", responses={200: SuiteDetail, 401: Problem, 404: Problem}
+)
 def get_suite(path: SuitePath) -> Response:
     """One suite (`name`, or `name@version`): version, content hash and its checks with
     params, thresholds, required."""

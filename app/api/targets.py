@@ -29,7 +29,11 @@ class TargetPath(BaseModel):
     target_id: str
 
 
-@bp.post("", responses={201: TargetView, 400: Problem, 401: Problem, 409: Problem, 422: Problem})
+@bp.post(
+    "",
+    operation_id="createTarget",
+    responses={201: TargetView, 400: Problem, 401: Problem, 409: Problem, 422: Problem},
+)
 def create_target(body: TargetCreate) -> Response:
     d = deps()
     with transaction(d.factory) as session:
@@ -39,14 +43,18 @@ def create_target(body: TargetCreate) -> Response:
     return json_response(view, 201, {"Location": f"/v1/targets/{view.id}"})
 
 
-@bp.get("", responses={200: TargetList, 401: Problem, 422: Problem})
+@bp.get("", operation_id="listTargets", responses={200: TargetList, 401: Problem, 422: Problem})
 def list_targets(query: PageQuery) -> Response:
     with deps().factory() as session:
         items, cursor = targets.list_targets(session, principal(), query.cursor, query.limit)
     return json_response(TargetList(items=items, next_cursor=cursor))
 
 
-@bp.get("/<target_id>", responses={200: TargetView, 401: Problem, 404: Problem})
+@bp.get(
+    "/<target_id>",
+    operation_id="getTarget",
+    responses={200: TargetView, 401: Problem, 404: Problem},
+)
 def get_target(path: TargetPath) -> Response:
     target_id = parse_id(path.target_id, "target")
     with deps().factory() as session:
@@ -55,6 +63,7 @@ def get_target(path: TargetPath) -> Response:
 
 @bp.patch(
     "/<target_id>",
+    operation_id="updateTarget",
     responses={
         200: TargetView,
         400: Problem,
@@ -72,7 +81,9 @@ def update_target(path: TargetPath, body: TargetUpdate) -> Response:
     return json_response(view)
 
 
-@bp.delete("/<target_id>", responses={204: None, 401: Problem, 404: Problem})
+@bp.delete(
+    "/<target_id>", operation_id="deleteTarget", responses={204: None, 401: Problem, 404: Problem}
+)
 def delete_target(path: TargetPath) -> Response:
     """Soft delete: its certifications stay readable; it cannot be certified again."""
     target_id = parse_id(path.target_id, "target")

@@ -23,7 +23,11 @@ class WebhookPath(BaseModel):
     webhook_id: str
 
 
-@bp.post("", responses={201: WebhookCreated, 400: Problem, 401: Problem, 422: Problem})
+@bp.post(
+    "",
+    operation_id="createWebhook",
+    responses={201: WebhookCreated, 400: Problem, 401: Problem, 422: Problem},
+)
 def create_webhook(body: WebhookCreate) -> Response:
     """The signing secret is in this response only."""
     d = deps()
@@ -32,14 +36,16 @@ def create_webhook(body: WebhookCreate) -> Response:
     return json_response(view, 201, {"Location": f"/v1/webhooks/{view.id}"})
 
 
-@bp.get("", responses={200: WebhookList, 401: Problem, 422: Problem})
+@bp.get("", operation_id="listWebhooks", responses={200: WebhookList, 401: Problem, 422: Problem})
 def list_webhooks(query: PageQuery) -> Response:
     with deps().factory() as session:
         items, cursor = webhooks.list_webhooks(session, principal(), query.cursor, query.limit)
     return json_response(WebhookList(items=items, next_cursor=cursor))
 
 
-@bp.delete("/<webhook_id>", responses={204: None, 401: Problem, 404: Problem})
+@bp.delete(
+    "/<webhook_id>", operation_id="deleteWebhook", responses={204: None, 401: Problem, 404: Problem}
+)
 def delete_webhook(path: WebhookPath) -> Response:
     webhook_id = parse_id(path.webhook_id, "webhook")
     with transaction(deps().factory) as session:
@@ -49,6 +55,7 @@ def delete_webhook(path: WebhookPath) -> Response:
 
 @bp.get(
     "/<webhook_id>/deliveries",
+    operation_id="listWebhookDeliveries",
     responses={200: DeliveryList, 401: Problem, 404: Problem, 422: Problem},
 )
 def list_deliveries(path: WebhookPath, query: PageQuery) -> Response:

@@ -1,8 +1,10 @@
 """`modelcert certify` and `modelcert verify`: the engine in process, no server needed.
 
 Exit codes of certify: 0 certified (also with warnings), 1 not certified, 3 inconclusive,
-2 usage or configuration errors (bad URL, unknown suite, unreachable endpoint).
-A certificate is written whatever the verdict: it is a signed statement of the verdict.
+2 usage or configuration errors (bad URL, unknown suite, unwritable --out, unreachable
+endpoint). A certificate is written whatever the verdict: it is a signed statement of the
+verdict. `--json` prints the results as one JSON document on stdout (app/cli/output.py);
+progress always goes to stderr.
 
 Exit codes of verify: 0 authentic, in force and certified (with --allow-warnings also
 certified_with_warnings); 1 authentic and in force but not certified; 2 usage errors (no
@@ -39,6 +41,7 @@ from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.certification.suites.documents import load_path
+from app.cli.output import check_out_dir, results_document, stdout_console
 from app.private_files import keep_private
 from app.redaction import redact, redact_obj
 
@@ -169,16 +172,39 @@ def run_with_progress(
         return asyncio.run(execute(suite, target, api_key, hooks))
 
 
-@click.command("certify")
+CERTIFY_EPILOG = """\b
+Exit codes:
+  0  certified (also certified_with_warnings)
+  1  not certified
+  3  inconclusive (a required check errored or could not decide)
+  2  usage or configuration error: bad option, unknown suite, unset --api-key-env,
+     unwritable --out or signing key, endpoint unusable (unreachable, bad key);
+     no certificate is written and, with --json, stdout is empty
+
+\b
+With --json, stdout holds one JSON document (verdict, checks with their outcome,
+counts, bounds and explanation, counts per outcome, the certificate's path);
+progress and errors go to stderr. Without it, a table and a verdict line; piped,
+the table is not cut to the terminal's width."""
+
+
+@click.command("certify", epilog=CERTIFY_EPILOG)
 @click.option("--base-url", required=True, help="Endpoint URL (OpenAI-compatible: ends in /v1).")
-@click.option("--model", required=True)
+@click.option("--model", required=True, help="Model name, as the endpoint lists it.")
 @click.option(
     "--provider",
     type=click.Choice(["openai_compatible", "anthropic"]),
     default="openai_compatible",
     show_default=True,
+    help="The endpoint's API.",
 )
-@click.option("--suite", "suite_name", default="standard", show_default=True)
+@click.option(
+    "--suite",
+    "suite_name",
+    default="standard",
+    show_default=True,
+    help="Suite of checks (smoke, standard, ...; the server's GET /v1/suites lists them).",
+)
 @click.option(
     "--suite-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -194,7 +220,7 @@ def run_with_progress(
     metavar="K=V",
     help="Declared capability, e.g. streaming=true, context_length=8192.",
 )
-@click.option("--region", default=None)
+@click.option("--region", default=None, help="Region label signed into the certificate.")
 @click.option("--name", "target_name", default=None, help="Target name (default: the model).")
 @click.option(
     "--out",
@@ -202,6 +228,14 @@ def run_with_progress(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
+    help="Directory for certificate.json, keys.json and evidence.jsonl (created; checked "
+    "writable before the run).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results as one JSON document on stdout (progress stays on stderr).",
 )
 @click.option(
     "--max-concurrency",
@@ -215,8 +249,15 @@ def run_with_progress(
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_HOME / "signing-key",
     show_default=True,
+    help="Ed25519 seed (base64) that signs the certificate; created (mode 0600) if missing.",
 )
-@click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@click.option(
+    "--valid-days",
+    type=click.IntRange(1, 3650),
+    default=30,
+    show_default=True,
+    help="Days the certificate stays valid.",
+)
 @click.option(  # issue 24: the report page as one file (app/cli/report.py)
     "--html",
     "html_path",
@@ -234,13 +275,16 @@ def certify(
     region: str | None,
     target_name: str | None,
     out_dir: Path,
+    as_json: bool,
     max_concurrency: int | None,
     signing_key_file: Path,
     valid_days: int,
     html_path: Path | None = None,
     suite_file: Path | None = None,
 ) -> None:
-    """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl."""
+    """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl.
+
+    No server needed: the same engine as the worker, run conditions from the suite."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise fail(f"--base-url must be an http(s) URL, got {base_url!r}")
@@ -259,6 +303,8 @@ def certify(
         private_key = certs.load_private_key(load_or_create_key(signing_key_file))
     except (OSError, ValueError) as exc:
         raise fail(f"signing key {signing_key_file}: {exc}") from None
+    if problem := check_out_dir(out_dir):  # before any request: a run must not be lost
+        raise fail(problem)
     target = TargetSpec(
         provider=provider,
         model=model,
@@ -273,7 +319,8 @@ def certify(
     except JobFailure as exc:
         raise fail(f"endpoint unusable ({exc.cause}): {redact(exc.message, secrets)}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
-    Console().print(results_table(results))
+    if not as_json:
+        stdout_console().print(results_table(results))
 
     public = certs.public_key_b64(private_key)
     fingerprint = certs.endpoint_fingerprint(provider, base_url, model, certs.listing_from(results))
@@ -294,19 +341,32 @@ def certify(
         valid_for=timedelta(days=valid_days),
         run=run_record(suite, target, "cli"),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "certificate.json").write_text(
-        json.dumps(certs.sign(payload, private_key), indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
-    write_keys(out_dir / "keys.json", public)
-    write_evidence(out_dir / "evidence.jsonl", results, secrets)
+    files = {
+        "certificate": out_dir / "certificate.json",
+        "keys": out_dir / "keys.json",
+        "evidence": out_dir / "evidence.jsonl",
+    }
+    try:
+        files["certificate"].write_text(
+            json.dumps(certs.sign(payload, private_key), indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+        write_keys(files["keys"], public)
+        write_evidence(files["evidence"], results, secrets)
+    except OSError as exc:  # checked before the run; a full disk can still say no
+        raise fail(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
     if html_path is not None:  # issue 24: from the files just written, as `modelcert report`
         from app.cli.report import write_report
 
-        click.echo(f"report: {write_report(out_dir, html_path)}")
-    click.echo(f"verdict: {verdict}  (certificate: {out_dir / 'certificate.json'})")
-    raise click.exceptions.Exit(EXIT_CODES[verdict])
+        # stdout holds nothing but the JSON document with --json
+        click.echo(f"report: {write_report(out_dir, html_path)}", err=as_json)
+    code = EXIT_CODES[verdict]
+    if as_json:
+        document = results_document(verdict, code, results, suite, target, payload, files)
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"verdict: {verdict}  (certificate: {files['certificate']})")
+    raise click.exceptions.Exit(code)
 
 
 def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
@@ -334,13 +394,22 @@ def load_keys(source: str | None, cert_path: Path) -> dict[str, str]:
 
 @click.command(
     "verify",
-    epilog="""Exit codes: 0 authentic, in force and certified (with
---allow-warnings also certified_with_warnings); 1 authentic and in force but not certified;
-2 usage errors (no keys found, unreadable keys); 4 invalid: tampered, forged, expired,
-unknown key or malformed.""",
+    epilog="""\b
+Exit codes:
+  0  authentic, in force and certified (with --allow-warnings also
+     certified_with_warnings)
+  1  authentic and in force, but not certified
+  2  usage errors (no keys found, unreadable keys)
+  4  invalid: tampered, forged, expired, unknown key or malformed""",
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--keys", "keys_source", default=None, help="Keys file or URL.")
+@click.option(
+    "--keys",
+    "keys_source",
+    default=None,
+    help="Keys file or URL of /v1/signing-keys (default: keys.json beside FILE, then "
+    "~/.modelcert/keys.json).",
+)
 @click.option(
     "--allow-warnings", is_flag=True, help="Also accept a certified_with_warnings verdict."
 )

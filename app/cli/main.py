@@ -54,7 +54,14 @@ def _fresh_metrics_dir(kind: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 success; 2 usage or configuration errors (a bad setting names its "
+    "variable, value and range); `certify` and `verify` list theirs in their --help.",
+)
+@click.version_option(
+    package_name="modelcert", prog_name="modelcert", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """modelcert: certify AI model endpoints."""
 
@@ -200,9 +207,21 @@ def flower() -> None:
 
 
 @main.command("reference-endpoint")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--mode", default="good", show_default=True, type=click.Choice(list(REFERENCE_MODES)))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8100,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--mode",
+    default="good",
+    show_default=True,
+    type=click.Choice(list(REFERENCE_MODES)),
+    help="Behaviour at /v1 (docs/methodology.md); any mode is also served at /m/<mode>/v1.",
+)
 @click.option(
     "--latency-ms",
     default=2500.0,
@@ -211,8 +230,21 @@ def flower() -> None:
     help="Added latency of mode slow (per URL: /m/slow-<ms>/v1); 2500 ms breaks "
     "the standard suite's 2 s p95 SLO.",
 )
-@click.option("--flaky-rate", default=0.5, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--rps", default=5.0, show_default=True, type=click.FloatRange(0.1, 100000))
+@click.option(
+    "--flaky-rate",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of requests mode flaky answers with a 5xx (per URL: /m/flaky-<pct>/v1).",
+)
+@click.option(
+    "--rps",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 100000),
+    help="Requests per second mode ratelimit admits before answering 429 with Retry-After "
+    "(per URL: /m/ratelimit-<rps>/v1).",
+)
 @click.option(
     "--generation-ms",
     default=15.0,
@@ -220,7 +252,12 @@ def flower() -> None:
     type=click.FloatRange(0, 60000),
     help="The time a chat takes to answer, as a model generating would.",
 )
-@click.option("--model", default="reference-model", show_default=True)
+@click.option(
+    "--model",
+    default="reference-model",
+    show_default=True,
+    help="The model name the endpoint lists and answers for.",
+)
 @click.option(
     "--api-key",
     envvar="REFERENCE_API_KEY",
@@ -254,10 +291,10 @@ def reference_endpoint(
 
 @main.command()
 def migrate() -> None:
-    """Apply database migrations (alembic upgrade head)."""
+    """Apply database migrations (alembic upgrade head); the migrations ship in the package."""
     from app.db.migrate import upgrade_database
 
-    settings = settings_for_process()
+    settings = _process_settings()
     upgrade_database(str(settings.database_url))
     click.echo("database is at head")
 
@@ -269,7 +306,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--org", required=True, help="Organization name (created if new).")
-@click.option("--name", default="default", show_default=True)
+@click.option("--name", default="default", show_default=True, help="A label for the token.")
 def tokens_create(org: str, name: str) -> None:
     """Create an API token; it is shown once and stored hashed."""
     settings = settings_for_process()

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SuiteCheck(BaseModel):
@@ -93,7 +93,8 @@ class ResultsView(BaseModel):
 
 
 class EvidenceLine(BaseModel):
-    """One line of the evidence stream (application/x-ndjson)."""
+    """One sample as evidence: a line of the evidence stream (application/x-ndjson), an item
+    of the samples list."""
 
     check: str
     index: int
@@ -113,6 +114,21 @@ class EvidenceLine(BaseModel):
     served_model: str | None = Field(description="The model the reply names.")
     retries: int = Field(description="Sample-level retries before this answer.")
     detail: dict[str, Any] = Field(description="How the sample was graded, and why.")
+
+
+class SampleQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    check: str | None = Field(None, max_length=100, description="Only this check's samples.")
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class SampleList(BaseModel):
+    """A page of evidence, in the order of the stream; `next_cursor` is null on the last."""
+
+    items: list[EvidenceLine]
+    next_cursor: str | None
 
 
 class CertificateView(BaseModel):

@@ -1,5 +1,6 @@
-"""Keyset pagination over (created_at, id), newest first, with opaque cursors: the one way
-every list in the API pages."""
+"""Keyset pagination with opaque cursors: the one way every list in the API pages. Lists of
+resources page over (created_at, id), newest first (`page`); a stream's lines (samples) over
+their integer id, in the stream's order (`page_in_order`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,31 @@ def page(
         return rows, None
     last = rows[limit - 1]
     return rows[:limit], encode_cursor(last.created_at, last.id)
+
+
+def page_in_order(
+    session: Session, query: Select[tuple[T]], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[T], str | None]:
+    """One page of `query`'s rows of `model` in the order of their integer id (a stream's
+    order, oldest first), after `cursor`, and the cursor of the next page, None on the last."""
+    if cursor:
+        query = query.where(model.id > _decode_id_cursor(cursor))
+    rows = session.scalars(query.order_by(model.id).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], _encode_id_cursor(rows[limit - 1].id)
+
+
+def _encode_id_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id|{row_id}".encode()).decode().rstrip("=")
+
+
+def _decode_id_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        if kind != "id" or not value.isdigit() or len(value) > 18:
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidField(["query", "cursor"], "not a cursor this API returned") from None

@@ -15,6 +15,7 @@ from app.db.models import CheckResultRow, SampleRow
 from app.schemas.results import CheckResultView, EvidenceLine, ResultsView
 from app.services.auth import Principal
 from app.services.certifications import load_certification
+from app.services.pagination import page_in_order
 
 EVIDENCE_BATCH = 500
 
@@ -77,6 +78,24 @@ def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
         for row in rows:
             line = EvidenceLine(**sample_record(row.check_name, sample_of(row)))
             yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"
+
+
+def list_samples(
+    session: Session,
+    who: Principal,
+    cert_id: uuid.UUID,
+    check: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[EvidenceLine], str | None]:
+    """A page of the evidence stream (same lines, same order), for clients that want JSON."""
+    job_id = load_certification(session, who, cert_id).id
+    query = select(SampleRow).where(SampleRow.certification_id == job_id)
+    if check is not None:
+        query = query.where(SampleRow.check_name == check)
+    rows, next_cursor = page_in_order(session, query, SampleRow, cursor, limit)
+    items = [EvidenceLine(**sample_record(r.check_name, sample_of(r))) for r in rows]
+    return items, next_cursor
 
 
 def sample_of(row: SampleRow) -> Sample:

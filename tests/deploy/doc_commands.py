@@ -90,6 +90,18 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(r"^make test\b", "elsewhere", "CI runs it: .ci/run (tests/deploy/test_ci.py)"),
     Rule(
+        r"^(uv pip compile pyproject\.toml|cp requirements\.lock requirements-runtime\.lock$)",
+        "elsewhere",
+        "rewrites the locks from the package index; tests/unit/test_locks.py checks the two "
+        "locks agree and name what pyproject.toml does",
+    ),
+    Rule(
+        r"^openapi-python-client generate ",
+        "elsewhere",
+        "tests/e2e/test_generated_client.py generates a client with this config from a live "
+        "API's /openapi.json and runs the README's flow through it",
+    ),
+    Rule(
         r"^(open|xdg-open) ",
         "browser",
         "opens a page in the reader's browser; the report pages' own tests drive them in Chromium",

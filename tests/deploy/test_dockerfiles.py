@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from deploy_helpers import ROOT, settings_default
@@ -59,7 +60,9 @@ def test_multi_stage_with_a_builder(dockerfile):
     all_stages = stages(path)
     assert len(all_stages) >= 2, f"{name} is not multi-stage"
     builder, final = all_stages[0], all_stages[-1]
-    assert any("--require-hashes" in arg and "requirements.lock" in arg for _, arg in builder)
+    assert any(
+        "--require-hashes" in arg and "requirements-runtime.lock" in arg for _, arg in builder
+    ), "the images install the runtime lock only (no test or lint tools)"
     final_text = " ".join(arg for _, arg in final)
     assert "build-essential" not in final_text and "gcc" not in final_text, (
         "no compilers at runtime"
@@ -71,13 +74,60 @@ def test_multi_stage_with_a_builder(dockerfile):
             assert not re.match(r"^(--\S+\s+)*\.\s", arg), f"{name}: copy only what is needed"
 
 
-def test_migrations_ship_where_modelcert_migrate_looks(dockerfile):
-    """`modelcert migrate` reads alembic.ini and migrations/ beside the `app` package."""
+def test_migrations_come_with_the_package(dockerfile):
+    """The wheel ships app/db/migrations: nothing is copied beside it by hand, and the image
+    checks that `modelcert migrate` finds them (tests/integration/test_wheel_install.py runs it)."""
     name, path = dockerfile
     final = stages(path)[-1]
     copies = " ".join(arg for word, arg in final if word == "COPY")
-    assert "alembic.ini" in copies and "migrations" in copies, name
-    assert any(word == "RUN" and "alembic.ini" in arg and "ROOT" in arg for word, arg in final)
+    assert "alembic.ini" not in copies and "migrations" not in copies, name
+    assert any(word == "RUN" and "MIGRATIONS" in arg for word, arg in final), name
+
+
+def test_base_images_are_pinned_by_digest(dockerfile):
+    """Every FROM is an earlier stage or the PYTHON_IMAGE argument, whose default is pinned by
+    digest and equal to docker-bake.hcl's."""
+    name, path = dockerfile
+    args = {
+        key: value
+        for word, arg in instructions(path)
+        if word == "ARG" and "=" in arg
+        for key, _, value in [arg.partition("=")]
+    }
+    image = args.get("PYTHON_IMAGE", "")
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", image), image
+    named: set[str] = set()
+    for word, arg in instructions(path):
+        if word != "FROM":
+            continue
+        parts = arg.split()
+        base = next(p for p in parts if not p.startswith("--"))
+        assert base == "${PYTHON_IMAGE}" or base in named, f"{name}: FROM {base} is not pinned"
+        if "AS" in [p.upper() for p in parts]:
+            named.add(parts[-1])
+    bake = (ROOT / "docker-bake.hcl").read_text()
+    default = re.search(r'variable "PYTHON_IMAGE" \{.*?default\s*=\s*"([^"]+)"', bake, re.S)
+    assert default and default.group(1) == image, "docker-bake.hcl and the Dockerfiles differ"
+
+
+def test_bake_builds_both_platforms_with_sbom_and_provenance():
+    bake = (ROOT / "docker-bake.hcl").read_text()
+    common = re.search(r'target "_common" \{(.*?)\n\}', bake, re.S)
+    assert common, "docker-bake.hcl has no _common target"
+    body = common.group(1)
+    platforms = re.search(r"platforms\s*=\s*\[([^\]]*)\]", body)
+    assert platforms and set(re.findall(r'"([^"]+)"', platforms.group(1))) == {
+        "linux/amd64",
+        "linux/arm64",
+    }
+    attest = re.search(r"attest\s*=\s*\[([^\]]*)\]", body)
+    assert attest, "no attestations"
+    kinds = re.findall(r'"type=(\w+)', attest.group(1))
+    assert set(kinds) == {"sbom", "provenance"}, kinds
+    for target in ("api", "worker"):
+        assert re.search(rf'target "{target}" \{{[^}}]*inherits\s*=\s*\["_common"\]', bake)
+    script = (ROOT / "scripts/build-images").read_text()
+    assert "imagetools inspect" in script, "the script checks the base is a multi-platform index"
 
 
 def test_runs_as_a_non_root_user(dockerfile):
@@ -105,8 +155,9 @@ def test_healthcheck_stopsignal_and_exec_form_cmd(dockerfile):
 def test_dockerignore_keeps_the_context_small():
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     assert "**" in lines or {".venv", ".git"} <= set(lines)
-    for needed in ("requirements.lock", "pyproject.toml", "app/", "worker/", "migrations/"):
+    for needed in ("requirements-runtime.lock", "pyproject.toml", "app/", "worker/"):
         assert f"!{needed}" in lines or "**" not in lines, needed
+    assert "!requirements.lock" not in lines, "the images need the runtime lock only"
 
 
 def test_build_script_bakes_both_images():
@@ -119,6 +170,20 @@ def test_build_script_bakes_both_images():
     bake = (ROOT / "docker-bake.hcl").read_text()
     for name in IMAGES:
         assert f'"{name}"' in bake
+
+
+HADOLINT = shutil.which("hadolint") or shutil.which(
+    "hadolint", path=os.path.dirname(sys.executable)
+)
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (the dev lock has it)")
+def test_hadolint_accepts_the_dockerfiles():
+    """.hadolint.yaml says why each ignored rule is ignored."""
+    result = subprocess.run(
+        [HADOLINT, "--no-color", *IMAGES], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(

@@ -128,7 +128,7 @@ def test_verify_passes_only_a_certified_verdict(reference: str, tmp_path: Path) 
     assert refused.exit_code == 1
     assert "not certified: authentic, but the verdict is not_certified" in refused.output
     assert CliRunner().invoke(verify, [cert, "--allow-warnings"]).exit_code == 1
-    assert "Exit codes: 0 authentic" in CliRunner().invoke(verify, ["--help"]).output
+    assert "0  authentic, in force and certified" in CliRunner().invoke(verify, ["--help"]).output
 
 
 def test_the_certificate_signs_what_the_verdict_was_reached_under(

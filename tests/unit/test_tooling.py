@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TREES = ["app", "worker", "tests", "bench", "migrations"]
+TREES = ["app", "worker", "tests", "bench"]
 RUFF = [sys.executable, "-m", "ruff"]
 
 

@@ -13,9 +13,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
+from app.db.migrate import alembic_config
 from app.devtools.harness import new_database
 from app.services import certificates, conclude
-from tests.integration.db.test_migrations import alembic_config
 
 
 @pytest.fixture()

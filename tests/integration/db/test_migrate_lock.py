@@ -8,11 +8,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, text
 
-from app.db.migrate import MIGRATION_LOCK_KEY, ROOT, upgrade_database
+from app.db.migrate import MIGRATION_LOCK_KEY, alembic_config, upgrade_database
 from app.devtools.harness import BIN, inherited_env, new_database
 
 WAITING = "holds the migration lock"
@@ -26,9 +25,7 @@ def empty_database_url(admin_database_url: str) -> Iterator[str]:
 
 
 def head() -> str:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    revision = ScriptDirectory.from_config(config).get_current_head()
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert revision is not None
     return revision
 
