@@ -110,6 +110,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"^kubectl kustomize ", "local", "renders an overlay"),
     Rule(r"^mkdir -p release && cat > release/kustomization\.yaml", "local", "writes an overlay"),
     Rule(r"^promtool ", "local", "checks and unit-tests the alert rules"),
+    Rule(r"^(\.venv/bin/)?modelcert suites validate ", "local", "validates a suite file"),
     Rule(
         r"^\.venv/bin/python scripts/gen-monitoring", "local", "regenerates the monitoring objects"
     ),

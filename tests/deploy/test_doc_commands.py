@@ -94,6 +94,7 @@ def _workdir(tmp_path: Path) -> Path:
     shutil.copy2(ROOT / "scripts" / "gen-monitoring", work / "scripts" / "gen-monitoring")
     shutil.copy2(ROOT / ".env.example", work / ".env.example")
     (work / ".venv").symlink_to(ROOT / ".venv")
+    (work / "docs").symlink_to(ROOT / "docs")  # read only: the example suites
     return work
 
 

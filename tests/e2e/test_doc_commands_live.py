@@ -178,7 +178,7 @@ def test_live_commands_run(
     objects = Objects(live_api, token, reference_url, factory, settings)
     work = tmp_path / "reader"
     work.mkdir()
-    for name in (".venv", "scripts"):  # relative paths the docs use, from the repository root
+    for name in (".venv", "scripts", "docs"):  # relative paths the docs use, from the root
         (work / name).symlink_to(ROOT / name)
     # The files a reader of this page has by then: the certificate from docs/api.md.
     (work / "cert.json").write_bytes(
