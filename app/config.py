@@ -305,16 +305,14 @@ class Settings(BaseSettings):
     def max_attempts(self) -> int:
         return self.certification_max_retries + 1
 
-    def require_urls(self) -> Settings:
-        """Fill DATABASE_URL/REDIS_URL from the stack `make run` started, or fail clearly."""
+    def require_urls(self, broker: bool = True) -> Settings:
+        """Fill DATABASE_URL/REDIS_URL from the stack `make run` started, or fail clearly.
+        `broker`: whether the process talks to Redis at all (`modelcert migrate` does not)."""
         stack = read_stack_file(self.modelcert_data_dir)
         database_url = self.database_url or stack.get("database_url")
         redis_url = self.redis_url or stack.get("redis_url")
-        missing = [
-            name
-            for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url))
-            if not value
-        ]
+        needed = [("DATABASE_URL", database_url)] + ([("REDIS_URL", redis_url)] if broker else [])
+        missing = [name for name, value in needed if not value]
         if missing:
             raise ConfigError(
                 f"{', '.join(missing)} not set and no embedded stack is running "
@@ -408,11 +406,11 @@ def get_settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def settings_for_process() -> Settings:
+def settings_for_process(broker: bool = True) -> Settings:
     """Settings with database and broker URLs resolved, or exit 2."""
     settings = get_settings()
     try:
-        return settings.require_urls().require_secret_key()
+        return settings.require_urls(broker).require_secret_key()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

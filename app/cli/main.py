@@ -16,10 +16,11 @@ from app.config import ConfigError, Settings, settings_for_process
 from app.devtools.reference import MODES as REFERENCE_MODES
 
 
-def _process_settings(signs: bool = False) -> Settings:
-    """Validated settings, logging configured. Only a process that `signs` (the worker) needs
-    MODELCERT_SIGNING_KEY in production; any other one that is given it says so."""
-    settings = settings_for_process()
+def _process_settings(signs: bool = False, broker: bool = True) -> Settings:
+    """Validated settings, logging configured. Only a process that `signs` (a worker that runs
+    certifications) needs MODELCERT_SIGNING_KEY in production; any other one that is given it
+    says so. `broker`: whether the process needs REDIS_URL."""
+    settings = settings_for_process(broker)
     if signs:
         try:
             settings.require_signing_key()
@@ -134,7 +135,7 @@ def _gunicorn_child_exit(server: object, worker: object) -> None:
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker in this process (so SIGTERM reaches only the main process)."""
-    settings = _process_settings(signs=True)
+    settings = settings_for_process()
     queue_list = queues or ",".join(
         (settings.certification_queue_name, settings.maintenance_queue_name)
     )
@@ -147,6 +148,10 @@ def worker(queues: str | None, hostname: str | None) -> None:
             err=True,
         )
         raise SystemExit(2)
+    # Only a worker that runs certifications signs: one on the maintenance queue alone (sweeps,
+    # re-certification, webhooks) needs no signing key.
+    signs = any(q.strip() in settings.job_queues for q in queue_list.split(","))
+    settings = _process_settings(signs=signs)
     _fresh_metrics_dir("worker")
     from worker.celery_app import app
 
@@ -294,7 +299,7 @@ def migrate() -> None:
     """Apply database migrations (alembic upgrade head); the migrations ship in the package."""
     from app.db.migrate import upgrade_database
 
-    settings = _process_settings()
+    settings = _process_settings(broker=False)  # it never talks to Redis
     upgrade_database(str(settings.database_url))
     click.echo("database is at head")
 

@@ -352,7 +352,9 @@ def warm_up(factory: sessionmaker[Session], settings: Settings) -> int:
     about 60 ms against 10, and with children recycled every WORKER_MAX_TASKS_PER_CHILD jobs
     that was the whole p99 of bench dispatch_latency. Returns the statements compiled."""
     available_suites()
-    signing.ensure_registered(factory, signing.signer_for(settings))
+    if settings.modelcert_signing_key is not None or settings.modelcert_env != "production":
+        # (a worker on the maintenance queue alone runs in production without the key)
+        signing.ensure_registered(factory, signing.signer_for(settings))
     return compile_ahead(factory)
 
 

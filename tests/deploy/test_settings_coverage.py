@@ -21,6 +21,9 @@ from deploy_helpers import (
 SAFE_DEFAULTS_COMPOSE: set[str] = set()
 SAFE_DEFAULTS_K8S: set[str] = set()
 ONLY_FOR = {"FLOWER_BASIC_AUTH": "flower", "MODELCERT_SIGNING_KEY": "worker"}
+# A worker container that must not hold what other workers do: the maintenance worker signs
+# nothing, so it starts without the signing key (app/cli/main.py worker).
+NOT_FOR = {"modelcert-maintenance": {"MODELCERT_SIGNING_KEY"}}
 SECRETS = {
     "DATABASE_URL",
     "REDIS_URL",
@@ -120,6 +123,7 @@ def test_kubernetes_sets_every_setting(rendered):
                 variables()
                 - SAFE_DEFAULTS_K8S
                 - {v for v, only in ONLY_FOR.items() if only != container["name"]}
+                - NOT_FOR.get(doc["metadata"]["name"], set())
             )
             missing = expected - seen
             assert not missing, f"{doc['metadata']['name']} misses {sorted(missing)}"

@@ -112,3 +112,28 @@ def test_a_non_signing_process_given_the_key_says_it_does_not_need_it(settings, 
         assert seed not in beat.output()
     finally:
         beat.stop()
+
+
+def test_a_maintenance_worker_starts_without_it(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Sweeps, re-certification and webhooks sign nothing: a worker on the maintenance queue
+    alone runs in production without the key (deploy/k8s/base/maintenance.yaml)."""
+    port = free_port()
+    worker = Proc(
+        [str(BIN / "modelcert"), "worker", "--queues", settings.maintenance_queue_name],
+        production_env(settings, WORKER_HEALTH_PORT=str(port)),
+        tmp_path / "maintenance.log",
+    ).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=worker.popen)
+        assert "worker_warm_up_failed" not in worker.output()
+    finally:
+        worker.stop()
+
+
+def test_migrate_needs_no_broker(settings) -> None:  # type: ignore[no-untyped-def]
+    env = production_env(settings)
+    env.pop("REDIS_URL", None)
+    migrate = subprocess.run(
+        [str(BIN / "modelcert"), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
