@@ -13,14 +13,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.db import job_events as events
 from app.db import lifecycle
 from app.db.lifecycle import TERMINAL_STATUSES, JobStatus
 from app.db.models import Certification, DeadLetter, Target
 from app.db.session import transaction
 from app.schemas.resources import CertificationView
-from app.services import events, jobs
 from app.services.auth import Principal
 from app.services.certifications import get_certification, load_certification
+from app.services.dispatch import publish_then_mark
 from app.services.errors import Conflict, NotFound
 
 PublishFn = Callable[[uuid.UUID, str, str], bool]
@@ -115,7 +116,7 @@ def _publish(factory: sessionmaker[Session], publish: PublishFn, cert_id: uuid.U
         queue, priority = session.execute(
             select(Certification.queue, Certification.priority).where(Certification.id == cert_id)
         ).one()
-    jobs.publish_then_mark(factory, publish, cert_id, queue, priority.value)
+    publish_then_mark(factory, publish, cert_id, queue, priority.value)
 
 
 def retry(

@@ -12,11 +12,11 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import lifecycle
+from app.db import job_events as events
+from app.db import jobs, lifecycle
 from app.db.lifecycle import CLAIMABLE_STATUSES
 from app.db.models import Certification, DeadLetter, Priority
 from app.db.session import transaction
-from app.services import events, jobs
 
 log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x6D6F64656C  # pg advisory lock key: one sweeper at a time

@@ -16,9 +16,9 @@ from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks
 from app.certification.runner import execute
 from app.certification.suites import get_suite
+from app.db import jobs
 from app.db.models import CheckResultRow, SampleRow
 from app.queue.publisher import Publisher
-from app.services import jobs
 from tests.conftest import BIN
 from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
 from tests.integration.jobs import queue

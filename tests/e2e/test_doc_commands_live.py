@@ -23,8 +23,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app.config import Settings
+from app.db import jobs
 from app.devtools.harness import fresh_database
-from app.services import jobs
 from tests.conftest import BIN, ROOT, Proc, free_port, make_token, settings_env, wait_http
 from tests.deploy.doc_commands import Command, commands_of, rule_for, script
 

@@ -9,9 +9,9 @@ import uuid
 
 from sqlalchemy import func, update
 
+from app.db import jobs
 from app.db.models import Certification
 from app.db.session import transaction
-from app.services import jobs
 from tests.integration.jobs import queue
 from tests.reliability.test_claims import make_target
 from worker.lease import LeaseKeeper
