@@ -8,14 +8,12 @@ import base64
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import Session
 
 from app.services.errors import InvalidField
-
-T = TypeVar("T")
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -33,8 +31,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def page(
-    session: Session, query: Select[tuple[T]], model: Any, cursor: str | None, limit: int
-) -> tuple[Sequence[T], str | None]:
+    session: Session, query: Select[Any], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[Any], str | None]:
     """One page of `query`'s rows of `model` (newest first, after `cursor`) and the cursor
     of the next page, None on the last."""
     if cursor:
@@ -50,8 +48,8 @@ def page(
 
 
 def page_in_order(
-    session: Session, query: Select[tuple[T]], model: Any, cursor: str | None, limit: int
-) -> tuple[Sequence[T], str | None]:
+    session: Session, query: Select[Any], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[Any], str | None]:
     """One page of `query`'s rows of `model` in the order of their integer id (a stream's
     order, oldest first), after `cursor`, and the cursor of the next page, None on the last."""
     if cursor:
