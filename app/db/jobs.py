@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -38,6 +38,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
     literal_column,
@@ -1135,3 +1136,134 @@ def resume_point(factory: sessionmaker[Session], cert_id: uuid.UUID) -> tuple[se
     read in autocommit: two statements, no BEGIN or COMMIT."""
     with autocommit(factory) as conn:
         return completed_checks(conn, cert_id), stop_reason(conn, cert_id)
+
+
+# --- A job's results and evidence, read (results.py, reports.py, fingerprint.py) ----------
+
+
+def check_rows(session: Session, cert_id: uuid.UUID) -> list[CheckResultRow]:
+    """The job's check results, in the order they finished (then by name)."""
+    return list(
+        session.scalars(
+            select(CheckResultRow)
+            .where(CheckResultRow.certification_id == cert_id)
+            .order_by(CheckResultRow.created_at, CheckResultRow.check_name)
+        )
+    )
+
+
+def samples_streamed(
+    factory: sessionmaker[Session], cert_id: uuid.UUID, batch: int
+) -> Iterator[SampleRow]:
+    """The job's samples in the evidence stream's order, `batch` rows at a time from a
+    server-side cursor (yield_per): memory stays flat for any evidence size."""
+    with factory() as session:
+        yield from session.execute(
+            select(SampleRow)
+            .where(SampleRow.certification_id == cert_id)
+            .order_by(SampleRow.id)
+            .execution_options(yield_per=batch)
+        ).scalars()
+
+
+def samples_of(cert_id: uuid.UUID, check: str | None = None) -> Select[SampleRow]:
+    """The job's samples (of one check), for pagination.page_in_order to run a page of."""
+    query = select(SampleRow).where(SampleRow.certification_id == cert_id)
+    if check is not None:
+        query = query.where(SampleRow.check_name == check)
+    return query
+
+
+def worst_samples(session: Session, cert_id: uuid.UUID, limit: int) -> list[SampleRow]:
+    """Up to `limit` of the job's samples, failed ones first, then errored, then the rest."""
+    return list(
+        session.scalars(
+            select(SampleRow)
+            .where(SampleRow.certification_id == cert_id)
+            .order_by(
+                case((SampleRow.grade == "fail", 0), (SampleRow.grade == "error", 1), else_=2),
+                SampleRow.id,
+            )
+            .limit(limit)
+        ).all()
+    )
+
+
+def sample_count(session: Session, cert_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(SampleRow).where(SampleRow.certification_id == cert_id)
+        )
+        or 0
+    )
+
+
+_EXCERPTS = ahead(
+    select(_SAMPLES.c.response_excerpt).where(
+        _SAMPLES.c.certification_id == bindparam("job_id"),
+        _SAMPLES.c.check_name.in_(bindparam("names", expanding=True)),
+        _SAMPLES.c.status_code == 200,
+        _SAMPLES.c.response_excerpt.is_not(None),
+    ),
+    job_id=NO_ROW,
+    names=["connectivity"],
+)
+
+
+def answered_excerpts(
+    session: Session, cert_id: uuid.UUID, check_names: Sequence[str]
+) -> list[str]:
+    """The response excerpts of the samples of these checks answered with 200."""
+    return list(session.scalars(_EXCERPTS, {"job_id": cert_id, "names": list(check_names)}))
+
+
+def previous_succeeded(
+    session: Session,
+    org_id: uuid.UUID,
+    target_id: uuid.UUID,
+    cert_id: uuid.UUID,
+    suite_name: str,
+) -> Certification | None:
+    """The target's last succeeded job of the same suite created before this one."""
+    created = select(Certification.created_at).where(Certification.id == cert_id).scalar_subquery()
+    return session.scalar(
+        select(Certification)
+        .where(
+            Certification.organization_id == org_id,
+            Certification.target_id == target_id,
+            Certification.suite_name == suite_name,
+            Certification.status == JobStatus.SUCCEEDED,
+            Certification.id != cert_id,
+            Certification.created_at < created,
+        )
+        .order_by(Certification.created_at.desc(), Certification.id.desc())
+        .limit(1)
+    )
+
+
+def exists_for(session: Session, org_id: uuid.UUID, cert_id: uuid.UUID) -> bool:
+    """Whether the job is the organization's."""
+    found = session.scalar(
+        select(Certification.id).where(
+            Certification.id == cert_id, Certification.organization_id == org_id
+        )
+    )
+    return found is not None
+
+
+def latest_with_target_name(
+    session: Session, org_id: uuid.UUID, limit: int
+) -> Sequence[Row[Certification, str]]:
+    """The organization's latest jobs, newest first, each with its target's name."""
+    return session.execute(
+        select(Certification, Target.name)
+        .join(Target, Target.id == Certification.target_id)
+        .where(Certification.organization_id == org_id)
+        .order_by(Certification.created_at.desc(), Certification.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def dead_letters_of(org_id: uuid.UUID) -> Select[DeadLetter]:
+    """The organization's dead letters, for pagination.page to run a page of."""
+    return select(DeadLetter).where(DeadLetter.organization_id == org_id)
