@@ -1267,3 +1267,16 @@ def latest_with_target_name(
 def dead_letters_of(org_id: uuid.UUID) -> Select[DeadLetter]:
     """The organization's dead letters, for pagination.page to run a page of."""
     return select(DeadLetter).where(DeadLetter.organization_id == org_id)
+
+
+# The worker's readiness probe (worker/probes.py): how long the oldest job not started yet
+# has waited, for the queue-delay alert. Text, run on a probe's own short-lived connection.
+_OLDEST_WAITING = text(
+    "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
+    "WHERE status IN ('queued', 'retrying')"
+)
+
+
+def oldest_waiting_seconds(conn: Connection) -> float:
+    """Seconds since the oldest waiting job (queued or retrying) was created; 0 when none."""
+    return float(conn.execute(_OLDEST_WAITING).scalar() or 0.0)
