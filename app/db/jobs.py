@@ -632,6 +632,7 @@ def finish(
     terminal statement returned (`ENDED` columns and `subscriptions`).
     """
     lifecycle.ending(status)  # a running job ends only as succeeded, failed, timed_out, cancelled
+    done = final_check.total if final_check is not None else 0
     try:
         with transaction(factory) as session:
             # Unfenced: the fenced UPDATE below rolls it back when the job is not ours.
@@ -641,17 +642,10 @@ def finish(
                 else None
             )
             decision = decide(session, final) if decide is not None else None
-            job = session.execute(
-                _FINISH,
-                ending_params(
-                    claim,
-                    status,
-                    done=final_check.total if final_check is not None else 0,
-                    decision=decision,
-                    cause=cause,
-                    message=message,
-                ),
-            ).first()
+            params = ending_params(
+                claim, status, done=done, decision=decision, cause=cause, message=message
+            )
+            job = session.execute(_FINISH, params).first()
             if job is None:
                 raise _NotOurs
             letter = Letter(claim.organization_id, cause, message, claim.attempt)
@@ -669,6 +663,33 @@ def finish(
     return True
 
 
+def fail(
+    factory: sessionmaker[Session],
+    claim: Claim,
+    cause: str,
+    message: str,
+    *,
+    dead_letter: bool = False,
+) -> bool:
+    """The `fail` transition of the job we hold: failed at once (a cause no retry mends), or
+    out of attempts (`dead_letter`). False when the job was no longer ours."""
+    return finish(
+        factory, claim, JobStatus.FAILED, cause=cause, message=message, dead_letter=dead_letter
+    )
+
+
+def stop(factory: sessionmaker[Session], claim: Claim) -> bool:
+    """The `stop` transition: the job we hold was cancelled while it ran, and stopped at a
+    sample boundary, keeping its evidence. False when the job was no longer ours."""
+    return finish(
+        factory,
+        claim,
+        lifecycle.STOP.target,
+        cause="cancelled",
+        message="cancelled by request; evidence so far is kept",
+    )
+
+
 class _NotOurs(Exception):
     """Raised inside finish's transaction to roll it back: another claim owns the job."""
 
@@ -678,14 +699,7 @@ def schedule_retry(
 ) -> JobStatus:
     """Back to `retrying` for the sweeper to republish after `delay`; failed when exhausted."""
     if claim.attempt >= claim.max_attempts:
-        finish(
-            factory,
-            claim,
-            JobStatus.FAILED,
-            cause=cause,
-            message=f"{message} (after {claim.attempt} attempts)",
-            dead_letter=True,
-        )
+        fail(factory, claim, cause, f"{message} (after {claim.attempt} attempts)", dead_letter=True)
         return JobStatus.FAILED
     with transaction(factory) as session:
         session.execute(

@@ -1,11 +1,14 @@
 """The use case "run a certification": one delivery of a job, from its claim to its end.
 
     claim (with the job's inputs) → run the suite under a kept lease, checkpointing each
-    check → end: succeeded (conclude.succeed), failed, retrying, cancelled or released.
+    check → end: succeeded (conclude.succeed), failed (jobs.fail), retrying
+    (jobs.schedule_retry), cancelled (jobs.stop) or released (jobs.release); the soft time
+    limit's timed_out is jobs.time_out.
 
-The job's statements are the jobs module's (its transitions, app/db/lifecycle.py); the
-worker supplies the lease keeping and the event loop (worker/lease.py, worker/job_loop.py),
-metrics and the shared rate-limit gate, through RunHooks.
+The job's statements are the jobs repository's (app/db/jobs.py, one function per transition
+of app/db/lifecycle.py); the worker supplies the lease keeping and the event loop
+(worker/lease.py, worker/job_loop.py), metrics and the shared rate-limit gate, through
+RunHooks.
 """
 
 from __future__ import annotations
@@ -209,13 +212,7 @@ class Delivery:
         self.lease.stop()
         self.save_held()
         if self.lease.cancel_requested:
-            jobs.finish(
-                self.factory,
-                self.claim,
-                JobStatus.CANCELLED,
-                cause="cancelled",
-                message="cancelled by request; evidence so far is kept",
-            )
+            jobs.stop(self.factory, self.claim)
             self.hooks.on_finished("cancelled", None, None)
             return "cancelled"
         if self.lease.lost:
@@ -229,9 +226,7 @@ class Delivery:
         self.save_held()
         message = redaction.redact(failure.message, self.secrets) or failure.cause
         if not failure.retryable:
-            jobs.finish(
-                self.factory, self.claim, JobStatus.FAILED, cause=failure.cause, message=message
-            )
+            jobs.fail(self.factory, self.claim, failure.cause, message)
             self.hooks.on_finished("failed", None, None)
             return "failed"
         delay = backoff_seconds(self.claim.attempt, retry_after=failure.retry_after)

@@ -90,6 +90,12 @@ def sweep(
                 break  # the broker is down: the next sweep tries again
         if low_aging_seconds and not report.publish_failed:
             _age_low_priority(session, publish, report, low_aging_seconds, batch)
+    _log(report)
+    return report
+
+
+def _log(report: SweepReport) -> None:
+    """One line when the sweep did anything."""
     if (
         report.published
         or report.requeued
@@ -107,4 +113,3 @@ def sweep(
                 "aged": report.aged,
             },
         )
-    return report
