@@ -72,6 +72,9 @@ from app.redaction import redact, redact_obj
 log = logging.getLogger(__name__)
 
 
+# --- The worker's side: the claim, the lease, checkpoints, the end ---------------------
+
+
 @dataclass(frozen=True)
 class Claim:
     certification_id: uuid.UUID
@@ -441,6 +444,13 @@ def stop_reason(session: Session | Connection, cert_id: uuid.UUID) -> str | None
     return stop_message(found[0], found[1] or "") if found is not None else None
 
 
+def resume_point(factory: sessionmaker[Session], cert_id: uuid.UUID) -> tuple[set[str], str | None]:
+    """The checks earlier deliveries completed, and why one stopped the run (stop_reason),
+    read in autocommit: two statements, no BEGIN or COMMIT."""
+    with autocommit(factory) as conn:
+        return completed_checks(conn, cert_id), stop_reason(conn, cert_id)
+
+
 @dataclass(frozen=True)
 class Stored:
     """A check as this delivery stored it (secrets redacted): its `check_results` columns
@@ -663,6 +673,10 @@ def finish(
     return True
 
 
+class _NotOurs(Exception):
+    """Raised inside finish's transaction to roll it back: another claim owns the job."""
+
+
 def fail(
     factory: sessionmaker[Session],
     claim: Claim,
@@ -690,8 +704,37 @@ def stop(factory: sessionmaker[Session], claim: Claim) -> bool:
     )
 
 
-class _NotOurs(Exception):
-    """Raised inside finish's transaction to roll it back: another claim owns the job."""
+# --- A first delivery's success in one statement (app/services/conclude.py) ---------------
+
+
+def succeed_in_one(
+    also_unless: ColumnElement[bool],
+    gated: Callable[[ColumnElement[bool]], Sequence[CTE]],
+    **no_row: Any,
+) -> Hot:
+    """The `succeed` transition of a first delivery as one statement (a Hot, run in
+    autocommit: one round trip, no BEGIN or COMMIT): the terminal UPDATE, fenced on the
+    claim and only where no webhook would hear of the job and `also_unless` does not hold;
+    the last check with its samples; and `gated(gate)`'s CTEs (the certificate), each
+    written only if the UPDATE was. It returns `ended` and `ours` (the job was still ours).
+    `no_row`: `gated`'s parameters under which it writes nothing (the warm-up's)."""
+    ended = ending(not_(events.subscribed(_c.organization_id, _c.target_id)), not_(also_unless))
+    gate = exists(select(ended.c.id))
+    return hot(
+        select(
+            gate.label("ended"), exists(select(_c.id).where(owned_by_claim())).label("ours")
+        ).add_cte(*check_inserted(gate), *gated(gate)),
+        **_NOT_OURS,
+        **_ENDING_NO_ROW,
+        **{f"new_{name}": None for name in CHECK_COLUMNS},
+        samples=[],
+        **no_row,
+    )
+
+
+def end_in_one(factory: sessionmaker[Session], statement: Hot, params: Mapping[str, Any]) -> Any:
+    """Run a succeed_in_one statement: its row (`ended`, `ours`)."""
+    return statement.first(autocommit_engine(factory.kw["bind"]), params)
 
 
 def schedule_retry(
@@ -753,6 +796,9 @@ def time_out(factory: sessionmaker[Session], cert_id: uuid.UUID) -> None:
         ).first()
         if row is not None:
             _ended(session, row[0])
+
+
+# --- Dispatch marks: a waiting job's message was published -------------------------------
 
 
 def mark_dispatched(session: Session, cert_id: uuid.UUID, *, again: bool = False) -> None:
@@ -1109,49 +1155,6 @@ def listing(
     return stmt
 
 
-# --- A first delivery's success in one statement (app/services/conclude.py) ---------------
-
-
-def succeed_in_one(
-    also_unless: ColumnElement[bool],
-    gated: Callable[[ColumnElement[bool]], Sequence[CTE]],
-    **no_row: Any,
-) -> Hot:
-    """The `succeed` transition of a first delivery as one statement (a Hot, run in
-    autocommit: one round trip, no BEGIN or COMMIT): the terminal UPDATE, fenced on the
-    claim and only where no webhook would hear of the job and `also_unless` does not hold;
-    the last check with its samples; and `gated(gate)`'s CTEs (the certificate), each
-    written only if the UPDATE was. It returns `ended` and `ours` (the job was still ours).
-    `no_row`: `gated`'s parameters under which it writes nothing (the warm-up's)."""
-    ended = ending(not_(events.subscribed(_c.organization_id, _c.target_id)), not_(also_unless))
-    gate = exists(select(ended.c.id))
-    return hot(
-        select(
-            gate.label("ended"), exists(select(_c.id).where(owned_by_claim())).label("ours")
-        ).add_cte(*check_inserted(gate), *gated(gate)),
-        **_NOT_OURS,
-        **_ENDING_NO_ROW,
-        **{f"new_{name}": None for name in CHECK_COLUMNS},
-        samples=[],
-        **no_row,
-    )
-
-
-def end_in_one(factory: sessionmaker[Session], statement: Hot, params: Mapping[str, Any]) -> Any:
-    """Run a succeed_in_one statement: its row (`ended`, `ours`)."""
-    return statement.first(autocommit_engine(factory.kw["bind"]), params)
-
-
-# --- What a redelivery resumes from (app/services/run.py) ---------------------------------
-
-
-def resume_point(factory: sessionmaker[Session], cert_id: uuid.UUID) -> tuple[set[str], str | None]:
-    """The checks earlier deliveries completed, and why one stopped the run (stop_reason),
-    read in autocommit: two statements, no BEGIN or COMMIT."""
-    with autocommit(factory) as conn:
-        return completed_checks(conn, cert_id), stop_reason(conn, cert_id)
-
-
 # --- A job's results and evidence, read (results.py, reports.py, fingerprint.py) ----------
 
 
@@ -1283,8 +1286,10 @@ def dead_letters_of(org_id: uuid.UUID) -> Select[DeadLetter]:
     return select(DeadLetter).where(DeadLetter.organization_id == org_id)
 
 
-# The worker's readiness probe (worker/probes.py): how long the oldest job not started yet
-# has waited, for the queue-delay alert. Text, run on a probe's own short-lived connection.
+# --- The worker's readiness probe (worker/probes.py) -------------------------------------
+
+# How long the oldest job not started yet has waited, for the queue-delay alert. Text, run
+# on a probe's own short-lived connection.
 _OLDEST_WAITING = text(
     "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
     "WHERE status IN ('queued', 'retrying')"
