@@ -1290,9 +1290,10 @@ def dead_letters_of(org_id: uuid.UUID) -> Select[DeadLetter]:
 
 # How long the oldest job not started yet has waited, for the queue-delay alert. Text, run
 # on a probe's own short-lived connection.
+_WAITING = ", ".join(f"'{s.value}'" for s in lifecycle.CLAIMABLE_STATUSES)
 _OLDEST_WAITING = text(
     "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
-    "WHERE status IN ('queued', 'retrying')"
+    f"WHERE status IN ({_WAITING})"
 )
 
 
