@@ -25,6 +25,7 @@ from app.certification.providers.base import (
 )
 from app.certification.providers.http import HttpClient, HttpPolicy, make_session
 from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
 from app.certification.suites import Suite
 
@@ -66,6 +67,7 @@ async def execute(
     socket_factory: Callable[[Any], Any] | None = None,
     on_response: Callable[[str, float], None] | None = None,
     on_retry: Callable[[EndpointError], None] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     conditions = conditions or run_conditions(suite, target)
     policy = policy or http_policy(conditions)
@@ -74,7 +76,7 @@ async def execute(
         async with make_session(policy, resolver, socket_factory) as session:
             client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
             provider = build_provider(target, client)
-            return await run_suite(suite, target, provider, hooks, conditions)
+            return await run_suite(suite, target, provider, hooks, conditions, baseline)
     finally:
         JOB_SECRETS.reset(secrets)
         aclose = getattr(gate, "aclose", None)  # a gate may hold connections of its own

@@ -147,7 +147,7 @@ def test_the_certificate_signs_what_the_verdict_was_reached_under(
         == 1
     )
     payload = json.loads((tmp_path / "out" / "certificate.json").read_text())["payload"]
-    assert payload["format"] == "modelcert-certificate/2"
+    assert payload["format"] == "modelcert-certificate/3"
     assert payload["client"] == "cli" and payload["engine_version"]
     assert payload["run_conditions"]["concurrency"] == 2  # the suite's 4, capped at 2
     assert payload["run_conditions"]["check_concurrency"] == {"latency": 2, "load": 2}
