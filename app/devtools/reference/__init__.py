@@ -15,4 +15,5 @@ MODES = (
     "serial",
     "any-model",
     "no-embeddings",
+    "degraded",
 )
