@@ -36,11 +36,13 @@ from app.certification import certificates as certs
 from app.certification.checks import TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.evidence import check_record, sample_record
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.certification.suites.documents import load_path
+from app.cli.baseline import BaselineError, load_baseline
 from app.cli.output import check_out_dir, results_document, stdout_console
 from app.private_files import keep_private
 from app.redaction import redact, redact_obj
@@ -139,10 +141,11 @@ def results_table(results: list[CheckResult]) -> Table:
             if r.lower is None and r.upper is None
             else f"{_figure(r.lower, unit)} – {_figure(r.upper, unit)}".replace("-", "…", 0)
         )
+        regressed = (r.details.get("regression") or {}).get("regressed")
         table.add_row(
             r.name,
             "yes" if r.required else "no",
-            str(r.outcome),
+            f"{r.outcome}, regressed" if regressed else str(r.outcome),
             f"{r.passed}/{r.failed}/{r.errored}",
             _figure(r.statistic, unit),
             interval,
@@ -153,7 +156,11 @@ def results_table(results: list[CheckResult]) -> Table:
 
 
 def run_with_progress(
-    suite: Suite, target: TargetSpec, api_key: str | None, console: Console
+    suite: Suite,
+    target: TargetSpec,
+    api_key: str | None,
+    console: Console,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     columns = (
         TextColumn("{task.description}"),
@@ -169,7 +176,7 @@ def run_with_progress(
             on_sample=lambda: progress.advance(task),
             on_check_finished=lambda r: progress.console.print(f"  {r.name}: {r.outcome}"),
         )
-        return asyncio.run(execute(suite, target, api_key, hooks))
+        return asyncio.run(execute(suite, target, api_key, hooks, baseline=baseline))
 
 
 CERTIFY_EPILOG = """\b
@@ -258,6 +265,15 @@ the table is not cut to the terminal's width."""
     show_default=True,
     help="Days the certificate stays valid.",
 )
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A previous certified run of the same suite version (its --out directory, "
+    "certificate.json or --json document): each check is compared with it and a "
+    "significant drop is marked regressed (docs/methodology.md).",
+)
 @click.option(  # issue 24: the report page as one file (app/cli/report.py)
     "--html",
     "html_path",
@@ -281,6 +297,7 @@ def certify(
     valid_days: int,
     html_path: Path | None = None,
     suite_file: Path | None = None,
+    baseline_path: Path | None = None,
 ) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl.
 
@@ -305,6 +322,12 @@ def certify(
         raise fail(f"signing key {signing_key_file}: {exc}") from None
     if problem := check_out_dir(out_dir):  # before any request: a run must not be lost
         raise fail(problem)
+    baseline = None
+    if baseline_path is not None:
+        try:
+            baseline = load_baseline(baseline_path, suite, DEFAULT_HOME)
+        except BaselineError as exc:
+            raise fail(f"--baseline: {exc}") from None
     target = TargetSpec(
         provider=provider,
         model=model,
@@ -315,7 +338,7 @@ def certify(
     )
     console = Console(stderr=True)
     try:
-        results = run_with_progress(suite, target, api_key, console)
+        results = run_with_progress(suite, target, api_key, console, baseline)
     except JobFailure as exc:
         raise fail(f"endpoint unusable ({exc.cause}): {redact(exc.message, secrets)}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
@@ -339,7 +362,7 @@ def certify(
         key_id=certs.key_id_for(public),
         issued_at=datetime.now(UTC),
         valid_for=timedelta(days=valid_days),
-        run=run_record(suite, target, "cli"),
+        run=run_record(suite, target, "cli", baseline),
     )
     files = {
         "certificate": out_dir / "certificate.json",
