@@ -141,6 +141,12 @@ def test_a_significant_drop_is_regressed_everywhere(runs) -> None:  # type: igno
     assert summary["regression"]["regressed"] is True
     assert summary["regression"]["baseline"] == baseline
     assert summary["regression"]["upper"].startswith("-")  # signed as a string, as every ratio
+    # The report page compares with the same baseline, the same way.
+    page = client.get(f"/reports/{job['id']}", headers=auth)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '<span class="pill dir-regressed">regressed</span>' in html
+    assert '<tr class="dir-regressed"><td>chat</td>' in html and baseline in html
     event = events[job["id"]]["data"]["regressions"]
     assert event["baseline"] == baseline
     assert [r["check"] for r in event["regressed"]] == ["chat"]
