@@ -21,6 +21,11 @@ class SuiteCheck(BaseModel):
     )
     params: dict[str, Any]
     requires: str | None = Field(None, description="The capability the target must declare.")
+    regression: Literal["report", "forbid"] = Field(
+        "report",
+        description="Against the target's last certified result: forbid fails a significant "
+        "drop, report only says so.",
+    )
 
 
 class SuiteSummary(BaseModel):

@@ -207,3 +207,5 @@ def test_the_regression_policy_is_validated_and_published(client, auth) -> None:
     assert name not in names(client, auth)
     doc["checks"][0]["regression"] = "forbid"
     assert post(client, auth, yaml.safe_dump(doc, sort_keys=False).encode()).status_code == 201
+    detail = client.get(f"/v1/suites/{name}@1.0.0", headers=auth).get_json()
+    assert detail["checks"][0]["regression"] == "forbid"
