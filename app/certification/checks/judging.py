@@ -148,12 +148,12 @@ def parse_verdict(text: str) -> tuple[bool, str]:
             raise JudgeFailed(
                 JUDGE_UNPARSEABLE, 'the verdict\'s "grade" is not "pass" or "fail"', text
             )
-    lines = VERDICT_LINE.findall(body)
-    grades = {grade.lower() for grade, _ in lines}
+    lines = list(VERDICT_LINE.finditer(body))
+    grades = {line.group(1).lower() for line in lines}
     if len(grades) == 1:
-        grade, rest = lines[0]
-        reason = rest.strip(" .:-*") or body.replace(lines[0][0], "", 1)
-        return grade.lower() == "pass", reason.strip()[:500]
+        first = lines[0]
+        reason = first.group(2).strip(" .:-*") or VERDICT_LINE.sub("", body).strip()
+        return first.group(1).lower() == "pass", reason[:500]
     what = "two different verdicts" if grades else "no verdict"
     raise JudgeFailed(JUDGE_UNPARSEABLE, f"the judge's reply holds {what}", text)
 
