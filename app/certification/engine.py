@@ -34,7 +34,7 @@ from app.certification.suites import CheckEntry, Suite
 
 # The engine's version goes into every certificate: it names the grading rules a verdict was
 # reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
-ENGINE_VERSION = "2.1"
+ENGINE_VERSION = "2.2"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
