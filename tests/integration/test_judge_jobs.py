@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text, update
 
-from app.db.models import Certificate, Certification, SampleRow
+from app.db.models import Certificate, Certification, SampleRow, Target
 from app.db.session import transaction
 from app.schemas.resources import CertificationCreate
 from app.services import certifications
@@ -117,3 +117,26 @@ def test_a_recertification_keeps_the_judge(client, auth, factory, settings, refe
         ).one()
     assert again.judges == {"grader": judge}
     assert run_inline(factory, settings, str(again.id)) == "succeeded"
+
+
+def test_judge_calls_go_through_the_ssrf_guard(
+    client, auth, factory, settings, reference_url
+) -> None:  # type: ignore[no-untyped-def]
+    """A judge target that now points at the cloud metadata address (as after a change the
+    API would have refused, or DNS rebinding) is never connected to: the guard refuses the
+    address, the judge cannot grade its calibration, and the check errors."""
+    job, _, judge = judged_job(client, auth, factory, settings, reference_url)
+    with transaction(factory) as session:
+        session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(judge))
+            .values(base_url="http://169.254.169.254/v1")
+        )
+    assert run_inline(factory, settings, job) == "succeeded"
+    body = client.get(f"/v1/certifications/{job}", headers=auth).get_json()
+    assert body["verdict"] == "inconclusive"
+    results = client.get(f"/v1/certifications/{job}/results", headers=auth).get_json()
+    details = results["checks"][0]["details"]
+    assert details["cause"] == "judge_uncalibrated"
+    errors = [item["error"] for item in details["judge"]["calibration"]["results"]]
+    assert len(errors) == 4 and all("blocked_address" in e for e in errors), errors
