@@ -182,3 +182,15 @@ def test_a_judge_that_errors_makes_the_sample_an_error(reference: str) -> None:
     assert cause == "judge_error"
     passed, cause, detail = judge_once(reference, "good", right)
     assert cause == "judge_unparseable" and detail["judge"]["verdict"]
+
+
+def test_the_judge_keeps_to_its_own_concurrency_limit(tmp_path: Path) -> None:
+    with running_reference() as (root, server):
+        code, output, _ = run(
+            root, tmp_path, "good", "judge", "--judge-max-concurrency", "grader=1"
+        )
+        assert code == 0, output
+        judge, candidate = server.stats.by_scope["judge"], server.stats.by_scope["good"]
+    assert judge["total"] == 4 + 12  # the calibration set, then one judgement per reply
+    assert judge["peak_in_flight"] == 1
+    assert candidate["total"] == 12
