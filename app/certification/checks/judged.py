@@ -18,14 +18,12 @@ from app.certification.checks.grading import ECHOED, echoes_prompt
 from app.certification.checks.judging import (
     JUDGE_UNBOUND,
     JUDGE_UNCALIBRATED,
+    PROMPT_EVIDENCE_CHARS,
     Judge,
     JudgeFailed,
     Verdict,
     ask,
     cut,
-)
-from app.certification.checks.judging import (
-    PROMPT_EVIDENCE_CHARS as PROMPT_CHARS,
 )
 from app.certification.providers.base import ChatRequest, scrub
 from app.certification.results import CheckOutcome
@@ -43,6 +41,7 @@ class ItemGraded:
     """One calibration item as the judge graded it."""
 
     item: CalibrationItem
+    prompt: str
     verdict: Verdict | None
     failure: JudgeFailed | None
 
@@ -55,10 +54,7 @@ class ItemGraded:
         if self.verdict is not None:
             record |= {"agreed": self.agreed} | self.verdict.evidence(name)
         elif self.failure is not None:
-            record |= {"agreed": False, "error_cause": self.failure.cause}
-            record["error"] = self.failure.message
-            if self.failure.raw is not None:
-                record["verdict"] = self.failure.raw
+            record |= {"agreed": False} | failure_evidence(name, self.prompt, self.failure)
         return record
 
     def wrong(self) -> str:
@@ -125,12 +121,26 @@ async def calibrate(judge: Judge, grader: JudgeGrader, messages: Messages) -> Ca
         question = question_of(messages(item.row))
         prompt = grader.prompt(item.row, question, item.answer)
         try:
-            return ItemGraded(item, await ask(judge, prompt, grader.max_tokens), None)
+            return ItemGraded(item, prompt, await ask(judge, prompt, grader.max_tokens), None)
         except JudgeFailed as exc:
-            return ItemGraded(item, None, exc)
+            return ItemGraded(item, prompt, None, exc)
 
     graded = await asyncio.gather(*(one(item) for item in grader.calibration))
     return Calibration(judge, tuple(graded))
+
+
+def failure_evidence(name: str, prompt: str, failure: JudgeFailed) -> dict[str, Any]:
+    """What is kept of a judgement that could not be given: the prompt, the cause, and the
+    judge's reply when it gave one."""
+    evidence: dict[str, Any] = {
+        "name": name,
+        "prompt": cut(scrub(prompt), PROMPT_EVIDENCE_CHARS),
+        "error_cause": failure.cause,
+        "error": failure.message,
+    }
+    if failure.raw is not None:
+        evidence["verdict"] = failure.raw
+    return evidence
 
 
 def unbound(name: str) -> SampleList:
@@ -154,9 +164,7 @@ async def judged(
     try:
         verdict = await ask(judge, prompt, grader.max_tokens)
     except JudgeFailed as exc:
-        evidence: dict[str, Any] = {"name": judge.name, "prompt": cut(scrub(prompt), PROMPT_CHARS)}
-        if exc.raw is not None:
-            evidence["verdict"] = exc.raw
+        evidence = failure_evidence(judge.name, prompt, exc)
         return Judgement(False, None, {"judge": evidence}, cause=exc.cause, error=exc.message)
     detail = {"judge": verdict.evidence(judge.name)}
     if verdict.passed:
