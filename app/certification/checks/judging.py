@@ -128,34 +128,52 @@ VERDICT_LINE = re.compile(r"^\s*\**verdict\**\s*[:=]\s*\**\s*(pass|fail)\b\**(.*
 
 
 def parse_verdict(text: str) -> tuple[bool, str]:
-    """(passed, reason) from a judge's reply: one JSON object with `grade` "pass" or "fail"
-    (and a `reason`), fenced or not; or one `VERDICT: PASS|FAIL` line, the rest its reason.
-    JudgeFailed(JUDGE_UNPARSEABLE) for anything else, two verdicts included."""
+    """(passed, reason) from a judge's reply: a JSON object with `grade` "pass" or "fail"
+    (and a `reason`), alone, fenced, or as the one such object in a sentence ("Here is my
+    grade: {…}"); or one `VERDICT: PASS|FAIL` line, the rest its reason.
+    JudgeFailed(JUDGE_UNPARSEABLE) for anything else, two different verdicts included."""
     body = text.strip()
     fenced = FENCE.match(body)
     if fenced:
         body = fenced.group(1).strip()
-    if body.startswith("{"):
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        if isinstance(document, dict):
-            grade = document.get("grade")
-            reason = document.get("reason")
-            if isinstance(grade, str) and grade.strip().lower() in ("pass", "fail"):
-                return grade.strip().lower() == "pass", str(reason or "")[:500]
+    graded = [d for d in _objects(body) if "grade" in d]
+    if graded:
+        grades = {str(d["grade"]).strip().lower() for d in graded}
+        if not grades <= {"pass", "fail"}:
             raise JudgeFailed(
                 JUDGE_UNPARSEABLE, 'the verdict\'s "grade" is not "pass" or "fail"', text
             )
+        if len(grades) > 1:
+            raise JudgeFailed(JUDGE_UNPARSEABLE, "the judge's reply holds two verdicts", text)
+        return grades == {"pass"}, str(graded[0].get("reason") or "")[:500]
     lines = list(VERDICT_LINE.finditer(body))
     grades = {line.group(1).lower() for line in lines}
     if len(grades) == 1:
         first = lines[0]
         reason = first.group(2).strip(" .:-*") or VERDICT_LINE.sub("", body).strip()
         return first.group(1).lower() == "pass", reason[:500]
-    what = "two different verdicts" if grades else "no verdict"
+    what = "two verdicts" if grades else "no verdict"
     raise JudgeFailed(JUDGE_UNPARSEABLE, f"the judge's reply holds {what}", text)
+
+
+FLAT_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+def _objects(body: str) -> list[dict[str, Any]]:
+    """The JSON objects in a reply: the whole reply when it is one, else each flat `{…}`
+    in it that parses."""
+    whole = _json_object(body) if body.startswith("{") else None
+    if whole is not None:
+        return [whole]
+    return [d for d in map(_json_object, FLAT_OBJECT.findall(body)) if d is not None]
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 async def ask(judge: Judge, prompt: str, max_tokens: int = JUDGE_MAX_TOKENS) -> Verdict:

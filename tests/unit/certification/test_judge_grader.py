@@ -138,6 +138,8 @@ def test_the_prompt_holds_each_part_once_and_an_answer_cannot_close_its_own() ->
         ('```json\n{"grade": "pass", "reason": "ok"}\n```', (True, "ok")),
         ("VERDICT: FAIL - it gives 5 years", (False, "it gives 5 years")),
         ("The answer is right.\n**Verdict:** PASS", (True, "The answer is right.")),
+        ('Here is my grade: {"grade": "fail", "reason": "5 years"}.', (False, "5 years")),
+        ('{"grade": "pass", "reason": "a {nested} brace"}', (True, "a {nested} brace")),
     ],
 )
 def test_verdicts_are_parsed(reply: str, expected: tuple[bool, str]) -> None:
@@ -151,6 +153,7 @@ def test_verdicts_are_parsed(reply: str, expected: tuple[bool, str]) -> None:
         '{"grade": "maybe", "reason": "?"}',
         '{"grade": "pass"',
         "VERDICT: PASS\nVERDICT: FAIL",
+        '{"grade": "pass"} or maybe {"grade": "fail"}',
         "",
     ],
 )
