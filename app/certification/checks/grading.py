@@ -51,6 +51,7 @@ REASONS = {
     "dimension_mismatch": "had another dimension",
     "not_similar": "ranked an unrelated text above a paraphrase",
     "capability_unavailable": "were refused by the endpoint (capability unavailable)",
+    "judged_fail": "were judged to miss the rubric",
 }
 
 

@@ -15,4 +15,6 @@ MODES = (
     "serial",
     "any-model",
     "no-embeddings",
+    "judge",
+    "judge-lenient",
 )
