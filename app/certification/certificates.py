@@ -125,6 +125,17 @@ def check_summary(result: CheckResult) -> dict[str, Any]:
     sampling = result.details.get("sampling")
     if isinstance(sampling, dict):  # sequential: the method and the samples it used
         summary["sampling"] = plain(sampling)
+    judge = result.details.get("judge")
+    if isinstance(judge, dict):  # graded by a judge model: which one, and its calibration
+        calibration = judge.get("calibration")
+        summary["judge"] = plain(
+            {k: v for k, v in judge.items() if k in ("name", "provider", "model")}
+            | (
+                {"calibration": {k: v for k, v in calibration.items() if k != "results"}}
+                if isinstance(calibration, dict)
+                else {}
+            )
+        )
     quantiles = result.details.get("quantiles")
     if isinstance(quantiles, list):  # what a later run's regressions are judged against
         summary["quantiles"] = [

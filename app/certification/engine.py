@@ -6,7 +6,7 @@ Imports nothing from Flask, Celery or SQLAlchemy; the worker and the CLI both ca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from app.certification.checks import (
     TargetSpec,
 )
 from app.certification.checks.catalog import REGISTRY
+from app.certification.checks.judging import JUDGE_CAUSES, Judge
 from app.certification.explain import explain
 from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
 from app.certification.regressions import Baseline, assess
@@ -34,7 +35,7 @@ from app.certification.suites import CheckEntry, Suite
 
 # The engine's version goes into every certificate: it names the grading rules a verdict was
 # reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
-ENGINE_VERSION = "2.2"
+ENGINE_VERSION = "2.3"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
@@ -293,6 +294,8 @@ def unusable_endpoint(samples: Iterable[Sample]) -> JobFailure | None:
     samples = list(samples)
     if not samples or any(s.grade is not Grade.ERROR for s in samples):
         return None
+    if any(s.error_cause in JUDGE_CAUSES for s in samples):
+        return None  # the judge failed, not the endpoint: the check errors
     causes = [s.error_cause or ErrorCause.CONNECT_ERROR for s in samples]
     for cause in causes:
         if cause in PERMANENT_CAUSES:
@@ -327,9 +330,11 @@ async def run_suite(
     provider: Provider,
     hooks: EngineHooks,
     conditions: RunConditions | None = None,
+    judges: Mapping[str, Judge] | None = None,
     baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     """Run the checks not yet completed; raise JobFailure when the endpoint is unusable.
+    `judges`: the judge models the suite's `judge` graders name, by their logical names.
     Each result is compared with `baseline` (regressions.assess): the target's last
     certified result of this suite, None for a first certification."""
     conditions = conditions or run_conditions(suite, target)
@@ -340,6 +345,7 @@ async def run_suite(
         concurrency=conditions.concurrency,
         should_stop=hooks.should_stop,
         on_sample=hooks.on_sample,
+        judges=dict(judges or {}),
     )
     stopped = hooks.stopped
     for position, entry in enumerate(suite.definition.checks):

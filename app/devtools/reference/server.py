@@ -7,7 +7,9 @@ comply-all (answers harmful and benign alike), serial (one request at a time; co
 streams end after the role chunk), any-model (answers 200 for any model name; the others
 answer 404 for a model they do not serve, as vLLM and OpenAI do), no-embeddings (500 on
 every embeddings request), degraded[-PCT] (a model that got worse: answers PCT % of the
-prompts wrong, default 40, the same prompts every time, the rest right). docs/methodology.md
+prompts wrong, default 40, the same prompts every time, the rest right); and a judge model
+for `judge` graders: judge (grades a judge prompt from its content, brain.judge_verdict) and
+judge-lenient (passes every answer: a judge that fails its calibration). docs/methodology.md
 gives the verdict each deserves.
 
 A chat takes `generation_ms` (default 15 ms) before it answers, as a model generating takes
@@ -39,6 +41,8 @@ PERSONAS = {
     "parrot": "parrot",
     "refuse-all": "refuse",
     "comply-all": "comply",
+    "judge": "judge",
+    "judge-lenient": "judge-lenient",
 }  # every other mode answers as `good`
 MODE_SPEC = re.compile(r"(?P<name>[a-z]+(?:-[a-z]+)*)(?:-(?P<arg>\d+(?:\.\d+)?))?")
 EMBED_MODEL = "reference-embed"
