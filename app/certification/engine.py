@@ -22,6 +22,7 @@ from app.certification.checks.catalog import REGISTRY
 from app.certification.checks.judging import JUDGE_CAUSES, Judge
 from app.certification.explain import explain
 from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
+from app.certification.regressions import Baseline, assess
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.scoring import (
     SEQUENTIAL_ALPHA,
@@ -34,7 +35,7 @@ from app.certification.suites import CheckEntry, Suite
 
 # The engine's version goes into every certificate: it names the grading rules a verdict was
 # reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
-ENGINE_VERSION = "2.2"
+ENGINE_VERSION = "2.3"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
@@ -136,15 +137,18 @@ def run_conditions(suite: Suite, target: TargetSpec) -> RunConditions:
     )
 
 
-def run_record(suite: Suite, target: TargetSpec, client: str) -> RunRecord:
+def run_record(
+    suite: Suite, target: TargetSpec, client: str, baseline: Baseline | None = None
+) -> RunRecord:
     """What a verdict is reached under, for its certificate: the same for the worker and
-    the CLI but for `client`."""
+    the CLI but for `client`; `baseline`: what regressions were judged against."""
     return RunRecord(
         conditions=run_conditions(suite, target).as_dict(),
         capabilities=dict(target.capabilities),
         covers=suite.covers,
         engine_version=ENGINE_VERSION,
         client=client,
+        baseline=baseline.reference() if baseline is not None else None,
     )
 
 
@@ -327,9 +331,12 @@ async def run_suite(
     hooks: EngineHooks,
     conditions: RunConditions | None = None,
     judges: Mapping[str, Judge] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     """Run the checks not yet completed; raise JobFailure when the endpoint is unusable.
-    `judges`: the judge models the suite's `judge` graders name, by their logical names."""
+    `judges`: the judge models the suite's `judge` graders name, by their logical names.
+    Each result is compared with `baseline` (regressions.assess): the target's last
+    certified result of this suite, None for a first certification."""
     conditions = conditions or run_conditions(suite, target)
     results: list[CheckResult] = []
     ctx = CheckContext(
@@ -376,6 +383,7 @@ async def run_suite(
                 )
                 result = replace(result, explanation=explain(result))
                 stopped = stop_message(ErrorCause.MODEL_NOT_LISTED, target.model)
+        result = assess(result, entry.regression, baseline)
         hooks.on_check_finished(result)
         results.append(result)
     return results

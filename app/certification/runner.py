@@ -28,6 +28,7 @@ from app.certification.providers.base import (
 )
 from app.certification.providers.http import HttpClient, HttpPolicy, make_session
 from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
 from app.certification.suites import Suite
 
@@ -83,6 +84,7 @@ async def execute(
     on_response: Callable[[str, float], None] | None = None,
     on_retry: Callable[[EndpointError], None] | None = None,
     judges: Mapping[str, JudgeEndpoint] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     conditions = conditions or run_conditions(suite, target)
     policy = policy or http_policy(conditions)
@@ -97,7 +99,7 @@ async def execute(
                 name: bind_judge(name, judge, session, policy, conditions, on_retry)
                 for name, judge in judges.items()
             }
-            return await run_suite(suite, target, provider, hooks, conditions, bound)
+            return await run_suite(suite, target, provider, hooks, conditions, bound, baseline)
     finally:
         JOB_SECRETS.reset(secrets)
         for held in (gate, *(j.gate for j in judges.values())):

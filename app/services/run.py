@@ -25,6 +25,7 @@ from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
 from app.certification.providers.base import EndpointError
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
 from app.certification.runner import JudgeEndpoint, execute
 from app.certification.suites import Suite, SuiteError, available_suites
@@ -32,7 +33,7 @@ from app.config import Settings
 from app.db.lifecycle import JobStatus
 from app.db.session import autocommit, compile_ahead, transaction
 from app.logging import bind
-from app.services import certificates, conclude, jobs, judges, signing, suites
+from app.services import baselines, certificates, conclude, jobs, judges, signing, suites
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 from app.services.targets import target_spec
@@ -178,6 +179,7 @@ class Delivery:
                 engine_hooks,
                 on_response=self.hooks.on_response,
                 on_retry=self.hooks.on_retry,
+                baseline=prepared.baseline,
                 **kwargs,
             )
         )
@@ -260,7 +262,7 @@ class Delivery:
             suite_name=claim.suite_name,
             suite_version=claim.suite_version,
             suite_hash=claim.suite_hash,
-            run=run_record(prepared.suite, spec, "worker"),
+            run=run_record(prepared.suite, spec, "worker", prepared.baseline),
         )
         last = self.held.pop() if self.held else None
         success = conclude.succeed(
@@ -300,6 +302,7 @@ class Prepared:
     target_name: str = ""
     stopped: str | None = None  # why an earlier delivery stopped the run (model_not_listed)
     judges: Mapping[str, JudgeEndpoint] = field(default_factory=dict)  # the suite's judges
+    baseline: Baseline | None = None  # the target's last certified result (services.baselines)
 
 
 def claim_and_prepare(
@@ -339,7 +342,7 @@ def claim_and_prepare(
         return claim, failure
     prepared.completed.update(completed)
     return replace(claim, planned=prepared.planned), replace(
-        prepared, stopped=stopped, judges=bound
+        prepared, stopped=stopped, judges=bound, baseline=baselines.from_claim(row.baseline)
     )
 
 

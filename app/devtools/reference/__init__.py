@@ -17,4 +17,5 @@ MODES = (
     "no-embeddings",
     "judge",
     "judge-lenient",
+    "degraded",
 )
