@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.db import baselines
 from app.db.base import table_of
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 
@@ -153,6 +154,8 @@ def certification_ended(
         if row.error_cause
         else None,
     }
+    if row.status.value == "succeeded":  # what it was compared with, and what regressed
+        data["regressions"] = baselines.found(session, cert_id)
     event = f"certification.{row.status.value}"
     return _record(
         session,

@@ -52,8 +52,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.results import CheckResult, Verdict
+from app.db import baselines, lifecycle
 from app.db import job_events as events
-from app.db import lifecycle
 from app.db.base import NO_ROW, ahead, table_of
 from app.db.direct import Hot, hot
 from app.db.lifecycle import JobStatus
@@ -163,6 +163,7 @@ _CLAIM_WITH_INPUTS = hot(
             )
         ),
         _SECRETS.c.ciphertext.label("secret_ciphertext"),
+        baselines.of_claimed(CLAIMED),  # what its regressions are judged against
     ).select_from(
         CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == CLAIMED.c.target_id).outerjoin(
             _SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id
@@ -442,6 +443,12 @@ def stop_reason(session: Session | Connection, cert_id: uuid.UUID) -> str | None
         .limit(1)
     ).first()
     return stop_message(found[0], found[1] or "") if found is not None else None
+
+
+def judges_of(conn: Connection | Session, cert_id: uuid.UUID) -> dict[str, Any]:
+    """The job's judge bindings (judge name → target id), as its POST stored them."""
+    bound = conn.scalar(select(Certification.judges).where(Certification.id == cert_id))
+    return dict(bound or {})
 
 
 def resume_point(factory: sessionmaker[Session], cert_id: uuid.UUID) -> tuple[set[str], str | None]:
@@ -1232,30 +1239,6 @@ def answered_excerpts(
 ) -> list[str]:
     """The response excerpts of the samples of these checks answered with 200."""
     return list(session.scalars(_EXCERPTS, {"job_id": cert_id, "names": list(check_names)}))
-
-
-def previous_succeeded(
-    session: Session,
-    org_id: uuid.UUID,
-    target_id: uuid.UUID,
-    cert_id: uuid.UUID,
-    suite_name: str,
-) -> Certification | None:
-    """The target's last succeeded job of the same suite created before this one."""
-    created = select(Certification.created_at).where(Certification.id == cert_id).scalar_subquery()
-    return session.scalar(
-        select(Certification)
-        .where(
-            Certification.organization_id == org_id,
-            Certification.target_id == target_id,
-            Certification.suite_name == suite_name,
-            Certification.status == JobStatus.SUCCEEDED,
-            Certification.id != cert_id,
-            Certification.created_at < created,
-        )
-        .order_by(Certification.created_at.desc(), Certification.id.desc())
-        .limit(1)
-    )
 
 
 def exists_for(session: Session, org_id: uuid.UUID, cert_id: uuid.UUID) -> bool:

@@ -317,7 +317,7 @@ def test_results_and_evidence_reads(factory, settings, auth, target) -> None:  #
     assert jobs.stop(factory, claim) is True
 
 
-def test_previous_succeeded_and_active_exists(factory, settings, auth, target) -> None:  # type: ignore[no-untyped-def]
+def test_active_exists_and_the_latest_jobs(factory, settings, auth, target) -> None:  # type: ignore[no-untyped-def]
     first = job(factory, settings, auth, target)
     claim = jobs.claim_job(factory, first, "repo-test", 30)
     assert claim is not None
@@ -329,16 +329,7 @@ def test_previous_succeeded_and_active_exists(factory, settings, auth, target) -
         assert not jobs.active_exists(session, claim.target_id, None, claim.suite_name)
     second = job(factory, settings, auth, target)
     with factory() as session:
-        previous = jobs.previous_succeeded(
-            session, claim.organization_id, claim.target_id, second, claim.suite_name
-        )
-        assert previous is not None and previous.id == first
-        assert (
-            jobs.previous_succeeded(
-                session, claim.organization_id, claim.target_id, first, claim.suite_name
-            )
-            is None
-        )
+        assert jobs.judges_of(session, second) == {}
         latest = jobs.latest_with_target_name(session, claim.organization_id, 10)
         assert [j.id for j, _ in latest][:2] == [second, first]
         assert jobs.by_idempotency_key(session, claim.organization_id, "never used") is None
