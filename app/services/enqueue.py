@@ -79,7 +79,7 @@ def enqueue(
         return None
     body = CertificationCreate(
         target_id=target.id, suite=suite.name, region=region, priority=priority
-    )  # type: ignore[arg-type]
+    )
     values = new_job_values(settings, target, suite, region, priority, reason)
     row = session.execute(
         insert(Certification)

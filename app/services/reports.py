@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.certification.evidence import sample_record
 from app.certification.suites import SuiteError, get_suite
-from app.db.models import Certification, JobStatus, SampleRow, Target
+from app.db.lifecycle import JobStatus
+from app.db.models import Certification, SampleRow, Target
 from app.reports.model import (
     Comparison,
     Fact,
