@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
+from tests.support.api import certify, create_target, wait_terminal
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
 
@@ -25,7 +25,7 @@ def upload(client, auth, suite: str) -> dict:  # type: ignore[no-untyped-def,typ
 
 @pytest.fixture(scope="module")
 def runs(app, factory, reference_url, worker):  # type: ignore[no-untyped-def]
-    from tests.conftest import make_token
+    from tests.support.rows import make_token
 
     client = app.test_client()
     auth = {"Authorization": f"Bearer {make_token(factory, 'org-tenant-suites')}"}

@@ -16,13 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow, DeadLetter
-from tests.conftest import free_port
-from tests.e2e.test_certification_flow import (
-    certify,
-    create_target,
-    wait_running_with_a_checkpoint,
-    wait_terminal,
-)
+from app.devtools.harness import free_port
+from tests.support.api import certify, create_target, wait_running_with_a_checkpoint, wait_terminal
 
 pytestmark = pytest.mark.usefixtures("worker", "beat")
 
