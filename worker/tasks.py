@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 import uuid
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.checks import TargetSpec
+from app.certification.runner import JudgeEndpoint
 from app.db.session import dispose, make_engine, make_session_factory
 from app.logging import bind_job
 from app.queue.names import (
@@ -120,6 +122,26 @@ def _hooks() -> run.RunHooks:
         if seen["gate"] is not None:
             seen["gate"].observe(outcome)
 
+    def judge_endpoint(judge: JudgeEndpoint) -> JudgeEndpoint:
+        """A judge model's requests: through its own shared limiter, counted under its own
+        provider (a judge's 429 slows the judge, never the target)."""
+        spec = judge.spec
+        gate = ratelimit.gate_for(
+            str(settings.redis_url),
+            spec.base_url,
+            spec.region,
+            spec.rate_limit_rps,
+            spec.max_concurrency,
+        )
+
+        def on_response(outcome: str, seconds: float) -> None:
+            metrics.ENDPOINT_REQUESTS.labels(spec.provider, outcome).inc()
+            metrics.ENDPOINT_LATENCY.labels(spec.provider).observe(seconds)
+            if gate is not None:
+                gate.observe(outcome)
+
+        return replace(judge, gate=gate or judge.gate, on_response=on_response)
+
     def on_finished(status: str, verdict: str | None, _: float | None) -> None:
         metrics.CERTIFICATIONS.labels(status, verdict or "none").inc()
 
@@ -141,6 +163,7 @@ def _hooks() -> run.RunHooks:
         # RunHooks' annotation leaves out the None an unlimited endpoint's factory returns
         # (run.py reads it as "no gate"); it is corrected where the hooks move.
         gate_factory=gate_factory,  # type: ignore[arg-type]
+        judge_endpoint=judge_endpoint,
     )
 
 

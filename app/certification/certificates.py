@@ -13,8 +13,15 @@ of the raw 32-byte public key), so verification needs only the published keys.
 Format 2 (`modelcert-certificate/2`) adds what the verdict was reached under: the run
 conditions (concurrency, timeouts, retries), the capabilities the target declared, what the
 suite covers, each check's outcome with its counts and bounds, the required checks that
-were skipped, the engine version and the client kind (worker or cli). Format 1
-certificates keep verifying.
+were skipped, the engine version and the client kind (worker or cli).
+
+Format 3 (`modelcert-certificate/3`) adds regressions against the target's last certified
+result of the same suite: `baseline` (that certificate's certification id, suite and issue
+time, or null when there was none: a format-3 certificate always says which), and in each
+check's summary its `regression` (compared or not, regressed or not, the method and the
+figures) and, for a check decided by quantiles, its `quantiles` with their bounds, so that
+a certificate is enough of a baseline for the next run (`modelcert certify --baseline`).
+Format 1 and 2 certificates keep verifying.
 
 What a valid signature means is only that the payload is authentic: `accepts` says whether
 its verdict is one a pipeline may ship on (`certified`, and with `allow_warnings`
@@ -39,7 +46,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from app.certification.results import CheckResult
 
 FORMAT_V1 = "modelcert-certificate/1"
-FORMAT = "modelcert-certificate/2"
+FORMAT_V2 = "modelcert-certificate/2"
+FORMAT = "modelcert-certificate/3"
 ALGORITHM = "Ed25519"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PAYLOAD_FIELDS = (
@@ -65,6 +73,9 @@ V2_FIELDS = (
     "engine_version",
     "client",
 )
+V3_FIELDS = (*V2_FIELDS, "baseline")
+FIELDS = {FORMAT_V1: PAYLOAD_FIELDS, FORMAT_V2: PAYLOAD_FIELDS + V2_FIELDS}
+FIELDS[FORMAT] = PAYLOAD_FIELDS + V3_FIELDS
 SHIPPABLE = ("certified",)
 SHIPPABLE_WITH_WARNINGS = ("certified", "certified_with_warnings")
 
@@ -114,7 +125,29 @@ def check_summary(result: CheckResult) -> dict[str, Any]:
     sampling = result.details.get("sampling")
     if isinstance(sampling, dict):  # sequential: the method and the samples it used
         summary["sampling"] = plain(sampling)
+    judge = result.details.get("judge")
+    if isinstance(judge, dict):  # graded by a judge model: which one, and its calibration
+        calibration = judge.get("calibration")
+        summary["judge"] = plain(
+            {k: v for k, v in judge.items() if k in ("name", "provider", "model")}
+            | (
+                {"calibration": {k: v for k, v in calibration.items() if k != "results"}}
+                if isinstance(calibration, dict)
+                else {}
+            )
+        )
+    quantiles = result.details.get("quantiles")
+    if isinstance(quantiles, list):  # what a later run's regressions are judged against
+        summary["quantiles"] = [
+            plain({k: q.get(k) for k in QUANTILE_FIELDS}) for q in quantiles if isinstance(q, dict)
+        ]
+    regression = result.details.get("regression")
+    if isinstance(regression, dict):
+        summary["regression"] = plain(regression)
     return summary
+
+
+QUANTILE_FIELDS = ("metric", "n", "estimate", "lower", "upper", "slo_is")
 
 
 def plain(value: Any) -> Any:
@@ -139,6 +172,7 @@ class RunRecord:
     covers: tuple[str, ...]  # the suite's required checks
     engine_version: str
     client: str  # "worker" or "cli"
+    baseline: dict[str, str] | None = None  # regressions.Baseline.reference(), None: none
 
 
 def run_section(run: RunRecord, results: Iterable[CheckResult]) -> dict[str, Any]:
@@ -153,6 +187,7 @@ def run_section(run: RunRecord, results: Iterable[CheckResult]) -> dict[str, Any
         ],
         "engine_version": run.engine_version,
         "client": run.client,
+        "baseline": run.baseline,
     }
 
 
@@ -292,7 +327,7 @@ def build_payload(
     valid_for: timedelta = timedelta(days=30),
     run: RunRecord | None = None,
 ) -> dict[str, Any]:
-    """The payload to sign; format 2 when `run` says what the verdict was reached under
+    """The payload to sign; format 3 when `run` says what the verdict was reached under
     (the worker and the CLI both give it), format 1 otherwise."""
     results = list(results)
     payload = {
@@ -341,8 +376,8 @@ def verify(cert: Any, public_keys: dict[str, str], now: datetime | None = None) 
     ):
         raise CertificateInvalid("malformed", "not a certificate: needs payload and signature")
     payload = cert["payload"]
-    fields = PAYLOAD_FIELDS + (V2_FIELDS if payload.get("format") == FORMAT else ())
-    if payload.get("format") not in (FORMAT, FORMAT_V1):
+    fields = FIELDS.get(payload.get("format"))
+    if fields is None:
         raise CertificateInvalid("malformed", f"unknown format {payload.get('format')!r}")
     missing = [f for f in fields if f not in payload]
     if missing:

@@ -6,7 +6,7 @@ Imports nothing from Flask, Celery or SQLAlchemy; the worker and the CLI both ca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,8 +19,10 @@ from app.certification.checks import (
     TargetSpec,
 )
 from app.certification.checks.catalog import REGISTRY
+from app.certification.checks.judging import JUDGE_CAUSES, Judge
 from app.certification.explain import explain
 from app.certification.providers.base import RETRYABLE_CAUSES, ErrorCause, Provider
+from app.certification.regressions import Baseline, assess
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.scoring import (
     SEQUENTIAL_ALPHA,
@@ -33,7 +35,7 @@ from app.certification.suites import CheckEntry, Suite
 
 # The engine's version goes into every certificate: it names the grading rules a verdict was
 # reached under (docs/methodology.md). Raise it whenever a grader or a scoring rule changes.
-ENGINE_VERSION = "2.1"
+ENGINE_VERSION = "2.3"
 
 # Causes that no retry can mend: the job fails at once.
 PERMANENT_CAUSES = frozenset(
@@ -135,15 +137,18 @@ def run_conditions(suite: Suite, target: TargetSpec) -> RunConditions:
     )
 
 
-def run_record(suite: Suite, target: TargetSpec, client: str) -> RunRecord:
+def run_record(
+    suite: Suite, target: TargetSpec, client: str, baseline: Baseline | None = None
+) -> RunRecord:
     """What a verdict is reached under, for its certificate: the same for the worker and
-    the CLI but for `client`."""
+    the CLI but for `client`; `baseline`: what regressions were judged against."""
     return RunRecord(
         conditions=run_conditions(suite, target).as_dict(),
         capabilities=dict(target.capabilities),
         covers=suite.covers,
         engine_version=ENGINE_VERSION,
         client=client,
+        baseline=baseline.reference() if baseline is not None else None,
     )
 
 
@@ -289,6 +294,8 @@ def unusable_endpoint(samples: Iterable[Sample]) -> JobFailure | None:
     samples = list(samples)
     if not samples or any(s.grade is not Grade.ERROR for s in samples):
         return None
+    if any(s.error_cause in JUDGE_CAUSES for s in samples):
+        return None  # the judge failed, not the endpoint: the check errors
     causes = [s.error_cause or ErrorCause.CONNECT_ERROR for s in samples]
     for cause in causes:
         if cause in PERMANENT_CAUSES:
@@ -323,8 +330,13 @@ async def run_suite(
     provider: Provider,
     hooks: EngineHooks,
     conditions: RunConditions | None = None,
+    judges: Mapping[str, Judge] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
-    """Run the checks not yet completed; raise JobFailure when the endpoint is unusable."""
+    """Run the checks not yet completed; raise JobFailure when the endpoint is unusable.
+    `judges`: the judge models the suite's `judge` graders name, by their logical names.
+    Each result is compared with `baseline` (regressions.assess): the target's last
+    certified result of this suite, None for a first certification."""
     conditions = conditions or run_conditions(suite, target)
     results: list[CheckResult] = []
     ctx = CheckContext(
@@ -333,6 +345,7 @@ async def run_suite(
         concurrency=conditions.concurrency,
         should_stop=hooks.should_stop,
         on_sample=hooks.on_sample,
+        judges=dict(judges or {}),
     )
     stopped = hooks.stopped
     for position, entry in enumerate(suite.definition.checks):
@@ -370,6 +383,7 @@ async def run_suite(
                 )
                 result = replace(result, explanation=explain(result))
                 stopped = stop_message(ErrorCause.MODEL_NOT_LISTED, target.model)
+        result = assess(result, entry.regression, baseline)
         hooks.on_check_finished(result)
         results.append(result)
     return results

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from app.certification.checks import TargetSpec
+from app.certification.checks.judging import Judge
 from app.certification.engine import (
     EngineHooks,
     JobFailure,
@@ -25,6 +28,7 @@ from app.certification.providers.base import (
 )
 from app.certification.providers.http import HttpClient, HttpPolicy, make_session
 from app.certification.providers.openai_compatible import OpenAICompatible, auth_headers
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
 from app.certification.suites import Suite
 
@@ -40,6 +44,19 @@ def build_provider(target: TargetSpec, client: HttpClient) -> Provider:
     raise JobFailure(
         ErrorCause.INVALID_TARGET, f"unknown provider {target.provider!r}", retryable=False
     )
+
+
+@dataclass(frozen=True)
+class JudgeEndpoint:
+    """A judge model bound to a suite's logical judge name: another endpoint, called through
+    its own provider adapter on the job's session (the same SSRF guard, timeouts and sample
+    retries), with its own key, gate and concurrency limit (its max_concurrency, else the
+    suite's concurrency)."""
+
+    spec: TargetSpec
+    api_key: str | None = None
+    gate: Gate = no_gate
+    on_response: Callable[[str, float], None] | None = None
 
 
 def http_policy(conditions: RunConditions) -> HttpPolicy:
@@ -66,17 +83,42 @@ async def execute(
     socket_factory: Callable[[Any], Any] | None = None,
     on_response: Callable[[str, float], None] | None = None,
     on_retry: Callable[[EndpointError], None] | None = None,
+    judges: Mapping[str, JudgeEndpoint] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     conditions = conditions or run_conditions(suite, target)
     policy = policy or http_policy(conditions)
-    secrets = JOB_SECRETS.set((api_key,) if api_key else ())
+    judges = dict(judges or {})
+    keys = (api_key, *(j.api_key for j in judges.values()))
+    secrets = JOB_SECRETS.set(tuple(k for k in keys if k))  # every key redacted alike
     try:
         async with make_session(policy, resolver, socket_factory) as session:
             client = HttpClient(session, auth_headers(api_key), policy, gate, on_response, on_retry)
             provider = build_provider(target, client)
-            return await run_suite(suite, target, provider, hooks, conditions)
+            bound = {
+                name: bind_judge(name, judge, session, policy, conditions, on_retry)
+                for name, judge in judges.items()
+            }
+            return await run_suite(suite, target, provider, hooks, conditions, bound, baseline)
     finally:
         JOB_SECRETS.reset(secrets)
-        aclose = getattr(gate, "aclose", None)  # a gate may hold connections of its own
-        if aclose is not None:
-            await aclose()
+        for held in (gate, *(j.gate for j in judges.values())):
+            aclose = getattr(held, "aclose", None)  # a gate may hold connections of its own
+            if aclose is not None:
+                await aclose()
+
+
+def bind_judge(
+    name: str,
+    judge: JudgeEndpoint,
+    session: aiohttp.ClientSession,
+    policy: HttpPolicy,
+    conditions: RunConditions,
+    on_retry: Callable[[EndpointError], None] | None,
+) -> Judge:
+    client = HttpClient(
+        session, auth_headers(judge.api_key), policy, judge.gate, judge.on_response, on_retry
+    )
+    limit = judge.spec.max_concurrency or conditions.concurrency
+    record = {"provider": judge.spec.provider, "model": judge.spec.model}
+    return Judge(name, build_provider(judge.spec, client), asyncio.Semaphore(limit), record)

@@ -36,11 +36,14 @@ from app.certification import certificates as certs
 from app.certification.checks import TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.evidence import check_record, sample_record
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult, Verdict
-from app.certification.runner import execute
+from app.certification.runner import JudgeEndpoint, execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import Suite, SuiteError, get_suite
 from app.certification.suites.documents import load_path
+from app.cli.baseline import BaselineError, load_baseline
+from app.cli.judges import judge_endpoints
 from app.cli.output import check_out_dir, results_document, stdout_console
 from app.private_files import keep_private
 from app.redaction import redact, redact_obj
@@ -139,10 +142,11 @@ def results_table(results: list[CheckResult]) -> Table:
             if r.lower is None and r.upper is None
             else f"{_figure(r.lower, unit)} – {_figure(r.upper, unit)}".replace("-", "…", 0)
         )
+        regressed = (r.details.get("regression") or {}).get("regressed")
         table.add_row(
             r.name,
             "yes" if r.required else "no",
-            str(r.outcome),
+            f"{r.outcome}, regressed" if regressed else str(r.outcome),
             f"{r.passed}/{r.failed}/{r.errored}",
             _figure(r.statistic, unit),
             interval,
@@ -153,7 +157,12 @@ def results_table(results: list[CheckResult]) -> Table:
 
 
 def run_with_progress(
-    suite: Suite, target: TargetSpec, api_key: str | None, console: Console
+    suite: Suite,
+    target: TargetSpec,
+    api_key: str | None,
+    console: Console,
+    judges: dict[str, JudgeEndpoint] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[CheckResult]:
     columns = (
         TextColumn("{task.description}"),
@@ -169,7 +178,7 @@ def run_with_progress(
             on_sample=lambda: progress.advance(task),
             on_check_finished=lambda r: progress.console.print(f"  {r.name}: {r.outcome}"),
         )
-        return asyncio.run(execute(suite, target, api_key, hooks))
+        return asyncio.run(execute(suite, target, api_key, hooks, judges=judges, baseline=baseline))
 
 
 CERTIFY_EPILOG = """\b
@@ -258,6 +267,47 @@ the table is not cut to the terminal's width."""
     show_default=True,
     help="Days the certificate stays valid.",
 )
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A previous certified run of the same suite version (its --out directory, "
+    "certificate.json or --json document): each check is compared with it and a "
+    "significant drop is marked regressed (docs/methodology.md).",
+)
+@click.option(
+    "--judge",
+    "judge_urls",
+    multiple=True,
+    metavar="NAME=BASE_URL",
+    help="Bind the judge model a suite's `judge` grader names to an endpoint (repeat per "
+    "judge; docs/suites.md). Each needs --judge-model NAME=MODEL.",
+)
+@click.option(
+    "--judge-model", "judge_models", multiple=True, metavar="NAME=MODEL", help="A judge's model."
+)
+@click.option(
+    "--judge-provider",
+    "judge_providers",
+    multiple=True,
+    metavar="NAME=PROVIDER",
+    help="A judge's API: openai_compatible (default) or anthropic.",
+)
+@click.option(
+    "--judge-api-key-env",
+    "judge_key_envs",
+    multiple=True,
+    metavar="NAME=VAR",
+    help="Environment variable holding a judge's API key (redacted like --api-key-env's).",
+)
+@click.option(
+    "--judge-max-concurrency",
+    "judge_concurrencies",
+    multiple=True,
+    metavar="NAME=N",
+    help="A judge's maximum of concurrent requests (default: the suite's concurrency).",
+)
 @click.option(  # issue 24: the report page as one file (app/cli/report.py)
     "--html",
     "html_path",
@@ -281,6 +331,12 @@ def certify(
     valid_days: int,
     html_path: Path | None = None,
     suite_file: Path | None = None,
+    baseline_path: Path | None = None,
+    judge_urls: tuple[str, ...] = (),
+    judge_models: tuple[str, ...] = (),
+    judge_providers: tuple[str, ...] = (),
+    judge_key_envs: tuple[str, ...] = (),
+    judge_concurrencies: tuple[str, ...] = (),
 ) -> None:
     """Certify one endpoint in process and write certificate.json, keys.json, evidence.jsonl.
 
@@ -297,7 +353,10 @@ def certify(
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise fail(f"environment variable {api_key_env} is not set")
-    secrets = (api_key,) if api_key else ()
+    judges = judge_endpoints(
+        suite, judge_urls, judge_models, judge_providers, judge_key_envs, judge_concurrencies
+    )
+    secrets = tuple(k for k in (api_key, *(j.api_key for j in judges.values())) if k)
     caps = dict(parse_capability(c) for c in capabilities)
     try:
         private_key = certs.load_private_key(load_or_create_key(signing_key_file))
@@ -305,6 +364,12 @@ def certify(
         raise fail(f"signing key {signing_key_file}: {exc}") from None
     if problem := check_out_dir(out_dir):  # before any request: a run must not be lost
         raise fail(problem)
+    baseline = None
+    if baseline_path is not None:
+        try:
+            baseline = load_baseline(baseline_path, suite, DEFAULT_HOME)
+        except BaselineError as exc:
+            raise fail(f"--baseline: {exc}") from None
     target = TargetSpec(
         provider=provider,
         model=model,
@@ -315,7 +380,7 @@ def certify(
     )
     console = Console(stderr=True)
     try:
-        results = run_with_progress(suite, target, api_key, console)
+        results = run_with_progress(suite, target, api_key, console, judges, baseline)
     except JobFailure as exc:
         raise fail(f"endpoint unusable ({exc.cause}): {redact(exc.message, secrets)}") from None
     verdict = decide_verdict((r.outcome, r.required) for r in results)
@@ -339,7 +404,7 @@ def certify(
         key_id=certs.key_id_for(public),
         issued_at=datetime.now(UTC),
         valid_for=timedelta(days=valid_days),
-        run=run_record(suite, target, "cli"),
+        run=run_record(suite, target, "cli", baseline),
     )
     files = {
         "certificate": out_dir / "certificate.json",

@@ -62,6 +62,7 @@ def check_view(result: CheckResult) -> dict[str, Any]:
         "cause": result.details.get("cause"),
         "explanation": result.explanation,
         "duration_seconds": round(result.duration_seconds, 3),
+        "regression": result.details.get("regression"),
     }
 
 
@@ -92,6 +93,10 @@ def results_document(
             "region": target.region,
         },
         "counts": {"checks": len(results), **counts},
+        "baseline": payload.get("baseline"),  # what regressions were judged against
+        "regressed": [
+            r.name for r in results if (r.details.get("regression") or {}).get("regressed")
+        ],
         "checks": [check_view(r) for r in results],
         "certificate": {
             "path": str(files["certificate"]),

@@ -192,6 +192,8 @@ class Certification(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivery_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The judge models its suite's `judge` graders name: {logical name: target id}.
+    judges: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
 
 
 class CheckResultRow(Base):

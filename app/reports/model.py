@@ -8,17 +8,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.certification import regressions
+
 # Failed, then errored, then passed: what decided a verdict comes first.
 GRADE_ORDER = {"fail": 0, "error": 1, "pass": 2}
-# How good an outcome is, to tell an improvement from a regression.
-OUTCOME_RANK = {
-    "failed": 0,
-    "errored": 1,
-    "inconclusive": 1,
-    "skipped": 1,
-    "warned": 2,
-    "passed": 3,
-}
 PROMPT_CHARS = 600  # shown of a prompt (a needle prompt is tens of thousands of characters)
 REPLY_CHARS = 2000  # the engine keeps at most this much of a reply
 
@@ -61,6 +54,12 @@ class CheckReport:
         return unit if isinstance(unit, str) else None
 
     @property
+    def regressed(self) -> bool:
+        """Significantly worse than its baseline, as its run judged it (and signed)."""
+        record = self.details.get("regression")
+        return isinstance(record, Mapping) and record.get("regressed") is True
+
+    @property
     def is_rate(self) -> bool:
         """Graded per sample against a pass-rate threshold (latency and load are not)."""
         return self.unit is None and self.check not in ("latency", "load")
@@ -68,7 +67,10 @@ class CheckReport:
 
 def check_from_record(record: Mapping[str, Any]) -> CheckReport:
     """From an API CheckResultView (dumped) or a CLI evidence.jsonl check line."""
-    details = record.get("details") or {}
+    details = dict(record.get("details") or {})
+    for key in ("quantiles", "regression"):  # a certificate's summary holds them beside
+        if key not in details and record.get(key) is not None:
+            details[key] = record[key]
     counts = {k: int(record.get(k) or 0) for k in ("passed", "failed", "errored", "total")}
     return CheckReport(
         name=str(record.get("name")),
@@ -175,7 +177,11 @@ class Change:
     after: str | None
     before_rate: float | None
     after_rate: float | None
-    direction: str  # improved | regressed | unchanged | added | removed
+    # improved | regressed (significantly better or worse, regressions.compare: what the
+    # certificate says) | within_noise (figures moved, not beyond chance) | changed (an
+    # outcome moved that no figure compares) | unchanged | added | removed
+    direction: str
+    summary: str = ""  # the comparison's line (pass rates or quantiles with their intervals)
 
 
 @dataclass(frozen=True)
@@ -201,28 +207,19 @@ def compare(
     before: Sequence[CheckReport],
     after: Sequence[CheckReport],
 ) -> Comparison:
-    """Per check: a better outcome, or the same outcome with a higher statistic where higher
-    is better (a pass rate, a speedup; for latency, lower), is an improvement."""
+    """Per check, the engine's comparison (app/certification/regressions.py), so the page
+    and the certificate agree: a check is regressed or improved only beyond chance at 95 %.
+    A check whose run judged it against this very certification keeps that judgement."""
     old = {c.name: c for c in before}
     new = {c.name: c for c in after}
     changes = []
     for name in list(new) + [n for n in old if n not in new]:
         a, b = old.get(name), new.get(name)
+        summary = ""
         if a is None or b is None:
             direction = "added" if a is None else "removed"
         else:
-            rank = OUTCOME_RANK.get(b.outcome, 1) - OUTCOME_RANK.get(a.outcome, 1)
-            delta = 0.0
-            if a.statistic is not None and b.statistic is not None:
-                delta = b.statistic - a.statistic
-                if b.unit == "ms":
-                    delta = -delta
-            if rank > 0 or (rank == 0 and delta > 1e-9):
-                direction = "improved"
-            elif rank < 0 or (rank == 0 and delta < -1e-9):
-                direction = "regressed"
-            else:
-                direction = "unchanged"
+            direction, summary = _direction(previous_id, a, b)
         changes.append(
             Change(
                 check=name,
@@ -231,9 +228,38 @@ def compare(
                 before_rate=a.statistic if a else None,
                 after_rate=b.statistic if b else None,
                 direction=direction,
+                summary=summary,
             )
         )
     return Comparison(previous_id, previous_verdict, previous_when, changes)
+
+
+def _direction(previous_id: str, a: CheckReport, b: CheckReport) -> tuple[str, str]:
+    found = regressions.compare(
+        regressions.figures_of(_figures(b)), regressions.figures_of(_figures(a))
+    )
+    record = b.details.get("regression")
+    if isinstance(record, Mapping) and record.get("baseline") == previous_id:
+        if record.get("regressed") is True:  # as signed
+            return "regressed", found.summary if found else ""
+    if found is not None:
+        if found.regressed:
+            return "regressed", found.summary
+        if found.improved:
+            return "improved", found.summary
+        moved = (
+            a.statistic is not None
+            and b.statistic is not None
+            and abs(a.statistic - b.statistic) > 1e-9
+        )
+        return ("within_noise" if moved else "unchanged"), found.summary
+    if a.outcome != b.outcome:
+        return "changed", ""
+    return "unchanged", ""
+
+
+def _figures(check: CheckReport) -> dict[str, Any]:
+    return {"passed": check.passed, "failed": check.failed, "details": check.details}
 
 
 @dataclass(frozen=True)

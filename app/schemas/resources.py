@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -167,6 +168,9 @@ class SecretList(BaseModel):
     next_cursor: str | None = None
 
 
+JudgeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+
+
 class CertificationCreate(Strict):
     target_id: uuid.UUID
     suite: str = Field(
@@ -179,6 +183,12 @@ class CertificationCreate(Strict):
     )
     region: Region | None = None
     priority: Literal["high", "normal", "low"] = "normal"
+    judges: dict[JudgeName, uuid.UUID] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="The judge models the suite's `judge` graders name, each bound to another "
+        'target of your organization: `{"grader": TARGET_ID}` (docs/suites.md).',
+    )
 
 
 class SuiteRef(BaseModel):

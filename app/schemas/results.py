@@ -21,6 +21,11 @@ class SuiteCheck(BaseModel):
     )
     params: dict[str, Any]
     requires: str | None = Field(None, description="The capability the target must declare.")
+    regression: Literal["report", "forbid"] = Field(
+        "report",
+        description="Against the target's last certified result: forbid fails a significant "
+        "drop, report only says so.",
+    )
 
 
 class SuiteSummary(BaseModel):
@@ -60,6 +65,41 @@ class SuitePath(BaseModel):
     name: str
 
 
+class RegressionView(BaseModel):
+    """A check against the same check of the target's last certified certification of the
+    suite (docs/methodology.md, "Regressions")."""
+
+    baseline: str | None = Field(
+        description="The baseline certification's id; null: there was none (nothing regressed)."
+    )
+    policy: Literal["report", "forbid"] = Field(
+        description="The suite's: forbid fails a regressed check, report only says so."
+    )
+    compared: bool
+    regressed: bool = Field(description="Significantly worse than the baseline, at 95 %.")
+    method: str | None = Field(
+        None, description="newcombe-hybrid-score (pass rates) or order-statistic-intervals."
+    )
+    reason: str | None = Field(None, description="Why the check was not compared.")
+    before: dict[str, Any] | None = Field(None, description="passed, graded, rate before.")
+    after: dict[str, Any] | None = Field(None, description="passed, graded, rate now.")
+    difference: float | None = Field(None, description="Pass rate now minus before.")
+    lower: float | None = Field(None, description="95 % lower bound of the difference.")
+    upper: float | None = Field(
+        None, description="95 % upper bound of the difference: below 0 is a regression."
+    )
+    quantiles: list[dict[str, Any]] | None = Field(
+        None, description="Per quantile: metric, before and after with bounds, regressed."
+    )
+
+
+class BaselineView(BaseModel):
+    certification_id: str
+    suite: str | None
+    verdict: str | None
+    issued_at: str | None = Field(description="Its certificate's issue time (UTC).")
+
+
 class CheckResultView(BaseModel):
     name: str
     check: str | None
@@ -81,6 +121,9 @@ class CheckResultView(BaseModel):
     explanation: str = Field("", description="One line built from the evidence.")
     duration_seconds: float
     attempt: int
+    regression: RegressionView | None = Field(
+        None, description="Against the baseline; null for results stored before regressions."
+    )
     details: dict[str, Any]
 
 
@@ -89,6 +132,16 @@ class ResultsView(BaseModel):
     status: str
     verdict: str | None
     suite: str
+    baseline: BaselineView | None = Field(
+        None,
+        description=(
+            "The target's last certified certification of the same suite@version, what each "
+            "check was compared with; null for a first certification (nothing regressed)."
+        ),
+    )
+    regressed: list[str] = Field(
+        default_factory=list, description="The checks significantly worse than the baseline."
+    )
     checks: list[CheckResultView]
 
 

@@ -354,10 +354,21 @@ def _recertify(
             region=job.region,
             reason=FINGERPRINT_CHANGE,
             idempotency_key=f"{FINGERPRINT_CHANGE}:{old_id}",
+            judges=_judges_of(session, old_id),
         )
         if item is not None:
             queued.append(item)
     return queued
+
+
+def _judges_of(session: Session, certificate_id: uuid.UUID) -> dict[str, str]:
+    """The judge bindings of the job a certificate was issued for (kept by its successor)."""
+    judges = session.scalar(
+        select(Certification.judges)
+        .join(Certificate, Certificate.certification_id == Certification.id)
+        .where(Certificate.id == certificate_id)
+    )
+    return dict(judges or {})
 
 
 def document(row: Certificate) -> dict[str, object]:

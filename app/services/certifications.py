@@ -30,6 +30,7 @@ from app.schemas.resources import (
     SuiteRef,
     Timings,
 )
+from app.services import judges
 from app.services.auth import Principal
 from app.services.dispatch import mark_now
 from app.services.errors import Conflict, IdempotencyMismatch, InvalidField, NotFound
@@ -42,7 +43,10 @@ MarkFn = Callable[[uuid.UUID], datetime]
 
 
 def request_hash(body: CertificationCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = body.model_dump(mode="json")
+    if not dumped["judges"]:  # a body without judges hashes as it did before they existed
+        del dumped["judges"]
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -239,7 +243,8 @@ def _job_values(
             "the target has only per-region endpoints; "
             "name one of: " + ", ".join(sorted(target.endpoints)),
         )
-    return new_job_values(settings, target, suite, body.region, body.priority, reason)
+    bound = judges.bind(session, who.organization_id, suite, body.judges)
+    return new_job_values(settings, target, suite, body.region, body.priority, reason, bound)
 
 
 def new_job_values(
@@ -249,6 +254,7 @@ def new_job_values(
     region: str | None,
     priority: str,
     reason: str,
+    bound_judges: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """The columns of a new queued job (the API's POST and the system's own enqueue), every
     one with a Python-side default included (the POST's INSERT runs as a db.direct.Hot)."""
@@ -269,6 +275,7 @@ def new_job_values(
         progress_done=0,
         progress_total=planned_total(target, suite, region),
         delivery_count=0,
+        judges=bound_judges or {},
     )
 
 

@@ -65,8 +65,10 @@ def enqueue(
     reason: str,
     idempotency_key: str,
     priority: str = "normal",
+    judges: dict[str, str] | None = None,
 ) -> Queued | None:
-    """Insert a queued certification unless one is active or this key was used already."""
+    """Insert a queued certification unless one is active or this key was used already.
+    `judges`: the judge bindings of the job it follows (a re-certification keeps them)."""
     if target.deleted_at is not None:
         return None
     if region is not None and region not in target.endpoints:
@@ -80,7 +82,7 @@ def enqueue(
     body = CertificationCreate(
         target_id=target.id, suite=suite.name, region=region, priority=priority
     )
-    values = new_job_values(settings, target, suite, region, priority, reason)
+    values = new_job_values(settings, target, suite, region, priority, reason, judges)
     row = session.execute(
         insert(Certification)
         .values(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.base import table_of
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
+from app.services import baselines
 
 CERTIFICATION_EVENTS = ("succeeded", "failed", "timed_out", "cancelled")
 EVENTS = tuple(f"certification.{s}" for s in CERTIFICATION_EVENTS) + ("dead_letter.created",)
@@ -157,6 +158,8 @@ def certification_ended(
         if row.error_cause
         else None,
     }
+    if row.status.value == "succeeded":  # what it was compared with, and what regressed
+        data["regressions"] = baselines.found(session, cert_id)
     event = f"certification.{row.status.value}"
     return _record(
         session,

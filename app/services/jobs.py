@@ -43,7 +43,7 @@ from app.db.lifecycle import JobStatus
 from app.db.models import Certification, CheckResultRow, DeadLetter, SampleRow, Secret, Target
 from app.db.session import autocommit_engine, transaction
 from app.redaction import redact, redact_obj
-from app.services import events
+from app.services import baselines, events
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ _CLAIM_WITH_INPUTS = hot(
             )
         ),
         _SECRETS.c.ciphertext.label("secret_ciphertext"),
+        baselines.of_claimed(CLAIMED),  # what its regressions are judged against
     ).select_from(
         CLAIMED.outerjoin(_TARGETS, _TARGETS.c.id == CLAIMED.c.target_id).outerjoin(
             _SECRETS, _SECRETS.c.id == _TARGETS.c.secret_id

@@ -73,6 +73,7 @@ def recertify(
                 region=job.region,
                 reason=REASON,
                 idempotency_key=f"{REASON}:{certificate.id}",
+                judges=dict(job.judges or {}),
             )
             if item is not None:
                 report.queued.append(item)

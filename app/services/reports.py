@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from app.certification.evidence import sample_record
 from app.certification.suites import SuiteError, get_suite
-from app.db.lifecycle import JobStatus
 from app.db.models import Certification, SampleRow, Target
 from app.reports.model import (
     Comparison,
@@ -24,7 +23,7 @@ from app.reports.model import (
     sample_from_record,
 )
 from app.reports.render import facts_from_payload
-from app.services import certificates
+from app.services import baselines, certificates
 from app.services.auth import Principal
 from app.services.certifications import get_certification
 from app.services.errors import NotFound
@@ -135,7 +134,7 @@ def build_report(
         if cert_row is not None
         else None,
         certificate_status=status,
-        comparison=_previous(session, organization_id, view.target_id, cert_id, view.suite.name),
+        comparison=_previous(session, organization_id, cert_id),
         error=f"{view.error.cause}: {view.error.message}" if view.error else None,
         links={
             "keys": links.keys,
@@ -149,28 +148,16 @@ def build_report(
 
 
 def _previous(
-    session: Session,
-    organization_id: uuid.UUID,
-    target_id: uuid.UUID,
-    cert_id: uuid.UUID,
-    suite_name: str,
+    session: Session, organization_id: uuid.UUID, cert_id: uuid.UUID
 ) -> Comparison | None:
-    """Against the target's last succeeded certification of the same suite before this one."""
-    created = select(Certification.created_at).where(Certification.id == cert_id).scalar_subquery()
-    previous = session.scalar(
-        select(Certification)
-        .where(
-            Certification.organization_id == organization_id,
-            Certification.target_id == target_id,
-            Certification.suite_name == suite_name,
-            Certification.status == JobStatus.SUCCEEDED,
-            Certification.id != cert_id,
-            Certification.created_at < created,
-        )
-        .order_by(Certification.created_at.desc(), Certification.id.desc())
-        .limit(1)
-    )
-    if previous is None:
+    """Against the certification's baseline (services/baselines: the target's last certified
+    certification of the same suite version before it), what its regressions were judged
+    against: the page and the certificate compare with the same run, the same way."""
+    baseline = baselines.for_job(session, cert_id)
+    if baseline is None:
+        return None
+    previous = session.get(Certification, uuid.UUID(baseline.certification_id))
+    if previous is None or previous.organization_id != organization_id:
         return None
     who = Principal(organization_id, "", uuid.UUID(int=0))
     current = results(session, who, cert_id).checks

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.certification.evidence import sample_record
 from app.certification.results import Grade, Sample
 from app.db.models import CheckResultRow, SampleRow
-from app.schemas.results import CheckResultView, EvidenceLine, ResultsView
+from app.schemas.results import (
+    BaselineView,
+    CheckResultView,
+    EvidenceLine,
+    RegressionView,
+    ResultsView,
+)
+from app.services import baselines
 from app.services.auth import Principal
 from app.services.certifications import load_certification
 from app.services.pagination import page_in_order
@@ -44,17 +51,27 @@ def results(session: Session, who: Principal, cert_id: uuid.UUID) -> ResultsView
             duration_seconds=r.duration_seconds,
             attempt=r.attempt,
             explanation=str((r.details or {}).get("explanation", "")),
+            regression=regression_of(r.details),
             details={k: v for k, v in (r.details or {}).items() if k != "explanation"},
         )
         for r in rows
     ]
+    found = baselines.records((c.name, c.details) for c in checks)
+    reference = baselines.reference(session, found["baseline"])
     return ResultsView(
         certification_id=job.id,
         status=job.status.value,
         verdict=job.verdict.value if job.verdict else None,
         suite=f"{job.suite_name}@{job.suite_version}",
+        baseline=BaselineView(**reference) if reference is not None else None,
+        regressed=[r["check"] for r in found["regressed"]],
         checks=checks,
     )
+
+
+def regression_of(details: dict[str, object] | None) -> RegressionView | None:
+    record = (details or {}).get("regression")
+    return RegressionView.model_validate(record) if isinstance(record, dict) else None
 
 
 def evidence_lines(

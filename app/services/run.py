@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -25,14 +25,15 @@ from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
 from app.certification.providers.base import EndpointError
+from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
-from app.certification.runner import execute
+from app.certification.runner import JudgeEndpoint, execute
 from app.certification.suites import Suite, SuiteError, available_suites
 from app.config import Settings
 from app.db.lifecycle import JobStatus
 from app.db.session import autocommit, compile_ahead, transaction
 from app.logging import bind
-from app.services import certificates, conclude, jobs, signing, suites
+from app.services import baselines, certificates, conclude, jobs, judges, signing, suites
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 from app.services.targets import target_spec
@@ -73,6 +74,8 @@ class RunHooks:
     # Where DNS answers come from (default: aiohttp's threaded resolver); the SSRF guard
     # always wraps it, see network_guard().
     resolver_factory: Callable[[], object] | None = None
+    # Gives a judge endpoint the worker's gate (shared rate limit) and metrics.
+    judge_endpoint: Callable[[JudgeEndpoint], JudgeEndpoint] | None = None
     # Publishes follow-up jobs (fingerprint change) after commit; else the sweeper does.
     publish: Callable[[uuid.UUID, str, str], bool] | None = None
 
@@ -143,7 +146,8 @@ class Delivery:
     def run(self, prepared: Prepared) -> None:
         """The suite against the endpoint; concurrency, timeouts and retries come from the
         suite (engine.run_conditions), within the target's declared maximum, as in the CLI."""
-        self.secrets = (prepared.api_key,) if prepared.api_key else ()
+        keys = (prepared.api_key, *(j.api_key for j in prepared.judges.values()))
+        self.secrets = tuple(k for k in keys if k)
         redaction.remember(self.secrets)  # and from this process's log lines
         checks = prepared.suite.definition.checks
         last = checks[-1].key if checks else None
@@ -165,6 +169,8 @@ class Delivery:
         gate = self.hooks.gate_factory(prepared.spec) if self.hooks.gate_factory else None
         kwargs: dict[str, Any] = {"gate": gate} if gate else {}
         kwargs |= network_guard(self.settings, self.hooks)
+        decorate = self.hooks.judge_endpoint or (lambda judge: judge)
+        kwargs["judges"] = {name: decorate(j) for name, j in prepared.judges.items()}
         self.hooks.run_async(
             execute(
                 prepared.suite,
@@ -173,6 +179,7 @@ class Delivery:
                 engine_hooks,
                 on_response=self.hooks.on_response,
                 on_retry=self.hooks.on_retry,
+                baseline=prepared.baseline,
                 **kwargs,
             )
         )
@@ -255,7 +262,7 @@ class Delivery:
             suite_name=claim.suite_name,
             suite_version=claim.suite_version,
             suite_hash=claim.suite_hash,
-            run=run_record(prepared.suite, spec, "worker"),
+            run=run_record(prepared.suite, spec, "worker", prepared.baseline),
         )
         last = self.held.pop() if self.held else None
         success = conclude.succeed(
@@ -294,6 +301,8 @@ class Prepared:
     planned: int  # samples the suite will send to this target (progress total)
     target_name: str = ""
     stopped: str | None = None  # why an earlier delivery stopped the run (model_not_listed)
+    judges: Mapping[str, JudgeEndpoint] = field(default_factory=dict)  # the suite's judges
+    baseline: Baseline | None = None  # the target's last certified result (services.baselines)
 
 
 def claim_and_prepare(
@@ -325,11 +334,16 @@ def claim_and_prepare(
             )
         except SuiteError as exc:
             raise JobFailure("invalid_target", str(exc), retryable=False) from None
-        prepared: Prepared | JobFailure = prepare(settings, row, suite)
+        prepared = prepare(settings, row, suite)
+        bound = judges.load(  # the judge targets a suite with a `judge` grader names
+            factory, job_id, claim.organization_id, suite, lambda c: decrypt_secret(settings, c)
+        )
     except JobFailure as failure:
         return claim, failure
     prepared.completed.update(completed)
-    return replace(claim, planned=prepared.planned), replace(prepared, stopped=stopped)
+    return replace(claim, planned=prepared.planned), replace(
+        prepared, stopped=stopped, judges=bound, baseline=baselines.from_claim(row.baseline)
+    )
 
 
 def prepare(settings: Settings, inputs: Any, suite: Suite) -> Prepared:

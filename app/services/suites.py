@@ -223,6 +223,7 @@ def _detail(suite: Suite, builtin: bool) -> SuiteDetail:
             threshold=c.threshold,
             params=dict(c.params),
             requires=REGISTRY[c.name].requires,
+            regression=c.regression,
         )
         for c in suite.definition.checks
     ]

@@ -132,6 +132,9 @@ class Objects:
     def fill(self, text: str) -> str:
         """The command as a reader types it, placeholders replaced."""
         mutates = re.search(r"-X (DELETE|PATCH)\b", text)
+        if "JUDGE_TARGET_ID" in text:  # a judge model: the reference endpoint's judge mode
+            judge = self.new_target(base_url=f"{self.reference_url}/m/judge/v1")
+            text = text.replace("JUDGE_TARGET_ID", judge)
         if "TARGET_ID" in text:
             text = text.replace("TARGET_ID", self.new_target() if mutates else self.target)
         if "CERT_ID" in text:

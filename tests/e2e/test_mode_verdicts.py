@@ -99,7 +99,7 @@ def test_the_worker_signs_what_the_verdict_was_reached_under(verdicts) -> None: 
     job = done["no-embeddings", "standard"]
     cert = client.get(f"/v1/certifications/{job['id']}/certificate", headers=auth).get_json()
     payload = cert["payload"]
-    assert payload["format"] == "modelcert-certificate/2" and payload["client"] == "worker"
+    assert payload["format"] == "modelcert-certificate/3" and payload["client"] == "worker"
     assert payload["run_conditions"]["concurrency"] == 4
     assert payload["run_conditions"]["check_concurrency"] == {"latency": 8, "load": 8}
     assert payload["capabilities"]["embeddings"] is True

@@ -1,13 +1,17 @@
-"""The API as a client drives it (the Flask test client or httpx): create a target, certify
-it, wait for the end, and check a problem+json answer."""
+"""The API as a client drives it (the Flask test client or httpx): upload a suite, create a
+target, certify it, wait for the end, and check a problem+json answer."""
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 
+from tests.support import ROOT
+
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 PROBLEM = "application/problem+json"
+EXAMPLES = ROOT / "docs" / "suites"
 
 
 def create_target(client, auth, base_url: str, **extra) -> str:  # type: ignore[no-untyped-def]
@@ -56,3 +60,14 @@ def assert_problem(response, status: int) -> None:  # type: ignore[no-untyped-de
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == PROBLEM
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def upload(client, auth, suite: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """Upload the example `suite` of docs/suites with the datasets it names."""
+    data = {"suite": (io.BytesIO((EXAMPLES / suite).read_bytes()), suite)}
+    for jsonl in EXAMPLES.glob("*.jsonl"):
+        if jsonl.name.encode() in (EXAMPLES / suite).read_bytes():
+            data[jsonl.name] = (io.BytesIO(jsonl.read_bytes()), jsonl.name)
+    r = client.post("/v1/suites", data=data, headers=auth, content_type="multipart/form-data")
+    assert r.status_code in (200, 201), r.get_json()
+    return r.get_json()  # type: ignore[no-any-return]

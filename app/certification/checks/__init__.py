@@ -27,6 +27,7 @@ from app.certification.results import RESPONSE_EXCERPT_CHARS, CheckOutcome, Grad
 from app.certification.scoring import count_grades, sequential_decision
 
 if TYPE_CHECKING:
+    from app.certification.checks.judging import Judge
     from app.certification.suites import CheckEntry, Rows
 
 T = TypeVar("T")
@@ -81,6 +82,7 @@ class CheckContext:
     datasets: Mapping[str, Rows] = field(default_factory=dict)  # the suite's own datasets
     sequential: SequentialPlan | None = None
     stopped_early: list[int] = field(default_factory=list)  # samples drawn, when stopped
+    judges: Mapping[str, Judge] = field(default_factory=dict)  # by the suite's logical names
 
     def capped(self, concurrency: int) -> int:
         """A check's own concurrency (from the suite) within the target's declared maximum."""
@@ -361,17 +363,21 @@ class Judgement:
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     cause: str | None = None  # an error cause of its own (stream_empty), counted apart
+    # Set when no grade could be given (a judge that failed): the sample is an error, with
+    # this message and `cause`, never a fail.
+    error: str | None = None
 
 
 async def graded_chats(
     ctx: CheckContext,
     items: Sequence[T],
     ask: Callable[[int, T], tuple[str, ChatRequest, dict[str, Any]]],
-    judge: Callable[[T, ChatRequest, ChatResult], Judgement],
+    judge: Callable[[T, ChatRequest, ChatResult], Judgement | Awaitable[Judgement]],
     concurrency: int | None = None,
 ) -> list[Sample]:
     """Send one chat per item (`ask`: its prompt id, request and extra summary fields) and
-    grade each reply (`judge`); transport errors become error samples."""
+    grade each reply (`judge`, which may await another model); transport errors become
+    error samples, and so does a judgement that could not be given (Judgement.error)."""
 
     async def grade(index: int, item: T) -> Sample:
         prompt_id, request, extra = ask(index, item)
@@ -380,12 +386,18 @@ async def graded_chats(
             result = await ctx.provider.chat(request)
         except EndpointError as exc:
             return error_sample(index, prompt_id, exc, summary)
-        judgement = judge(item, request, result)
+        graded = judge(item, request, result)
+        judgement = await graded if inspect.isawaitable(graded) else graded
         detail = dict(judgement.detail)
         if judgement.reason and not judgement.passed:
             detail["reason"] = judgement.reason
-        return chat_sample(
+        sample = chat_sample(
             index, prompt_id, judgement.passed, summary, result, detail, judgement.cause
         )
+        if judgement.error is not None:
+            return dataclasses.replace(
+                sample, grade=Grade.ERROR, error=scrub(judgement.error)[:500]
+            )
+        return sample
 
     return await run_samples(ctx, items, grade, concurrency)

@@ -9,8 +9,8 @@ the grader fits the check (a JSON-constrained reply is not a bare letter).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,19 +19,25 @@ from app.certification.checks import (
     CheckFn,
     Judgement,
     Problems,
+    SampleList,
     graded_chats,
     register,
 )
 from app.certification.checks.graders import (
     Grader,
     JsonSchemaGrader,
+    JudgeGrader,
     Reply,
     checked_schema,
 )
+from app.certification.checks.judged import calibrate, judged, unbound
 from app.certification.checks.template import TemplateError, fields, render
 from app.certification.providers.base import ChatRequest, ChatResult
 from app.certification.results import Sample
 from app.certification.suites import Rows
+
+if TYPE_CHECKING:
+    from app.certification.suites import CheckEntry
 
 
 class Prompt(BaseModel):
@@ -108,6 +114,8 @@ class DatasetParams(BaseModel):
                 f"grader {kind!r} does not fit a check with response_schema: its replies are "
                 "JSON documents (grade them with json_schema)"
             )
+        if isinstance(self.grader, JudgeGrader):
+            self._calibration_rows_fit(self.grader)
         if isinstance(self.grader, JsonSchemaGrader):
             own = self.grader.schema_
             tool_schema = self.tools[0].parameters if self.tools else None
@@ -117,6 +125,18 @@ class DatasetParams(BaseModel):
                     "or the tool's parameters"
                 )
         return self
+
+    def _calibration_rows_fit(self, grader: JudgeGrader) -> None:
+        """Each calibration item's row holds every field the prompt, the rubric and the
+        reference name: the judge is calibrated on the very prompt it grades."""
+        wanted = [f for t in (*self.prompt.templates(), *grader.templates()) for f in fields(t)]
+        for number, item in enumerate(grader.calibration):
+            missing = [f for f in dict.fromkeys(wanted) if f not in item.row]
+            if missing:
+                raise ValueError(
+                    f"calibration item {number} ({item.id}) has no row field {missing[0]!r} "
+                    "(the prompt, rubric or reference names it): give it in its `row`"
+                )
 
     def answer_schema(self) -> dict[str, Any] | None:
         return self.response_schema or (self.tools[0].parameters if self.tools else None)
@@ -183,12 +203,23 @@ def _planned(_datasets: Mapping[str, Rows] | None = None, **params: Any) -> int:
     fits=fits,
     sequential=True,
     description="The suite's own dataset: a prompt template per row, graded by the check's "
-    "grader (exact, normalised, regex, numeric, choice, json_schema, contains_all/none).",
+    "grader (exact, normalised, regex, numeric, choice, json_schema, contains_all/none, "
+    "judge).",
 )
 def dataset(**raw: Any) -> CheckFn:
     params = DatasetParams.model_validate(raw)
 
     async def check(ctx: CheckContext) -> list[Sample]:
+        grader = params.grader
+        judge_record: dict[str, Any] | None = None
+        if isinstance(grader, JudgeGrader):  # the judge is calibrated before its grades count
+            bound = ctx.judges.get(grader.judge)
+            if bound is None:
+                return unbound(grader.judge)
+            calibration = await calibrate(bound, grader, params.prompt.messages)
+            if not calibration.passed:
+                return calibration.refusal()
+            judge_record = calibration.record()
         rows = list(enumerate(_rows(params, ctx.datasets), 1))
         tools = (
             [
@@ -228,7 +259,7 @@ def dataset(**raw: Any) -> CheckFn:
             prompt_id = str(row.get("id", f"row-{number}"))[:200]
             return prompt_id, request, {"dataset": params.dataset, "row": number}
 
-        def judge(
+        async def grade(
             item: tuple[int, dict[str, Any]], request: ChatRequest, result: ChatResult
         ) -> Judgement:
             _, row = item
@@ -236,11 +267,28 @@ def dataset(**raw: Any) -> CheckFn:
             reply = Reply(result, prompt)
             if not reply.text.strip() and reply.tool_call is None:
                 return Judgement(False, "empty")
-            grader = params.grader
             if isinstance(grader, JsonSchemaGrader):
                 return grader.grade(row, reply, params.answer_schema())
+            if isinstance(grader, JudgeGrader):
+                return await judged(ctx.judges[grader.judge], grader, row, request, reply)
             return grader.grade(row, reply)
 
-        return await graded_chats(ctx, rows, ask, judge)
+        samples = await graded_chats(ctx, rows, ask, grade)
+        if judge_record is None:
+            return samples
+        return SampleList(samples, {"judge": judge_record})
 
     return check
+
+
+def judges_named(checks: Iterable[CheckEntry]) -> dict[str, list[str]]:
+    """The judges a suite's checks name (their logical names), each with the checks that
+    name it: what a run must bind to endpoints."""
+    named: dict[str, list[str]] = {}
+    for entry in checks:
+        if entry.name != "dataset":
+            continue
+        grader = entry.params.get("grader")
+        if isinstance(grader, dict) and grader.get("type") == "judge":
+            named.setdefault(str(grader.get("judge")), []).append(entry.key)
+    return named

@@ -31,7 +31,7 @@ from app.certification.checks.grading import (
     wrong_values,
 )
 from app.certification.checks.normalize import matches, normalize_answer
-from app.certification.checks.template import TemplateError, fields, text_of, value
+from app.certification.checks.template import TemplateError, fields, render, text_of, value
 from app.certification.providers.base import ChatResult
 
 GRADED_CHARS = 4000  # a reply is graded on its first GRADED_CHARS characters
@@ -401,8 +401,86 @@ def holds(text: str, terms: list[str]) -> list[str]:
     ]
 
 
+class CalibrationItem(BaseModel):
+    """One answer of a judge's calibration set, with the grade a sound judge gives it and
+    the row fields the rubric, the reference and the prompt need."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    answer: str = Field(min_length=1, max_length=GRADED_CHARS)
+    expected: Literal["pass", "fail"]
+    row: dict[str, Any] = Field(default_factory=dict)
+
+
+MIN_CALIBRATION = 2  # known-good answers, and as many known-bad ones, at the least
+MAX_CALIBRATION = 50
+
+
+class JudgeGrader(_Grader):
+    """`judge`: another model grades the reply against `rubric` (a template filled from the
+    row) and, when given, the `reference` answer (a template), in one fixed prompt format
+    (checks.judging). `judge` is a logical name the run binds to an endpoint (a target of
+    the organization through the API, `--judge` in the CLI). Before its grades count, the
+    judge grades `calibration` (at least 2 known-good and 2 known-bad answers): one
+    misgraded item makes the check errored (`judge_uncalibrated`). A reply that repeats its
+    prompt, or an empty one, fails before the judge is asked."""
+
+    type: Literal["judge"]
+    judge: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    rubric: str = Field(min_length=1, max_length=10_000)
+    reference: str | None = Field(None, min_length=1, max_length=10_000)
+    calibration: list[CalibrationItem] = Field(max_length=MAX_CALIBRATION)
+    max_tokens: int = Field(256, ge=16, le=4096)
+
+    @field_validator("rubric", "reference")
+    @classmethod
+    def template_ok(cls, text: str | None) -> str | None:
+        return None if text is None else _templates_ok([text])[0]
+
+    @field_validator("calibration")
+    @classmethod
+    def _balanced(cls, items: list[CalibrationItem]) -> list[CalibrationItem]:
+        good = sum(1 for item in items if item.expected == "pass")
+        if good < MIN_CALIBRATION or len(items) - good < MIN_CALIBRATION:
+            raise ValueError(
+                f"a judge's calibration set needs at least {MIN_CALIBRATION} answers expected "
+                f"to pass and {MIN_CALIBRATION} expected to fail (it has {good} and "
+                f"{len(items) - good})"
+            )
+        ids = [item.id for item in items if item.id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValueError("calibration ids must be unique")
+        return [
+            item if item.id is not None else item.model_copy(update={"id": f"calibration-{n}"})
+            for n, item in enumerate(items, 1)
+        ]
+
+    def templates(self) -> list[str]:
+        return [t for t in (self.rubric, self.reference) if t is not None]
+
+    def row_problem(self, row: Mapping[str, Any], prompt: str) -> str | None:
+        if not render(self.rubric, row).strip():
+            return "the rubric is empty for this row"
+        if self.reference is not None and not render(self.reference, row).strip():
+            return "the reference answer is empty"
+        return None
+
+    def prompt(self, row: Mapping[str, Any], question: str, answer: str) -> str:
+        """The judge prompt for one answer (checks.judging.judge_prompt)."""
+        from app.certification.checks.judging import judge_prompt
+
+        reference = None if self.reference is None else render(self.reference, row)
+        return judge_prompt(render(self.rubric, row), question, reference, answer[:GRADED_CHARS])
+
+
 Grader = Annotated[
-    AnswerGrader | RegexGrader | NumericGrader | ChoiceGrader | JsonSchemaGrader | ContainsGrader,
+    AnswerGrader
+    | RegexGrader
+    | NumericGrader
+    | ChoiceGrader
+    | JsonSchemaGrader
+    | ContainsGrader
+    | JudgeGrader,
     Field(discriminator="type"),
 ]
 

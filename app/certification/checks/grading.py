@@ -19,6 +19,7 @@ WORD = re.compile(r"[a-z0-9]+")
 # are not a phrasing an answer arrives at by chance, and an answer that restates the
 # question ("To kill a stuck process on Linux, …") rarely repeats more than six.
 ECHO_RUN = 8
+ECHO_OPENING = 3
 WRAPPING = " \t\r\n\"'`*“”‘’"
 
 # Why a sample failed, as counted in a check's explanation.
@@ -51,6 +52,7 @@ REASONS = {
     "dimension_mismatch": "had another dimension",
     "not_similar": "ranked an unrelated text above a paraphrase",
     "capability_unavailable": "were refused by the endpoint (capability unavailable)",
+    "judged_fail": "were judged to miss the rubric",
 }
 
 
@@ -60,13 +62,26 @@ def words(text: str) -> list[str]:
 
 def echoes_prompt(reply: str, prompt: str) -> bool:
     """The reply repeats its prompt: ECHO_RUN consecutive words of it (or all of a shorter
-    prompt's words, in order)."""
+    prompt's words, in order), or it opens with the whole of the prompt's last line."""
     asked, said = words(prompt), words(reply)
     run = min(len(asked), ECHO_RUN)
-    if run == 0 or len(said) < run:
+    if run == 0:
         return False
     runs = {tuple(asked[i : i + run]) for i in range(len(asked) - run + 1)}
-    return any(tuple(said[i : i + run]) in runs for i in range(len(said) - run + 1))
+    if any(tuple(said[i : i + run]) in runs for i in range(len(said) - run + 1)):
+        return True
+    return _opens_with_question(said, prompt)
+
+
+def _opens_with_question(said: list[str], prompt: str) -> bool:
+    """A base model under a system prompt repeats the short question it was asked and
+    carries on: fewer than ECHO_RUN words of it, so the run above misses it. The reply
+    opening with every word of the prompt's last line (the question, as messages are joined
+    line by line) is that parrot; an answer that restates the question rephrases it or
+    starts elsewhere. Lines of fewer than ECHO_OPENING words are too common to prove it."""
+    last = next((line for line in reversed(prompt.splitlines()) if line.strip()), "")
+    question = words(last)
+    return len(question) >= ECHO_OPENING and said[: len(question)] == question
 
 
 def bare(reply: str) -> str:

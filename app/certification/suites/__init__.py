@@ -77,6 +77,13 @@ class CheckEntry(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     id: str | None = Field(None, pattern=NAME, max_length=100)
     sampling: Sampling = Sampling()
+    # Against the target's last certified result of this suite (regressions.assess):
+    # `report` says whether the check regressed; `forbid` also fails it when it did.
+    regression: Literal["report", "forbid"] = Field(
+        "report",
+        description="report: a significant drop against the target's last certified result "
+        "is reported; forbid: it also fails the check.",
+    )
 
     @property
     def rate_threshold(self) -> float:

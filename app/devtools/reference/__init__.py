@@ -15,4 +15,7 @@ MODES = (
     "serial",
     "any-model",
     "no-embeddings",
+    "judge",
+    "judge-lenient",
+    "degraded",
 )

@@ -53,7 +53,7 @@ class AnthropicRoute:
         await self.server.gate(request, behaviour)
         reply = brain.respond(
             messages,
-            behaviour.persona,
+            behaviour.persona_for(messages),
             tools=anthropic_tools(body.get("tools"), body.get("tool_choice")),
             max_tokens=max_tokens,
         )

@@ -6,6 +6,9 @@
 - `parrot` is a base model that does not follow instructions: it repeats the prompt and
   rambles on until the token limit ("… apple-1 mendatang the of …", finish_reason length).
 - `refuse` refuses everything; `comply` answers everything, harmful requests included.
+- `judge` grades a judge prompt (checks.judging) from its content, as a sound judge model
+  would (judge_verdict); `judge-lenient` passes every answer it is asked about. Both answer
+  any other prompt as `good`.
 
 The answers come from the prompts, the shipped datasets and the example suites of
 docs/suites/ (a team's own datasets, docs/suites.md), so a verdict against the reference
@@ -24,7 +27,7 @@ from typing import Any
 
 from app.certification.suites import DATASETS_DIR
 
-PERSONAS = ("good", "wrong", "parrot", "refuse", "comply")
+PERSONAS = ("good", "wrong", "parrot", "refuse", "comply", "judge", "judge-lenient")
 TOKEN_PROMPT = re.compile(r"Reply with exactly this token and nothing else:\s*(\S+)")
 QUESTION = re.compile(r"Question:\s*(.+?)\s*$", re.S)
 NEEDLE = re.compile(r"The secret code is ([A-Z0-9-]+)\.")
@@ -122,6 +125,8 @@ def example_answers() -> dict[str, Any]:
                 elif grader.type in ("exact", "normalised", "numeric"):
                     found = value(grader.answer, row)
                     known[prompt] = text_of(found[0] if isinstance(found, list) else found)
+                elif grader.type == "judge" and grader.reference is not None:
+                    known[prompt] = render(grader.reference, row)
     return known
 
 
@@ -182,6 +187,11 @@ def respond(
 ) -> Reply:
     """The reference model's reply as `persona` (see the module docstring)."""
     text = last_user_text(messages)
+    if persona.startswith("judge"):
+        verdict = judge_verdict(text, lenient=persona == "judge-lenient")
+        if verdict is not None:
+            return Reply(verdict)
+        persona = "good"
     if persona == "parrot":
         return parrot(text, max_tokens)
     if persona == "refuse":
@@ -234,3 +244,52 @@ def wrong_answer(right: str) -> str:
     if letter:
         return f"The answer is ({'B' if letter.group(1) == 'A' else 'A'})."
     return "I am not sure."
+
+
+# What a sound judge looks for in an answer: the reference answer's figures, and most of its
+# content words (words of four letters or more outside STOPWORDS, plural -s aside).
+STOPWORDS = frozenset(
+    "that this with from your have will they them then than what when where which while "
+    "there their these those into onto over under about after before also only just more "
+    "most some such very been being were does done each other please would could should".split()
+)
+FIGURE = re.compile(r"\d+(?:[.,]\d+)?")
+COVERAGE = 0.6
+
+
+def _terms(text: str) -> set[str]:
+    return {
+        word.removesuffix("s")
+        for word in re.findall(r"[a-z]+", text.lower())
+        if len(word) >= 4 and word not in STOPWORDS
+    }
+
+
+def judge_verdict(prompt: str, lenient: bool = False) -> str | None:
+    """The verdict of the reference judge on a judge prompt (None when `prompt` is not one):
+    pass when the answer is not empty, does not repeat the question, gives every figure of
+    the reference answer and at least COVERAGE of its content words. `lenient`: always pass."""
+    from app.certification.checks.grading import echoes_prompt
+    from app.certification.checks.judging import prompt_parts
+
+    parts = prompt_parts(prompt)
+    if "answer" not in parts:
+        return None
+    answer, reference = parts["answer"], parts.get("reference", "")
+    if lenient:
+        return json.dumps({"grade": "pass", "reason": "The answer looks fine."})
+    missing_figures = sorted(set(FIGURE.findall(reference)) - set(FIGURE.findall(answer)))
+    terms = _terms(reference)
+    held = terms & _terms(answer)
+    if not answer.strip():
+        reason = "The answer is empty."
+    elif echoes_prompt(answer, parts.get("question", "")):
+        reason = "The answer repeats the question instead of answering it."
+    elif missing_figures:
+        reason = f"The answer does not give {missing_figures[0]}, as the reference does."
+    elif terms and len(held) < COVERAGE * len(terms):
+        missing = ", ".join(sorted(terms - held)[:3])
+        reason = f"The answer misses what the reference says ({missing})."
+    else:
+        return json.dumps({"grade": "pass", "reason": "The answer gives the reference's facts."})
+    return json.dumps({"grade": "fail", "reason": reason})

@@ -6,7 +6,11 @@ and the behaviours of real small models: parrot (echoes the prompt plus junk), r
 comply-all (answers harmful and benign alike), serial (one request at a time; competing
 streams end after the role chunk), any-model (answers 200 for any model name; the others
 answer 404 for a model they do not serve, as vLLM and OpenAI do), no-embeddings (500 on
-every embeddings request). docs/methodology.md gives the verdict each deserves.
+every embeddings request), degraded[-PCT] (a model that got worse: answers PCT % of the
+prompts wrong, default 40, the same prompts every time, the rest right); and a judge model
+for `judge` graders: judge (grades a judge prompt from its content, brain.judge_verdict) and
+judge-lenient (passes every answer: a judge that fails its calibration). docs/methodology.md
+gives the verdict each deserves.
 
 A chat takes `generation_ms` (default 15 ms) before it answers, as a model generating takes
 time: concurrency then pays, as it does on a real server, and a serial one shows.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import random
 import re
@@ -36,6 +41,8 @@ PERSONAS = {
     "parrot": "parrot",
     "refuse-all": "refuse",
     "comply-all": "comply",
+    "judge": "judge",
+    "judge-lenient": "judge-lenient",
 }  # every other mode answers as `good`
 MODE_SPEC = re.compile(r"(?P<name>[a-z]+(?:-[a-z]+)*)(?:-(?P<arg>\d+(?:\.\d+)?))?")
 EMBED_MODEL = "reference-embed"
@@ -52,10 +59,20 @@ class Behaviour:
     flaky_rate: float = 0.5
     rps: float = 5.0
     generation_ms: float = 15.0
+    degraded_rate: float = 0.4
 
     @property
     def persona(self) -> str:
         return PERSONAS.get(self.mode, "good")
+
+    def persona_for(self, messages: list[Any]) -> str:
+        """Mode degraded answers a fixed share of the prompts wrong, chosen by the prompt's
+        hash: the same prompts every run, so its pass rate is what the share says."""
+        if self.mode != "degraded":
+            return self.persona
+        text = brain.last_user_text(messages).encode()
+        share = int.from_bytes(hashlib.sha256(text).digest()[:4], "big") / 2**32
+        return "wrong" if share < self.degraded_rate else "good"
 
 
 @dataclass
@@ -114,6 +131,8 @@ class ReferenceServer:
                 behaviour.flaky_rate = value / 100
             elif name == "ratelimit":
                 behaviour.rps = value
+            elif name == "degraded":
+                behaviour.degraded_rate = min(value, 100.0) / 100
         return behaviour
 
     @web.middleware
@@ -228,7 +247,7 @@ class ReferenceServer:
             return missing
         reply = brain.respond(
             messages,
-            behaviour.persona,
+            behaviour.persona_for(messages),
             tools=openai_tools(body.get("tools")),
             json_schema=openai_schema(body.get("response_format")),
             max_tokens=max_tokens,

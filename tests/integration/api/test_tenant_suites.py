@@ -185,3 +185,27 @@ def test_a_certification_names_a_suite_by_name_or_version(
     theirs = create_target(client, other, f"{reference_url}/m/good/v1")
     r = client.post("/v1/certifications", json={"target_id": theirs, "suite": name}, headers=other)
     assert r.status_code == 422
+
+
+def test_the_regression_policy_is_validated_and_published(client, auth) -> None:  # type: ignore[no-untyped-def]
+    """`regression: forbid | report` per check: in the published schema, refused otherwise
+    with its path and line, and nothing stored."""
+    from jsonschema import Draft202012Validator
+
+    schema = client.get("/v1/suites/schema").get_json()
+    name = f"policy-{uuid.uuid4().hex[:6]}"
+    doc = yaml.safe_load(suite_yaml(name))
+    doc["checks"][0]["regression"] = "forbid"
+    assert not list(Draft202012Validator(schema).iter_errors(doc))
+    doc["checks"][0]["regression"] = "never"
+    assert list(Draft202012Validator(schema).iter_errors(doc))
+    r = post(client, auth, yaml.safe_dump(doc, sort_keys=False).encode())
+    assert r.status_code == 422
+    (error,) = r.get_json()["errors"]
+    assert error["loc"] == ["body", "checks", 0, "regression"] and error["line"]
+    assert "'report' or 'forbid'" in error["msg"]
+    assert name not in names(client, auth)
+    doc["checks"][0]["regression"] = "forbid"
+    assert post(client, auth, yaml.safe_dump(doc, sort_keys=False).encode()).status_code == 201
+    detail = client.get(f"/v1/suites/{name}@1.0.0", headers=auth).get_json()
+    assert detail["checks"][0]["regression"] == "forbid"

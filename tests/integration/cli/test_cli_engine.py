@@ -147,7 +147,7 @@ def test_the_certificate_signs_what_the_verdict_was_reached_under(
         == 1
     )
     payload = json.loads((tmp_path / "out" / "certificate.json").read_text())["payload"]
-    assert payload["format"] == "modelcert-certificate/2"
+    assert payload["format"] == "modelcert-certificate/3"
     assert payload["client"] == "cli" and payload["engine_version"]
     assert payload["run_conditions"]["concurrency"] == 2  # the suite's 4, capped at 2
     assert payload["run_conditions"]["check_concurrency"] == {"latency": 2, "load": 2}
@@ -217,3 +217,95 @@ def test_each_behaviour_gets_the_verdict_it_deserves(
         )
         payload = json.loads((tmp_path / suite / "out" / "certificate.json").read_text())["payload"]
         assert (payload["verdict"], code) == (expected, EXIT[expected]), output
+
+
+REGRESS_SUITE = """\
+name: regress-cli
+version: "1.0.0"
+checks:
+  - {name: chat, id: chat_reported, threshold: 0.3, params: {prompts: 60}}
+  - {name: chat, id: chat_forbidden, threshold: 0.3, params: {prompts: 60}, regression: forbid}
+"""
+
+
+def test_certify_with_a_baseline_marks_regressions(reference: str, tmp_path: Path) -> None:
+    """A certified run, then the same suite against a worse model with --baseline: both checks
+    regressed; the one whose suite entry forbids it fails, and the verdict with it."""
+    suite = tmp_path / "regress.yaml"
+    suite.write_text(REGRESS_SUITE)
+    key = ["--signing-key-file", str(tmp_path / "signing-key"), "--suite-file", str(suite)]
+
+    said: list[str] = []
+
+    def run(mode: str, out: str, *extra: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            certify,
+            [
+                "--base-url",
+                f"{reference}/m/{mode}/v1",
+                "--model",
+                "reference-model",
+                "--out",
+                str(tmp_path / out),
+                "--json",
+                *key,
+                *extra,
+            ],
+        )
+        said.append(result.stderr)
+        return result.exit_code, result.stdout
+
+    code, first = run("good", "before")
+    assert code == 0, first
+    assert json.loads(first)["baseline"] is None
+    code, second = run("degraded", "after", "--baseline", str(tmp_path / "before"))
+    assert code == 1, second
+    document = json.loads(second)
+    before_id = json.loads(first)["certificate"]["certification_id"]
+    assert document["baseline"]["certification_id"] == before_id
+    assert document["regressed"] == ["chat_reported", "chat_forbidden"]
+    checks = {c["name"]: c for c in document["checks"]}
+    assert checks["chat_reported"]["outcome"] == "passed"
+    assert checks["chat_forbidden"]["outcome"] == "failed"
+    assert checks["chat_forbidden"]["explanation"].startswith(
+        f"regressed against certification {before_id}"
+    )
+    assert checks["chat_reported"]["regression"]["upper"] < 0
+    payload = json.loads((tmp_path / "after" / "certificate.json").read_text())["payload"]
+    assert payload["format"] == "modelcert-certificate/3"
+    assert payload["baseline"]["certification_id"] == before_id
+    signed = {c["name"]: c for c in payload["checks"]}
+    assert signed["chat_forbidden"]["regression"]["regressed"] is True
+    assert signed["chat_forbidden"]["cause"] == "regressed"
+
+    # The same model again, judged against the first run: nothing regressed.
+    code, again = run("good", "again", "--baseline", str(tmp_path / "before" / "certificate.json"))
+    assert code == 0 and json.loads(again)["regressed"] == []
+
+    # What cannot be a baseline is refused before any request, with exit 2.
+    code, _ = run("good", "x", "--baseline", str(tmp_path / "after"))
+    assert code == 2 and "is not_certified: a baseline is a certified run" in said[-1]
+    refused = CliRunner().invoke(
+        certify,
+        [
+            "--base-url",
+            f"{reference}/m/good/v1",
+            "--model",
+            "reference-model",
+            "--out",
+            str(tmp_path / "y"),
+            "--signing-key-file",
+            str(tmp_path / "signing-key"),
+            "--suite",
+            "smoke",
+            "--baseline",
+            str(tmp_path / "before"),
+        ],
+    )
+    assert refused.exit_code == 2 and "only the same suite version compares" in refused.output
+    tampered = json.loads((tmp_path / "before" / "certificate.json").read_text())
+    tampered["payload"]["checks"][0]["passed"] = 0
+    (tmp_path / "forged.json").write_text(json.dumps(tampered))
+    (tmp_path / "keys.json").write_text((tmp_path / "before" / "keys.json").read_text())
+    code, _ = run("good", "z", "--baseline", str(tmp_path / "forged.json"))
+    assert code == 2 and "is not authentic (bad_signature)" in said[-1]

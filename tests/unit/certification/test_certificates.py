@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult
+from app.cli.certify import verify as verify_command
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -144,7 +148,7 @@ def test_fingerprint_normalises_the_url_and_sorts_the_listing() -> None:
     assert a != certs.endpoint_fingerprint("openai_compatible", "http://host/v1", "m", None)
 
 
-def test_format_2_signs_the_run_and_format_1_still_verifies() -> None:
+def test_format_3_signs_the_run_and_its_baseline_and_format_1_still_verifies() -> None:
     seed = certs.generate_seed()
     key = certs.load_private_key(seed)
     run = certs.RunRecord(
@@ -184,17 +188,22 @@ def test_format_2_signs_the_run_and_format_1_still_verifies() -> None:
         issued_at=NOW,
         run=run,
     )
-    assert payload["format"] == "modelcert-certificate/2"
+    assert payload["format"] == "modelcert-certificate/3"
     assert payload["capabilities"]["temperature"] == "0.5000"  # no floats are signed
     assert payload["skipped_required"] == ["embeddings"]
     assert [c["name"] for c in payload["checks"]] == ["chat", "embeddings"]
     assert payload["client"] == "cli" and payload["engine_version"] == "2.0"
+    assert payload["baseline"] is None  # said, not left out: there was none
     certs.verify(certs.sign(payload, key), keys_for(seed), now=NOW)
+    no_baseline = copy.deepcopy(payload)
+    del no_baseline["baseline"]  # a format-3 payload always says its baseline
+    with pytest.raises(certs.CertificateInvalid, match="baseline"):
+        certs.verify(certs.sign(no_baseline, key), keys_for(seed), now=NOW)
     old = make_cert(seed)  # format 1: no run section
     assert old["payload"]["format"] == "modelcert-certificate/1"
     certs.verify(old, keys_for(seed), now=NOW)
     stripped = copy.deepcopy(payload)
-    del stripped["client"]  # a format-2 payload without its run section is malformed
+    del stripped["client"]  # a payload without its run section is malformed
     with pytest.raises(certs.CertificateInvalid, match="client"):
         certs.verify(certs.sign(stripped, key), keys_for(seed), now=NOW)
 
@@ -205,3 +214,24 @@ def test_only_a_certified_verdict_is_accepted() -> None:
     assert certs.accepts({"verdict": "certified_with_warnings"}, allow_warnings=True)
     for verdict in ("not_certified", "inconclusive", None):
         assert not certs.accepts({"verdict": verdict}, allow_warnings=True)
+
+
+FORMAT_2 = Path(__file__).resolve().parents[2] / "fixtures" / "certificate-format-2"
+
+
+def test_an_existing_format_2_certificate_still_verifies() -> None:
+    """A certificate `modelcert certify` wrote before format 3 (signed then, with its keys,
+    valid for ten years): the library and `modelcert verify` still accept it, and tampering
+    with it is still caught."""
+    cert = json.loads((FORMAT_2 / "certificate.json").read_text())
+    assert cert["payload"]["format"] == "modelcert-certificate/2"
+    assert "baseline" not in cert["payload"]
+    keys = certs.parse_keys_document(json.loads((FORMAT_2 / "keys.json").read_text()))
+    certs.verify(cert, keys)
+    run = CliRunner().invoke(verify_command, [str(FORMAT_2 / "certificate.json")])
+    assert run.exit_code == 0, run.output
+    assert "valid: certified" in run.output
+    tampered = copy.deepcopy(cert)
+    tampered["payload"]["verdict"] = "certified_with_warnings"
+    with pytest.raises(certs.CertificateInvalid, match="signature"):
+        certs.verify(tampered, keys)

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.certification import certificates as certs
+from app.certification.regressions import Baseline, assess, figures_of
 from app.certification.results import CheckOutcome, CheckResult
 from app.cli.certify import write_evidence, write_keys
 from app.cli.report import report as report_command
@@ -139,17 +140,55 @@ def test_verdict_reasons_agree_with_the_service_rule() -> None:
 
 
 def test_comparison_names_what_improved_and_regressed() -> None:
+    """Improved and regressed mean beyond chance (the engine's comparison): 10 of 10 then 8
+    of 10 is within noise, 10 of 10 then 3 of 10 is a regression."""
     before = [
         check_from_record(r.__dict__ | {"outcome": str(r.outcome)})
-        for r in (result("chat", "failed", 1, 9), result("json", "passed", 10, 0))
+        for r in (
+            result("chat", "failed", 1, 9),
+            result("json", "passed", 10, 0),
+            result("tools", "passed", 10, 0),
+        )
     ]
     after = [
         check_from_record(r.__dict__ | {"outcome": str(r.outcome)})
-        for r in (result("chat", "passed", 10, 0), result("json", "passed", 8, 2))
+        for r in (
+            result("chat", "passed", 10, 0),
+            result("json", "failed", 3, 7),
+            result("tools", "passed", 8, 2),
+        )
     ]
     diff = compare("old", "not_certified", None, before, after)
     assert [c.check for c in diff.improved] == ["chat"]
     assert [c.check for c in diff.regressed] == ["json"]
+    assert {c.check: c.direction for c in diff.changes}["tools"] == "within_noise"
+    assert "pass rate 1.00 → 0.30" in diff.regressed[0].summary
+
+
+def test_a_regressed_check_is_shown_regressed_as_its_certificate_says(tmp_path: Path) -> None:
+    before = write_run(tmp_path / "before", [result("qa", "passed", 58, 2)], "certified")
+    baseline = Baseline(
+        "cert-1",
+        "smoke@1.1.0",
+        "2026-01-01T00:00:00Z",
+        {"qa": figures_of(certs.check_summary(result("qa", "passed", 58, 2)))},
+    )
+    judged = assess(result("qa", "passed", 35, 25), "report", baseline)
+    after = write_run(tmp_path / "after", [judged], "certified")
+    assert certs.check_summary(judged)["regression"]["regressed"] is True  # what is signed
+    line = json.loads((after / "evidence.jsonl").read_text().splitlines()[0])
+    assert line["type"] == "check" and line["regression"]["regressed"] is True
+    out = tmp_path / "page.html"
+    run = CliRunner().invoke(
+        report_command, [str(after), "--out", str(out), "--previous", str(before)]
+    )
+    assert run.exit_code == 0, run.output
+    page = out.read_text()
+    check = re.search(r'<article class="check"[^>]*data-check="qa">.*?</article>', page, re.S)
+    assert check is not None and '<span class="pill dir-regressed">regressed</span>' in check[0]
+    row = re.search(r'<tr class="dir-(\w+)"><td>qa</td>', page)
+    assert row is not None and row[1] == "regressed"
+    assert "1 regressed" in page and "regressed against certification cert-1" in page
 
 
 def test_cli_report_writes_one_self_contained_file(run_dir: Path, tmp_path: Path) -> None:
