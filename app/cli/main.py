@@ -9,11 +9,15 @@ import shutil
 import socket
 import sys
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from app.config import ConfigError, Settings, settings_for_process
 from app.devtools.reference import MODES as REFERENCE_MODES
+
+if TYPE_CHECKING:  # imported where used: `modelcert --help` does not load gunicorn
+    from gunicorn.workers.base import Worker
 
 
 def _process_settings(signs: bool = False, broker: bool = True) -> Settings:
@@ -81,7 +85,7 @@ def api(bind: str | None) -> None:
 
     from app import create_app
 
-    class Api(BaseApplication):  # type: ignore[misc]
+    class Api(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set(
                 "bind", bind or f"{_url_host(settings.modelcert_listen_host)}:{settings.api_port}"
@@ -98,7 +102,9 @@ def api(bind: str | None) -> None:
             self.cfg.set("child_exit", _gunicorn_child_exit)
             self.cfg.set("post_worker_init", _freeze_after_load)
 
-        def load(self):  # type: ignore[no-untyped-def]
+        # Any: types-gunicorn's WSGI callable takes a plainer start_response than the
+        # StartResponse protocol Flask declares, so no precise type satisfies both.
+        def load(self) -> Any:
             return create_app(settings)
 
     Api().run()
@@ -117,10 +123,10 @@ def _freeze_after_load(worker: object) -> None:
     gc.freeze()
 
 
-def _gunicorn_child_exit(server: object, worker: object) -> None:
+def _gunicorn_child_exit(server: object, worker: Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @main.command()

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import uuid
+from typing import Any
 
 from celery import Celery
 from kombu.messaging import Producer
@@ -112,8 +113,9 @@ class Publisher:
             return False
         return True
 
-    def _send(self, task: str, arg: str, queue: str, **options: object) -> None:
-        """send_task(task, args=[arg]) to `queue` on this thread's producer."""
+    def _send(self, task: str, arg: str, queue: str, **options: Any) -> None:
+        """send_task(task, args=[arg]) to `queue` on this thread's producer; `options` are
+        send_task's own (priority)."""
         producer = self._producer()
         try:
             self.app.send_task(
@@ -130,7 +132,8 @@ class Publisher:
         except BaseException:
             self._local.producer = None
             with contextlib.suppress(Exception):
-                producer.connection.close()
+                if producer.connection is not None:
+                    producer.connection.close()
             raise
 
     def _producer(self) -> Producer:
@@ -138,4 +141,4 @@ class Publisher:
         if producer is None or pid != os.getpid():
             producer = self.app.amqp.Producer(self.app.connection_for_write(), auto_declare=False)
             self._local.producer = (os.getpid(), producer)
-        return producer  # type: ignore[no-any-return]
+        return producer

@@ -81,7 +81,7 @@ def enqueue(
         return None
     body = CertificationCreate(
         target_id=target.id, suite=suite.name, region=region, priority=priority
-    )  # type: ignore[arg-type]
+    )
     values = new_job_values(settings, target, suite, region, priority, reason, judges)
     row = session.execute(
         insert(Certification)

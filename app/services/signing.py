@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
@@ -35,7 +36,7 @@ class Signer:
     key_id: str
     public_keys: tuple[str, ...]  # base64, newest first; [0] is the signer's
 
-    def sign(self, payload: dict) -> dict:  # type: ignore[type-arg]
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return certs.sign(payload, self.private_key, self.key_id)
 
 

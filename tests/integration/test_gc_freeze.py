@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT, settings_env
+from app.devtools.harness import settings_env
+from tests.support import ROOT
 
 
 def frozen_after(settings, script: str) -> int:  # type: ignore[no-untyped-def]

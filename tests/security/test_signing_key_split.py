@@ -14,8 +14,8 @@ import httpx
 
 from app.certification import certificates as certs
 from app.db.session import transaction
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 from app.services.signing import _signer, register_keys
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
 
 FLOWER_AUTH = ("operator", f"pw-{uuid.uuid4().hex[:12]}")
 

@@ -7,7 +7,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from app.db.models import Base
+import app.db.models  # noqa: F401 - puts every table on Base.metadata
+from app.db.base import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

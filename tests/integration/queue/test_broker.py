@@ -9,10 +9,10 @@ import uuid
 
 import redis
 
+from app.devtools.harness import free_port, start_redis_server
 from app.queue import transport as broker
 from app.queue.names import priority_lists
 from app.queue.publisher import Publisher, make_publisher_app
-from tests.conftest import free_port, start_redis_server
 
 
 def _waiting(client: redis.Redis, queue: str) -> int:
