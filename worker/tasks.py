@@ -59,7 +59,7 @@ def _engine() -> Engine | None:
 
 
 @signals.worker_init.connect(weak=False)
-def _warm_up_before_fork(**_: object) -> None:
+def warm_up_before_fork(**_: object) -> None:
     try:
         compiled = run.warm_up(session_factory(), settings)
         log.info("worker_warmed_up", extra={"statements": compiled})

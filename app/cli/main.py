@@ -100,7 +100,7 @@ def api(bind: str | None) -> None:
             self.cfg.set("accesslog", None)
             self.cfg.set("proc_name", "modelcert-api")
             self.cfg.set("child_exit", _gunicorn_child_exit)
-            self.cfg.set("post_worker_init", _freeze_after_load)
+            self.cfg.set("post_worker_init", freeze_after_load)
 
         # Any: types-gunicorn's WSGI callable takes a plainer start_response than the
         # StartResponse protocol Flask declares, so no precise type satisfies both.
@@ -115,7 +115,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _freeze_after_load(worker: object) -> None:
+def freeze_after_load(worker: object) -> None:
     """In each gunicorn worker once the app is loaded: what is alive now lives as long as the
     process, so the garbage collector stops scanning it (gc.freeze). A full collection over
     those objects (Flask, SQLAlchemy, Celery, pydantic) is what made Python's collector dear

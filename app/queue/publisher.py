@@ -116,7 +116,7 @@ class Publisher:
     def _send(self, task: str, arg: str, queue: str, **options: Any) -> None:
         """send_task(task, args=[arg]) to `queue` on this thread's producer; `options` are
         send_task's own (priority)."""
-        producer = self._producer()
+        producer = self.producer()
         try:
             self.app.send_task(
                 task,
@@ -136,7 +136,10 @@ class Publisher:
                     producer.connection.close()
             raise
 
-    def _producer(self) -> Producer:
+    def producer(self) -> Producer:
+        """This thread's producer, kept across publishes (a producer and its connection per
+        publish cost more than the publish); a forked child opens its own, since a
+        connection must not be shared across a fork."""
         pid, producer = getattr(self._local, "producer", None) or (None, None)
         if producer is None or pid != os.getpid():
             producer = self.app.amqp.Producer(self.app.connection_for_write(), auto_declare=False)

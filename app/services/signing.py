@@ -84,14 +84,15 @@ def seeds_for(settings: Settings) -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def _signer(seeds: tuple[str, ...]) -> Signer:
+def signer_from(seeds: tuple[str, ...]) -> Signer:
+    """The signer of these seeds (the first signs; all are published), made once per process."""
     keys = [certs.load_private_key(seed) for seed in seeds]
     public = tuple(certs.public_key_b64(k) for k in keys)
     return Signer(keys[0], certs.key_id_for(public[0]), public)
 
 
 def signer_for(settings: Settings) -> Signer:
-    return _signer(tuple(seeds_for(settings)))
+    return signer_from(tuple(seeds_for(settings)))
 
 
 # Key sets this process saw fully registered: keys are never deleted and a retirement is

@@ -228,10 +228,10 @@ def test_rotated_keys_stay_published_and_verify(client, factory) -> None:  # typ
     from datetime import UTC, datetime
 
     from app.db.session import transaction
-    from app.services.signing import _signer, register_keys
+    from app.services.signing import register_keys, signer_from
 
     old_seed, new_seed = certs.generate_seed(), certs.generate_seed()
-    old, new = _signer((old_seed,)), _signer((new_seed, old_seed))
+    old, new = signer_from((old_seed,)), signer_from((new_seed, old_seed))
     with transaction(factory) as session:
         register_keys(session, old)
     payload = certs.build_payload(
