@@ -51,7 +51,7 @@ lint: install
 	$(BIN)/ruff check app worker tests bench
 	$(BIN)/lint-imports
 	$(BIN)/deptry .
-	$(BIN)/mypy app/certification
+	$(BIN)/mypy app worker
 
 clean:
 	rm -rf $(VENV) .modelcert

@@ -366,9 +366,10 @@ class ConfigError(Exception):
 def read_stack_file(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / STACK_FILE
     try:
-        return json.loads(path.read_text())
+        stack = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return stack if isinstance(stack, dict) else {}
 
 
 def describe_validation_error(exc: ValidationError) -> str:

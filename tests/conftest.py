@@ -22,10 +22,10 @@ from app.devtools.harness import (
     settings_env,
     wait_http,
 )
-from app.devtools.harness import start_redis_server as start_redis_server
-from app.devtools.harness import with_database as with_database
+from tests.support import ROOT
+from tests.support.rows import make_token
+from tests.support.workers import start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
 # The tier of each test, from the folder it lives in (`pytest -m unit`, `make test-unit`).
 TIERS = {
     "unit": "unit",
@@ -106,17 +106,6 @@ def reference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.stop()
 
 
-def start_worker(settings: Settings, log: Path, **extra: str) -> Proc:
-    port = extra.pop("WORKER_HEALTH_PORT", None) or str(settings.worker_health_port)
-    proc = Proc(
-        [str(BIN / "modelcert"), "worker"],
-        settings_env(settings, WORKER_HEALTH_PORT=port, **extra),
-        log,
-    ).start()
-    wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
-    return proc
-
-
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = start_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log")
@@ -155,15 +144,6 @@ def factory(settings: Settings):  # type: ignore[no-untyped-def]
     from app.db.session import make_engine, make_session_factory
 
     return make_session_factory(make_engine(str(settings.database_url), pool_size=2))
-
-
-def make_token(factory, org: str) -> str:  # type: ignore[no-untyped-def]
-    from app.db.session import transaction
-    from app.services.auth import create_token
-
-    with transaction(factory) as session:
-        token, _ = create_token(session, org)
-    return token
 
 
 @pytest.fixture()

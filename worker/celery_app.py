@@ -6,6 +6,8 @@ build an app from Settings of your own with worker.celery_factory.make_celery.
 
 from __future__ import annotations
 
+from celery import signals
+
 from app.config import settings_for_process
 from worker.celery_factory import STOP_JOBS, make_celery
 
@@ -19,7 +21,7 @@ from worker import probes  # noqa: E402  (registers the probe bootstep and signa
 probes.install(app, settings)
 
 
-@__import__("celery").signals.setup_logging.connect(weak=False)
+@signals.setup_logging.connect(weak=False)
 def _configure_logging(**_: object) -> None:
     from app.logging import configure_logging
 

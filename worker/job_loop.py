@@ -31,9 +31,7 @@ class JobLoop:
         self._mine = threading.local()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop: asyncio.AbstractEventLoop | None = getattr(self._mine, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = self._mine.loop = asyncio.new_event_loop()
+        loop = self._loop()
         try:
             return loop.run_until_complete(coro)
         except BaseException:
@@ -46,6 +44,14 @@ class JobLoop:
         finally:
             if getattr(self._mine, "loop", None) is loop:
                 _cancel_all(loop)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's loop; a fresh one when it has none or the last job took it down."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._mine, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+            self._mine.loop = loop
+        return loop
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -139,7 +140,9 @@ _RENEWER = _Renewer()
 os.register_at_fork(after_in_child=_RENEWER._reset)
 
 
-def keeper_for(factory: sessionmaker[Session], lease_seconds: int):  # type: ignore[no-untyped-def]
+def keeper_for(
+    factory: sessionmaker[Session], lease_seconds: int
+) -> Callable[[jobs.Claim], LeaseKeeper]:
     """What run.RunHooks.lease takes: a keeper for each claim, renewing well within the
     lease (every 2 s, or a third of a shorter lease)."""
     interval = min(2.0, lease_seconds / 3)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
@@ -90,6 +91,13 @@ def move_aside(
 class Channel(broker.Channel):
     malformed_key: str | None = None  # the transport option of that name
     from_transport_options = (*broker.Channel.from_transport_options, "malformed_key")
+    # kombu's own members that the copies below use; its stubs (celery-types) leave out the
+    # channel's private API.
+    connection_errors: tuple[type[BaseException], ...]
+    _queue_cycle: Any
+    _flush_brpop_reauth: Callable[[], None]
+    _q_for_pri: Callable[[str, int], str]
+    _maybe_update_queues_expire: Callable[[Any, str], None]
 
     def _decoded(self, raw: bytes, queue: str) -> Any | None:
         """The envelope in `raw`, or None once it has been moved aside."""
@@ -130,7 +138,7 @@ class Channel(broker.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         # kombu 5.7's Channel._get; a malformed entry is moved aside and the next one read.
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
@@ -149,15 +157,20 @@ class Channel(broker.Channel):
         except Exception as exc:  # noqa: BLE001 - any shape kombu cannot take
             self._move_aside(dumps(message).encode(), exchange, "not_an_envelope", exc)
             return True
-        return bool(super()._deliver_fanout_message(message, exchange))
+        # kombu's own method, which its stubs leave out (see above).
+        return bool(super()._deliver_fanout_message(message, exchange))  # type: ignore[misc]
 
 
 class Transport(broker.Transport):
     Channel = Channel
 
 
-class Consumer(CeleryConsumer):  # type: ignore[misc]
+class Consumer(CeleryConsumer):
     """Celery's consumer, its task handler guarded against messages it cannot read."""
+
+    # Set by Celery's Consumer.__init__ from the transport; its stubs do not declare them.
+    connection_errors: tuple[type[BaseException], ...]
+    channel_errors: tuple[type[BaseException], ...]
 
     def create_task_handler(self, promise: Any = promise) -> Any:
         handle = super().create_task_handler(promise)

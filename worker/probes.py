@@ -223,13 +223,15 @@ class Handler(BaseHTTPRequestHandler):
 
 def probe_server(host: str, port: int) -> ThreadingHTTPServer:
     """The probes' HTTP server on MODELCERT_LISTEN_HOST (loopback unless configured)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("ProbeHTTPServer", (ThreadingHTTPServer,), {"address_family": family})
-    return server_class((host, port), Handler)  # type: ignore[no-any-return]
+
+    class ProbeHTTPServer(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    return ProbeHTTPServer((host, port), Handler)
 
 
 class ProbeServer(bootsteps.StartStopStep):
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
     # Set by install(); never kept in app.conf, which Flower shows (CELERY-FACTS).
     settings: Settings | None = None
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, g, request
 from werkzeug.wrappers import Response as AnyResponse
 
-from app.api.deps import deps
+from app.api.deps import Deps, deps
 from app.api.errors import ProblemError
 from app.api.ratelimit import TokenLimits, auth_failures, client_address
 from app.reports.render import Page
@@ -174,8 +174,9 @@ def install_page_limits(app: Flask) -> None:
     app.extensions["modelcert.page_limits"] = TokenLimits(deps_of(app).settings)
 
 
-def deps_of(app: Flask):  # type: ignore[no-untyped-def]
-    return app.extensions["modelcert"]
+def deps_of(app: Flask) -> Deps:
+    found: Deps = app.extensions["modelcert"]
+    return found
 
 
 def limit(who: Principal | None) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from app.api.deps import (
     PREFETCH_TARGET,
     SHARED_AUTH_TRANSACTION,
+    Deps,
     auth_session,
     deps,
     job_target,
@@ -143,7 +144,7 @@ def retry_certification(path: CertificationPath) -> Response:
     return json_response(view, 202, {"Location": f"/v1/certifications/{view.id}"})
 
 
-def events_dispatch(d) -> None:  # type: ignore[no-untyped-def]
+def events_dispatch(d: Deps) -> None:
     """Publish the webhook deliveries the cancel recorded (the sweeper repairs a failure)."""
     from app.services.events import dispatch_pending
 

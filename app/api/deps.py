@@ -26,11 +26,13 @@ class Deps:
 
 
 def deps() -> Deps:
-    return current_app.extensions["modelcert"]  # type: ignore[no-any-return]
+    found: Deps = current_app.extensions["modelcert"]
+    return found
 
 
 def principal() -> Principal:
-    return g.principal  # type: ignore[no-any-return]
+    who: Principal = g.principal
+    return who
 
 
 # Endpoints whose unit of work continues the authentication's transaction: the token lookup
@@ -53,9 +55,11 @@ FORM_ENDPOINTS: set[str] = set()
 def auth_session() -> Connection | None:
     """The open transaction (a Connection) authentication used, for an endpoint in
     SHARED_AUTH_TRANSACTION."""
-    return g.get("auth_session")
+    conn: Connection | None = g.get("auth_session")
+    return conn
 
 
 def job_target() -> Row[Any] | None:
     """The target authentication read for an endpoint in PREFETCH_TARGET (None: not read)."""
-    return g.get("job_target")
+    target: Row[Any] | None = g.get("job_target")
+    return target

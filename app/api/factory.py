@@ -10,7 +10,7 @@ import redis
 from flask import Response, current_app, g, request
 from flask_openapi3 import Info, OpenAPI
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from app.api.bodies import BodyLimit, nul_in, read_json_body
 from app.api.browser import install_page_limits
@@ -65,6 +65,7 @@ def build_app(settings: Settings | None = None) -> OpenAPI:
         doc_url="/openapi.json",
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    # Flask's documented way to add WSGI middleware, which mypy takes for replacing a method.
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.api_max_body_bytes)  # type: ignore[method-assign]
     # A connection for each request thread and one for the dispatch-marks batch: a thread
     # never waits on the pool for a connection another thread of this process holds.
@@ -174,7 +175,8 @@ def _authenticate() -> None:
         failures.refuse_if_blocked(client_address())
     shared = request.endpoint in SHARED_AUTH_TRANSACTION
     engine = deps().engine
-    conn: Connection | None = (engine if shared else autocommit_engine(engine)).connect()
+    conn = (engine if shared else autocommit_engine(engine)).connect()
+    handed_over = False
     try:
         target_id = _prefetched_target_id()
         if target_id is not None:
@@ -182,9 +184,9 @@ def _authenticate() -> None:
         else:
             who = authenticate(conn, token.strip())
         if who is not None and shared:
-            g.auth_session, conn = conn, None  # the view commits it
+            g.auth_session, handed_over = conn, True  # the view commits it
     finally:
-        if conn is not None:
+        if not handed_over:
             conn.close()
     if who is None:
         if plausible(token.strip()):

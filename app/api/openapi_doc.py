@@ -237,5 +237,5 @@ class ProblemDocumentedOpenAPI(OpenAPI):
     """flask-openapi3's app, whose document declares problem+json errors and headers."""
 
     def generate_spec_json(self) -> None:
-        super().generate_spec_json()  # type: ignore[no-untyped-call]
+        super().generate_spec_json()  # type: ignore[no-untyped-call]  # unannotated upstream
         declare_problems(self.spec_json)

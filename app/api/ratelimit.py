@@ -68,7 +68,7 @@ class TokenLimits:
         self.storage = RedisStorage(
             str(settings.redis_url), socket_connect_timeout=0.5, socket_timeout=0.5
         )
-        self._hit = self.storage.get_connection().register_script(_HIT)
+        self._hit = self.storage.get_connection().register_script(_HIT.encode())
 
     def hit(self, who: str) -> Window:
         """Count one request of `who` in each window, the narrowest first, up to the first
@@ -202,4 +202,5 @@ def install_limiter(app: Flask, settings: Settings) -> TokenLimits:
 
 
 def auth_failures(app: Flask) -> AddressFailures:
-    return app.extensions["modelcert.auth_failures"]  # type: ignore[no-any-return]
+    failures: AddressFailures = app.extensions["modelcert.auth_failures"]
+    return failures

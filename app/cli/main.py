@@ -9,11 +9,15 @@ import shutil
 import socket
 import sys
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from app.config import ConfigError, Settings, settings_for_process
 from app.devtools.reference import MODES as REFERENCE_MODES
+
+if TYPE_CHECKING:  # imported where used: `modelcert --help` does not load gunicorn
+    from gunicorn.workers.base import Worker
 
 
 def _process_settings(signs: bool = False, broker: bool = True) -> Settings:
@@ -81,7 +85,7 @@ def api(bind: str | None) -> None:
 
     from app import create_app
 
-    class Api(BaseApplication):  # type: ignore[misc]
+    class Api(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set(
                 "bind", bind or f"{_url_host(settings.modelcert_listen_host)}:{settings.api_port}"
@@ -96,9 +100,11 @@ def api(bind: str | None) -> None:
             self.cfg.set("accesslog", None)
             self.cfg.set("proc_name", "modelcert-api")
             self.cfg.set("child_exit", _gunicorn_child_exit)
-            self.cfg.set("post_worker_init", _freeze_after_load)
+            self.cfg.set("post_worker_init", freeze_after_load)
 
-        def load(self):  # type: ignore[no-untyped-def]
+        # Any: types-gunicorn's WSGI callable takes a plainer start_response than the
+        # StartResponse protocol Flask declares, so no precise type satisfies both.
+        def load(self) -> Any:
             return create_app(settings)
 
     Api().run()
@@ -109,7 +115,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _freeze_after_load(worker: object) -> None:
+def freeze_after_load(worker: object) -> None:
     """In each gunicorn worker once the app is loaded: what is alive now lives as long as the
     process, so the garbage collector stops scanning it (gc.freeze). A full collection over
     those objects (Flask, SQLAlchemy, Celery, pydantic) is what made Python's collector dear
@@ -117,10 +123,10 @@ def _freeze_after_load(worker: object) -> None:
     gc.freeze()
 
 
-def _gunicorn_child_exit(server: object, worker: object) -> None:
+def _gunicorn_child_exit(server: object, worker: Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @main.command()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.config import STACK_FILE, Settings, dev_secret_key, get_settings, keep_dev_secret
@@ -28,7 +29,7 @@ def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return f"redis://127.0.0.1:{port}/0", proc
 
 
-def dev_secret(data_dir: Path, name: str, make: callable) -> str:  # type: ignore[valid-type]
+def dev_secret(data_dir: Path, name: str, make: Callable[[], object]) -> str:
     return keep_dev_secret(data_dir, name, make)
 
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -228,12 +228,12 @@ def redis_server_url(workdir: Path) -> tuple[str, subprocess.Popen[bytes] | None
 
 
 def local_settings(
-    database_url: str, redis_url: str, data_dir: Path, queue: str, **values: object
+    database_url: str, redis_url: str, data_dir: Path, queue: str, **values: Any
 ) -> Settings:
     """Settings for a private stack: a queue of its own named after `queue`, a new secret key,
     private targets allowed, JSON logs and data in `data_dir`; `values` override."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    defaults: dict[str, object] = dict(
+    defaults: dict[str, Any] = dict(
         database_url=database_url,
         redis_url=redis_url,
         certification_queue_name=f"{queue}-{uuid.uuid4().hex[:8]}",

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import uuid
+from typing import Any
 
 from celery import Celery
 from kombu.messaging import Producer
@@ -112,9 +113,10 @@ class Publisher:
             return False
         return True
 
-    def _send(self, task: str, arg: str, queue: str, **options: object) -> None:
-        """send_task(task, args=[arg]) to `queue` on this thread's producer."""
-        producer = self._producer()
+    def _send(self, task: str, arg: str, queue: str, **options: Any) -> None:
+        """send_task(task, args=[arg]) to `queue` on this thread's producer; `options` are
+        send_task's own (priority)."""
+        producer = self.producer()
         try:
             self.app.send_task(
                 task,
@@ -130,12 +132,16 @@ class Publisher:
         except BaseException:
             self._local.producer = None
             with contextlib.suppress(Exception):
-                producer.connection.close()
+                if producer.connection is not None:
+                    producer.connection.close()
             raise
 
-    def _producer(self) -> Producer:
+    def producer(self) -> Producer:
+        """This thread's producer, kept across publishes (a producer and its connection per
+        publish cost more than the publish); a forked child opens its own, since a
+        connection must not be shared across a fork."""
         pid, producer = getattr(self._local, "producer", None) or (None, None)
         if producer is None or pid != os.getpid():
             producer = self.app.amqp.Producer(self.app.connection_for_write(), auto_declare=False)
             self._local.producer = (os.getpid(), producer)
-        return producer  # type: ignore[no-any-return]
+        return producer

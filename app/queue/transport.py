@@ -15,7 +15,7 @@ Selected with Celery's `broker_transport` setting (`TRANSPORT`); the URL is stil
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,8 +24,10 @@ from kombu.transport import redis as kombu_redis
 TRANSPORT = "app.queue.transport:Transport"
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     _shared: tuple[Any, Any] | None = None  # (pool, client over that pool)
+    # kombu's own, which its stubs (celery-types) leave out with the rest of its private API.
+    _create_client: Callable[[], Any]
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -38,5 +40,5 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         yield shared[1]
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel

@@ -330,7 +330,11 @@ def issue(
 
 
 def _recertify(
-    session: Session, settings: Settings, job: Subject, stale: Sequence[Row[Any]], certified: bool
+    session: Session,
+    settings: Settings,
+    job: Subject,
+    stale: Sequence[Row[Any, Any]],
+    certified: bool,
 ) -> list[Queued]:
     """Queue a new certification for each suite whose certificate another fingerprint
     superseded."""
@@ -473,7 +477,7 @@ def to_view(row: Certificate) -> CertificateView:
         payload=row.payload,
         signature=row.signature,
         id=row.id,
-        status=status_of(row),  # type: ignore[arg-type]
+        status=status_of(row),
         issued_at=row.issued_at,
         valid_until=row.valid_until,
         revoked_at=row.revoked_at,

@@ -56,10 +56,7 @@ def enqueue(
     if jobs.active_exists(session, target.id, region, suite.name):
         return None
     body = CertificationCreate(
-        target_id=target.id,
-        suite=suite.name,
-        region=region,
-        priority=priority,
+        target_id=target.id, suite=suite.name, region=region, priority=priority
     )
     values = new_job_values(settings, target, suite, region, priority, reason, judges)
     row = jobs.insert_queued(session, values, idempotency_key, request_hash(body))

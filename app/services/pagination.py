@@ -8,12 +8,33 @@ import base64
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import Session
 
 from app.services.errors import InvalidField
+
+
+class Dated(Protocol):
+    """A resource row: pages by (created_at, id)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+class Numbered(Protocol):
+    """A stream's line: pages by its integer id."""
+
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=Dated)
+L = TypeVar("L", bound=Numbered)
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -31,8 +52,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def page(
-    session: Session, query: Select[Any], model: Any, cursor: str | None, limit: int
-) -> tuple[Sequence[Any], str | None]:
+    session: Session, query: Select[R], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[R], str | None]:
     """One page of `query`'s rows of `model` (newest first, after `cursor`) and the cursor
     of the next page, None on the last."""
     if cursor:
@@ -48,8 +69,8 @@ def page(
 
 
 def page_in_order(
-    session: Session, query: Select[Any], model: Any, cursor: str | None, limit: int
-) -> tuple[Sequence[Any], str | None]:
+    session: Session, query: Select[L], model: Any, cursor: str | None, limit: int
+) -> tuple[Sequence[L], str | None]:
     """One page of `query`'s rows of `model` in the order of their integer id (a stream's
     order, oldest first), after `cursor`, and the cursor of the next page, None on the last."""
     if cursor:

@@ -20,6 +20,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -27,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KEY_PREFIX = "modelcert:endpoint"
 SLOT_LEASE_SECONDS = 120
 HOLDER_LEASE_SECONDS = 10  # a job counts towards the share split while it renews this
@@ -173,7 +175,7 @@ class EndpointLimiter:
             }
         return self._client
 
-    async def _call(self, awaitable: Awaitable[object]) -> object:
+    async def _call(self, awaitable: Awaitable[T]) -> T | None:
         try:
             return await awaitable
         except redis.RedisError as exc:
@@ -184,6 +186,11 @@ class EndpointLimiter:
     def _keys(self) -> list[str]:
         return [self.key + ":slots", self.key + ":holders"]
 
+    @property
+    def _maximum(self) -> int:
+        """The declared maximum concurrency (slots are leased only when there is one)."""
+        return self.max_concurrency or 0
+
     def _cap(self) -> int:
         return max(1, min(self._share, MAX_SLOTS_PER_JOB))
 
@@ -193,7 +200,7 @@ class EndpointLimiter:
             self._scripts["acquire"](
                 keys=self._keys,
                 args=[
-                    self.max_concurrency,
+                    self._maximum,
                     self.holder,
                     want,
                     len(self._members),
@@ -205,7 +212,7 @@ class EndpointLimiter:
         )
         if answer is None:
             return None
-        granted, share = (int(x) for x in answer)  # type: ignore[attr-defined]
+        granted, share = (int(x) for x in answer)
         self._share = share
         self._members += [f"{self.holder}:{self._next_index + i}" for i in range(granted)]
         self._next_index += granted
@@ -268,22 +275,18 @@ class EndpointLimiter:
                         self.holder,
                         self.lease_seconds,
                         HOLDER_LEASE_SECONDS,
-                        self.max_concurrency,
+                        self._maximum,
                         *self._members,
                     ],
                 )
             )
             if share is not None:
-                self._share = int(share)  # type: ignore[call-overload]
+                self._share = int(share)
             surplus = min(self._free, len(self._members) - self._cap())
-            if surplus > 0:
+            if surplus > 0 and self._client is not None:
                 giving, self._members = self._members[:surplus], self._members[surplus:]
                 self._free -= surplus
-                await self._call(
-                    self._client.zrem(  # type: ignore[union-attr]
-                        self.key + ":slots", *giving
-                    )
-                )
+                await self._call(self._client.zrem(self.key + ":slots", *giving))
 
     async def __call__(self) -> Slot | None:
         if await self.client() is None:
@@ -296,8 +299,8 @@ class EndpointLimiter:
                     keys=[self.key + ":bucket", self.key + ":aimd"], args=[rate, max(1.0, rate)]
                 )
             )
-            if wait is not None and float(wait) > 0:  # type: ignore[arg-type]
-                await asyncio.sleep(min(60.0, float(wait)))  # type: ignore[arg-type]
+            if wait is not None and float(wait) > 0:
+                await asyncio.sleep(min(60.0, float(wait)))
         return slot
 
     def observe(self, outcome: str) -> None:

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
@@ -35,7 +36,7 @@ class Signer:
     key_id: str
     public_keys: tuple[str, ...]  # base64, newest first; [0] is the signer's
 
-    def sign(self, payload: dict) -> dict:  # type: ignore[type-arg]
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return certs.sign(payload, self.private_key, self.key_id)
 
 
@@ -83,14 +84,15 @@ def seeds_for(settings: Settings) -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def _signer(seeds: tuple[str, ...]) -> Signer:
+def signer_from(seeds: tuple[str, ...]) -> Signer:
+    """The signer of these seeds (the first signs; all are published), made once per process."""
     keys = [certs.load_private_key(seed) for seed in seeds]
     public = tuple(certs.public_key_b64(k) for k in keys)
     return Signer(keys[0], certs.key_id_for(public[0]), public)
 
 
 def signer_for(settings: Settings) -> Signer:
-    return _signer(tuple(seeds_for(settings)))
+    return signer_from(tuple(seeds_for(settings)))
 
 
 # Key sets this process saw fully registered: keys are never deleted and a retirement is

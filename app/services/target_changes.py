@@ -13,9 +13,9 @@ invalid_target, "the target was deleted").
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, update
+from sqlalchemy import CursorResult, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,7 +66,7 @@ def update_target(
 
 def supersede_certificates(session: Session, target_id: uuid.UUID) -> int:
     """Mark every certificate of the target not yet superseded (or revoked) as superseded."""
-    result = session.execute(
+    statement = (
         update(Certificate)
         .where(
             Certificate.target_id == target_id,
@@ -75,7 +75,9 @@ def supersede_certificates(session: Session, target_id: uuid.UUID) -> int:
         )
         .values(superseded_at=func.now())
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # An UPDATE's result is a CursorResult (it has a rowcount); Session.execute says Result.
+    result = cast(CursorResult[Any], session.execute(statement))
+    return int(result.rowcount or 0)
 
 
 def delete_target(session: Session, who: Principal, target_id: uuid.UUID) -> None:

@@ -267,7 +267,7 @@ def _settle(
 def retry_window(settings: Settings, attempts: int) -> float:
     """The longest wait after `attempts` failed attempts: base, 2×base, 4×base … capped at an
     hour."""
-    return min(3600.0, settings.webhook_backoff_seconds * 2 ** max(0, attempts - 1))
+    return min(3600.0, float(settings.webhook_backoff_seconds * 2 ** max(0, attempts - 1)))
 
 
 def retry_delay(settings: Settings, attempts: int) -> float:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.chaos.harness import run_chaos
+from tests.support.chaos import run_chaos
 
 
 def check(report) -> None:  # type: ignore[no-untyped-def]

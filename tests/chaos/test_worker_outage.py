@@ -12,14 +12,9 @@ from sqlalchemy import func, select
 
 from app.api.factory import build_app
 from app.db.models import Certification, CheckResultRow
-from tests.conftest import BIN, Proc, free_port, settings_env, start_redis_server
-from tests.e2e.test_certification_flow import (
-    certify,
-    create_target,
-    wait_running_with_a_checkpoint,
-    wait_terminal,
-)
-from tests.e2e.workers import queue_worker
+from app.devtools.harness import BIN, Proc, free_port, settings_env, start_redis_server
+from tests.support.api import certify, create_target, wait_running_with_a_checkpoint, wait_terminal
+from tests.support.workers import queue_worker
 
 pytestmark = pytest.mark.chaos
 

@@ -1,14 +1,8 @@
 """Static checks of the deployment files: no Docker engine and no network needed."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# Import `deploy_helpers` whatever pytest's import mode and package layout.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from deploy_helpers import OVERLAYS, kubectl, render_overlay  # noqa: E402
+from tests.support.deploy import OVERLAYS, kubectl, render_overlay
 
 
 @pytest.fixture(params=OVERLAYS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy_helpers import ROOT
+from tests.support.deploy import ROOT
 
 
 def commands(path):  # type: ignore[no-untyped-def]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from deploy_helpers import MODELCERT_SUBCOMMANDS, compose, modelcert_services, pod_spec
+
+from tests.support.deploy import MODELCERT_SUBCOMMANDS, compose, modelcert_services, pod_spec
 
 
 def _cli_commands() -> dict[str, set[str]]:

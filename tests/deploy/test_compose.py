@@ -7,7 +7,8 @@ import subprocess
 import time
 
 import pytest
-from deploy_helpers import (
+
+from tests.support.deploy import (
     ROOT,
     compose,
     go_duration,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_helpers import ROOT, kubectl, needs_tool
-from doc_commands import (
+
+from tests.support.deploy import ROOT, kubectl, needs_tool
+from tests.support.doc_commands import (
     KINDS,
     RULES,
     RUNS,

@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from deploy_helpers import ROOT, settings_default
+
+from tests.support.deploy import ROOT, settings_default
 
 IMAGES = {
     "Dockerfile.api": (["modelcert", "api"], "API_PORT", ("/ready", "/live")),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import ROOT
+
+from tests.support.deploy import ROOT
 
 DOCS = ROOT / "docs"
 

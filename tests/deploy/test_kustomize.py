@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from deploy_helpers import config_map, find, pod_spec, settings_default
+
+from tests.support.deploy import config_map, find, pod_spec, settings_default
 
 KUBERNETES_VERSION = "1.32"
 # Not in the Kubernetes schemas: KEDA's are checked by hand below, the prometheus-operator's

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_helpers import ROOT, config_map, modelcert_services, settings_default
 from pydantic import ValidationError
+
+from tests.support.deploy import ROOT, config_map, modelcert_services, settings_default
 
 LISTENING = {"api", "worker", "flower"}  # subcommands that serve HTTP from settings
 

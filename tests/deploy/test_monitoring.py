@@ -12,7 +12,8 @@ from typing import Any
 import jsonschema  # installed with kubernetes-validate, which these tests use too
 import pytest
 import yaml
-from deploy_helpers import ROOT, alert_rules, compose_scrape_jobs, find, load_yaml, pod_spec
+
+from tests.support.deploy import ROOT, alert_rules, compose_scrape_jobs, find, load_yaml, pod_spec
 
 SCHEMAS = ROOT / "tests" / "deploy" / "schemas"
 METRICS_PORTS = {  # component -> the container port its /metrics is served on

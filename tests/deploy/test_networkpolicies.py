@@ -7,8 +7,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from deploy_helpers import pod_spec
-from netpol import Peer, allowed, external
+
+from tests.support.deploy import pod_spec
+from tests.support.netpol import Peer, allowed, external
 
 PROMETHEUS = Peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
 GRAFANA = Peer("monitoring", {"app.kubernetes.io/name": "grafana"})

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 import yaml
-from deploy_helpers import (
+
+from tests.support.deploy import (
     MODELCERT_METRICS,
     ROOT,
     alert_rules,

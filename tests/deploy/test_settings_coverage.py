@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from deploy_helpers import (
+
+from tests.support.deploy import (
     ROOT,
     config_map,
     load_yaml,

@@ -8,7 +8,8 @@ the key lives in a Secret of its own (`modelcert-signing`) that only the worker 
 from __future__ import annotations
 
 import yaml
-from deploy_helpers import ROOT, compose, modelcert_services, pod_spec
+
+from tests.support.deploy import ROOT, compose, modelcert_services, pod_spec
 
 SIGNING = {"worker"}  # compose services / Kubernetes containers that sign
 SIGNING_SECRET = "modelcert-signing"

@@ -18,10 +18,10 @@ from app.certification.runner import execute
 from app.certification.suites import get_suite
 from app.db import jobs
 from app.db.models import CheckResultRow, SampleRow
+from app.devtools.harness import BIN
 from app.queue.publisher import Publisher
-from tests.conftest import BIN
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.integration.jobs import queue
+from tests.support.api import certify, create_target, wait_terminal
+from tests.support.jobs import queue
 
 CAPABILITIES = {
     "streaming": True,

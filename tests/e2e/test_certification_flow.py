@@ -10,53 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow
-
-TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
-
-
-def create_target(client, auth, base_url: str, **extra) -> str:  # type: ignore[no-untyped-def]
-    r = client.post(
-        "/v1/targets",
-        json={
-            "name": f"t-{uuid.uuid4().hex[:8]}",
-            "model": "reference-model",
-            "base_url": base_url,
-            **extra,
-        },
-        headers=auth,
-    )
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()["id"]
+from tests.support.api import certify, create_target, wait_terminal
 
 
-def certify(client, auth, target_id: str, **extra) -> str:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/certifications", json={"target_id": target_id, **extra}, headers=auth)
-    assert r.status_code == 202, r.get_json()
-    return r.get_json()["id"]
-
-
-def wait_terminal(client, auth, cert_id: str, timeout: float = 90) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-        if body["status"] in TERMINAL:
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"certification {cert_id} not terminal after {timeout}s: {body}")
-
-
-def wait_running_with_a_checkpoint(client, auth, cert_id: str, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
-    """Until the job runs and has committed at least one check (a mid-job moment)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/certifications/{cert_id}", headers=auth).get_json()
-        if body["status"] == "running" and body["checks"]:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"certification {cert_id} not running with a checkpoint: {body}")
-
-
-@pytest.mark.usefixtures("worker")
 def test_good_endpoint_is_certified(client, auth, reference_url, factory) -> None:  # type: ignore[no-untyped-def]
     target = create_target(client, auth, f"{reference_url}/v1")
     cert = wait_terminal(client, auth, certify(client, auth, target))
@@ -99,7 +55,7 @@ def test_auth_failure_fails_at_once_with_cause(client, auth, reference_url) -> N
 
 @pytest.mark.usefixtures("worker", "beat")
 def test_endpoint_down_ends_failed_with_cause(client, auth) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import free_port
+    from app.devtools.harness import free_port
 
     target = create_target(client, auth, f"http://127.0.0.1:{free_port()}/v1")
     cert = wait_terminal(client, auth, certify(client, auth, target), timeout=120)

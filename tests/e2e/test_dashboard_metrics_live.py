@@ -7,7 +7,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.deploy_helpers import (
+from tests.support.api import certify, create_target, wait_terminal
+from tests.support.deploy import (
     CONDITIONAL_METRICS,
     MODELCERT_METRICS,
     PROMETHEUS_SYNTHETIC,
@@ -15,7 +16,6 @@ from tests.deploy.deploy_helpers import (
     dashboard_exprs,
     metric_names_in_promql,
 )
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
 
 SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -56,7 +56,7 @@ def test_dashboard_and_alerts_use_scraped_metric_names(
         if k.startswith("modelcert_") and not k.endswith("_created")
     }
     unlisted = {k: v for k, v in scraped.items() if MODELCERT_METRICS.get(k) != v}
-    assert not unlisted, f"deploy_helpers.MODELCERT_METRICS lacks {unlisted}"
+    assert not unlisted, f"tests.support.deploy.MODELCERT_METRICS lacks {unlisted}"
     known = series_names(scraped) | PROMETHEUS_SYNTHETIC | set(CONDITIONAL_METRICS)
     for expr in dashboard_exprs() + [str(rule["expr"]) for rule in alert_rules()]:
         unknown = {n for n in metric_names_in_promql(expr) if n not in known}

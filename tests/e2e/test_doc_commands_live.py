@@ -1,6 +1,6 @@
 """The docs' commands that need a live stack, run as a reader runs them: in order, in one shell
 per page, against a real API process (gunicorn), the session's worker, Postgres, Redis and the
-reference endpoint. Which commands these are: tests/deploy/doc_commands.py.
+reference endpoint. Which commands these are: tests/support/doc_commands.py.
 
 What a reader puts in place of the docs' placeholders is put here: the API's address, a token,
 ids of objects of the right kind (TARGET_ID, CERT_ID, ...: a fresh one for a command that
@@ -24,9 +24,10 @@ from cryptography.fernet import Fernet
 
 from app.config import Settings
 from app.db import jobs
-from app.devtools.harness import fresh_database
-from tests.conftest import BIN, ROOT, Proc, free_port, make_token, settings_env, wait_http
-from tests.deploy.doc_commands import Command, commands_of, rule_for, script
+from app.devtools.harness import BIN, Proc, free_port, fresh_database, settings_env, wait_http
+from tests.support import ROOT
+from tests.support.doc_commands import Command, commands_of, rule_for, script
+from tests.support.rows import make_token
 
 IDLE_REGION = "idle"  # its queue has no consumer (tests/conftest.py): jobs there stay queued
 PRELUDE = """\

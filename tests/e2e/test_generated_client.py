@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from app.certification import certificates as certs
-from tests.conftest import BIN, Proc, free_port, make_token, settings_env, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
+from tests.support.rows import make_token
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,13 +8,12 @@ import json
 
 import pytest
 
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.e2e.test_tenant_suites import upload
+from tests.support.api import certify, create_target, upload, wait_terminal
 
 
 @pytest.fixture(scope="module")
 def runs(app, factory, reference_url, worker):  # type: ignore[no-untyped-def]
-    from tests.conftest import make_token
+    from tests.support.rows import make_token
 
     client = app.test_client()
     auth = {"Authorization": f"Bearer {make_token(factory, 'org-judge-suites')}"}

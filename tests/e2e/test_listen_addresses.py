@@ -11,7 +11,7 @@ import uuid
 import psutil
 import pytest
 
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 
 LOOPBACK = {"127.0.0.1", "::1"}
 

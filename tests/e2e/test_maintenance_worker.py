@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_certification_flow import certify, create_target
-from tests.e2e.workers import queue_worker
+from tests.support.api import certify, create_target
+from tests.support.workers import queue_worker
 
 IDLE_REGION = "idle"  # its queue (tests/conftest.py) has no consumer
 

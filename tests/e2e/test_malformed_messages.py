@@ -21,8 +21,8 @@ from app.config import Settings
 from app.db.models import Target
 from app.queue.names import DELIVER_WEBHOOK, priority_lists
 from app.queue.publisher import Publisher, broker_transport_options
-from tests.e2e.workers import queue_worker
-from tests.security.helpers import insert_target, job_row, new_org
+from tests.support.rows import insert_target, job_row, new_org
+from tests.support.workers import queue_worker
 
 GOOD_PROPERTIES = {
     "delivery_tag": "tag",

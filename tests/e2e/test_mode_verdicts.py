@@ -1,6 +1,6 @@
 """Every behaviour of the reference endpoint, through the API and a real worker, gets the
 verdict docs/methodology.md says it deserves; the same runs in process are in
-tests/integration/test_engine_reference.py (the CLI's path)."""
+tests/integration/certification/test_engine_reference.py (the CLI's path)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.integration.reference import MODE_VERDICTS
+from tests.support.api import certify, create_target, wait_terminal
+from tests.support.reference import MODE_VERDICTS
 
 CAPABILITIES = {
     "streaming": True,
@@ -24,7 +24,7 @@ CAPABILITIES = {
 def verdicts(app, factory, reference_url, worker):  # type: ignore[no-untyped-def]
     """Every mode under both shipped suites, queued at once, then awaited: (mode, suite) →
     the certification as the API shows it."""
-    from tests.conftest import make_token
+    from tests.support.rows import make_token
 
     client = app.test_client()
     auth = {"Authorization": f"Bearer {make_token(factory, 'org-mode-verdicts')}"}

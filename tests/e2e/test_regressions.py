@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from app.devtools.harness import BIN, Proc, free_port, wait_http
-from tests.conftest import make_token
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.e2e.test_worker_operations import Receiver
+from tests.support.api import certify, create_target, wait_terminal
+from tests.support.rows import make_token
+from tests.support.webhooks import Receiver
 
 
 class Endpoint:

@@ -22,8 +22,9 @@ from sqlalchemy import update
 
 from app.db.models import ReportShare, SampleRow
 from app.db.session import transaction
-from tests.conftest import ROOT, make_token
-from tests.integration.jobs import queue, run_inline
+from tests.support import ROOT
+from tests.support.jobs import queue, run_inline
+from tests.support.rows import make_token
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):

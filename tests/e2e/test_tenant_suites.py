@@ -3,29 +3,14 @@ from the database by its content hash and the documented examples get their verd
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
-
-
-def upload(client, auth, suite: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    data = {"suite": (io.BytesIO((EXAMPLES / suite).read_bytes()), suite)}
-    for jsonl in EXAMPLES.glob("*.jsonl"):
-        if jsonl.name.encode() in (EXAMPLES / suite).read_bytes():
-            data[jsonl.name] = (io.BytesIO(jsonl.read_bytes()), jsonl.name)
-    r = client.post("/v1/suites", data=data, headers=auth, content_type="multipart/form-data")
-    assert r.status_code in (200, 201), r.get_json()
-    return r.get_json()  # type: ignore[no-any-return]
+from tests.support.api import certify, create_target, upload, wait_terminal
 
 
 @pytest.fixture(scope="module")
 def runs(app, factory, reference_url, worker):  # type: ignore[no-untyped-def]
-    from tests.conftest import make_token
+    from tests.support.rows import make_token
 
     client = app.test_client()
     auth = {"Authorization": f"Bearer {make_token(factory, 'org-tenant-suites')}"}

@@ -12,13 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow
-from tests.e2e.test_certification_flow import (
-    certify,
-    create_target,
-    wait_running_with_a_checkpoint,
-    wait_terminal,
-)
-from tests.e2e.workers import node_name, queue_worker
+from tests.support.api import certify, create_target, wait_running_with_a_checkpoint, wait_terminal
+from tests.support.workers import node_name, queue_worker
 
 pytestmark = pytest.mark.usefixtures("beat")
 REGION = "eu-west-1"

@@ -6,23 +6,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow, DeadLetter
-from tests.conftest import free_port
-from tests.e2e.test_certification_flow import (
-    certify,
-    create_target,
-    wait_running_with_a_checkpoint,
-    wait_terminal,
-)
+from tests.support.api import certify, create_target, wait_running_with_a_checkpoint, wait_terminal
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker", "beat")
 
@@ -118,39 +111,6 @@ def test_cancel_running_job_stops_at_a_sample_boundary_keeping_evidence(
         ).all()
     assert len(rows) == len({n for n, _ in rows})  # one row per check
     assert {n for n, a in rows if a == 1} == kept
-
-
-class Receiver:
-    """A small webhook receiver on a free port; answers `status` and keeps what it got."""
-
-    def __init__(self, status: int) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, count: int = 1, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(self.requests) >= count, "the webhook was not delivered"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> None:

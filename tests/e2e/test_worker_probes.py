@@ -11,9 +11,9 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import BIN, Proc, free_port, settings_env, start_redis_server, wait_http
-from tests.e2e.test_certification_flow import certify, create_target, wait_terminal
-from tests.e2e.workers import queue_worker
+from app.devtools.harness import BIN, Proc, free_port, settings_env, start_redis_server, wait_http
+from tests.support.api import certify, create_target, wait_terminal
+from tests.support.workers import queue_worker
 
 
 def wait_status(url: str, status: int, timeout: float) -> float:

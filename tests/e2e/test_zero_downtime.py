@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import BIN, Proc, free_port, settings_env, start_worker, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
+from tests.support.workers import start_worker
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT, settings_env
+from app.devtools.harness import settings_env
+from tests.support import ROOT
 
 
 def frozen_after(settings, script: str) -> int:  # type: ignore[no-untyped-def]
@@ -30,7 +31,7 @@ def test_the_worker_freezes_what_its_warm_up_left_before_it_forks(settings) -> N
             settings,
             "from worker import tasks\n"
             "import gc\nassert gc.get_freeze_count() == 0\n"
-            "tasks._warm_up_before_fork()",
+            "tasks.warm_up_before_fork()",
         )
         > 10_000
     )
@@ -41,8 +42,8 @@ def test_each_api_worker_freezes_the_loaded_app(settings) -> None:  # type: igno
         frozen_after(
             settings,
             "from app import create_app\n"
-            "from app.cli.main import _freeze_after_load\n"
-            "create_app()\n_freeze_after_load(None)",
+            "from app.cli.main import freeze_after_load\n"
+            "create_app()\nfreeze_after_load(None)",
         )
         > 10_000
     )

@@ -12,8 +12,9 @@ from sqlalchemy import func, update
 from app.db import jobs
 from app.db.models import Certification
 from app.db.session import transaction
-from tests.integration.jobs import queue
-from tests.reliability.test_claims import make_target
+from tests.support.api import create_target
+from tests.support.jobs import queue
+from tests.support.polling import wait_for
 from worker.lease import LeaseKeeper
 
 
@@ -23,19 +24,12 @@ def lease_of(factory, job_id: uuid.UUID):  # type: ignore[no-untyped-def]
 
 
 def claimed(client, auth, reference_url, factory, settings) -> jobs.Claim:  # type: ignore[no-untyped-def]
-    job_id = queue(factory, settings, auth, make_target(client, auth, reference_url), "smoke")
+    job_id = queue(
+        factory, settings, auth, create_target(client, auth, f"{reference_url}/v1"), "smoke"
+    )
     claim = jobs.claim_job(factory, uuid.UUID(job_id), "keeper-test", 30)
     assert claim is not None
     return claim
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_two_jobs_renewed_by_one_thread_and_nothing_after_stop(  # type: ignore[no-untyped-def]

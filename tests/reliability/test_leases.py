@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 
 from app.db.models import Certification, CheckResultRow, DeadLetter, JobStatus
 from app.db.session import make_engine, make_session_factory
-from tests.conftest import fresh_database, make_token
-from tests.reliability.stack import PrivateRedis, Stack
+from app.devtools.harness import fresh_database
+from tests.support.rows import make_token
+from tests.support.stack import PrivateRedis, Stack
 
 pytestmark = pytest.mark.slow
 

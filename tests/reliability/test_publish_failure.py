@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from app.api.factory import build_app
 from app.db.models import Certification
 from app.db.session import make_engine, make_session_factory
-from tests.conftest import free_port, fresh_database, make_token
-from tests.reliability.stack import PrivateRedis, Stack
+from app.devtools.harness import free_port, fresh_database
+from tests.support.rows import make_token
+from tests.support.stack import PrivateRedis, Stack
 
 pytestmark = pytest.mark.slow
 

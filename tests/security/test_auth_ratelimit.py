@@ -14,7 +14,7 @@ from sqlalchemy import event
 from app.api.ratelimit import AUTH_FAILURE_LIMIT
 from app.config import Settings
 from app.db.session import autocommit_engine
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 LIMIT = parse(AUTH_FAILURE_LIMIT).amount
 
@@ -101,7 +101,7 @@ def test_successful_lookups_do_not_count(client, factory) -> None:  # type: igno
 def test_redis_down_fails_open(settings: Settings, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
     """Failures are not counted (and logged) while Redis is unreachable: 401s, never a 500."""
     from app import create_app
-    from tests.conftest import free_port
+    from app.devtools.harness import free_port
 
     app = create_app(
         settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})

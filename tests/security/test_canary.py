@@ -22,8 +22,8 @@ import redis
 from sqlalchemy import text
 
 from app.config import Settings
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
-from tests.e2e.test_certification_flow import certify, wait_terminal
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
+from tests.support.api import certify, wait_terminal
 
 CANARY = f"canary-{uuid.uuid4().hex}"
 FLOWER_AUTH = ("flower", f"pw-{uuid.uuid4().hex[:12]}")

@@ -17,17 +17,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
+from app.devtools.harness import BIN, Proc, free_port, settings_env, start_redis_server, wait_http
 from app.queue.publisher import make_publisher_app
-from tests.conftest import (
-    BIN,
-    Proc,
-    free_port,
-    make_token,
-    settings_env,
-    start_redis_server,
-    wait_http,
-)
-from tests.e2e.workers import node_name, queue_worker
+from tests.support.rows import make_token
+from tests.support.workers import node_name, queue_worker
 
 DB_PASSWORD = f"dbpw{uuid.uuid4().hex}"
 REDIS_PASSWORD = f"redispw{uuid.uuid4().hex}"

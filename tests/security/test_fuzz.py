@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from app.config import Settings
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import BIN, Proc, free_port, make_token, settings_env, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
+from tests.support.rows import make_token
 
 MAX_BODY = 4096
 

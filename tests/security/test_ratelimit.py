@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from app.config import Settings
-from tests.conftest import free_port, make_token, start_redis_server
+from app.devtools.harness import free_port, start_redis_server
+from tests.support.rows import make_token
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,13 @@ from sqlalchemy import select, text
 from app.config import Settings
 from app.db.models import Webhook, WebhookDelivery
 from app.db.session import transaction
+from app.devtools.harness import free_port
 from app.logging import log_handler
 from app.redaction import MIN_RUN, REDACTED, forms, redact, redact_obj, remember
 from app.schemas.resources import SecretCreate
 from app.services import secrets, webhooks
-from tests.conftest import free_port
-from tests.integration.jobs import run_inline
-from tests.security.helpers import insert_target, job_row, new_org, queued_job
+from tests.support.jobs import run_inline
+from tests.support.rows import insert_target, job_row, new_org, queued_job
 
 _LETTERS = "ghijklmnopqrstuvwxyz"  # no hex digits: a window of the key never matches an id
 KEY = (

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db.models import Secret
+from app.devtools.harness import BIN, settings_env
 from app.services.secrets import SecretBox
-from tests.conftest import BIN, settings_env
-from tests.integration.jobs import run_inline
-from tests.security.helpers import insert_target, job_row, new_org, queued_job
+from tests.support.jobs import run_inline
+from tests.support.rows import insert_target, job_row, new_org, queued_job
 
 
 def test_value_is_never_returned(client, auth, factory) -> None:  # type: ignore[no-untyped-def]

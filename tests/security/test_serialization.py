@@ -13,7 +13,7 @@ from kombu import Connection, Queue
 
 from app.queue.names import RUN_CERTIFICATION
 from app.queue.publisher import broker_transport_options
-from tests.security.helpers import insert_target, job_row, new_org, queued_job
+from tests.support.rows import insert_target, job_row, new_org, queued_job
 
 
 class Exploit:

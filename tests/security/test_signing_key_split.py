@@ -14,8 +14,8 @@ import httpx
 
 from app.certification import certificates as certs
 from app.db.session import transaction
-from app.services.signing import _signer, register_keys
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
+from app.services.signing import register_keys, signer_from
 
 FLOWER_AUTH = ("operator", f"pw-{uuid.uuid4().hex[:12]}")
 
@@ -42,7 +42,7 @@ def wait_output(proc: Proc, text: str, timeout: float = 60) -> bool:
 
 def test_non_signing_processes_start_without_the_private_key(settings, factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A key a worker registered (as its warm-up does before it signs).
-    signer = _signer((certs.generate_seed(),))
+    signer = signer_from((certs.generate_seed(),))
     with transaction(factory) as session:
         register_keys(session, signer)
 

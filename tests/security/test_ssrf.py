@@ -21,8 +21,8 @@ from app.certification.providers.http import BlockedAddressError
 from app.certification.runner import execute
 from app.certification.suites import get_suite
 from app.config import Settings
-from tests.integration.jobs import run_inline
-from tests.security.helpers import insert_target, job_row, new_org, queued_job
+from tests.support.jobs import run_inline
+from tests.support.rows import insert_target, job_row, new_org, queued_job
 
 BLOCKED = [
     # loopback, in every spelling a resolver accepts

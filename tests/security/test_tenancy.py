@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -28,7 +28,7 @@ def v1_routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def owner(app, factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Organization A with one object of each kind."""
-    from tests.e2e.test_certification_flow import certify
+    from tests.support.api import certify
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {make_token(factory, f'a-{uuid.uuid4().hex[:8]}')}"}

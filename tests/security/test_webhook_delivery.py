@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.models import Webhook, WebhookDelivery
 from app.db.session import transaction
+from app.devtools.harness import free_port
 from app.services import webhooks
 from app.services.auth import Principal
 from app.services.secrets import SecretBox
-from tests.conftest import free_port
-from tests.security.helpers import new_org
+from tests.support.rows import new_org
 
 PUBLIC = "93.184.216.34"
 FAKE_ZONE = ".webhook.test"

@@ -493,7 +493,8 @@ def regex_problem(pattern: str) -> str | None:
     repeat or an alternation (catastrophic backtracking: `(a+)+$`). None when it is fine."""
     try:
         re.compile(pattern)
-        import re._parser as parser  # type: ignore[import-not-found]  # the stdlib parser
+        # The stdlib's own regex parser: private, so typeshed has no stub for it.
+        import re._parser as parser  # type: ignore[import-not-found]
     except re.error as exc:
         return f"not a regular expression: {exc}"
     tree = parser.parse(pattern)
@@ -506,7 +507,7 @@ def regex_problem(pattern: str) -> str | None:
 
 
 def _nested_repeat(items: list[Any], inside_repeat: bool) -> bool:
-    from re._constants import (  # type: ignore[import-not-found]
+    from re._constants import (  # type: ignore[import-not-found]  # private, as re._parser
         BRANCH,
         MAX_REPEAT,
         MIN_REPEAT,

@@ -71,15 +71,16 @@ def parse_document(raw: bytes, media: str = "yaml") -> Any:
     try:
         depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            mark = event.start_mark
             if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1
+                line = mark.line + 1 if mark else None
                 raise SuiteInvalid(
                     [{"loc": [], "msg": "YAML aliases are not accepted", "line": line}]
                 )
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    line = event.start_mark.line + 1
+                    line = mark.line + 1 if mark else None
                     raise SuiteInvalid([{"loc": [], "msg": "nested too deeply", "line": line}])
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1

@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from app.db import models  # noqa: F401 - registers the tables on Base.metadata
+import app.db.models  # noqa: F401 - puts every table on Base.metadata
 from app.db.base import Base
 
 config = context.config

@@ -231,7 +231,7 @@ def test_list_filters_and_cursor_pagination(client, auth, target_id) -> None:  #
 
 
 def test_other_organization_sees_nothing(client, auth, factory, target_id) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_token
+    from tests.support.rows import make_token
 
     cert = client.post("/v1/certifications", json={"target_id": target_id}, headers=auth).get_json()
     other = {"Authorization": f"Bearer {make_token(factory, 'other-' + uuid.uuid4().hex[:6])}"}

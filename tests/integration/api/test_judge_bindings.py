@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Certification
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "suites"
 

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import make_token
-from tests.integration.api.test_results_api import assert_problem, new_target
-from tests.integration.jobs import queue, run_inline
+from tests.support.api import assert_problem, create_target
+from tests.support.jobs import queue, run_inline
+from tests.support.rows import make_token
 
 OPERATION_IDS = {
     ("post", "/v1/targets"): "createTarget",
@@ -164,7 +164,7 @@ def test_the_answers_carry_the_declared_headers(client, auth, reference_url) -> 
 
 
 def test_samples_are_the_evidence_in_pages(client, auth, factory, settings, reference_url) -> None:  # type: ignore[no-untyped-def]
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     url = f"/v1/certifications/{cert_id}"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.db import jobs
 from app.db.models import DeadLetter, WebhookDelivery
 from app.queue.names import priority_lists
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 IDLE_REGION = "idle"
 

@@ -14,9 +14,9 @@ from sqlalchemy import update
 
 from app.db.models import ReportShare, SampleRow
 from app.db.session import transaction
-from tests.conftest import make_token
-from tests.integration.api.test_results_api import assert_problem, new_target
-from tests.integration.jobs import queue, run_inline
+from tests.support.api import assert_problem, create_target
+from tests.support.jobs import queue, run_inline
+from tests.support.rows import make_token
 
 XSS = (
     '<script>window.__pwned=1</script><svg onload="window.__pwned=2"></svg>'
@@ -26,7 +26,7 @@ XSS = (
 
 @pytest.fixture()
 def certified(client, auth, factory, settings, reference_url):  # type: ignore[no-untyped-def]
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     return target, cert_id
@@ -201,7 +201,7 @@ def test_the_verify_page_gives_the_three_outcomes(
         as_text=True
     )
     # Authentic but not certified: a run against the wrong-answers mode.
-    target = new_target(client, auth, f"{reference_url}/m/wrong/v1")
+    target = create_target(client, auth, f"{reference_url}/m/wrong/v1")
     wrong = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, wrong) == "succeeded"
     document = client.get(f"/v1/certifications/{wrong}/certificate", headers=auth).get_json()

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from app.certification import certificates as certs
 from app.cli.certify import verify
-from tests.conftest import make_token
-from tests.integration.jobs import queue, run_inline
+from tests.support.api import assert_problem, create_target
+from tests.support.jobs import queue, run_inline
+from tests.support.rows import make_token
 
-PROBLEM = "application/problem+json"
 EVIDENCE_KEYS = {
     "check",
     "index",
@@ -34,30 +34,10 @@ EVIDENCE_KEYS = {
 }
 
 
-def new_target(client, auth, base_url: str) -> str:  # type: ignore[no-untyped-def]
-    r = client.post(
-        "/v1/targets",
-        json={
-            "name": f"t-{uuid.uuid4().hex[:8]}",
-            "model": "reference-model",
-            "base_url": base_url,
-        },
-        headers=auth,
-    )
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()["id"]
-
-
-def assert_problem(response, status: int) -> None:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    assert "Traceback" not in response.get_data(as_text=True)
-
-
 @pytest.fixture()
 def certified(client, auth, factory, settings, reference_url):  # type: ignore[no-untyped-def]
     """(target id, certification id) of a smoke certification run to the end in process."""
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     return target, cert_id
@@ -159,7 +139,7 @@ def test_before_it_runs_there_is_nothing_to_show(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert_problem(client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth), 404)
     assert_problem(client.get(f"/v1/targets/{target}/certificate", headers=auth), 404)
@@ -176,7 +156,7 @@ def test_not_certified_is_signed_but_never_current(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/m/wrong/v1")
+    target = create_target(client, auth, f"{reference_url}/m/wrong/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     cert = client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth).get_json()
@@ -248,10 +228,10 @@ def test_rotated_keys_stay_published_and_verify(client, factory) -> None:  # typ
     from datetime import UTC, datetime
 
     from app.db.session import transaction
-    from app.services.signing import _signer, register_keys
+    from app.services.signing import register_keys, signer_from
 
     old_seed, new_seed = certs.generate_seed(), certs.generate_seed()
-    old, new = _signer((old_seed,)), _signer((new_seed, old_seed))
+    old, new = signer_from((old_seed,)), signer_from((new_seed, old_seed))
     with transaction(factory) as session:
         register_keys(session, old)
     payload = certs.build_payload(

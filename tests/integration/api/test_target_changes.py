@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from tests.integration.jobs import run_inline
-from tests.security.helpers import job_row, new_org, queued_job
+from tests.support.jobs import run_inline
+from tests.support.rows import job_row, new_org, queued_job
 
 
 def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def, type-arg]

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from app.certification.suites.documents import load_path
-from tests.conftest import make_token
+from tests.support.rows import make_token
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "suites"
 YAML = {"Content-Type": "application/yaml"}
@@ -160,7 +160,7 @@ def test_the_schema_is_published_and_validates_the_examples(client) -> None:  # 
 def test_a_certification_names_a_suite_by_name_or_version(
     client, auth, factory, reference_url
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.e2e.test_certification_flow import create_target
+    from tests.support.api import create_target
 
     name = f"pinned-{uuid.uuid4().hex[:6]}"
     stored = post(client, auth, suite_yaml(name)).get_json()

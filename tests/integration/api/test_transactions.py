@@ -11,7 +11,7 @@ import pytest
 
 from app.api.factory import build_app
 from app.db.session import autocommit_engine, dispose
-from tests.integration.sql import statements
+from tests.support.sql import statements
 
 
 @pytest.fixture()

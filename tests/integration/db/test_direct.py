@@ -44,10 +44,10 @@ def test_rows_are_typed_as_connection_execute_types_them(
     client,
     auth,
 ) -> None:
-    from tests.integration.jobs import queue
-    from tests.integration.test_recertify import new_target
+    from tests.support.api import create_target
+    from tests.support.jobs import queue
 
-    target = new_target(client, auth, "http://127.0.0.1:9/v1")
+    target = create_target(client, auth, "http://127.0.0.1:9/v1")
     job_id = uuid.UUID(queue(factory, settings, auth, target))
     statement = select(
         _JOBS.c.id,
@@ -68,10 +68,10 @@ def test_rows_are_typed_as_connection_execute_types_them(
 
 
 def test_a_claim_commits_on_its_own(engine: Engine, factory, settings, client, auth) -> None:  # type: ignore[no-untyped-def]
-    from tests.integration.jobs import queue
-    from tests.integration.test_recertify import new_target
+    from tests.support.api import create_target
+    from tests.support.jobs import queue
 
-    target = new_target(client, auth, "http://127.0.0.1:9/v1")
+    target = create_target(client, auth, "http://127.0.0.1:9/v1")
     job_id = uuid.UUID(queue(factory, settings, auth, target))
     claimed = run.claim_and_prepare(factory, settings, job_id, "test-direct")
     assert claimed is not None

@@ -16,8 +16,8 @@ from app.db import jobs, lifecycle
 from app.db.lifecycle import JobStatus
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
-from tests.integration.jobs import queue
-from tests.integration.test_recertify import new_target
+from tests.support.api import create_target as new_target
+from tests.support.jobs import queue
 
 
 @pytest.fixture()

@@ -1,6 +1,6 @@
 """The `judge` grader (pure): its model, the judge prompt, verdict parsing, calibration and
 the echo rule before the judge. The judge and the candidate are small fakes here; the real
-reference endpoint judges in tests/integration/test_judge_cli.py and tests/e2e."""
+reference endpoint judges in tests/integration/cli/test_judge_cli.py and tests/e2e."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from app.db.models import CheckResultRow
-from tests.integration.jobs import queue, run_inline
+from tests.support.jobs import queue, run_inline
 
 
 def stored(factory, cert_id: str) -> dict[str, CheckResultRow]:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Shared by the security tests: jobs created without publishing, run in this process."""
+"""Rows written straight through the services, for a test to build on: an organization and its
+token, a target as if it had passed its creation check, a job no worker is told about."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from app.db.session import transaction
 from app.schemas.resources import CertificationCreate
 from app.services import certifications
 from app.services.auth import Principal, create_token
+
+
+def make_token(factory: sessionmaker[Session], org: str) -> str:
+    """A token of the organization named `org` (created if new)."""
+    with transaction(factory) as session:
+        token, _ = create_token(session, org)
+    return token
 
 
 def new_org(factory: sessionmaker[Session]) -> tuple[str, Principal]:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from app.certification import certificates as certs
 from app.cli.certify import certify, verify
-from tests.integration.reference import MODE_VERDICTS, running_reference
+from tests.support.reference import MODE_VERDICTS, running_reference
 
 CAPS = [
     "--capability",

@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 
 from app.db.models import Certification, JobStatus
 from app.db.session import make_engine, make_session_factory
+from app.devtools.harness import free_port, settings_env
 from app.services.dispatch import DispatchMarks
-from tests.conftest import ROOT, free_port, settings_env
-from tests.integration.jobs import queue
+from tests.support import ROOT
+from tests.support.jobs import queue
 
 
 def dispatched_at(factory, cert_id):  # type: ignore[no-untyped-def]

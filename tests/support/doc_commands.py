@@ -189,7 +189,7 @@ def rule_for(command: Command) -> Rule:
     found = [rule for rule in RULES if rule.matches(command)]
     if not found:
         raise LookupError(
-            f"{command}\n  is not classified: add a rule to RULES in tests/deploy/doc_commands.py "
+            f"{command}\n  is not classified: add a rule to RULES in tests/support/doc_commands.py "
             "saying how it runs (local, live) or why it cannot run here"
         )
     return found[0]

@@ -16,7 +16,7 @@ from app.db.lifecycle import TERMINAL_STATUSES
 from app.db.models import Certification, DeadLetter
 from app.db.session import make_engine, make_session_factory, transaction
 from app.services.auth import create_token
-from tests.reliability.stack import PrivatePostgres, PrivateRedis, Stack
+from tests.support.stack import PrivatePostgres, PrivateRedis, Stack
 
 
 @dataclass

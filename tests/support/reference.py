@@ -50,7 +50,7 @@ def running_reference(mode: str = "good") -> Iterator[tuple[str, ReferenceServer
 
 # The verdict each behaviour of the reference endpoint deserves under the shipped suites
 # (smoke, standard), as docs/methodology.md gives them: asserted through the CLI
-# (tests/integration/test_cli_engine.py) and through the API and a worker
+# (tests/integration/cli/test_cli_engine.py) and through the API and a worker
 # (tests/e2e/test_mode_verdicts.py).
 MODE_VERDICTS = {
     "good": ("certified", "certified"),

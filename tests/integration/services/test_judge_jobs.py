@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from pathlib import Path
 
 from sqlalchemy import func, select, text, update
 
@@ -17,9 +16,10 @@ from app.db.session import transaction
 from app.schemas.resources import CertificationCreate
 from app.services import certifications
 from app.services.recertify import recertify
-from tests.integration.jobs import principal, run_inline
+from tests.support import ROOT
+from tests.support.jobs import principal, run_inline
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
+EXAMPLES = ROOT / "docs" / "suites"
 # The judge's key, chosen to be a phrase the certified model's answers hold: were the judge's
 # key not redacted like the target's, it would be in the evidence (reply and judge prompt).
 JUDGE_KEY = "within 30 days of delivery"

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from app.certification import certificates as certs
-from tests.integration.reference import running_reference
+from tests.support import ROOT
+from tests.support.reference import running_reference
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "docs/examples/github-actions-certify.yml"
 BIN = Path(sys.executable).parent
 EXPRESSION = re.compile(r"\$\{\{\s*(vars|secrets)\.(\w+)\s*\}\}")

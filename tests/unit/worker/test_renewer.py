@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.reliability.test_lease_keeper import wait_for
+from tests.support.polling import wait_for
 from worker import lease
 
 

@@ -8,6 +8,7 @@ from app.db.session import transaction
 from app.schemas.resources import CertificationCreate
 from app.services import certifications, run
 from app.services.auth import Principal, authenticate
+from tests.support.api import create_target
 
 
 def principal(factory, headers: dict[str, str]) -> Principal:  # type: ignore[no-untyped-def]
@@ -48,3 +49,11 @@ def run_inline(factory, settings, cert_id: str, worker: str = "test-inline", **h
     return run.run_certification(
         factory, settings, cert_id, worker, inline_hooks(factory, settings, **hooks)
     )
+
+
+def certified_target(client, auth, factory, settings, base_url: str, **extra):  # type: ignore[no-untyped-def]
+    """(target id, certification id) of a new target certified in process (smoke)."""
+    target = create_target(client, auth, base_url, **extra)
+    cert_id = queue(factory, settings, auth, target)
+    assert run_inline(factory, settings, cert_id) == "succeeded"
+    return target, cert_id

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from app.cli import certify as certify_module
 from app.cli.certify import certify
-from tests.integration.reference import running_reference
+from tests.support.reference import running_reference
 
 BIN = Path(sys.executable).parent
 CAPS = ["--capability", "streaming=true"]

@@ -9,10 +9,10 @@ import uuid
 
 import redis
 
+from app.devtools.harness import free_port, start_redis_server
 from app.queue import transport as broker
 from app.queue.names import priority_lists
 from app.queue.publisher import Publisher, make_publisher_app
-from tests.conftest import free_port, start_redis_server
 
 
 def _waiting(client: redis.Redis, queue: str) -> int:
@@ -144,18 +144,18 @@ def test_each_thread_keeps_a_producer_and_a_fork_opens_its_own(settings) -> None
     publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")
-        mine = publisher._producer()
+        mine = publisher.producer()
         assert publisher.publish_delivery(uuid.uuid4())
-        assert publisher._producer() is mine  # kept across publishes and tasks
+        assert publisher.producer() is mine  # kept across publishes and tasks
         other: list[object] = []
-        thread = threading.Thread(target=lambda: other.append(publisher._producer()))
+        thread = threading.Thread(target=lambda: other.append(publisher.producer()))
         thread.start()
         thread.join(10)
         assert other and other[0] is not mine
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: a producer of its own, and its publish arrives
-            ok = publisher._producer() is not mine and publisher.publish_run(
+            ok = publisher.producer() is not mine and publisher.publish_run(
                 uuid.uuid4(), queue, "normal"
             )
             os.write(write, b"1" if ok else b"0")
@@ -179,11 +179,11 @@ def test_a_failed_publish_closes_the_threads_producer(settings, tmp_path) -> Non
     publisher = Publisher(private)
     try:
         assert publisher.publish_run(uuid.uuid4(), queue, "normal")
-        before = publisher._producer()
+        before = publisher.producer()
         proc.terminate()
         proc.wait(timeout=10)
         assert not publisher.publish_run(uuid.uuid4(), queue, "normal")
-        assert publisher._producer() is not before
+        assert publisher.producer() is not before
     finally:
         proc.terminate()
         proc.wait(timeout=10)

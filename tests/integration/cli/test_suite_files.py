@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 from app.cli.certify import certify, verify
 from app.cli.suites import validate
-from tests.integration.reference import running_reference
+from tests.support import ROOT
+from tests.support.reference import running_reference
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
+EXAMPLES = ROOT / "docs" / "suites"
 
 
 @pytest.fixture(scope="module")

@@ -9,29 +9,7 @@ from sqlalchemy import func, select, text, update
 from app.db.models import Certificate, Certification, Target
 from app.db.session import transaction
 from app.services.recertify import recertify
-from tests.integration.jobs import queue, run_inline
-
-
-def new_target(client, auth, base_url: str, **extra) -> str:  # type: ignore[no-untyped-def]
-    r = client.post(
-        "/v1/targets",
-        json={
-            "name": f"t-{uuid.uuid4().hex[:8]}",
-            "model": "reference-model",
-            "base_url": base_url,
-            **extra,
-        },
-        headers=auth,
-    )
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()["id"]
-
-
-def certified_target(client, auth, factory, settings, base_url: str, **extra):  # type: ignore[no-untyped-def]
-    target = new_target(client, auth, base_url, **extra)
-    cert_id = queue(factory, settings, auth, target)
-    assert run_inline(factory, settings, cert_id) == "succeeded"
-    return target, cert_id
+from tests.support.jobs import certified_target, queue, run_inline
 
 
 def expire_in(factory, cert_id: str, days: int) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.runner import execute
 from app.certification.scoring import decide_verdict
 from app.certification.suites import CheckEntry, RunSpec, Suite, SuiteFile, get_suite
-from tests.integration.reference import running_reference
+from tests.support.reference import running_reference
 
 CAPABILITIES = {
     "streaming": True,

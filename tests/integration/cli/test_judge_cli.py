@@ -22,9 +22,10 @@ from app.certification.providers.http import HttpClient, HttpPolicy, make_sessio
 from app.certification.runner import build_provider
 from app.certification.suites.documents import load_path
 from app.cli.certify import certify, verify
-from tests.integration.reference import running_reference
+from tests.support import ROOT
+from tests.support.reference import running_reference
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
+EXAMPLES = ROOT / "docs" / "suites"
 SUITE = EXAMPLES / "support-bot.yaml"
 
 

@@ -21,8 +21,8 @@ from app.db.session import transaction
 from app.services import conclude, fingerprint
 from app.services.certificates import as_result
 from app.services.targets import endpoint_url
-from tests.integration.jobs import queue, run_inline
-from tests.integration.test_recertify import new_target
+from tests.support.api import create_target
+from tests.support.jobs import queue, run_inline
 
 
 def test_a_first_delivery_signs_what_it_stored(
@@ -32,7 +32,7 @@ def test_a_first_delivery_signs_what_it_stored(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"
     job_id = uuid.UUID(cert_id)
@@ -63,7 +63,7 @@ def test_a_first_delivery_signs_what_it_stored(
 def test_progress_total_planned_at_creation_and_written_again_by_the_claim(  # type: ignore[no-untyped-def]
     client, auth, factory, settings, reference_url
 ) -> None:
-    target = new_target(
+    target = create_target(
         client, auth, f"{reference_url}/v1", capabilities={"streaming": True, "tools": True}
     )
     cert_id = queue(factory, settings, auth, target, suite="standard")
@@ -84,8 +84,8 @@ def test_progress_total_planned_at_creation_and_written_again_by_the_claim(  # t
 def test_the_terminal_statement_records_the_subscribed_webhooks_only(  # type: ignore[no-untyped-def]
     client, auth, factory, settings, reference_url
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
-    other = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
+    other = create_target(client, auth, f"{reference_url}/v1")
     hooks = {}
     for name, body in {
         "this_target": {"target_id": target, "events": ["certification.succeeded"]},
@@ -120,7 +120,7 @@ def test_a_deleted_target_fails_the_claimed_job(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target)
     with transaction(factory) as session:  # deleted after the POST, before the claim
         session.execute(
@@ -142,7 +142,7 @@ def test_a_check_and_its_samples_are_stored_together_exactly(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     job_id = uuid.UUID(queue(factory, settings, auth, target))
     claim = jobs.claim_job(factory, job_id, "test-samples", 30)
     assert claim is not None

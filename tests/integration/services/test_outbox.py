@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from app.api.factory import build_app
 from app.db.models import Certification
+from app.devtools.harness import free_port, start_redis_server
 from app.queue.publisher import Publisher
 from app.services import sweeper
-from tests.conftest import free_port, start_redis_server
 
 
 def test_broker_down_at_post_then_sweeper_dispatches(settings, factory, auth, tmp_path) -> None:  # type: ignore[no-untyped-def]

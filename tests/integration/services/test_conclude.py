@@ -16,9 +16,9 @@ from app.db import jobs
 from app.db.models import Certificate, Certification, CheckResultRow, SampleRow, Target
 from app.db.session import autocommit_engine, transaction
 from app.services import certificates, conclude, signing
-from tests.integration.jobs import queue, run_inline
-from tests.integration.sql import statements
-from tests.integration.test_recertify import certified_target, new_target
+from tests.support.api import create_target
+from tests.support.jobs import certified_target, queue, run_inline
+from tests.support.sql import statements
 
 LISTING = "reference-model"
 
@@ -113,7 +113,7 @@ def test_a_first_delivery_ends_in_one_statement(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target, suite="bench-trivial")
     signing.ensure_registered(factory, signing.signer_for(settings))  # as the worker's warm-up
     with autocommit_engine(factory.kw["bind"]).connect():  # its first connection's set-up
@@ -144,7 +144,7 @@ def test_a_first_delivery_ends_in_one_statement(
 def test_one_statement_writes_the_check_its_samples_and_the_certificate(  # type: ignore[no-untyped-def]
     client, auth, factory, settings, reference_url
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     claim, subject = claimed(factory, settings, auth, target)
     ended = end(factory, settings, claim, subject)
     assert ended is not None and ended[0] is True
@@ -170,7 +170,7 @@ def test_a_job_no_longer_ours_gets_nothing_written(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     claim, subject = claimed(factory, settings, auth, target)
     with transaction(factory) as session:  # another delivery claimed it since
         session.execute(
@@ -186,7 +186,7 @@ def test_a_job_no_longer_ours_gets_nothing_written(
 def test_a_subscribed_webhook_leaves_the_end_to_a_transaction(  # type: ignore[no-untyped-def]
     client, auth, factory, settings, reference_url
 ) -> None:
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     r = client.post(
         "/v1/webhooks",
         json={
@@ -258,7 +258,7 @@ def test_every_statement_of_a_job_fits_psycopgs_conversion_cache(  # type: ignor
     one statement's, which is longer than psycopg's default."""
     from psycopg import _queries
 
-    target = new_target(client, auth, f"{reference_url}/v1")
+    target = create_target(client, auth, f"{reference_url}/v1")
     cert_id = queue(factory, settings, auth, target, suite="bench-trivial")
     signing.ensure_registered(factory, signing.signer_for(settings))
     with statements() as seen:

@@ -1,4 +1,4 @@
-"""Helpers to run extra worker processes in a test."""
+"""Worker processes a test starts: the session's own, or extra ones on queues of their own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import BIN, Proc, free_port, settings_env, wait_http
+from app.config import Settings
+from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 
 
 def queue_worker(settings, log: Path, queues: str | None = None, **env: str) -> tuple[Proc, int]:  # type: ignore[no-untyped-def]
@@ -39,3 +40,14 @@ def wait_own_probe(proc: Proc, port: int, timeout: float = 90) -> bool:
 
 def node_name(proc: Proc) -> str:
     return f"modelcert-{proc.pid}@{socket.gethostname()}"
+
+
+def start_worker(settings: Settings, log: Path, **extra: str) -> Proc:
+    port = extra.pop("WORKER_HEALTH_PORT", None) or str(settings.worker_health_port)
+    proc = Proc(
+        [str(BIN / "modelcert"), "worker"],
+        settings_env(settings, WORKER_HEALTH_PORT=port, **extra),
+        log,
+    ).start()
+    wait_http(f"http://127.0.0.1:{port}/ready", 90, proc=proc.popen)
+    return proc
