@@ -16,6 +16,10 @@ import sys
 from bench.profile_api import profiled, trivial_posts
 
 
+def run_one(run_certification, factory, settings, cert_id, worker, hooks):  # type: ignore[no-untyped-def]
+    return run_certification(factory, settings, cert_id, worker, hooks)
+
+
 def main(argv: list[str]) -> None:
     from app.db.session import make_engine, make_session_factory
     from app.services import run
@@ -29,7 +33,10 @@ def main(argv: list[str]) -> None:
             )
         )
         run.warm_up(factory, settings)
-        job = functools.partial(run.run_certification, factory, settings)
+        from worker.lease import keeper_for
+
+        hooks = run.RunHooks(lease=keeper_for(factory, settings.certification_lease_seconds))
+        job = functools.partial(run_one, run.run_certification, factory, settings, hooks=hooks)
         for cert_id in ids[:20]:  # warm-up: pools, imports, prepared statements
             job(cert_id, "profile")
         outcomes = profiled(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.services import jobs
+from app.db import jobs
 
 log = logging.getLogger(__name__)
 

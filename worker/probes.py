@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from sqlalchemy import text
 
 from app.config import Settings
+from app.db import jobs
 from app.db.session import make_engine
 from app.probes import CONTENT_TYPE_LATEST, broker_reachable, metrics_exposition
 
@@ -75,13 +76,8 @@ class WorkerState:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SET statement_timeout = 2000"))
-                age = conn.execute(
-                    text(
-                        "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM certifications "
-                        "WHERE status IN ('queued', 'retrying')"
-                    )
-                ).scalar()
-            metrics.OLDEST_QUEUED_AGE.set(float(age or 0.0))
+                age = jobs.oldest_waiting_seconds(conn)
+            metrics.OLDEST_QUEUED_AGE.set(age)
             return True
         except Exception:  # noqa: BLE001
             return False

@@ -11,7 +11,8 @@ which status may follow which.
       └── requeue ◀── failed | timed_out | cancelled   (POST /retry, a dead letter's replay)
 
 Every statement that moves a job takes its source statuses and its target from a Transition
-here (app/services/jobs.py, sweeper.py, control.py), and tests pin the table
+here (in the jobs repository, app/db/jobs.py: one function per transition), and tests pin
+the table
 (tests/unit/db/test_lifecycle.py).
 """
 

@@ -139,6 +139,24 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @contextmanager
+def continued(
+    factory: sessionmaker[Session], session: Session | Connection | None
+) -> Iterator[Session | Connection]:
+    """A unit of work in `session`, an open transaction the caller began (a request's
+    authentication read in it), committed or rolled back here; a new one when None."""
+    if session is None:
+        with transaction(factory) as fresh:
+            yield fresh
+        return
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
 def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     """A connection whose statements each commit on their own: for a unit of work that is one
     statement, it saves the two round trips of psycopg's BEGIN and of the COMMIT.

@@ -5,21 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.suites import Suite, SuiteError
 from app.config import Settings
-from app.db.base import table_of
-from app.db.direct import Hot
-from app.db.models import Certification, CheckResultRow, JobStatus, Priority, Target
-from app.db.session import transaction
+from app.db import jobs
+from app.db.lifecycle import JobStatus
+from app.db.models import Certification, CheckResultRow, Priority, Target
+from app.db.session import continued
 from app.schemas.resources import (
     CertificationCreate,
     CertificationFilter,
@@ -103,7 +101,7 @@ def verdict_reasons(verdict: str | None, checks: Sequence[Any]) -> list[str]:
     """The checks that decided a verdict short of `certified`, each with its explanation:
     required ones that failed (not_certified), or that errored, were inconclusive or did
     not run (inconclusive), or optional ones that did not pass (with warnings)."""
-    deciding = {
+    deciding: Callable[[Any], bool] | None = {
         "not_certified": lambda c: c.required and c.outcome.value == "failed",
         "inconclusive": lambda c: c.required and c.outcome.value != "passed",
         "certified_with_warnings": lambda c: (
@@ -119,23 +117,6 @@ def verdict_reasons(verdict: str | None, checks: Sequence[Any]) -> list[str]:
     ]
 
 
-def _checks_for(
-    session: Session | Connection, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
-    """The checks of each job, as rows of check_results (read through a Session or a bare
-    Connection alike: the POST's transaction is a Connection, see app/api/factory.py)."""
-    grouped: dict[uuid.UUID, list[Row[Any]]] = {i: [] for i in ids}
-    if ids:
-        rows = session.execute(
-            select(_CHECKS)
-            .where(_CHECKS.c.certification_id.in_(ids))
-            .order_by(_CHECKS.c.created_at)
-        )
-        for row in rows:
-            grouped[row.certification_id].append(row)
-    return grouped
-
-
 def total_of(row: Any) -> int:
     """The planned samples; a job that ran to its end did all it was to do (a sequential check
     stops before the most samples it planned, issue #23)."""
@@ -147,8 +128,8 @@ def total_of(row: Any) -> int:
 def progress_of(row: Any) -> int:
     """Samples done: the stored checks' and those of the check under way (a renewal may lag
     a checkpoint by a moment: never past the total)."""
-    done = row.progress_done + (getattr(row, "progress_running", 0) or 0)
-    return min(done, row.progress_total) if row.progress_total else done
+    done = int(row.progress_done) + int(getattr(row, "progress_running", 0) or 0)
+    return min(done, int(row.progress_total)) if row.progress_total else done
 
 
 def queue_for(settings: Settings, region: str | None) -> str:
@@ -179,7 +160,7 @@ def create_certification(
     digest = request_hash(body) if idempotency_key else None
     # One transaction for the validation reads, the insert and (only when the key was used
     # before) the idempotency lookup: a new key costs no extra round trip.
-    with _unit_of_work(factory, session) as session:
+    with continued(factory, session) as session:
         try:
             values = _job_values(session, settings, who, body, reason, target)
         except (InvalidField, NotFound):
@@ -191,8 +172,10 @@ def create_certification(
                 raise
             return _replay_in(session, existing, digest)
         # With a key, a concurrent POST using it makes this wait for its commit, then do nothing.
-        row = (_INSERT_ONCE if idempotency_key else _INSERT).on(
-            session, values | {"idempotency_key": idempotency_key, "request_hash": digest}
+        row = jobs.insert_job(
+            session,
+            values | {"idempotency_key": idempotency_key, "request_hash": digest},
+            once=idempotency_key is not None,
         )
         if row is None:
             existing = _find_by_idempotency_key(session, who, idempotency_key or "")
@@ -206,16 +189,6 @@ def create_certification(
             mark_dispatched(row.id) if mark_dispatched else mark_now(factory, row.id)
         )
     return view, False
-
-
-_JOBS, _CHECKS = table_of(Certification), table_of(CheckResultRow)
-# The POST's inserts, built once (see app/db/base.py table_of), run on the DBAPI cursor.
-_INSERT = Hot(insert(_JOBS).returning(*_JOBS.c))
-_INSERT_ONCE = Hot(
-    insert(_JOBS)
-    .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-    .returning(*_JOBS.c)
-)
 
 
 def _job_values(
@@ -279,30 +252,10 @@ def new_job_values(
     )
 
 
-@contextmanager
-def _unit_of_work(
-    factory: sessionmaker[Session], session: Session | Connection | None
-) -> Iterator[Session | Connection]:
-    if session is None:
-        with transaction(factory) as fresh:
-            yield fresh
-        return
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-
-
 def _find_by_idempotency_key(
     session: Session | Connection, who: Principal, key: str
 ) -> Row[Any] | None:
-    return session.execute(
-        select(_JOBS).where(
-            _JOBS.c.organization_id == who.organization_id, _JOBS.c.idempotency_key == key
-        )
-    ).first()
+    return jobs.by_idempotency_key(session, who.organization_id, key)
 
 
 def _replay_in(
@@ -312,20 +265,16 @@ def _replay_in(
         raise IdempotencyMismatch(
             "this Idempotency-Key was already used with a different request body"
         )
-    return to_view(row, _checks_for(session, [row.id])[row.id]), True
+    return to_view(row, jobs.checks_of(session, [row.id])[row.id]), True
 
 
 def get_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificationView:
     row = load_certification(session, who, cert_id)
-    return to_view(row, _checks_for(session, [row.id])[row.id])
+    return to_view(row, jobs.checks_of(session, [row.id])[row.id])
 
 
 def load_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> Certification:
-    row = session.scalar(
-        select(Certification).where(
-            Certification.id == cert_id, Certification.organization_id == who.organization_id
-        )
-    )
+    row = jobs.load(session, who.organization_id, cert_id)
     if row is None:
         raise NotFound("no such certification")
     return row
@@ -334,15 +283,13 @@ def load_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> 
 def list_certifications(
     session: Session, who: Principal, query: CertificationFilter
 ) -> tuple[list[CertificationView], str | None]:
-    stmt = select(Certification).where(Certification.organization_id == who.organization_id)
-    if query.status:
-        stmt = stmt.where(Certification.status == JobStatus(query.status))
-    if query.verdict:
-        stmt = stmt.where(Certification.verdict == query.verdict)
-    if query.target_id:
-        stmt = stmt.where(Certification.target_id == query.target_id)
-    if query.since:
-        stmt = stmt.where(Certification.created_at >= query.since)
+    stmt = jobs.listing(
+        who.organization_id,
+        status=JobStatus(query.status) if query.status else None,
+        verdict=query.verdict,
+        target_id=query.target_id,
+        since=query.since,
+    )
     rows, next_cursor = page(session, stmt, Certification, query.cursor, query.limit)
-    checks = _checks_for(session, [r.id for r in rows])
+    checks = jobs.checks_of(session, [r.id for r in rows])
     return [to_view(r, checks[r.id]) for r in rows], next_cursor

@@ -26,42 +26,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, exists, not_, select
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.results import CheckResult, Verdict
 from app.certification.scoring import decide_verdict, overall_score
 from app.config import Settings
-from app.db.base import NO_ROW, table_of
-from app.db.direct import hot
-from app.db.models import Certification, JobStatus
-from app.db.session import autocommit_engine
-from app.services import certificates, events, fingerprint, jobs, signing
+from app.db import jobs
+from app.db.base import NO_ROW
+from app.db.lifecycle import JobStatus
+from app.services import certificates, fingerprint, signing
 from app.services.enqueue import Queued
 from app.services.signing import Signer
 
-_JOBS = table_of(Certification)
-_ENDED = jobs.ending(
-    not_(events.subscribed(_JOBS.c.organization_id, _JOBS.c.target_id)),
-    not_(certificates.STALE_EXIST),
-)
-_GATE = exists(select(_ENDED.c.id))
-_STATEMENT = hot(
-    select(
-        _GATE.label("ended"), exists(select(_JOBS.c.id).where(jobs.owned_by_claim())).label("ours")
-    ).add_cte(*jobs.check_inserted(_GATE), *certificates.issuing(_GATE)),
-    job_id=NO_ROW,
-    claimed_attempt=0,
-    new_status=JobStatus.SUCCEEDED,
-    new_verdict=None,
-    new_score=None,
-    cause=None,
-    message=None,
-    done=0,
-    total=None,
-    new_valid_until=None,
-    **{f"new_{name}": None for name in jobs.CHECK_COLUMNS},
-    samples=[],
+# The job's parts are the jobs repository's; the certificate's (issued, and the one it
+# replaces) are certificates.issuing's, written only if the job's end was.
+_STATEMENT = jobs.succeed_in_one(
+    certificates.STALE_EXIST,
+    certificates.issuing,
     of_target=NO_ROW,
     subject_region=None,
     now=datetime(2000, 1, 1, tzinfo=UTC),
@@ -105,7 +87,7 @@ def first_delivery(
             settings, signer, subject, decision.verdict, issued_at, rows, listing
         )
     )
-    row = _STATEMENT.first(autocommit_engine(factory.kw["bind"]), params)
+    row = jobs.end_in_one(factory, _STATEMENT, params)
     if row.ended:
         return True, decision
     return None if row.ours else (False, decision)

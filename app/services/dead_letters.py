@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import jobs
 from app.db.models import DeadLetter
 from app.schemas.operations import DeadLetterView
 from app.services.auth import Principal
@@ -26,6 +26,6 @@ def to_view(row: DeadLetter) -> DeadLetterView:
 def list_dead_letters(
     session: Session, who: Principal, cursor: str | None, limit: int
 ) -> tuple[list[DeadLetterView], str | None]:
-    query = select(DeadLetter).where(DeadLetter.organization_id == who.organization_id)
+    query = jobs.dead_letters_of(who.organization_id)
     rows, next_cursor = page(session, query, DeadLetter, cursor, limit)
     return [to_view(r) for r in rows], next_cursor

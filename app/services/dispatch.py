@@ -23,52 +23,36 @@ import os
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import transaction
+from app.db import jobs
 
 log = logging.getLogger(__name__)
-
-# Fill rows not claimed yet (or cancelled while queued); and where the first claim came before
-# the batch (its fallback `coalesce(dispatched_at, now())` wrote the claim time), put the real
-# publish time back. Never touch a row put back in the queue: a released job is `retrying` at
-# attempt 0 again, a failed one `retrying` at 1, both with dispatched_at NULL for the sweeper.
-# Rows a worker holds (claiming, finishing) are skipped, not waited for: the claim writes
-# its own time there, and a batch must never queue behind (or in front of) a job.
-# The rows are locked once, in a MATERIALIZED CTE: as a subquery of the UPDATE, a planner
-# that thought the table tiny (a fresh one, not analyzed yet) re-ran it, locking the batch's
-# rows again, for every row it scanned: 10-60 ms of Postgres per batch in bench e2e.
-MARK_SQL = text(
-    "WITH locked AS MATERIALIZED (SELECT id FROM certifications "
-    "WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE SKIP LOCKED) "
-    "UPDATE certifications AS c SET dispatched_at = m.at "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[])) AS m(id, at) "
-    "WHERE c.id = m.id AND c.id IN (SELECT id FROM locked) "
-    "AND ((c.attempt = 0 AND c.status IN ('queued', 'cancelled') "
-    "AND c.dispatched_at IS NULL) "
-    "OR (c.attempt = 1 AND c.status NOT IN ('queued', 'retrying') "
-    "AND c.dispatched_at > m.at))"
-)
-# A batch is a few dozen rows found by primary key, whatever the table's statistics say:
-# a fresh table not analyzed yet looks like one page to the planner, which then scans it
-# all (twice per batch) as it grows, 5 ms a batch a few thousand jobs in (bench e2e).
-INDEX_ONLY = text("SET LOCAL enable_seqscan = off")
-
-
-def _mark(session: Session, batch: list[tuple[uuid.UUID, datetime]]) -> None:
-    session.execute(INDEX_ONLY)
-    session.execute(MARK_SQL, {"ids": [str(i) for i, _ in batch], "ats": [at for _, at in batch]})
 
 
 def mark_now(factory: sessionmaker[Session], cert_id: uuid.UUID) -> datetime:
     """The unbatched form, for callers without a DispatchMarks (scripts, tests)."""
     at = datetime.now(UTC)
-    with transaction(factory) as session:
-        _mark(session, [(cert_id, at)])
+    jobs.mark_published_at(factory, [(cert_id, at)])
     return at
+
+
+def publish_then_mark(
+    factory: sessionmaker[Session],
+    publish: Callable[[uuid.UUID, str, str], bool],
+    cert_id: uuid.UUID,
+    queue: str,
+    priority: str,
+) -> bool:
+    """After commit, never inside the transaction: publish, then mark it dispatched. False
+    when the broker refused: the row is the outbox, and the sweeper publishes it later."""
+    if not publish(cert_id, queue, priority):
+        return False
+    jobs.mark_published(factory, cert_id)
+    return True
 
 
 class DispatchMarks:
@@ -107,8 +91,7 @@ class DispatchMarks:
         if not batch:
             return 0
         try:
-            with transaction(self.factory) as session:
-                _mark(session, batch)
+            jobs.mark_published_at(self.factory, batch)
         except Exception:  # noqa: BLE001 - keep them for the next flush; the sweeper backs us
             with self._lock:
                 room = (self._pending.maxlen or 0) - len(self._pending)

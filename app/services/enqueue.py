@@ -10,20 +10,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.suites import SuiteError
 from app.config import Settings
-from app.db import lifecycle
-from app.db.models import Certification, Target
+from app.db import jobs
+from app.db.models import Target
 from app.schemas.resources import CertificationCreate
-from app.services import jobs
 from app.services.certifications import new_job_values, request_hash
+from app.services.dispatch import publish_then_mark
 from app.services.suites import resolve
-
-ACTIVE_STATUSES = lifecycle.ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -33,26 +29,6 @@ class Queued:
     id: uuid.UUID
     queue: str
     priority: str
-
-
-def active_exists(
-    session: Session, target_id: uuid.UUID, region: str | None, suite_name: str
-) -> bool:
-    region_match = (
-        Certification.region.is_(None) if region is None else Certification.region == region
-    )
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Certification.target_id == target_id,
-                    region_match,
-                    Certification.suite_name == suite_name,
-                    Certification.status.in_(ACTIVE_STATUSES),
-                )
-            )
-        )
-    )
 
 
 def enqueue(
@@ -77,22 +53,13 @@ def enqueue(
         suite = resolve(session, settings, target.organization_id, suite_name)
     except SuiteError:
         return None  # the suite was removed since: nothing to re-run
-    if active_exists(session, target.id, region, suite.name):
+    if jobs.active_exists(session, target.id, region, suite.name):
         return None
     body = CertificationCreate(
         target_id=target.id, suite=suite.name, region=region, priority=priority
     )
     values = new_job_values(settings, target, suite, region, priority, reason, judges)
-    row = session.execute(
-        insert(Certification)
-        .values(
-            **values,
-            idempotency_key=idempotency_key[:255],
-            request_hash=request_hash(body),
-        )
-        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(Certification.id, Certification.queue)
-    ).first()
+    row = jobs.insert_queued(session, values, idempotency_key, request_hash(body))
     if row is None:
         return None
     return Queued(row[0], row[1], priority)
@@ -106,7 +73,7 @@ def publish_queued(
     """After commit: publish and mark dispatched; what fails stays for the sweeper."""
     sent = 0
     for item in queued:
-        if not jobs.publish_then_mark(factory, publish, item.id, item.queue, item.priority):
+        if not publish_then_mark(factory, publish, item.id, item.queue, item.priority):
             break  # the broker is down: the sweeper publishes the rest
         sent += 1
     return sent

@@ -12,24 +12,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.certification.certificates import LISTING_SEPARATOR, endpoint_fingerprint
-from app.db.base import NO_ROW, ahead, table_of
-from app.db.models import CheckResultRow, SampleRow
-
-_SAMPLES = table_of(SampleRow).c
-_EXCERPTS = ahead(
-    select(_SAMPLES.response_excerpt).where(
-        _SAMPLES.certification_id == bindparam("job_id"),
-        _SAMPLES.check_name.in_(bindparam("names", expanding=True)),
-        _SAMPLES.status_code == 200,
-        _SAMPLES.response_excerpt.is_not(None),
-    ),
-    job_id=NO_ROW,
-    names=["connectivity"],
-)
+from app.db import jobs
+from app.db.models import CheckResultRow
 
 
 def compute(provider: str, base_url: str, model: str, listing: list[str] | None) -> str:
@@ -52,7 +39,7 @@ def model_listing(
     if stored is not None:
         excerpts = [e for name in names for e in stored.get(name, ())]
     elif session is not None:
-        excerpts = list(session.scalars(_EXCERPTS, {"job_id": cert_id, "names": names}))
+        excerpts = jobs.answered_excerpts(session, cert_id, names)
     else:
         raise ValueError("model_listing needs the stored excerpts or a session to read them")
     if not excerpts:

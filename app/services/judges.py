@@ -18,7 +18,8 @@ from app.certification.checks.dataset import judges_named
 from app.certification.engine import JobFailure
 from app.certification.runner import JudgeEndpoint
 from app.certification.suites import Suite
-from app.db.models import Certification, Secret, Target
+from app.db import jobs
+from app.db.models import Secret, Target
 from app.db.session import autocommit
 from app.services.errors import InvalidField
 from app.services.targets import target_spec
@@ -99,9 +100,7 @@ def load(
     if not needed:
         return {}
     with autocommit(factory) as conn:
-        bound: dict[str, Any] = (
-            conn.scalar(select(Certification.judges).where(Certification.id == job_id)) or {}
-        )
+        bound = jobs.judges_of(conn, job_id)
         ids = [uuid.UUID(str(v)) for v in bound.values()]
         rows = {row.id: row for row in _targets(conn, ids, organization_id)}
     endpoints = {}

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.certification.evidence import sample_record
 from app.certification.suites import SuiteError, get_suite
-from app.db.models import Certification, SampleRow, Target
+from app.db import jobs
+from app.db.models import Certification, Target
 from app.reports.model import (
     Comparison,
     Fact,
@@ -63,18 +63,8 @@ def build_report(
     payload = cert_row.payload if cert_row is not None else {}
     status = certificates.status_of(cert_row) if cert_row is not None else None
 
-    rows = session.scalars(
-        select(SampleRow)
-        .where(SampleRow.certification_id == cert_id)
-        .order_by(
-            case((SampleRow.grade == "fail", 0), (SampleRow.grade == "error", 1), else_=2),
-            SampleRow.id,
-        )
-        .limit(MAX_SAMPLES)
-    ).all()
-    total = session.scalar(
-        select(func.count()).select_from(SampleRow).where(SampleRow.certification_id == cert_id)
-    )
+    rows = jobs.worst_samples(session, cert_id, MAX_SAMPLES)
+    total = jobs.sample_count(session, cert_id)
     position = {c.name: i for i, c in enumerate(checks)}
     samples = sorted(
         (sample_from_record(sample_record(r.check_name, sample_of(r))) for r in rows),
@@ -181,25 +171,12 @@ def certificate_document(
 
 
 def certification_exists(session: Session, organization_id: uuid.UUID, cert_id: uuid.UUID) -> bool:
-    return (
-        session.scalar(
-            select(Certification.id).where(
-                Certification.id == cert_id, Certification.organization_id == organization_id
-            )
-        )
-        is not None
-    )
+    return jobs.exists_for(session, organization_id, cert_id)
 
 
 def recent(session: Session, organization_id: uuid.UUID, limit: int = 50) -> list[dict[str, str]]:
     """The organization's latest certifications, for the list page."""
-    rows = session.execute(
-        select(Certification, Target.name)
-        .join(Target, Target.id == Certification.target_id)
-        .where(Certification.organization_id == organization_id)
-        .order_by(Certification.created_at.desc(), Certification.id.desc())
-        .limit(limit)
-    ).all()
+    rows = jobs.latest_with_target_name(session, organization_id, limit)
     return [
         {
             "id": str(job.id),

@@ -6,12 +6,12 @@ import json
 import uuid
 from collections.abc import Iterator
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.certification.evidence import sample_record
 from app.certification.results import Grade, Sample
-from app.db.models import CheckResultRow, SampleRow
+from app.db import jobs
+from app.db.models import SampleRow
 from app.schemas.results import (
     BaselineView,
     CheckResultView,
@@ -29,11 +29,7 @@ EVIDENCE_BATCH = 500
 
 def results(session: Session, who: Principal, cert_id: uuid.UUID) -> ResultsView:
     job = load_certification(session, who, cert_id)
-    rows = session.scalars(
-        select(CheckResultRow)
-        .where(CheckResultRow.certification_id == job.id)
-        .order_by(CheckResultRow.created_at, CheckResultRow.check_name)
-    )
+    rows = jobs.check_rows(session, job.id)
     checks = [
         CheckResultView(
             name=r.check_name,
@@ -84,17 +80,9 @@ def evidence_lines(
 
 
 def _stream(factory: sessionmaker[Session], job_id: uuid.UUID) -> Iterator[str]:
-    # yield_per streams from a server-side cursor: memory stays flat for any evidence size.
-    with factory() as session:
-        rows = session.execute(
-            select(SampleRow)
-            .where(SampleRow.certification_id == job_id)
-            .order_by(SampleRow.id)
-            .execution_options(yield_per=EVIDENCE_BATCH)
-        ).scalars()
-        for row in rows:
-            line = EvidenceLine(**sample_record(row.check_name, sample_of(row)))
-            yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"
+    for row in jobs.samples_streamed(factory, job_id, EVIDENCE_BATCH):
+        line = EvidenceLine(**sample_record(row.check_name, sample_of(row)))
+        yield json.dumps(line.model_dump(mode="json"), ensure_ascii=False) + "\n"
 
 
 def list_samples(
@@ -107,10 +95,9 @@ def list_samples(
 ) -> tuple[list[EvidenceLine], str | None]:
     """A page of the evidence stream (same lines, same order), for clients that want JSON."""
     job_id = load_certification(session, who, cert_id).id
-    query = select(SampleRow).where(SampleRow.certification_id == job_id)
-    if check is not None:
-        query = query.where(SampleRow.check_name == check)
-    rows, next_cursor = page_in_order(session, query, SampleRow, cursor, limit)
+    rows, next_cursor = page_in_order(
+        session, jobs.samples_of(job_id, check), SampleRow, cursor, limit
+    )
     items = [EvidenceLine(**sample_record(r.check_name, sample_of(r))) for r in rows]
     return items, next_cursor
 

@@ -1,11 +1,14 @@
 """The use case "run a certification": one delivery of a job, from its claim to its end.
 
     claim (with the job's inputs) → run the suite under a kept lease, checkpointing each
-    check → end: succeeded (conclude.succeed), failed, retrying, cancelled or released.
+    check → end: succeeded (conclude.succeed), failed (jobs.fail), retrying
+    (jobs.schedule_retry), cancelled (jobs.stop) or released (jobs.release); the soft time
+    limit's timed_out is jobs.time_out.
 
-The job's statements are the jobs module's (its transitions, app/db/lifecycle.py); the
-worker supplies the lease keeping and the event loop (worker/lease.py, worker/job_loop.py),
-metrics and the shared rate-limit gate, through RunHooks.
+The job's statements are the jobs repository's (app/db/jobs.py, one function per transition
+of app/db/lifecycle.py); the worker supplies the lease keeping and the event loop
+(worker/lease.py, worker/job_loop.py), metrics and the shared rate-limit gate, through
+RunHooks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,10 +34,11 @@ from app.certification.results import CheckResult
 from app.certification.runner import JudgeEndpoint, execute
 from app.certification.suites import Suite, SuiteError, available_suites
 from app.config import Settings
+from app.db import jobs
 from app.db.lifecycle import JobStatus
-from app.db.session import autocommit, compile_ahead, transaction
+from app.db.session import compile_ahead
 from app.logging import bind
-from app.services import baselines, certificates, conclude, jobs, judges, signing, suites
+from app.services import baselines, certificates, conclude, judges, signing, suites
 from app.services.enqueue import Queued, publish_queued
 from app.services.secrets import SecretBox
 from app.services.targets import target_spec
@@ -214,13 +219,7 @@ class Delivery:
         self.lease.stop()
         self.save_held()
         if self.lease.cancel_requested:
-            jobs.finish(
-                self.factory,
-                self.claim,
-                JobStatus.CANCELLED,
-                cause="cancelled",
-                message="cancelled by request; evidence so far is kept",
-            )
+            jobs.stop(self.factory, self.claim)
             self.hooks.on_finished("cancelled", None, None)
             return "cancelled"
         if self.lease.lost:
@@ -234,12 +233,10 @@ class Delivery:
         self.save_held()
         message = redaction.redact(failure.message, self.secrets) or failure.cause
         if not failure.retryable:
-            jobs.finish(
-                self.factory, self.claim, JobStatus.FAILED, cause=failure.cause, message=message
-            )
+            jobs.fail(self.factory, self.claim, failure.cause, message)
             self.hooks.on_finished("failed", None, None)
             return "failed"
-        delay = jobs.backoff_seconds(self.claim.attempt, retry_after=failure.retry_after)
+        delay = backoff_seconds(self.claim.attempt, retry_after=failure.retry_after)
         status = jobs.schedule_retry(self.factory, self.claim, failure.cause, message, delay)
         if status is JobStatus.FAILED:
             self.hooks.on_job_retry("dead_letter", failure.cause)
@@ -316,16 +313,13 @@ def claim_and_prepare(
     raised: the claim is committed and the caller fails the job it owns.
     """
     row = jobs.claim_with_inputs(factory, job_id, worker_name, settings.certification_lease_seconds)
+    if row is None:
+        jobs.settle_unclaimable(factory, job_id)
+        return None
     completed: set[str] = set()
     stopped: str | None = None
-    if row is not None and row.delivery_count > 1:  # what an earlier delivery completed
-        with autocommit(factory) as conn:
-            completed = jobs.completed_checks(conn, job_id)
-            stopped = jobs.stop_reason(conn, job_id)
-    if row is None:
-        with transaction(factory) as session:
-            jobs.settle_unclaimable(session, job_id)
-        return None
+    if row.delivery_count > 1:  # what an earlier delivery completed
+        completed, stopped = jobs.resume_point(factory, job_id)
     claim = jobs.claim_from(row)
     try:
         try:  # a team's suite: the very content the job was created with (issue #23)
@@ -357,6 +351,14 @@ def prepare(settings: Settings, inputs: Any, suite: Suite) -> Prepared:
             raise JobFailure("invalid_target", "the target's secret was deleted", retryable=False)
         api_key = decrypt_secret(settings, inputs.secret_ciphertext)
     return Prepared(suite, spec, api_key, set(), planned_samples(suite, spec), inputs.name)
+
+
+def backoff_seconds(
+    attempt: int, base: float = 5.0, cap: float = 300.0, retry_after: float | None = None
+) -> float:
+    """Exponential backoff with full jitter, never sooner than Retry-After."""
+    delay = random.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))
+    return max(delay, retry_after or 0.0)
 
 
 def warm_up(factory: sessionmaker[Session], settings: Settings) -> int:

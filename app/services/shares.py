@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import jobs
 from app.db.models import (
     ApiToken,
     Certificate,
@@ -134,12 +135,7 @@ def share_view(settings: Settings, row: ReportShare, base_url: str) -> ShareView
 
 
 def _own_certification(session: Session, who: Principal, cert_id: uuid.UUID) -> None:
-    found = session.scalar(
-        select(Certification.id).where(
-            Certification.id == cert_id, Certification.organization_id == who.organization_id
-        )
-    )
-    if found is None:
+    if not jobs.exists_for(session, who.organization_id, cert_id):
         raise NotFound("no such certification")
 
 

@@ -7,19 +7,14 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import lifecycle
-from app.db.lifecycle import CLAIMABLE_STATUSES
-from app.db.models import Certification, DeadLetter, Priority
+from app.db import jobs
+from app.db.models import Priority
 from app.db.session import transaction
-from app.services import events, jobs
 
 log = logging.getLogger(__name__)
-SWEEP_LOCK = 0x6D6F64656C  # pg advisory lock key: one sweeper at a time
 PublishFn = Callable[[uuid.UUID, str, str], bool]
 DepthFn = Callable[[str], int | None]
 
@@ -36,76 +31,13 @@ class SweepReport:
     ids: list[str] = field(default_factory=list)
 
 
-def _expire_leases(session: Session, report: SweepReport) -> None:
-    requeued = session.execute(
-        update(Certification)
-        .where(
-            Certification.status.in_(lifecycle.EXPIRE_LEASE.sources),
-            Certification.lease_until < func.now(),
-            Certification.attempt < Certification.max_attempts,
-        )
-        .values(
-            status=lifecycle.EXPIRE_LEASE.target,
-            lease_until=None,
-            dispatched_at=None,
-            next_attempt_at=func.now(),
-            error_cause="lease_expired",
-            error_message="the worker stopped renewing its lease (killed or lost)",
-        )
-        .returning(Certification.id)
-    ).all()
-    report.requeued += len(requeued)
-    exhausted = session.execute(
-        update(Certification)
-        .where(
-            Certification.status.in_(lifecycle.EXPIRE_EXHAUSTED.sources),
-            Certification.lease_until < func.now(),
-            Certification.attempt >= Certification.max_attempts,
-        )
-        .values(
-            status=lifecycle.EXPIRE_EXHAUSTED.target,
-            lease_until=None,
-            finished_at=func.now(),
-            error_cause="lease_expired",
-            error_message="the worker was lost on every attempt (poison job?)",
-        )
-        .returning(Certification.id, Certification.organization_id, Certification.attempt)
-    ).all()
-    for cert_id, org_id, attempts in exhausted:
-        letter = DeadLetter(
-            certification_id=cert_id,
-            organization_id=org_id,
-            cause="lease_expired",
-            attempts=attempts,
-            last_error="the worker was lost on every attempt",
-        )
-        session.add(letter)
-        events.dead_letter_created(session, letter)
-        events.certification_ended(session, cert_id)
-    report.dead_lettered += len(exhausted)
-
-
 def _age_low_priority(
     session: Session, publish: PublishFn, report: SweepReport, aging_seconds: float, batch: int
 ) -> None:
     """Low must not starve: a low job waiting longer than `aging_seconds` since its last
     dispatch gets a second message at normal priority. The first message stays; whichever
     arrives first claims the job and the other is dropped by the claim."""
-    aged = session.execute(
-        select(Certification.id, Certification.queue)
-        .where(
-            Certification.status.in_(CLAIMABLE_STATUSES),
-            Certification.priority == Priority.LOW,
-            Certification.dispatched_at.is_not(None),
-            Certification.dispatched_at < func.now() - timedelta(seconds=aging_seconds),
-            or_(
-                Certification.next_attempt_at.is_(None), Certification.next_attempt_at <= func.now()
-            ),
-        )
-        .order_by(Certification.created_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    ).all()
+    aged = jobs.waiting_low_priority(session, aging_seconds, batch)
     for cert_id, queue in aged:
         if not publish(cert_id, queue, Priority.NORMAL.value):
             report.publish_failed += 1
@@ -127,34 +59,16 @@ def sweep(
 ) -> SweepReport:
     report = SweepReport()
     with transaction(factory) as session:
-        if not session.scalar(text(f"SELECT pg_try_advisory_xact_lock({SWEEP_LOCK})")):
+        if not jobs.lock_for_sweep(session):
             report.skipped_locked = True
             return report
-        _expire_leases(session, report)
-        due = session.execute(
-            select(
-                Certification.id,
-                Certification.queue,
-                Certification.priority,
-                Certification.dispatched_at,
-            )
-            .where(
-                Certification.status.in_(CLAIMABLE_STATUSES),
-                or_(
-                    Certification.next_attempt_at.is_(None),
-                    Certification.next_attempt_at <= func.now(),
-                ),
-                or_(
-                    Certification.dispatched_at.is_(None),
-                    Certification.dispatched_at
-                    < func.now() - timedelta(seconds=lost_after_seconds),
-                ),
-                Certification.created_at < func.now() - timedelta(seconds=publish_grace_seconds),
-            )
-            .order_by(Certification.created_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
+        report.requeued, report.dead_lettered = jobs.expire_leases(session)
+        due = jobs.due_for_publish(
+            session,
+            publish_grace_seconds=publish_grace_seconds,
+            lost_after_seconds=lost_after_seconds,
+            batch=batch,
+        )
         depth_cache: dict[str, int | None] = {}
         for cert_id, queue, priority, dispatched_at in due:
             if dispatched_at is not None:
@@ -176,6 +90,12 @@ def sweep(
                 break  # the broker is down: the next sweep tries again
         if low_aging_seconds and not report.publish_failed:
             _age_low_priority(session, publish, report, low_aging_seconds, batch)
+    _log(report)
+    return report
+
+
+def _log(report: SweepReport) -> None:
+    """One line when the sweep did anything."""
     if (
         report.published
         or report.requeued
@@ -193,4 +113,3 @@ def sweep(
                 "aged": report.aged,
             },
         )
-    return report

@@ -271,6 +271,6 @@ def retry_window(settings: Settings, attempts: int) -> float:
 
 
 def retry_delay(settings: Settings, attempts: int) -> float:
-    """Exponential backoff with full jitter, like the job retries (jobs.backoff_seconds): a
+    """Exponential backoff with full jitter, like the job retries (run.backoff_seconds): a
     receiver that was down for everyone is not hit by every delivery in the same second."""
     return random.uniform(0, retry_window(settings, attempts))

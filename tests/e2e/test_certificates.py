@@ -16,10 +16,10 @@ from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks
 from app.certification.runner import execute
 from app.certification.suites import get_suite
+from app.db import jobs
 from app.db.models import CheckResultRow, SampleRow
 from app.devtools.harness import BIN
 from app.queue.publisher import Publisher
-from app.services import jobs
 from tests.support.api import certify, create_target, wait_terminal
 from tests.support.jobs import queue
 

@@ -23,8 +23,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app.config import Settings
+from app.db import jobs
 from app.devtools.harness import BIN, Proc, free_port, fresh_database, settings_env, wait_http
-from app.services import jobs
 from tests.support import ROOT
 from tests.support.doc_commands import Command, commands_of, rule_for, script
 from tests.support.rows import make_token

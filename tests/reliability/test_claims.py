@@ -8,8 +8,8 @@ import uuid
 from sqlalchemy import func, select
 
 from app.certification.results import CheckOutcome, CheckResult
+from app.db import jobs
 from app.db.models import Certification, CheckResultRow, JobStatus
-from app.services import jobs
 
 
 def make_target(client, auth, reference_url: str) -> str:  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ import uuid
 
 from sqlalchemy import func, update
 
+from app.db import jobs
 from app.db.models import Certification
 from app.db.session import transaction
-from app.services import jobs
 from tests.support.api import create_target
 from tests.support.jobs import queue
 from tests.support.polling import wait_for

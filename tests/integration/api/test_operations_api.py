@@ -11,9 +11,9 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from app.db import jobs
 from app.db.models import DeadLetter, WebhookDelivery
 from app.queue.names import priority_lists
-from app.services import jobs
 from tests.support.rows import make_token
 
 IDLE_REGION = "idle"

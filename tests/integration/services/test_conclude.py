@@ -12,9 +12,10 @@ from sqlalchemy import func, select, update
 from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
 from app.certification.suites import get_suite
+from app.db import jobs
 from app.db.models import Certificate, Certification, CheckResultRow, SampleRow, Target
 from app.db.session import autocommit_engine, transaction
-from app.services import certificates, conclude, jobs, signing
+from app.services import certificates, conclude, signing
 from tests.support.api import create_target
 from tests.support.jobs import certified_target, queue, run_inline
 from tests.support.sql import statements

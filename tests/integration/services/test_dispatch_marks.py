@@ -104,7 +104,7 @@ def test_a_mark_never_overwrites_what_a_worker_did(client, auth, factory, settin
 
 
 def test_a_claim_before_the_batch_gets_the_publish_time(client, auth, factory, settings) -> None:  # type: ignore[no-untyped-def]
-    from app.services import jobs
+    from app.db import jobs
 
     cert_id = queue(factory, settings, auth, target(client, auth))
     marks = DispatchMarks(factory, interval=3600)
@@ -154,7 +154,7 @@ def test_a_batch_locks_its_rows_once_whatever_join_the_planner_picks(  # type: i
 
     from sqlalchemy import text
 
-    from app.services.dispatch import MARK_SQL
+    from app.db.jobs import MARK_SQL
 
     t = target(client, auth)
     ids = [queue(factory, settings, auth, t) for _ in range(12)]
@@ -179,7 +179,7 @@ def test_a_batch_finds_its_rows_by_primary_key_even_on_a_table_never_analyzed(  
 
     from sqlalchemy import text
 
-    from app.services.dispatch import INDEX_ONLY, MARK_SQL
+    from app.db.jobs import INDEX_ONLY, MARK_SQL
 
     t = target(client, auth)
     ids = [queue(factory, settings, auth, t) for _ in range(5)]

@@ -15,9 +15,10 @@ from sqlalchemy import func, select, update
 
 from app.certification import certificates as certs
 from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
+from app.db import jobs
 from app.db.models import Certificate, Certification, SampleRow, Target, WebhookDelivery
 from app.db.session import transaction
-from app.services import conclude, fingerprint, jobs
+from app.services import conclude, fingerprint
 from app.services.certificates import as_result
 from app.services.targets import endpoint_url
 from tests.support.api import create_target

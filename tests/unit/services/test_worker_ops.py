@@ -8,8 +8,8 @@ import hmac
 import pytest
 
 from app.config import Settings
-from app.services.jobs import backoff_seconds
 from app.services.ratelimit import endpoint_key
+from app.services.run import backoff_seconds
 from app.services.webhooks import retry_delay, retry_window, sign
 
 
