@@ -162,7 +162,7 @@ def _hooks() -> run.RunHooks:
         publish=publisher().publish_run,
         # RunHooks' annotation leaves out the None an unlimited endpoint's factory returns
         # (run.py reads it as "no gate"); it is corrected where the hooks move.
-        gate_factory=gate_factory,  # type: ignore[arg-type]
+        gate_factory=gate_factory,
         judge_endpoint=judge_endpoint,
     )
 

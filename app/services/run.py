@@ -28,7 +28,7 @@ from app import redaction
 from app.certification.checks import StopRequested, TargetSpec
 from app.certification.engine import EngineHooks, JobFailure, planned_samples, run_record
 from app.certification.netguard import AddressPolicy, GuardedResolver, guarded_socket_factory
-from app.certification.providers.base import EndpointError
+from app.certification.providers.base import EndpointError, Gate
 from app.certification.regressions import Baseline
 from app.certification.results import CheckResult
 from app.certification.runner import JudgeEndpoint, execute
@@ -75,7 +75,8 @@ class RunHooks:
     on_finished: Callable[[str, str | None, float | None], None] = lambda s, v, d: None
     # A job-level outcome by cause: "retry" (scheduled again) or "dead_letter" (exhausted).
     on_job_retry: Callable[[str, str], None] = lambda kind, cause: None
-    gate_factory: Callable[[TargetSpec], Callable] | None = None  # type: ignore[type-arg]
+    # The target's gate (rate and concurrency limit shared by every worker), or None: none.
+    gate_factory: Callable[[TargetSpec], Gate | None] | None = None
     # Where DNS answers come from (default: aiohttp's threaded resolver); the SSRF guard
     # always wraps it, see network_guard().
     resolver_factory: Callable[[], object] | None = None
