@@ -43,7 +43,7 @@ def _last_certified(job: Any, created_at: Any) -> Select[Any]:
             _BASE.c.suite_hash == job.suite_hash,
             _BASE.c.region.is_not_distinct_from(job.region),
             _BASE.c.id != job.id,
-            _CERTS.c.certified.is_(True),
+            _CERTS.c.certified,  # as the partial indexes spell it (IS TRUE would not use them)
             _CERTS.c.revoked_at.is_(None),
             _CERTS.c.issued_at < created_at,
         )

@@ -283,6 +283,15 @@ class Certificate(Base):
             "target_id",
             postgresql_where=text("certified AND superseded_at IS NULL AND revoked_at IS NULL"),
         ),
+        # A job's baseline (app/db/baselines.py): the target's newest certified certificate of
+        # the job's suite, found walking from the newest instead of sorting the whole history.
+        Index(
+            "ix_certificates_certified_by_issue",
+            "target_id",
+            text("issued_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("certified AND revoked_at IS NULL"),
+        ),
     )
 
 

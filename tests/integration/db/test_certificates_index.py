@@ -137,6 +137,12 @@ def test_backfill_and_the_index_serves_the_finish(migrated_to_0002: str) -> None
                     )
                 )
                 conn.exec_driver_sql("DEALLOCATE finish_lookup")
-                assert plan.count("ix_certificates_current") >= lookups, plan
+                # Either partial index of certified certificates serves (0008's, for a job's
+                # baseline, is one too): on a table this small their costs tie; with a
+                # target's history, ix_certificates_current holds the fewest rows and wins.
+                partial = plan.count("ix_certificates_current") + plan.count(
+                    "ix_certificates_certified_by_issue"
+                )
+                assert partial >= lookups, plan
     finally:
         engine.dispose()
