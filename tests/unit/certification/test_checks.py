@@ -16,32 +16,12 @@ from app.certification.checks.safety import is_refusal
 from app.certification.providers.base import (
     ChatRequest,
     ChatResult,
-    EmbeddingResult,
     EndpointError,
     ErrorCause,
-    ModelList,
 )
 from app.certification.providers.http import HttpPolicy, _wait_honouring_retry_after
 from app.certification.results import Grade, Sample
-
-
-class FakeProvider:
-    name = "fake"
-    model = "m"
-
-    def __init__(self, reply: Any) -> None:
-        self.reply = reply
-        self.requests: list[ChatRequest] = []
-
-    async def list_models(self) -> ModelList:
-        return ModelList(["m"], 200, 1.0)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        self.requests.append(request)
-        return self.reply(request)
-
-    async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
-        return EmbeddingResult([[1.0, 0.0]] * len(texts), 200, 1.0)
+from tests.support.providers import FakeProvider
 
 
 def run(name: str, provider: FakeProvider, **params: Any) -> list[Sample]:

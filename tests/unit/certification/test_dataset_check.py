@@ -14,10 +14,11 @@ from app.certification.checks import CheckContext, TargetSpec
 from app.certification.checks.catalog import REGISTRY
 from app.certification.checks.graders import chosen_letters, parse_number, regex_problem
 from app.certification.checks.template import TemplateError, fields, render, value
-from app.certification.providers.base import ChatRequest, ChatResult, EmbeddingResult, ModelList
+from app.certification.providers.base import ChatRequest
 from app.certification.results import Grade, Sample
 from app.certification.suites import SuiteInvalid, SuiteTooLarge
 from app.certification.suites.documents import MAX_DOCUMENT_BYTES, load_document, load_path
+from tests.support.providers import FakeProvider
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "suites"
 
@@ -45,29 +46,10 @@ def errors_of(raw: bytes, files: dict[str, bytes] | None = None) -> list[dict[st
     return caught.value.errors
 
 
-class Replies:
-    name = "fake"
-    model = "m"
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
-        self.requests: list[ChatRequest] = []
-
-    async def list_models(self) -> ModelList:
-        return ModelList(["m"], 200, 1.0)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        self.requests.append(request)
-        return ChatResult(text=self.answer(request), status_code=200, latency_ms=1.0)
-
-    async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
-        raise AssertionError("not used")
-
-
-def run(raw: bytes, answer: Any) -> tuple[list[Sample], Replies]:
+def run(raw: bytes, answer: Any) -> tuple[list[Sample], FakeProvider]:
     suite = load_document(raw)
     entry = suite.definition.checks[0]
-    provider = Replies(answer)
+    provider = FakeProvider(answer)
     ctx = CheckContext(provider=provider, target=TargetSpec("fake", "m", "http://x"))
     ctx.datasets = suite.data
     samples = asyncio.run(REGISTRY["dataset"].factory(**entry.params)(ctx))

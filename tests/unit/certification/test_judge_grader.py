@@ -25,15 +25,13 @@ from app.certification.checks.judging import (
 from app.certification.engine import score
 from app.certification.providers.base import (
     ChatRequest,
-    ChatResult,
-    EmbeddingResult,
     EndpointError,
-    ModelList,
 )
 from app.certification.results import CheckOutcome, Grade
 from app.certification.suites import SuiteInvalid
 from app.certification.suites.documents import load_document
 from app.devtools.reference.brain import judge_verdict
+from tests.support.providers import FakeProvider
 
 ROW = {"question": "How long is the warranty?", "reference": "The warranty lasts 2 years."}
 CALIBRATION = [
@@ -163,37 +161,16 @@ def test_anything_else_is_unparseable(reply: str) -> None:
     assert caught.value.cause == "judge_unparseable"
 
 
-class Endpoint:
-    """A fake endpoint: `answer(request)` gives the text, or raises."""
-
-    name = "fake"
-    model = "m"
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
-        self.requests: list[ChatRequest] = []
-
-    async def list_models(self) -> ModelList:
-        return ModelList(["m"], 200, 1.0)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        self.requests.append(request)
-        return ChatResult(text=self.answer(request), status_code=200, latency_ms=1.0)
-
-    async def embed(self, texts: list[str], model: str | None = None) -> EmbeddingResult:
-        raise AssertionError("not used")
-
-
 def reference_judge(request: ChatRequest) -> str:
     return judge_verdict(str(request.messages[-1]["content"])) or ""
 
 
 def run(
     candidate: Any, judge: Any, raw: bytes | None = None
-) -> tuple[list[Any], Endpoint, Endpoint]:
+) -> tuple[list[Any], FakeProvider, FakeProvider]:
     loaded = load_document(raw or suite())
     entry = loaded.definition.checks[0]
-    bot, judging = Endpoint(candidate), Endpoint(judge)
+    bot, judging = FakeProvider(candidate), FakeProvider(judge)
     ctx = CheckContext(provider=bot, target=TargetSpec("fake", "m", "http://x"))
     ctx.datasets = loaded.data
     ctx.judges = {"grader": Judge("grader", judging, asyncio.Semaphore(2), {"model": "j"})}
@@ -272,7 +249,7 @@ def test_a_reply_that_repeats_its_prompt_fails_before_the_judge_is_asked() -> No
 
 def test_an_unbound_judge_errors_the_check() -> None:
     loaded = load_document(suite())
-    ctx = CheckContext(provider=Endpoint(str), target=TargetSpec("fake", "m", "http://x"))
+    ctx = CheckContext(provider=FakeProvider(str), target=TargetSpec("fake", "m", "http://x"))
     ctx.datasets = loaded.data
     samples = asyncio.run(REGISTRY["dataset"].factory(**loaded.definition.checks[0].params)(ctx))
     assert samples == [] and samples.details["cause"] == "judge_unbound"  # type: ignore[attr-defined]
