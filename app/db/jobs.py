@@ -1223,12 +1223,15 @@ def sample_count(session: Session, cert_id: uuid.UUID) -> int:
 
 
 _EXCERPTS = ahead(
-    select(_SAMPLES.c.response_excerpt).where(
+    select(_SAMPLES.c.response_excerpt)
+    .where(
         _SAMPLES.c.certification_id == bindparam("job_id"),
         _SAMPLES.c.check_name.in_(bindparam("names", expanding=True)),
         _SAMPLES.c.status_code == 200,
         _SAMPLES.c.response_excerpt.is_not(None),
-    ),
+    )
+    # The unique constraint's order: without it a plan may return the rows in any order.
+    .order_by(_SAMPLES.c.check_name, _SAMPLES.c.sample_index),
     job_id=NO_ROW,
     names=["connectivity"],
 )
@@ -1237,7 +1240,8 @@ _EXCERPTS = ahead(
 def answered_excerpts(
     session: Session, cert_id: uuid.UUID, check_names: Sequence[str]
 ) -> list[str]:
-    """The response excerpts of the samples of these checks answered with 200."""
+    """The response excerpts of the samples of these checks answered with 200, by check name
+    and sample index."""
     return list(session.scalars(_EXCERPTS, {"job_id": cert_id, "names": list(check_names)}))
 
 
