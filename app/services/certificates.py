@@ -21,33 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    CTE,
-    BindParameter,
-    Boolean,
-    ColumnElement,
-    FromClause,
-    Row,
-    Select,
-    String,
-    and_,
-    bindparam,
-    exists,
-    func,
-    insert,
-    not_,
-    or_,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.certification import certificates as certs
 from app.certification.results import CheckResult, Verdict
 from app.config import Settings
-from app.db.base import NO_ROW, ahead, table_of
-from app.db.models import Certificate, Certification, CheckResultRow, Target
+from app.db import certificates as certificate_rows
+from app.db.models import Certificate, CheckResultRow, Target
 from app.schemas.results import CertificateView, SigningKeyList, SigningKeyView
 from app.services import fingerprint
 from app.services.auth import Principal
@@ -80,166 +61,6 @@ def as_result(row: CheckResultRow | Row[Any]) -> CheckResult:
     )
 
 
-_CERTS = table_of(Certificate)
-_JOBS = table_of(Certification)
-
-
-def valid_now(now: datetime | BindParameter[datetime] | None = None) -> ColumnElement[bool]:
-    """A certificate that counts: certified, not revoked, not superseded, not expired. The
-    first three are ix_certificates_current's predicate, without parameters, so even a
-    prepared (generic) plan can use that index."""
-    moment = now if now is not None else func.now()
-    return and_(
-        _CERTS.c.certified,
-        _CERTS.c.superseded_at.is_(None),
-        _CERTS.c.revoked_at.is_(None),
-        _CERTS.c.valid_until > moment,
-    )
-
-
-def _same_region(region: str | BindParameter[str] | None) -> ColumnElement[bool]:
-    return _JOBS.c.region.is_not_distinct_from(region)
-
-
-# The parts of the certificate's statements (built once: see jobs.py).
-_NOW = bindparam("now", type_=_CERTS.c.issued_at.type)
-_VALID = valid_now(_NOW)
-# (Not named after a column: SQLAlchemy would take such a parameter as a value to SET in
-# the UPDATEs of a statement that runs them as CTEs.)
-_REGION = bindparam("subject_region", type_=String)
-_SAME_REGION = _same_region(_REGION)
-_FINGERPRINT = bindparam("fingerprint", type_=String)
-_COMPARE = bindparam("compare", type_=Boolean)  # a model listing was seen: fingerprints count
-_ITS_FINGERPRINT = _CERTS.c.payload["endpoint_fingerprint"].astext
-_OF_TARGET = _CERTS.c.target_id == bindparam("of_target")
-
-
-def _stale_ids(jobs: FromClause) -> Select[Any]:
-    """Current certificates of the target and region seen with another fingerprint."""
-    return (
-        select(_CERTS.c.id)
-        .join(jobs, jobs.c.id == _CERTS.c.certification_id)
-        .where(
-            _OF_TARGET,
-            jobs.c.region.is_not_distinct_from(_REGION),
-            _VALID,
-            _ITS_FINGERPRINT != _FINGERPRINT,
-        )
-    )
-
-
-# Those superseded, returned with their suite (to be certified again).
-_STALE = (
-    update(_CERTS)
-    .where(_COMPARE, _CERTS.c.id.in_(_stale_ids(_JOBS)))
-    .values(superseded_at=_NOW)
-    .returning(_CERTS.c.id, _CERTS.c.payload["suite"]["name"].astext.label("suite"))
-    .cte("stale")
-)
-# Whether _STALE would take any, for a statement that updates the job's own row (over an
-# alias of the jobs' table: a subquery over it would otherwise correlate to that row).
-STALE_EXIST = and_(_COMPARE, exists(_stale_ids(_JOBS.alias("certified_job")).correlate(None)))
-
-
-def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
-    """The certificate's writes as CTEs, each only where `gate` holds: the current certificate
-    of the job's target, region and suite superseded by this one (those _STALE takes
-    are left to it: one statement must not update a row twice), the certificate itself (its
-    job's row supplies the ids: a job that is not there, as in compile_ahead's run, inserts
-    nothing), and the target's endpoint fingerprint moved to the one seen."""
-
-    def gated(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-        return and_(*conditions) if gate is None else and_(gate, *conditions)
-
-    superseded = (
-        update(_CERTS)
-        .where(
-            gated(
-                _OF_TARGET,
-                _VALID,
-                or_(not_(_COMPARE), (_ITS_FINGERPRINT != _FINGERPRINT).is_not(true())),
-                _CERTS.c.certification_id.in_(
-                    select(_JOBS.c.id).where(
-                        _JOBS.c.target_id == bindparam("of_target"),
-                        _SAME_REGION,
-                        _JOBS.c.suite_name == bindparam("subject_suite"),
-                    )
-                ),
-            )
-        )
-        .values(superseded_at=_NOW)
-        .returning(_CERTS.c.id)
-        .cte("superseded")
-    )
-    issued = (
-        insert(_CERTS)
-        .from_select(
-            [
-                "id",
-                "certification_id",
-                "target_id",
-                "organization_id",
-                "payload",
-                "signature",
-                "key_id",
-                "issued_at",
-                "valid_until",
-                "certified",
-            ],
-            select(
-                bindparam("certificate_id", type_=_CERTS.c.id.type),
-                _JOBS.c.id,
-                _JOBS.c.target_id,
-                _JOBS.c.organization_id,
-                bindparam("new_payload", type_=_CERTS.c.payload.type),
-                bindparam("new_signature", type_=String),
-                bindparam("new_key_id", type_=String),
-                _NOW,
-                bindparam("certificate_valid_until", type_=_CERTS.c.valid_until.type),
-                bindparam("is_certified", type_=Boolean),
-            ).where(gated(_JOBS.c.id == bindparam("job_id"))),
-        )
-        .returning(_CERTS.c.id)
-        .cte("issued")
-    )
-    targets = table_of(Target)
-    moved = (
-        update(targets)
-        .where(
-            gated(
-                targets.c.id == bindparam("of_target"),
-                _COMPARE,
-                targets.c.endpoint_fingerprint.is_distinct_from(_FINGERPRINT),
-            )
-        )
-        .values(endpoint_fingerprint=_FINGERPRINT)
-        .returning(targets.c.id)
-        .cte("moved")
-    )
-    return superseded, issued, moved
-
-
-# The certificate's writes, one statement built once (see jobs.py: built per call a statement
-# costs more CPU than its round trip): its data-modifying CTEs run once each, whether or not
-# the final SELECT reads them, and see the same snapshot (none sees another's changes).
-_ISSUE = ahead(
-    select(_STALE.c.id, _STALE.c.suite).add_cte(*issuing()),
-    of_target=NO_ROW,
-    subject_region=None,
-    now=datetime(2000, 1, 1, tzinfo=UTC),
-    fingerprint="",
-    compare=False,
-    is_certified=False,
-    subject_suite="",
-    job_id=NO_ROW,
-    certificate_id=NO_ROW,
-    new_payload={},
-    new_signature="",
-    new_key_id="",
-    certificate_valid_until=None,
-)
-
-
 @dataclass(frozen=True)
 class Subject:
     """What a certificate speaks of: the job and the endpoint it called, as its claim read
@@ -267,9 +88,10 @@ def certificate_params(
     rows: Sequence[Any],
     listing: list[str] | None,
 ) -> dict[str, object]:
-    """Sign the certificate; the parameters of the statements that store it (_ISSUE's, and
-    `issuing`'s within a job's terminal statement). `listing`: the models the connectivity
-    check saw (fingerprint.model_listing); without one there is nothing to compare."""
+    """Sign the certificate; the parameters of the statements that store it (the certificates
+    repository's `issue`, and `issuing`'s within a job's terminal statement). `listing`: the
+    models the connectivity check saw (fingerprint.model_listing); without one there is
+    nothing to compare."""
     fp = fingerprint.compute(subject.provider, subject.endpoint, subject.model, listing)
     validity = timedelta(days=settings.certification_validity_days)
     payload = certs.build_payload(
@@ -325,7 +147,7 @@ def issue(
     listing = fingerprint.model_listing(session, subject.job_id, rows, excerpts)
     params = certificate_params(settings, signer, subject, verdict, issued_at, rows, listing)
     register_keys(session, signer)
-    stale = session.execute(_ISSUE, params).all()
+    stale = certificate_rows.issue(session, params)
     return _recertify(session, settings, subject, stale, bool(params["is_certified"]))
 
 
@@ -354,35 +176,15 @@ def _recertify(
             region=job.region,
             reason=FINGERPRINT_CHANGE,
             idempotency_key=f"{FINGERPRINT_CHANGE}:{old_id}",
-            judges=_judges_of(session, old_id),
+            judges=certificate_rows.judges_of(session, old_id),
         )
         if item is not None:
             queued.append(item)
     return queued
 
 
-def _judges_of(session: Session, certificate_id: uuid.UUID) -> dict[str, str]:
-    """The judge bindings of the job a certificate was issued for (kept by its successor)."""
-    judges = session.scalar(
-        select(Certification.judges)
-        .join(Certificate, Certificate.certification_id == Certification.id)
-        .where(Certificate.id == certificate_id)
-    )
-    return dict(judges or {})
-
-
 def document(row: Certificate) -> dict[str, object]:
     return {"payload": row.payload, "signature": row.signature}
-
-
-def for_certification(
-    session: Session, org_id: uuid.UUID, cert_id: uuid.UUID
-) -> Certificate | None:
-    return session.scalar(
-        select(Certificate).where(
-            Certificate.certification_id == cert_id, Certificate.organization_id == org_id
-        )
-    )
 
 
 CANDIDATES = 500  # certificates read to find the newest of each suite (newest first)
@@ -399,23 +201,8 @@ def current_for_target(
 
     Per suite, the newest certificate counts when it is in force; without `suite`, the
     strongest suite with one in force decides (see the module docstring)."""
-    stmt = (
-        select(Certificate)
-        .join(Certification, Certification.id == Certificate.certification_id)
-        .where(Certificate.target_id == target_id, Certificate.revoked_at.is_(None))
-    )
-    if not any_region:
-        stmt = stmt.where(_same_region(region))
-    if suite is not None:
-        stmt = stmt.where(Certification.suite_name == suite)
-    # Newest first; within one second (issued_at's precision) the one still standing is the
-    # newer: it superseded the other.
-    rows = session.scalars(
-        stmt.order_by(
-            Certificate.issued_at.desc(),
-            Certificate.superseded_at.is_(None).desc(),
-            Certificate.id.desc(),
-        ).limit(CANDIDATES)
+    rows = certificate_rows.newest_unrevoked(
+        session, target_id, region=region, any_region=any_region, suite=suite, limit=CANDIDATES
     )
     newest: dict[tuple[str, str | None], Certificate] = {}
     for row in rows:
@@ -487,7 +274,7 @@ def to_view(row: Certificate) -> CertificateView:
 
 def certificate_of(session: Session, who: Principal, cert_id: uuid.UUID) -> CertificateView:
     job = load_certification(session, who, cert_id)
-    row = for_certification(session, who.organization_id, job.id)
+    row = certificate_rows.for_certification(session, who.organization_id, job.id)
     if row is None:
         raise NotFound(
             "this certification has no certificate (yet): one is issued when it succeeds"

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.certification.results import CheckResult, Verdict
 from app.certification.scoring import decide_verdict, overall_score
 from app.config import Settings
+from app.db import certificates as certificate_rows
 from app.db import jobs
 from app.db.base import NO_ROW
 from app.db.lifecycle import JobStatus
@@ -40,10 +41,10 @@ from app.services.enqueue import Queued
 from app.services.signing import Signer
 
 # The job's parts are the jobs repository's; the certificate's (issued, and the one it
-# replaces) are certificates.issuing's, written only if the job's end was.
+# replaces) are the certificates repository's `issuing`, written only if the job's end was.
 _STATEMENT = jobs.succeed_in_one(
-    certificates.STALE_EXIST,
-    certificates.issuing,
+    certificate_rows.STALE_EXIST,
+    certificate_rows.issuing,
     of_target=NO_ROW,
     subject_region=None,
     now=datetime(2000, 1, 1, tzinfo=UTC),

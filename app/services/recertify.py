@@ -13,13 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import Certificate, Certification, Target
+from app.db import certificates as certificate_rows
 from app.db.session import transaction
-from app.services.certificates import valid_now
 from app.services.enqueue import Queued, enqueue, publish_queued
 
 log = logging.getLogger(__name__)
@@ -36,25 +35,6 @@ class RecertifyReport:
     skipped_locked: bool = False
 
 
-def expiring(session: Session, batch: int = 500) -> list[tuple[Certificate, Certification, Target]]:
-    """Current certificates inside their target's re-certification window."""
-    window = func.make_interval(0, 0, 0, Target.recertify_before_days)
-    rows = session.execute(
-        select(Certificate, Certification, Target)
-        .join(Certification, Certification.id == Certificate.certification_id)
-        .join(Target, Target.id == Certificate.target_id)
-        .where(
-            valid_now(),
-            Target.deleted_at.is_(None),
-            Target.recertify_before_days > 0,
-            Certificate.valid_until <= func.now() + window,
-        )
-        .order_by(Certificate.valid_until)
-        .limit(batch)
-    ).all()
-    return [(c, j, t) for c, j, t in rows]
-
-
 def recertify(
     factory: sessionmaker[Session], settings: Settings, publish: PublishFn | None = None
 ) -> RecertifyReport:
@@ -63,7 +43,7 @@ def recertify(
         if not session.scalar(text(f"SELECT pg_try_advisory_xact_lock({RECERTIFY_LOCK})")):
             report.skipped_locked = True
             return report
-        for certificate, job, target in expiring(session):
+        for certificate, job, target in certificate_rows.expiring(session):
             report.expiring += 1
             item = enqueue(
                 session,

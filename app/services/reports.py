@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.certification.evidence import sample_record
 from app.certification.suites import SuiteError, get_suite
+from app.db import certificates as certificate_rows
 from app.db import jobs
 from app.db.models import Certification, Target
 from app.reports.model import (
@@ -59,7 +60,7 @@ def build_report(
         check_from_record(c.model_dump(mode="json")) for c in results(session, who, cert_id).checks
     ]
     target = session.get(Target, view.target_id)
-    cert_row = certificates.for_certification(session, organization_id, cert_id)
+    cert_row = certificate_rows.for_certification(session, organization_id, cert_id)
     payload = cert_row.payload if cert_row is not None else {}
     status = certificates.status_of(cert_row) if cert_row is not None else None
 
@@ -164,7 +165,7 @@ def _previous(
 def certificate_document(
     session: Session, organization_id: uuid.UUID, cert_id: uuid.UUID
 ) -> dict[str, object]:
-    row = certificates.for_certification(session, organization_id, cert_id)
+    row = certificate_rows.for_certification(session, organization_id, cert_id)
     if row is None:
         raise NotFound("this certification has no certificate (yet)")
     return certificates.document(row)

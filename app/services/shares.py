@@ -14,16 +14,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import certificates as certificate_rows
 from app.db import jobs
 from app.db.models import (
     ApiToken,
-    Certificate,
-    Certification,
     Organization,
     ReportShare,
     Target,
@@ -171,7 +170,7 @@ def list_shares(
             ReportShare.certification_id == cert_id,
             ReportShare.organization_id == who.organization_id,
         )
-        .order_by(ReportShare.created_at.desc())
+        .order_by(ReportShare.created_at.desc(), ReportShare.id.desc())
     )
     return [share_view(settings, r, base_url) for r in rows]
 
@@ -273,19 +272,7 @@ def public_badge(session: Session, target_id: uuid.UUID, suite: str | None) -> B
         raise NotFound("no public badge for this target")
     row, _why = current_for_target(session, target.id, None, any_region=True, suite=suite)
     if row is None:  # none certified in force: the newest one in force says why
-        stmt = (
-            select(Certificate)
-            .join(Certification, Certification.id == Certificate.certification_id)
-            .where(
-                Certificate.target_id == target.id,
-                Certificate.revoked_at.is_(None),
-                Certificate.superseded_at.is_(None),
-                Certificate.valid_until > func.now(),
-            )
-        )
-        if suite is not None:
-            stmt = stmt.where(Certification.suite_name == suite)
-        row = session.scalar(stmt.order_by(Certificate.issued_at.desc()).limit(1))
+        row = certificate_rows.newest_in_force(session, target.id, suite)
     if row is None:
         return BadgeState("none", "no current certificate", None, None)
     verdict = str(row.payload.get("verdict"))

@@ -13,13 +13,13 @@ invalid_target, "the target was deleted").
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, update
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Certificate
+from app.db import certificates as certificate_rows
 from app.schemas.resources import Capabilities, RateLimit, TargetUpdate, TargetView
 from app.services.auth import Principal
 from app.services.errors import Conflict
@@ -43,7 +43,7 @@ def update_target(
         after = Capabilities.model_validate(merged(before, body.capabilities)).model_dump()
         if after != before:
             row.capabilities = after
-            supersede_certificates(session, row.id)
+            certificate_rows.supersede_all(session, row.id)
     if body.rate_limit is not None:
         limits = RateLimit.model_validate(
             merged(
@@ -62,22 +62,6 @@ def update_target(
         raise Conflict(f"a target named {body.name!r} already exists") from None
     session.refresh(row)
     return to_view(row)
-
-
-def supersede_certificates(session: Session, target_id: uuid.UUID) -> int:
-    """Mark every certificate of the target not yet superseded (or revoked) as superseded."""
-    statement = (
-        update(Certificate)
-        .where(
-            Certificate.target_id == target_id,
-            Certificate.superseded_at.is_(None),
-            Certificate.revoked_at.is_(None),
-        )
-        .values(superseded_at=func.now())
-    )
-    # An UPDATE's result is a CursorResult (it has a rowcount); Session.execute says Result.
-    result = cast(CursorResult[Any], session.execute(statement))
-    return int(result.rowcount or 0)
 
 
 def delete_target(session: Session, who: Principal, target_id: uuid.UUID) -> None:

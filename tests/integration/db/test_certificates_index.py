@@ -13,9 +13,10 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
+from app.db import certificates
 from app.db.migrate import alembic_config
 from app.devtools.harness import new_database
-from app.services import certificates, conclude
+from app.services import conclude
 
 
 @pytest.fixture()
@@ -114,7 +115,7 @@ def test_backfill_and_the_index_serves_the_finish(migrated_to_0002: str) -> None
             # another fingerprint, those of its suite), and so does a first delivery's one
             # statement (conclude.py): each through the index.
             for statement, lookups in (
-                (certificates._ISSUE, 2),
+                (certificates.ISSUE, 2),
                 (conclude._STATEMENT.statement, 2),
             ):
                 compiled = statement.compile(dialect=engine.dialect)
