@@ -290,7 +290,8 @@ _INSERT_CHECK = select(_CHECK_INSERTED.c.id).add_cte(_SAMPLES_INSERTED)
 _STORED = ahead(
     select(_CHECKS)
     .where(_CHECKS.c.certification_id == bindparam("job_id"))
-    .order_by(_CHECKS.c.created_at),
+    # Checks stored in one transaction share created_at (now() is the transaction's time).
+    .order_by(_CHECKS.c.created_at, _CHECKS.c.check_name),
     job_id=NO_ROW,
 )
 # What a terminal UPDATE returns: the webhook event's columns and what the certificate needs.
@@ -549,7 +550,8 @@ def check_params(
 
 
 def stored_results(session: Session, cert_id: uuid.UUID) -> list[Row[Any]]:
-    """The job's check results, in the order they finished (rows with the table's columns)."""
+    """The job's check results, in the order they finished, then by name (rows with the
+    table's columns)."""
     return list(session.execute(_STORED, {"job_id": cert_id}))
 
 
