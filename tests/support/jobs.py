@@ -52,7 +52,8 @@ def run_inline(factory, settings, cert_id: str, worker: str = "test-inline", **h
 
 
 def certified_target(client, auth, factory, settings, base_url: str, **extra):  # type: ignore[no-untyped-def]
-    """(target id, certification id) of a new target certified in process (smoke)."""
+    """(target id, certification id) of a new target whose smoke certification ran in process
+    and succeeded (its verdict is whatever the endpoint earned)."""
     target = create_target(client, auth, base_url, **extra)
     cert_id = queue(factory, settings, auth, target)
     assert run_inline(factory, settings, cert_id) == "succeeded"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
 
 from app.config import Settings, describe_validation_error
+from tests.support.cli import config_error
 
 
 @pytest.mark.parametrize(
@@ -59,19 +58,9 @@ def test_processes_exit_2_with_one_line(command: str, env: dict[str, str]) -> No
         "REDIS_URL": "redis://127.0.0.1:1/0",
         **env,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", command],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    line = config_error([command], full)
     (name,) = env
-    assert lines[0].startswith(f"config error: {name}=")
+    assert line.startswith(f"config error: {name}=")
 
 
 def test_defaults_and_derived_limits() -> None:

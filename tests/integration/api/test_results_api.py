@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from app.certification import certificates as certs
 from app.cli.certify import verify
 from tests.support.api import assert_problem, create_target
-from tests.support.jobs import queue, run_inline
+from tests.support.jobs import certified_target, queue, run_inline
 from tests.support.rows import make_token
 
 EVIDENCE_KEYS = {
@@ -156,9 +156,9 @@ def test_not_certified_is_signed_but_never_current(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = create_target(client, auth, f"{reference_url}/m/wrong/v1")
-    cert_id = queue(factory, settings, auth, target)
-    assert run_inline(factory, settings, cert_id) == "succeeded"
+    target, cert_id = certified_target(
+        client, auth, factory, settings, f"{reference_url}/m/wrong/v1"
+    )
     cert = client.get(f"/v1/certifications/{cert_id}/certificate", headers=auth).get_json()
     assert cert["payload"]["verdict"] == "not_certified" and cert["status"] == "not_certified"
     certs.verify(cert, certs.parse_keys_document(client.get("/v1/signing-keys").get_json()))

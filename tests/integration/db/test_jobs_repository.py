@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
+from app.certification.results import CheckResult, Grade, Sample
 from app.db import jobs, lifecycle
 from app.db.lifecycle import JobStatus
 from app.db.models import Certification, DeadLetter, Webhook, WebhookDelivery
 from app.db.session import transaction
 from tests.support.api import create_target as new_target
 from tests.support.jobs import queue
+from tests.support.results import check_result
 
 
 @pytest.fixture()
@@ -84,23 +85,7 @@ def check(name: str, grades: tuple[Grade, ...] = (Grade.PASS,)) -> CheckResult:
         Sample(index=i, prompt_id=f"p{i}", grade=g, status_code=200, response_excerpt=f"m{i}")
         for i, g in enumerate(grades)
     )
-    passed = sum(g is Grade.PASS for g in grades)
-    return CheckResult(
-        name=name,
-        outcome=CheckOutcome.PASSED,
-        required=True,
-        passed=passed,
-        failed=len(grades) - passed,
-        errored=0,
-        total=len(grades),
-        statistic=passed / len(grades),
-        threshold=0.5,
-        lower=0.1,
-        upper=1.0,
-        duration_seconds=0.01,
-        details={"check": name},
-        samples=samples,
-    )
+    return check_result(name, samples)
 
 
 def test_fail_out_of_attempts_dead_letters_and_tells_the_webhook(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 
 from app.certification import certificates as certs
-from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
+from app.certification.results import CheckResult, Grade, Sample
 from app.certification.suites import get_suite
 from app.db import jobs
 from app.db.models import Certificate, Certification, CheckResultRow, SampleRow, Target
@@ -18,6 +18,7 @@ from app.db.session import autocommit_engine, transaction
 from app.services import certificates, conclude, signing
 from tests.support.api import create_target
 from tests.support.jobs import certified_target, queue, run_inline
+from tests.support.results import check_result
 from tests.support.sql import statements
 
 LISTING = "reference-model"
@@ -36,22 +37,7 @@ def connectivity(models: str = LISTING) -> CheckResult:
         )
         for i in range(3)
     )
-    return CheckResult(
-        name="connectivity",
-        outcome=CheckOutcome.PASSED,
-        required=True,
-        passed=3,
-        failed=0,
-        errored=0,
-        total=3,
-        statistic=1.0,
-        threshold=0.9,
-        lower=0.5,
-        upper=1.0,
-        duration_seconds=0.01,
-        details={"check": "connectivity"},
-        samples=samples,
-    )
+    return check_result("connectivity", samples, threshold=0.9, lower=0.5)
 
 
 def claimed(factory, settings, auth, target: str):  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 
 from app.certification import certificates as certs
-from app.certification.results import CheckOutcome, CheckResult, Grade, Sample
+from app.certification.results import CheckOutcome, Grade, Sample
 from app.db import jobs
 from app.db.models import Certificate, Certification, SampleRow, Target, WebhookDelivery
 from app.db.session import transaction
@@ -22,7 +22,8 @@ from app.services import conclude, fingerprint
 from app.services.certificates import as_result
 from app.services.targets import endpoint_url
 from tests.support.api import create_target
-from tests.support.jobs import queue, run_inline
+from tests.support.jobs import certified_target, queue, run_inline
+from tests.support.results import check_result
 
 
 def test_a_first_delivery_signs_what_it_stored(
@@ -32,9 +33,7 @@ def test_a_first_delivery_signs_what_it_stored(
     settings,  # type: ignore[no-untyped-def]
     reference_url,
 ) -> None:
-    target = create_target(client, auth, f"{reference_url}/v1")
-    cert_id = queue(factory, settings, auth, target)
-    assert run_inline(factory, settings, cert_id) == "succeeded"
+    target, cert_id = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
     job_id = uuid.UUID(cert_id)
     with factory() as session:
         job = session.get(Certification, job_id)
@@ -162,21 +161,17 @@ def test_a_check_and_its_samples_are_stored_together_exactly(
         )
         for i in range(500)
     )
-    result = CheckResult(
-        name="chat",
+    result = check_result(
+        "chat",
+        samples,
         outcome=CheckOutcome.FAILED,
-        required=True,
-        passed=167,
-        failed=167,
-        errored=166,
-        total=500,
-        statistic=0.5,
         threshold=0.6,
         lower=0.45,
         upper=0.55,
         duration_seconds=1.5,
-        samples=samples,
+        details={},
     )
+    assert (result.passed, result.failed, result.errored, result.statistic) == (167, 167, 166, 0.5)
     stored = jobs.save_check(factory, claim, result, ("sk-secret-123",))
     assert stored is not None and len(stored.excerpts) == sum(
         1 for s in samples if s.status_code == 200 and s.response_excerpt is not None

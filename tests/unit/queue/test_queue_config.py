@@ -5,13 +5,12 @@ itself (issue #22)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
 
 from app.config import KOMBU_KEYS, Settings, describe_validation_error
+from tests.support.cli import config_error
 
 ALLOWED_FORM = "comma-separated region=name pairs"
 
@@ -60,15 +59,7 @@ def test_processes_exit_2_with_one_line(command: str, env: dict[str, str]) -> No
         "REDIS_URL": "redis://127.0.0.1:1/0",
         **env,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", command],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr
-    (line,) = result.stderr.strip().splitlines()
+    line = config_error([command], full)
     (name,) = env
     assert line.startswith(f"config error: {name}=") and "allowed: " in line
 
@@ -106,14 +97,6 @@ def test_worker_refuses_a_queue_the_operator_did_not_configure() -> None:
         "eu",
         "other.eu",
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "worker", "--queues", queues],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 2, result.stderr
-        (line,) = result.stderr.strip().splitlines()
+        line = config_error(["worker", "--queues", queues], env)
         assert line.startswith("config error: --queues=")
         assert "certification, certification.eu, certification.maintenance" in line

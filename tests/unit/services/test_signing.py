@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from pydantic import ValidationError
 from app.certification import certificates as certs
 from app.config import Settings, describe_validation_error
 from app.services.signing import KEY_FILE, signer_for
+from tests.support.cli import config_error
 
 
 def test_development_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
@@ -74,17 +73,9 @@ def test_production_worker_without_a_signing_key_exits_2_with_one_line(tmp_path:
         DATABASE_URL="postgresql://u@127.0.0.1:1/x",
         REDIS_URL="redis://127.0.0.1:1/0",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("config error: MODELCERT_SIGNING_KEY is not set")
-    assert "allowed: base64 32-byte Ed25519 seeds" in lines[0]
+    line = config_error(["worker"], env)
+    assert line.startswith("config error: MODELCERT_SIGNING_KEY is not set")
+    assert "allowed: base64 32-byte Ed25519 seeds" in line
     assert Settings(modelcert_env="production")  # valid settings for every other process
     seed = certs.generate_seed()
     production = Settings(modelcert_env="production", modelcert_signing_key=seed)
