@@ -18,7 +18,7 @@ from app.config import Settings
 from app.db.lifecycle import TERMINAL_STATUSES
 from app.db.models import Certification
 from app.db.session import make_engine, make_session_factory, transaction
-from app.schemas.resources import RateLimit, TargetCreate
+from app.schemas.resources import Capabilities, RateLimit, TargetCreate
 from app.services.auth import Principal, create_token
 from app.services.targets import create_target
 from bench.stack import Proc
@@ -35,13 +35,20 @@ class Tenant:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
     def target(
-        self, base_url: str, *, max_concurrency: int | None = None, rps: float | None = None
+        self,
+        base_url: str,
+        *,
+        max_concurrency: int | None = None,
+        rps: float | None = None,
+        streaming: bool = True,
     ) -> uuid.UUID:
+        """`streaming`: whether the target declares it (the latency check then streams)."""
         body = TargetCreate(
             name=f"bench-{uuid.uuid4().hex[:8]}",
             model="reference-model",
             base_url=base_url,
             rate_limit=RateLimit(rps=rps, max_concurrency=max_concurrency),
+            capabilities=Capabilities(streaming=streaming),
         )
         with transaction(self.factory) as session:
             return create_target(session, self.who, body, allow_private=True).id

@@ -62,9 +62,12 @@ def certify(t: Tenant, settings, target_id: uuid.UUID, suite: str) -> uuid.UUID:
 
 
 def worker_run(bench: Bench, t: Tenant, settings, worker: Proc, c: int, suite: str) -> dict:  # type: ignore[no-untyped-def]
-    """One certification of `suite` at job concurrency c, against slow-200, via the worker."""
+    """One certification of `suite` at job concurrency c, against slow-200, via the worker.
+    The target declares no streaming, so the latency check sends what the bare loops send
+    (one JSON reply per request): streamed, each reply is several SSE events to read, the
+    protocol's cost rather than ours."""
     scope = f"slow-{LATENCY_MS}"
-    target_id = t.target(f"{bench.reference_url}/m/{scope}/v1", max_concurrency=c)
+    target_id = t.target(f"{bench.reference_url}/m/{scope}/v1", max_concurrency=c, streaming=False)
     requests0 = scope_total(bench.reference_url, scope)
     cpu0 = tree_cpu_seconds(worker)
     job = certify(t, settings, target_id, suite)

@@ -23,10 +23,18 @@ from bench.stack import Bench, settings_env
 
 
 @contextmanager
-def trivial_posts(bare: bool = False) -> Iterator[tuple[Settings, Callable[[], str]]]:
-    """A private stack (database, reference endpoint) and a function that POSTs one
-    `bench-trivial` job through the API's Flask test client and returns its id. `bare`: to
-    the api_create baseline's view (bench.baseline_api) instead, without a token."""
+def trivial_posts(
+    bare: bool = False,
+    suite: str = "bench-trivial",
+    scope: str = "good",
+    max_concurrency: int | None = None,
+    streaming: bool = True,
+) -> Iterator[tuple[Settings, Callable[[], str]]]:
+    """A private stack (database, reference endpoint) and a function that POSTs one job of
+    `suite` against the reference endpoint's mode `scope` (the target at `max_concurrency`,
+    else the default, declaring `streaming` or not) through the API's Flask test client and
+    returns its id. `bare`: to the api_create baseline's view (bench.baseline_api) instead,
+    without a token."""
     from app.api.factory import build_app
     from bench.api import _drop_queues
     from bench.baseline_api import create_app
@@ -35,7 +43,11 @@ def trivial_posts(bare: bool = False) -> Iterator[tuple[Settings, Callable[[], s
     try:
         settings = bench.settings()
         t = tenant(settings)
-        target_id = t.target(f"{bench.reference_url}/m/good/v1")
+        target_id = t.target(
+            f"{bench.reference_url}/m/{scope}/v1",
+            max_concurrency=max_concurrency,
+            streaming=streaming,
+        )
         if bare:
             os.environ.update(settings_env(settings))  # create_app reads the process's settings
             client = create_app(str(t.who.organization_id), str(target_id)).test_client()
@@ -43,7 +55,7 @@ def trivial_posts(bare: bool = False) -> Iterator[tuple[Settings, Callable[[], s
         else:
             client = build_app(settings).test_client()
             headers = t.headers
-        body = json.dumps({"target_id": str(target_id), "suite": "bench-trivial"})
+        body = json.dumps({"target_id": str(target_id), "suite": suite})
 
         def post() -> str:
             response = client.post(
