@@ -179,21 +179,25 @@ def issuing(gate: ColumnElement[bool] | None = None) -> tuple[CTE, ...]:
 # The certificate's writes, one statement built once (see jobs.py: built per call a statement
 # costs more CPU than its round trip): its data-modifying CTEs run once each, whether or not
 # the final SELECT reads them, and see the same snapshot (none sees another's changes).
+# The parameters under which `issuing` writes nothing (a warm-up's run: see compile_ahead).
+ISSUING_NO_ROW: dict[str, Any] = {
+    "of_target": NO_ROW,
+    "subject_region": None,
+    "now": datetime(2000, 1, 1, tzinfo=UTC),
+    "fingerprint": "",
+    "compare": False,
+    "is_certified": False,
+    "subject_suite": "",
+    "certificate_id": NO_ROW,
+    "new_payload": {},
+    "new_signature": "",
+    "new_key_id": "",
+    "certificate_valid_until": None,
+}
 ISSUE = ahead(
     select(_STALE.c.id, _STALE.c.suite).add_cte(*issuing()),
-    of_target=NO_ROW,
-    subject_region=None,
-    now=datetime(2000, 1, 1, tzinfo=UTC),
-    fingerprint="",
-    compare=False,
-    is_certified=False,
-    subject_suite="",
     job_id=NO_ROW,
-    certificate_id=NO_ROW,
-    new_payload={},
-    new_signature="",
-    new_key_id="",
-    certificate_valid_until=None,
+    **ISSUING_NO_ROW,
 )
 
 

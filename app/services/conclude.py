@@ -34,7 +34,6 @@ from app.certification.scoring import decide_verdict, overall_score
 from app.config import Settings
 from app.db import certificates as certificate_rows
 from app.db import jobs
-from app.db.base import NO_ROW
 from app.db.lifecycle import JobStatus
 from app.services import certificates, fingerprint, signing
 from app.services.enqueue import Queued
@@ -45,18 +44,7 @@ from app.services.signing import Signer
 _STATEMENT = jobs.succeed_in_one(
     certificate_rows.STALE_EXIST,
     certificate_rows.issuing,
-    of_target=NO_ROW,
-    subject_region=None,
-    now=datetime(2000, 1, 1, tzinfo=UTC),
-    fingerprint="",
-    compare=False,
-    is_certified=False,
-    subject_suite="",
-    certificate_id=NO_ROW,
-    new_payload={},
-    new_signature="",
-    new_key_id="",
-    certificate_valid_until=None,
+    **certificate_rows.ISSUING_NO_ROW,
 )
 
 

@@ -25,6 +25,14 @@ def certificate(factory, cert_id: str) -> Certificate:  # type: ignore[no-untype
     return found
 
 
+def certified_twice(client, auth, factory, settings, reference_url):  # type: ignore[no-untyped-def]
+    """(target id, its first certificate, its second) of a target certified twice in process."""
+    target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
+    second = queue(factory, settings, auth, target)
+    assert run_inline(factory, settings, second) == "succeeded"
+    return target, certificate(factory, first), certificate(factory, second)
+
+
 def test_a_certifications_certificate_is_its_organizations_only(
     client, auth, factory, settings, reference_url
 ) -> None:  # type: ignore[no-untyped-def]
@@ -42,10 +50,7 @@ def test_a_certifications_certificate_is_its_organizations_only(
 def test_newest_first_the_superseded_after_the_one_standing(
     client, auth, factory, settings, reference_url
 ) -> None:  # type: ignore[no-untyped-def]
-    target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
-    second = queue(factory, settings, auth, target)
-    assert run_inline(factory, settings, second) == "succeeded"
-    older, newer = certificate(factory, first), certificate(factory, second)
+    target, older, newer = certified_twice(client, auth, factory, settings, reference_url)
     assert older.superseded_at is not None and newer.superseded_at is None
     # Both in the same second, as issued_at's precision allows: the standing one is newer.
     with transaction(factory) as session:
@@ -74,10 +79,7 @@ def test_newest_first_the_superseded_after_the_one_standing(
 def test_newest_in_force_decides_a_tie_by_id_and_supersede_all_ends_it(
     client, auth, factory, settings, reference_url
 ) -> None:  # type: ignore[no-untyped-def]
-    target, first = certified_target(client, auth, factory, settings, f"{reference_url}/v1")
-    second = queue(factory, settings, auth, target)
-    assert run_inline(factory, settings, second) == "succeeded"
-    a, b = certificate(factory, first), certificate(factory, second)
+    target, a, b = certified_twice(client, auth, factory, settings, reference_url)
     with transaction(factory) as session:  # two in force, issued in the same second
         session.execute(
             update(Certificate)
