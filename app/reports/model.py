@@ -27,6 +27,30 @@ def _float(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
+class CalibrationRow:
+    """One answer of a judge's calibration set: what it should be graded, what the judge said."""
+
+    item: str
+    expected: str  # pass or fail
+    judged: str  # pass, fail, or the cause of no verdict
+    agreed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class JudgeCalibration:
+    """A judge's grades of its rubric's calibration set: its grades count only if it agreed
+    on every answer (else the check is errored, judge_uncalibrated)."""
+
+    name: str
+    model: str
+    passed: bool
+    agreed: int
+    items: int
+    rows: Sequence[CalibrationRow]
+
+
+@dataclass(frozen=True)
 class CheckReport:
     name: str
     check: str  # the check's kind (latency, load, chat...): details.check, else the name
@@ -58,6 +82,33 @@ class CheckReport:
         """Significantly worse than its baseline, as its run judged it (and signed)."""
         record = self.details.get("regression")
         return isinstance(record, Mapping) and record.get("regressed") is True
+
+    @property
+    def judge_calibration(self) -> JudgeCalibration | None:
+        """How the check's judge graded its rubric's calibration set, when a judge graded it."""
+        judge = self.details.get("judge")
+        calibration = judge.get("calibration") if isinstance(judge, Mapping) else None
+        if not isinstance(judge, Mapping) or not isinstance(calibration, Mapping):
+            return None
+        rows = [
+            CalibrationRow(
+                item=str(r.get("id", "")),
+                expected=str(r.get("expected", "")),
+                judged=str(r.get("grade") or r.get("error_cause") or "no verdict"),
+                agreed=r.get("agreed") is True,
+                reason=str(r.get("reason") or r.get("error") or ""),
+            )
+            for r in calibration.get("results") or []
+            if isinstance(r, Mapping)
+        ]
+        return JudgeCalibration(
+            name=str(judge.get("name", "")),
+            model=str(judge.get("model") or ""),
+            passed=calibration.get("passed") is True,
+            agreed=int(calibration.get("agreed") or 0),
+            items=int(calibration.get("items") or len(rows)),
+            rows=rows,
+        )
 
     @property
     def is_rate(self) -> bool:

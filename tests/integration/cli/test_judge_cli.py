@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from app.certification.providers.http import HttpClient, HttpPolicy, make_sessio
 from app.certification.runner import build_provider
 from app.certification.suites.documents import load_path
 from app.cli.certify import certify, verify
+from app.reports.files import report_from_dir
+from app.reports.render import render_report
 from tests.support import ROOT
 from tests.support.reference import running_reference
 
@@ -95,6 +98,28 @@ def test_the_support_bot_suite_with_a_judge(  # type: ignore[no-untyped-def]
         assert check_line["details"]["judge"]["calibration"]["agreed"] == 4
         sample = json.loads(lines[1])
         assert sample["detail"]["judge"]["grade"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("judge", "agreed", "counts"), [("judge", "4 of 4", True), ("judge-lenient", "2 of 4", False)]
+)
+def test_the_report_shows_how_the_judge_graded_its_calibration(  # type: ignore[no-untyped-def]
+    reference: str, tmp_path: Path, judge: str, agreed: str, counts: bool
+) -> None:
+    run(reference, tmp_path, "good", judge)
+    out = tmp_path / f"good-{judge}"
+    page = render_report(report_from_dir(out, out / "report.html")).html
+    summary = re.search(
+        r'<details class="calibration"( open)?>\s*<summary>(.*?)</summary>', page, re.S
+    )
+    assert summary is not None
+    assert f"Judge grader (reference-model): agreed on {agreed} calibration answers" in summary[2]
+    assert ("grades do not count" in summary[2]) is not counts
+    assert (summary[1] == " open") is not counts  # a judge that failed it is shown open
+    rows = re.findall(r'<tr( class="dir-regressed")?><td class="mono">([\w-]+)</td>', page)
+    assert len(rows) == 4
+    wrong = sorted(item for marked, item in rows if marked)
+    assert wrong == ([] if counts else ["bad-evasive", "bad-wrong-deadline"])
 
 
 def test_judge_keys_are_redacted_like_the_targets(
