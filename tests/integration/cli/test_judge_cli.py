@@ -38,7 +38,11 @@ def reference() -> Iterator[str]:
         yield root
 
 
-def run(root: str, tmp: Path, mode: str, judge: str, *extra: str) -> tuple[int, str, dict]:  # type: ignore[type-arg]
+def run(  # type: ignore[type-arg]
+    root: str, tmp: Path, mode: str, judge: str, *extra: str, judge_url: str | None = None
+) -> tuple[int, str, dict]:
+    """`judge`: the reference endpoint's mode the judge runs in, at `judge_url` if given (else
+    its OpenAI-compatible URL)."""
     out = tmp / f"{mode}-{judge}"
     result = CliRunner().invoke(
         certify,
@@ -50,7 +54,7 @@ def run(root: str, tmp: Path, mode: str, judge: str, *extra: str) -> tuple[int, 
             "--suite-file",
             str(SUITE),
             "--judge",
-            f"grader={root}/m/{judge}/v1",
+            f"grader={judge_url or f'{root}/m/{judge}/v1'}",
             "--judge-model",
             "grader=reference-model",
             "--out",
@@ -120,6 +124,30 @@ def test_the_report_shows_how_the_judge_graded_its_calibration(  # type: ignore[
     assert len(rows) == 4
     wrong = sorted(item for marked, item in rows if marked)
     assert wrong == ([] if counts else ["bad-evasive", "bad-wrong-deadline"])
+
+
+@pytest.mark.parametrize(
+    ("mode", "exit_code", "outcome"), [("good", 0, "passed"), ("wrong", 1, "failed")]
+)
+def test_a_judge_on_the_anthropic_messages_api(  # type: ignore[no-untyped-def]
+    reference: str, tmp_path: Path, mode: str, exit_code: int, outcome: str
+) -> None:
+    """The same judge behind Anthropic's API (the reference endpoint serves /v1/messages with
+    the same brain): calibrated, then grading the candidate, through the Anthropic adapter."""
+    code, output, cert = run(
+        reference,
+        tmp_path,
+        mode,
+        "judge",
+        "--judge-provider",
+        "grader=anthropic",
+        judge_url=f"{reference}/m/judge",
+    )
+    assert code == exit_code, output
+    (check,) = cert["payload"]["checks"]
+    assert check["outcome"] == outcome
+    assert check["judge"]["provider"] == "anthropic"
+    assert check["judge"]["calibration"]["passed"] is True
 
 
 def test_judge_keys_are_redacted_like_the_targets(
