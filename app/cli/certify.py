@@ -192,7 +192,8 @@ Exit codes:
 
 \b
 With --json, stdout holds one JSON document (verdict, checks with their outcome,
-counts, bounds and explanation, counts per outcome, the certificate's path);
+counts, bounds, explanation, regression and judge calibration, counts per outcome,
+the certificate's path);
 progress and errors go to stderr. Without it, a table and a verdict line; piped,
 the table is not cut to the terminal's width."""
 

@@ -38,13 +38,13 @@ def reference() -> Iterator[str]:
         yield root
 
 
-def run(  # type: ignore[type-arg]
+def invoke(  # type: ignore[no-untyped-def]
     root: str, tmp: Path, mode: str, judge: str, *extra: str, judge_url: str | None = None
-) -> tuple[int, str, dict]:
-    """`judge`: the reference endpoint's mode the judge runs in, at `judge_url` if given (else
-    its OpenAI-compatible URL)."""
-    out = tmp / f"{mode}-{judge}"
-    result = CliRunner().invoke(
+):
+    """`modelcert certify` of the support-bot suite against the reference endpoint's `mode`,
+    writing to tmp/<mode>-<judge>. `judge`: the reference endpoint's mode the judge runs in,
+    at `judge_url` if given (else its OpenAI-compatible URL)."""
+    return CliRunner().invoke(
         certify,
         [
             "--base-url",
@@ -58,12 +58,20 @@ def run(  # type: ignore[type-arg]
             "--judge-model",
             "grader=reference-model",
             "--out",
-            str(out),
+            str(tmp / f"{mode}-{judge}"),
             "--signing-key-file",
             str(tmp / "signing-key"),
             *extra,
         ],
     )
+
+
+def run(  # type: ignore[type-arg]
+    root: str, tmp: Path, mode: str, judge: str, *extra: str, judge_url: str | None = None
+) -> tuple[int, str, dict]:
+    """(exit code, what it printed, the certificate) of `invoke`."""
+    result = invoke(root, tmp, mode, judge, *extra, judge_url=judge_url)
+    out = tmp / f"{mode}-{judge}"
     cert = json.loads((out / "certificate.json").read_text()) if result.exit_code != 2 else {}
     return result.exit_code, result.output, cert
 
@@ -110,8 +118,13 @@ def test_the_support_bot_suite_with_a_judge(  # type: ignore[no-untyped-def]
 def test_the_report_shows_how_the_judge_graded_its_calibration(  # type: ignore[no-untyped-def]
     reference: str, tmp_path: Path, judge: str, agreed: str, counts: bool
 ) -> None:
-    run(reference, tmp_path, "good", judge)
+    document = json.loads(invoke(reference, tmp_path, "good", judge, "--json").stdout)
     out = tmp_path / f"good-{judge}"
+    (check,) = document["checks"]
+    assert check["judge"]["name"] == "grader" and check["judge"]["model"] == "reference-model"
+    calibration = check["judge"]["calibration"]
+    assert calibration["passed"] is counts and f"{calibration['agreed']} of 4" == agreed
+    assert "results" not in calibration  # each answer's evidence is in evidence.jsonl
     page = render_report(report_from_dir(out, out / "report.html")).html
     summary = re.search(
         r'<details class="calibration"( open)?>\s*<summary>(.*?)</summary>', page, re.S
