@@ -118,6 +118,11 @@ class Hot:
             plan = self._plans[key] = _Plan(self.statement, dialect, sorted(key[1]))
         return plan
 
+    def planned(self, dialect: Dialect) -> bool:
+        """Whether a plan is compiled for this dialect (as the worker's warm-up does before
+        it forks, so that no child compiles its own)."""
+        return any(key[0] is dialect for key in self._plans)
+
     def on(self, conn: Connection | Session, params: Mapping[str, Any]) -> Any:
         """Its first row, on a Connection's DBAPI connection: in autocommit it commits on its
         own; otherwise it is part of the Connection's transaction (begun here if it was not,
