@@ -1,7 +1,8 @@
 """Regressions through the API and a real worker: one endpoint certified as the good model,
 then the same endpoint serving a worse one (the reference endpoint restarted in mode
 degraded: 40 % of the prompts answered wrong). The drop is `regressed` in the results, the
-webhook and the certificate; a suite that forbids it is not certified."""
+webhook and the certificate; a suite that forbids it is not certified. And an endpoint that
+became slower regresses its latency quantiles, by their separated intervals."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.certification.regressions import QUANTILE_METHOD
 from app.devtools.harness import BIN, Proc, free_port, wait_http
 from tests.support.api import certify, create_target, wait_terminal
 from tests.support.rows import make_token
@@ -30,10 +32,10 @@ class Endpoint:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def serve(self, mode: str) -> None:
+    def serve(self, mode: str, *options: str) -> None:
         self.stop()
         argv = [str(BIN / "modelcert"), "reference-endpoint", "--port", str(self.port)]
-        self.proc = Proc([*argv, "--mode", mode], dict(os.environ), self.log).start()
+        self.proc = Proc([*argv, "--mode", mode, *options], dict(os.environ), self.log).start()
         wait_http(f"http://127.0.0.1:{self.port}/_health", 30, proc=self.proc.popen)
 
     def stop(self) -> None:
@@ -164,3 +166,54 @@ def test_a_suite_that_forbids_regressions_is_not_certified(runs) -> None:  # typ
     payload = certificate(client, auth, job)
     assert payload["verdict"] == "not_certified" and payload["checks"][0]["cause"] == "regressed"
     assert events[job["id"]]["data"]["verdict"] == "not_certified"
+
+
+@pytest.fixture(scope="module")
+def latency_runs(app, factory, worker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A latency check certified against the good model, then against the same endpoint
+    answering 300 ms later, within the same lenient SLO both times."""
+    served = Endpoint(tmp_path_factory.mktemp("regress-latency") / "ref.log")
+    served.serve("good")
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {make_token(factory, f'org-latency-{uuid.uuid4().hex[:6]}')}"}
+    check = {
+        "name": "latency",
+        "regression": "report",
+        "params": {"requests": 80, "concurrency": 16, "p95_slo_ms": 20000},
+    }
+    r = client.post(
+        "/v1/suites",
+        json={"name": "regress-latency", "version": "1.0.0", "checks": [check]},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.get_json()
+    ref = r.get_json()["ref"]
+    target = create_target(client, auth, served.url)
+    try:
+        before = wait_terminal(client, auth, certify(client, auth, target, suite=ref), timeout=120)
+        served.serve("slow", "--latency-ms", "300")
+        after = wait_terminal(client, auth, certify(client, auth, target, suite=ref), timeout=120)
+    finally:
+        served.stop()
+    return client, auth, before, after
+
+
+def test_a_slower_endpoint_regresses_its_latency_quantiles(latency_runs) -> None:  # type: ignore[no-untyped-def]
+    client, auth, before, after = latency_runs
+    assert (before["status"], before["verdict"]) == ("succeeded", "certified"), before
+    (first,) = results(client, auth, before)["checks"]
+    assert first["regression"]["baseline"] is None and not first["regression"]["regressed"]
+    # Reported, and the verdict stands: the SLO is met both times.
+    assert (after["status"], after["verdict"]) == ("succeeded", "certified"), after
+    view = results(client, auth, after)
+    assert view["baseline"]["certification_id"] == before["id"]
+    assert view["regressed"] == ["latency"]
+    (latency,) = view["checks"]
+    record = latency["regression"]
+    assert record["regressed"] and record["compared"] and latency["outcome"] == "passed"
+    assert record["method"] == QUANTILE_METHOD
+    assert f"regressed against certification {before['id']}" in latency["explanation"]
+    payload = certificate(client, auth, after)
+    (summary,) = payload["checks"]
+    assert summary["regression"]["regressed"] is True
+    assert summary["regression"]["baseline"] == before["id"]
