@@ -1,6 +1,7 @@
 """One client process sending N chat requests at concurrency C; prints wall and CPU seconds.
 
-`plain`: the baseline, a bare asyncio + aiohttp loop (one session, connector limit C).
+`plain`: the baseline, a bare asyncio + aiohttp loop (one session, connector limit C, the
+engine's default timeouts).
 `engine`: our engine in process (`runner.execute` with a one-check latency suite), no database.
 `engine-gated`: the same with the worker's shared Redis limiter as the gate (`REDIS_URL`), the
 target declaring `max_concurrency` = C, as `modelcert worker` runs it.
@@ -25,7 +26,10 @@ async def plain(base_url: str, n: int, c: int) -> dict[str, int]:
     counts = {"ok": 0, "errors": 0}
     limit = asyncio.Semaphore(c)
     connector = aiohttp.TCPConnector(limit=c, limit_per_host=c)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
+    # The timeouts a certification runs under by default (the suite's run conditions: 5 s to
+    # connect, 60 s for a read and for the whole request): a request with no total limit is
+    # not what the job needs, as an endpoint trickling its reply would hold it for ever.
+    timeout = aiohttp.ClientTimeout(total=60, sock_connect=5, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(index: int) -> None:
