@@ -125,17 +125,9 @@ def check_summary(result: CheckResult) -> dict[str, Any]:
     sampling = result.details.get("sampling")
     if isinstance(sampling, dict):  # sequential: the method and the samples it used
         summary["sampling"] = plain(sampling)
-    judge = result.details.get("judge")
-    if isinstance(judge, dict):  # graded by a judge model: which one, and its calibration
-        calibration = judge.get("calibration")
-        summary["judge"] = plain(
-            {k: v for k, v in judge.items() if k in ("name", "provider", "model")}
-            | (
-                {"calibration": {k: v for k, v in calibration.items() if k != "results"}}
-                if isinstance(calibration, dict)
-                else {}
-            )
-        )
+    judge = judge_summary(result.details)
+    if judge is not None:
+        summary["judge"] = plain(judge)
     quantiles = result.details.get("quantiles")
     if isinstance(quantiles, list):  # what a later run's regressions are judged against
         summary["quantiles"] = [
@@ -148,6 +140,20 @@ def check_summary(result: CheckResult) -> dict[str, Any]:
 
 
 QUANTILE_FIELDS = ("metric", "n", "estimate", "lower", "upper", "slo_is")
+
+
+def judge_summary(details: dict[str, Any]) -> dict[str, Any] | None:
+    """Which judge model graded a check and how it graded its calibration set (agreed,
+    misgraded, could not grade), without each answer's evidence; None when no judge did."""
+    judge = details.get("judge")
+    if not isinstance(judge, dict):
+        return None
+    calibration = judge.get("calibration")
+    return {k: v for k, v in judge.items() if k in ("name", "provider", "model")} | (
+        {"calibration": {k: v for k, v in calibration.items() if k != "results"}}
+        if isinstance(calibration, dict)
+        else {}
+    )
 
 
 def plain(value: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from app.certification.certificates import judge_summary
 from app.certification.checks import TargetSpec
 from app.certification.results import CheckOutcome, CheckResult, Verdict
 from app.certification.suites import Suite
@@ -63,20 +64,8 @@ def check_view(result: CheckResult) -> dict[str, Any]:
         "explanation": result.explanation,
         "duration_seconds": round(result.duration_seconds, 3),
         "regression": result.details.get("regression"),
-        "judge": judge_view(result.details.get("judge")),
+        "judge": judge_summary(result.details),
     }
-
-
-def judge_view(record: Any) -> dict[str, Any] | None:
-    """Who judged a check and how it graded its calibration set (agreed, misgraded, could not
-    grade), without each answer's evidence (that is in the evidence file)."""
-    if not isinstance(record, dict):
-        return None
-    view = {k: v for k, v in record.items() if k != "calibration"}
-    calibration = record.get("calibration")
-    if isinstance(calibration, dict):
-        view["calibration"] = {k: v for k, v in calibration.items() if k != "results"}
-    return view
 
 
 def results_document(
