@@ -16,6 +16,7 @@ from app.certification import certificates as certs
 from app.db.session import transaction
 from app.devtools.harness import BIN, Proc, free_port, settings_env, wait_http
 from app.services.signing import register_keys, signer_from
+from tests.support.cli import config_error
 
 FLOWER_AUTH = ("operator", f"pw-{uuid.uuid4().hex[:12]}")
 
@@ -87,15 +88,7 @@ def test_non_signing_processes_start_without_the_private_key(settings, factory, 
 
 
 def test_the_worker_alone_refuses_to_start_without_it(settings) -> None:  # type: ignore[no-untyped-def]
-    result = subprocess.run(
-        [str(BIN / "modelcert"), "worker"],
-        env=production_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    line = config_error(["worker"], production_env(settings), installed=True)
     assert line.startswith("config error: MODELCERT_SIGNING_KEY is not set")
 
 
